@@ -1,0 +1,168 @@
+//! Wiring: configuration in, a bound server out.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::auth::{DevIssuer, TokenVerifier};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::storage::{self, Database};
+
+/// Why the service could not start. Each renders as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot open the database {url}: {cause}")]
+    Database { url: String, cause: String },
+    #[error(transparent)]
+    DevIssuer(#[from] crate::auth::dev_issuer::DevIssuerError),
+    #[error(transparent)]
+    Verifier(#[from] crate::auth::verifier::VerifierSetupError),
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+}
+
+/// Opens the configured database (applying migrations when asked).
+pub async fn open_database(
+    config: &Config,
+    migrate: bool,
+) -> Result<Arc<dyn Database>, StartError> {
+    let url = config.database_url();
+    storage::connect(&url, &config.pool, migrate)
+        .await
+        .map_err(|e| StartError::Database {
+            url: url.redacted(),
+            cause: crate::config::one_line(&e.to_string()),
+        })
+}
+
+/// Loads the development issuer when it is enabled.
+pub fn dev_issuer(config: &Config) -> Result<Option<DevIssuer>, StartError> {
+    if config.auth.dev_issuer.enabled {
+        Ok(Some(DevIssuer::load_or_create(
+            &config.data_dir,
+            &config.auth.dev_issuer,
+        )?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Builds the shared state from configuration and an opened database.
+pub fn state(
+    config: Config,
+    db: Arc<dyn Database>,
+    clock: Arc<dyn Clock>,
+) -> Result<AppState, StartError> {
+    let dev = dev_issuer(&config)?;
+    let verifier = TokenVerifier::new(&config.auth, dev.as_ref())?;
+    Ok(AppState {
+        admins: Arc::new(config.admins.iter().cloned().collect::<HashSet<_>>()),
+        config: Arc::new(config),
+        db,
+        verifier: Arc::new(verifier),
+        clock,
+        metrics: Arc::new(http::metrics::Metrics::new()),
+    })
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the database, applies migrations, loads keys and binds `config.bind`.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        config.validate()?;
+        let db = open_database(&config, true).await?;
+        let addr = config.bind;
+        let state = state(config, db, clock)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|cause| StartError::Bind { addr, cause })?;
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains in-flight requests.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes; in-flight requests get `http.shutdown_grace` to finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = self.state.config.http.shutdown_grace;
+        let db = self.state.db.clone();
+        let router = http::router(self.state);
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight requests");
+            let _ = tx.send(true);
+        });
+        let deadline = async move {
+            if rx.wait_for(|stopping| *stopping).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(grace).await;
+        };
+        let result = tokio::select! {
+            result = server.into_future() => result,
+            () = deadline => {
+                tracing::warn!("shutdown grace period over; abandoning remaining requests");
+                Ok(())
+            }
+        };
+        db.close().await;
+        result
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

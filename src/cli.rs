@@ -1,0 +1,355 @@
+//! The `cellule` command line. Every command takes `--config`, `--data-dir` and `--database`;
+//! `serve` (the default) also takes `--bind`. Errors print one line on stderr and exit non-zero
+//! (2 for bad usage or configuration, 1 for everything else).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{self, Application, StartError};
+use crate::cellules;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, Overrides};
+use crate::domain::{
+    CelluleCode, CelluleName, CelluleSlug, MembershipSpec, Organisation, Role, Sphere, Subject,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cellule",
+    version,
+    about = "Confidential coordination service for CLSM cellules cas complexes"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file (default: ./cellule.toml when present; env CELLULE_CONFIG)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory: SQLite database and generated keys (env CELLULE_DATA_DIR)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL, sqlite://… or postgres://… (env CELLULE_DATABASE)
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default command)
+    Serve {
+        /// Listen address (env CELLULE_BIND; default 127.0.0.1:8080)
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<std::net::SocketAddr>,
+    },
+    /// Apply pending database migrations and exit
+    Migrate,
+    /// Manage cellules
+    #[command(subcommand)]
+    Cellule(CelluleCommand),
+    /// Manage memberships
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Print a token from the built-in development issuer, alone on stdout
+    Token {
+        /// Subject of the token
+        sub: String,
+        /// Lifetime, e.g. 15m, 2h
+        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CelluleCommand {
+    /// Create a cellule
+    Add {
+        slug: String,
+        /// Display name
+        #[arg(long)]
+        name: String,
+        /// Reference code, 2-6 letters (default: the slug's first three letters)
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// List cellules
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Create or replace a membership
+    Add {
+        cellule: String,
+        sub: String,
+        /// referrer, member, coordinator or auditor
+        #[arg(long)]
+        role: String,
+        /// city or psychiatry
+        #[arg(long)]
+        sphere: Option<String>,
+        /// Organisation of the person
+        #[arg(long)]
+        org: Option<String>,
+        /// An organisation invited case by case (members only)
+        #[arg(long)]
+        guest: bool,
+    },
+    /// Remove a membership
+    Remove { cellule: String, sub: String },
+    /// List the memberships of a cellule
+    List { cellule: String },
+}
+
+/// A failure of a command: a one-line message and an exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub code: u8,
+}
+
+impl CliError {
+    fn usage(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: 2,
+        }
+    }
+
+    fn failure(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: 1,
+        }
+    }
+}
+
+impl From<StartError> for CliError {
+    fn from(e: StartError) -> Self {
+        let code = if matches!(e, StartError::Config(_)) {
+            2
+        } else {
+            1
+        };
+        Self {
+            message: crate::config::one_line(&e.to_string()),
+            code,
+        }
+    }
+}
+
+impl From<crate::error::ApiError> for CliError {
+    fn from(e: crate::error::ApiError) -> Self {
+        let problem = e.problem();
+        let mut message = problem.detail.unwrap_or(problem.title);
+        for field in problem.errors {
+            message = format!(
+                "{}: {}",
+                field.pointer.trim_start_matches('/'),
+                field.detail
+            );
+        }
+        Self {
+            message,
+            code: if e.status().is_client_error() { 2 } else { 1 },
+        }
+    }
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn load_config(
+    global: &GlobalArgs,
+    bind: Option<std::net::SocketAddr>,
+) -> Result<Config, CliError> {
+    let overrides = Overrides {
+        data_dir: global.data_dir.clone(),
+        database: global.database.clone(),
+        bind,
+    };
+    Config::load(global.config.as_deref(), &overrides).map_err(|e| CliError::usage(e.to_string()))
+}
+
+fn arg<T>(what: &str, parsed: Result<T, crate::domain::Invalid>) -> Result<T, CliError> {
+    parsed.map_err(|e| CliError::usage(format!("{what}: {e}")))
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let command = cli.command.unwrap_or(Command::Serve { bind: None });
+    let bind = match &command {
+        Command::Serve { bind } => *bind,
+        _ => None,
+    };
+    let config = load_config(&cli.global, bind)?;
+    let clock = SystemClock;
+    match command {
+        Command::Serve { .. } => serve(config).await,
+        Command::Migrate => {
+            let url = config.database_url().redacted();
+            let db = app::open_database(&config, true).await?;
+            db.close().await;
+            println!("migrations applied to {url}");
+            Ok(())
+        }
+        Command::Token { sub, ttl } => {
+            let subject = arg("subject", Subject::parse(&sub))?;
+            let dev = app::dev_issuer(&config)?.ok_or_else(|| {
+                CliError::usage(
+                    "the development issuer is disabled (auth.dev_issuer.enabled = false)",
+                )
+            })?;
+            let token = dev
+                .mint(&subject, ttl, clock.now())
+                .map_err(|e| CliError::usage(e.to_string()))?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Cellule(CelluleCommand::Add { slug, name, code }) => {
+            let slug = arg("slug", CelluleSlug::parse(&slug))?;
+            let name = arg("name", CelluleName::parse(&name))?;
+            let code = code
+                .map(|c| arg("code", CelluleCode::parse(&c)))
+                .transpose()?;
+            let db = app::open_database(&config, true).await?;
+            let result = cellules::create(db.as_ref(), &clock, slug, name, code).await;
+            db.close().await;
+            let cellule = result?;
+            println!(
+                "created cellule {} (code {})",
+                cellule.slug,
+                cellule.code.as_str()
+            );
+            Ok(())
+        }
+        Command::Cellule(CelluleCommand::List) => {
+            let db = app::open_database(&config, true).await?;
+            let result = db.list_cellules().await;
+            db.close().await;
+            for c in result.map_err(|e| CliError::failure(e.to_string()))? {
+                println!("{}\t{}\t{}", c.slug, c.code.as_str(), c.name.as_str());
+            }
+            Ok(())
+        }
+        Command::Member(MemberCommand::Add {
+            cellule,
+            sub,
+            role,
+            sphere,
+            org,
+            guest,
+        }) => {
+            let slug = arg("cellule", CelluleSlug::parse(&cellule))?;
+            let subject = arg("subject", Subject::parse(&sub))?;
+            let role = arg("role", Role::parse(&role))?;
+            let sphere = sphere
+                .map(|s| arg("sphere", Sphere::parse(&s)))
+                .transpose()?;
+            let org = org
+                .map(|o| arg("org", Organisation::parse(&o)))
+                .transpose()?;
+            let spec = MembershipSpec::new(role, sphere, org, guest)
+                .map_err(|(field, e)| CliError::usage(format!("{field}: {e}")))?;
+            let admins = config.admins.iter().cloned().collect();
+            let db = app::open_database(&config, true).await?;
+            let result =
+                cellules::put_member(db.as_ref(), &clock, &admins, &slug, &subject, &spec).await;
+            db.close().await;
+            let (m, created) = result?;
+            println!(
+                "{} membership of {} in {} as {}",
+                if created { "created" } else { "updated" },
+                m.subject,
+                m.cellule,
+                m.spec.role.as_str()
+            );
+            Ok(())
+        }
+        Command::Member(MemberCommand::Remove { cellule, sub }) => {
+            let slug = arg("cellule", CelluleSlug::parse(&cellule))?;
+            let subject = arg("subject", Subject::parse(&sub))?;
+            let db = app::open_database(&config, true).await?;
+            let result = db.delete_membership(&slug, &subject).await;
+            db.close().await;
+            if result.map_err(|e| CliError::failure(e.to_string()))? {
+                println!("removed membership of {subject} in {slug}");
+                Ok(())
+            } else {
+                Err(CliError::failure(format!(
+                    "no membership of {subject} in {slug}"
+                )))
+            }
+        }
+        Command::Member(MemberCommand::List { cellule }) => {
+            let slug = arg("cellule", CelluleSlug::parse(&cellule))?;
+            let db = app::open_database(&config, true).await?;
+            let cellule = db.get_cellule(&slug).await;
+            let result = db.list_members(&slug).await;
+            db.close().await;
+            if cellule
+                .map_err(|e| CliError::failure(e.to_string()))?
+                .is_none()
+            {
+                return Err(CliError::failure(format!("no cellule {slug}")));
+            }
+            for m in result.map_err(|e| CliError::failure(e.to_string()))? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    m.subject,
+                    m.spec.role.as_str(),
+                    m.spec.sphere.map_or("-", |s| s.as_str()),
+                    m.spec.organisation.as_ref().map_or("-", |o| o.as_str()),
+                    if m.spec.guest { "guest" } else { "-" }
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), CliError> {
+    crate::telemetry::init(&config.log);
+    let dev_enabled = config.auth.dev_issuer.enabled;
+    let backend = config.database_url().redacted();
+    let app = Application::build_with_clock(config, Arc::new(SystemClock)).await?;
+    let addr = app
+        .local_addr()
+        .map_err(|e| CliError::failure(e.to_string()))?;
+    tracing::info!(%addr, database = %backend, "cellule listening");
+    if dev_enabled {
+        tracing::warn!(
+            "development token issuer enabled: mint tokens with `cellule token <sub>`; disable it in production"
+        );
+    }
+    app.run()
+        .await
+        .map_err(|e| CliError::failure(format!("server error: {e}")))
+}

@@ -1,0 +1,79 @@
+//! Cross-cutting request handling: request id, logging span, metrics, security headers and the
+//! request timeout. Logs carry the method, the route template, the status and the latency: never
+//! bodies, query strings, tokens or concrete path parameters.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use super::AppState;
+use super::metrics::RequestLabels;
+use crate::error::ApiError;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id given to one request; echoed in `x-request-id` and in every log line of the request.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Outermost layer: assigns the request id (a client-sent one is ignored, so logs cannot be
+/// forged), opens the span, records metrics and sets the headers every response carries.
+pub async fn envelope(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = uuid::Uuid::new_v4().to_string();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
+
+    let mut response = next.run(req).instrument(span.clone()).await;
+
+    let elapsed = started.elapsed();
+    let status = response.status();
+    span.in_scope(|| {
+        tracing::info!(
+            status = status.as_u16(),
+            latency_ms = elapsed.as_secs_f64() * 1e3,
+            "answered"
+        );
+    });
+    state.metrics.observe(
+        RequestLabels {
+            method: method.to_string(),
+            route,
+            status: status.as_u16().to_string(),
+        },
+        elapsed.as_secs_f64(),
+    );
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        headers.insert(REQUEST_ID, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// Abandons a request that runs longer than `http.request_timeout` with a 503 problem.
+pub async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.config.http.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}

@@ -1,0 +1,120 @@
+//! The HTTP API: per-resource routers merged into one axum router, wrapped in the middleware of
+//! [`middleware`]. The OpenAPI 3.1 document is generated from the same route declarations
+//! (`utoipa-axum`), so a route cannot exist without being documented.
+
+pub mod admin;
+pub mod extract;
+pub mod health;
+pub mod me;
+pub mod metrics;
+pub mod middleware;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::TokenVerifier;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::{ApiError, FieldError, Problem};
+use crate::storage::Database;
+
+/// Shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Arc<dyn Database>,
+    pub verifier: Arc<TokenVerifier>,
+    pub admins: Arc<HashSet<String>>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "cellule",
+        description = "Confidential coordination service for the cellules cas complexes of French local mental-health councils (CLSM). Errors are RFC 9457 problem documents (application/problem+json).",
+        license(name = "AGPL-3.0-or-later")
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(Problem, FieldError)),
+    tags(
+        (name = "operations", description = "Health, readiness, metrics"),
+        (name = "memberships", description = "Who the caller is and where"),
+        (name = "administration", description = "Cellules and memberships (administrators only)")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The routes and their OpenAPI description, before state and middleware.
+fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(me::router())
+        .merge(admin::router())
+        .split_for_parts()
+}
+
+/// The generated OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+/// The complete application router.
+pub fn router(state: AppState) -> Router {
+    let (routes, doc) = routes();
+    let doc = Arc::new(doc);
+    let body_limit = state.config.http.body_limit_bytes;
+    routes
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::envelope,
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    ApiError::NotFound("resource").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::MethodNotAllowed.into_response()
+}

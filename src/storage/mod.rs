@@ -1,0 +1,254 @@
+//! Storage: one interface ([`Database`]), one implementation per backend.
+//!
+//! - [`sqlite::SqliteDatabase`]: the embedded default (one file, WAL journal), migrations in
+//!   `migrations/sqlite`.
+//! - [`postgres::PostgresDatabase`]: the production backend (several stateless API replicas on
+//!   one PostgreSQL), migrations in `migrations/postgres`.
+//!
+//! All queries are written out in full and bound with parameters; no SQL is assembled from input.
+//! Both implementations run the same integration suite (`tests/api`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::config::{Backend, DatabaseUrl, PoolConfig};
+use crate::domain::{
+    Cellule, CelluleCode, CelluleName, CelluleSlug, Membership, MembershipSpec, NewCellule,
+    Organisation, Role, Sphere, Subject,
+};
+
+pub mod postgres;
+pub mod sqlite;
+
+/// What can go wrong in storage, classified for the HTTP layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database cannot be reached or is overloaded: answered 503, retried by clients.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness rule was violated.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The referenced parent row does not exist.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// A stored value no longer passes validation.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Migrations could not be applied.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl StorageError {
+    pub(crate) fn from_sqlx(e: sqlx::Error, conflict: &'static str) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StorageError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) => {
+                if db.is_unique_violation() {
+                    return StorageError::Conflict(conflict);
+                }
+                let code = db.code().unwrap_or_default();
+                // PostgreSQL: class 08 (connection), 57P01-03 (shutdown / cannot connect now),
+                // 53xxx (insufficient resources). SQLite: 5 (BUSY), 6 (LOCKED).
+                if code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code.starts_with("53")
+                    || code == "5"
+                    || code == "6"
+                {
+                    StorageError::Unavailable(e.to_string())
+                } else {
+                    StorageError::Other(e.to_string())
+                }
+            }
+            _ => StorageError::Other(e.to_string()),
+        }
+    }
+}
+
+/// A foreign-key violation on insert means the parent cellule does not exist.
+pub(crate) fn not_found_on_fk(e: sqlx::Error) -> StorageError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_foreign_key_violation()
+    {
+        return StorageError::NotFound("cellule");
+    }
+    StorageError::from(e)
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(e: sqlx::Error) -> Self {
+        StorageError::from_sqlx(e, "unique constraint")
+    }
+}
+
+/// The storage interface every backend implements.
+#[async_trait]
+pub trait Database: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// A round trip to the database (`/readyz`).
+    async fn ping(&self) -> Result<(), StorageError>;
+
+    /// Applies this backend's pending migrations.
+    async fn migrate(&self) -> Result<(), StorageError>;
+
+    async fn create_cellule(
+        &self,
+        new: &NewCellule,
+        now: DateTime<Utc>,
+    ) -> Result<Cellule, StorageError>;
+    async fn get_cellule(&self, slug: &CelluleSlug) -> Result<Option<Cellule>, StorageError>;
+    async fn list_cellules(&self) -> Result<Vec<Cellule>, StorageError>;
+
+    /// Creates or replaces a membership; the flag tells whether it was created.
+    /// `NotFound("cellule")` when the cellule does not exist.
+    async fn put_membership(
+        &self,
+        cellule: &CelluleSlug,
+        subject: &Subject,
+        spec: &MembershipSpec,
+        now: DateTime<Utc>,
+    ) -> Result<(Membership, bool), StorageError>;
+    /// Removes a membership; `false` when there was none.
+    async fn delete_membership(
+        &self,
+        cellule: &CelluleSlug,
+        subject: &Subject,
+    ) -> Result<bool, StorageError>;
+    async fn get_membership(
+        &self,
+        cellule: &CelluleSlug,
+        subject: &Subject,
+    ) -> Result<Option<Membership>, StorageError>;
+    async fn list_members(&self, cellule: &CelluleSlug) -> Result<Vec<Membership>, StorageError>;
+    /// Every membership of one subject, with its cellule, ordered by cellule slug.
+    async fn memberships_of(
+        &self,
+        subject: &Subject,
+    ) -> Result<Vec<(Cellule, Membership)>, StorageError>;
+
+    /// Closes the pool (graceful shutdown).
+    async fn close(&self);
+}
+
+/// Opens the backend the URL names, waiting at most `pool.connect_timeout` for it, and applies
+/// migrations when `migrate` is set.
+pub async fn connect(
+    url: &DatabaseUrl,
+    pool: &PoolConfig,
+    migrate: bool,
+) -> Result<Arc<dyn Database>, StorageError> {
+    let db: Arc<dyn Database> = match url.backend() {
+        Ok(Backend::Sqlite) => Arc::new(sqlite::SqliteDatabase::connect(url, pool).await?),
+        Ok(Backend::Postgres) => Arc::new(postgres::PostgresDatabase::connect(url, pool).await?),
+        Err(e) => return Err(StorageError::Other(e.to_string())),
+    };
+    if migrate {
+        db.migrate().await?;
+    }
+    Ok(db)
+}
+
+/// A cellule row as both backends return it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct CelluleRow {
+    pub slug: String,
+    pub name: String,
+    pub code: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<CelluleRow> for Cellule {
+    type Error = StorageError;
+    fn try_from(r: CelluleRow) -> Result<Self, StorageError> {
+        let corrupt = |e: crate::domain::Invalid| StorageError::Corrupt(format!("cellule: {e}"));
+        Ok(Cellule {
+            slug: CelluleSlug::parse(&r.slug).map_err(corrupt)?,
+            name: CelluleName::parse(&r.name).map_err(corrupt)?,
+            code: CelluleCode::parse(&r.code).map_err(corrupt)?,
+            created_at: r.created_at,
+        })
+    }
+}
+
+/// A membership row as both backends return it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct MembershipRow {
+    pub cellule: String,
+    pub subject: String,
+    pub role: String,
+    pub sphere: Option<String>,
+    pub organisation: Option<String>,
+    pub guest: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<MembershipRow> for Membership {
+    type Error = StorageError;
+    fn try_from(r: MembershipRow) -> Result<Self, StorageError> {
+        let corrupt = |e: crate::domain::Invalid| StorageError::Corrupt(format!("membership: {e}"));
+        let spec = MembershipSpec::new(
+            Role::parse(&r.role).map_err(corrupt)?,
+            r.sphere
+                .as_deref()
+                .map(Sphere::parse)
+                .transpose()
+                .map_err(corrupt)?,
+            r.organisation
+                .as_deref()
+                .map(Organisation::parse)
+                .transpose()
+                .map_err(corrupt)?,
+            r.guest,
+        )
+        .map_err(|(_, e)| corrupt(e))?;
+        Ok(Membership {
+            cellule: CelluleSlug::parse(&r.cellule).map_err(corrupt)?,
+            subject: Subject::parse(&r.subject).map_err(corrupt)?,
+            spec,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// A row joining a membership with its cellule.
+#[derive(sqlx::FromRow)]
+pub(crate) struct MembershipWithCelluleRow {
+    #[sqlx(flatten)]
+    pub membership: MembershipRow,
+    pub cellule_name: String,
+    pub cellule_code: String,
+    pub cellule_created_at: DateTime<Utc>,
+}
+
+impl TryFrom<MembershipWithCelluleRow> for (Cellule, Membership) {
+    type Error = StorageError;
+    fn try_from(r: MembershipWithCelluleRow) -> Result<Self, StorageError> {
+        let cellule = Cellule::try_from(CelluleRow {
+            slug: r.membership.cellule.clone(),
+            name: r.cellule_name,
+            code: r.cellule_code,
+            created_at: r.cellule_created_at,
+        })?;
+        Ok((cellule, Membership::try_from(r.membership)?))
+    }
+}
+
+pub(crate) fn collect<R, T>(rows: Vec<R>) -> Result<Vec<T>, StorageError>
+where
+    T: TryFrom<R, Error = StorageError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}
