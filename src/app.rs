@@ -64,7 +64,7 @@ pub fn state(
     clock: Arc<dyn Clock>,
 ) -> Result<AppState, StartError> {
     let dev = dev_issuer(&config)?;
-    let verifier = TokenVerifier::new(&config.auth, dev.as_ref())?;
+    let verifier = TokenVerifier::new(&config.auth, dev.as_ref(), clock.clone())?;
     Ok(AppState {
         admins: Arc::new(config.admins.iter().cloned().collect::<HashSet<_>>()),
         config: Arc::new(config),

@@ -316,7 +316,7 @@ impl Config {
             .merge(
                 Env::prefixed("CELLULE_")
                     .split("__")
-                    .ignore(&["CONFIG", "LOG"])
+                    .ignore(&["CONFIG"])
                     .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_")),
             )
             .merge(Serialized::defaults(overrides));

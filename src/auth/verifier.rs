@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
@@ -16,6 +18,7 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
 use super::dev_issuer::DevIssuer;
+use crate::clock::Clock;
 use crate::config::{AuthConfig, IssuerConfig};
 use crate::domain::Subject;
 
@@ -106,7 +109,12 @@ pub struct VerifierSetupError {
 
 impl TokenVerifier {
     /// Builds the verifier from configuration and the development issuer (when enabled).
-    pub fn new(config: &AuthConfig, dev: Option<&DevIssuer>) -> Result<Self, VerifierSetupError> {
+    /// `clock` paces JWKS refreshes (tests move it to cross the refresh interval).
+    pub fn new(
+        config: &AuthConfig,
+        dev: Option<&DevIssuer>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, VerifierSetupError> {
         let mut issuers = HashMap::new();
         if let Some(dev) = dev {
             issuers.insert(
@@ -120,7 +128,7 @@ impl TokenVerifier {
             );
         }
         for cfg in &config.issuers {
-            issuers.insert(cfg.issuer.clone(), Issuer::from_config(cfg)?);
+            issuers.insert(cfg.issuer.clone(), Issuer::from_config(cfg, clock.clone())?);
         }
         Ok(Self {
             issuers,
@@ -189,14 +197,14 @@ impl TokenVerifier {
 }
 
 impl Issuer {
-    fn from_config(cfg: &IssuerConfig) -> Result<Self, VerifierSetupError> {
+    fn from_config(cfg: &IssuerConfig, clock: Arc<dyn Clock>) -> Result<Self, VerifierSetupError> {
         let err = |message: String| VerifierSetupError {
             issuer: cfg.issuer.clone(),
             message,
         };
         let keys = match &cfg.jwks_url {
             Some(url) => KeySource::Jwks(Arc::new(
-                JwksCache::new(url.clone()).map_err(|e| err(e.to_string()))?,
+                JwksCache::new(url.clone(), clock).map_err(|e| err(e.to_string()))?,
             )),
             None => {
                 let mut keys = Vec::new();
@@ -240,11 +248,12 @@ pub struct JwksCache {
     url: url::Url,
     client: reqwest::Client,
     keys: RwLock<HashMap<String, DecodingKey>>,
-    last_fetch: Mutex<Option<Instant>>,
+    last_fetch: Mutex<Option<DateTime<Utc>>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl JwksCache {
-    fn new(url: url::Url) -> Result<Self, reqwest::Error> {
+    fn new(url: url::Url, clock: Arc<dyn Clock>) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
@@ -254,6 +263,7 @@ impl JwksCache {
             client,
             keys: RwLock::new(HashMap::new()),
             last_fetch: Mutex::new(None),
+            clock,
         })
     }
 
@@ -266,10 +276,13 @@ impl JwksCache {
         if let Some(key) = self.keys.read().await.get(kid) {
             return Some(key.clone());
         }
-        if last.is_some_and(|t| t.elapsed() < JWKS_REFRESH_INTERVAL) {
+        let now = self.clock.now();
+        let interval =
+            chrono::Duration::from_std(JWKS_REFRESH_INTERVAL).unwrap_or(chrono::Duration::MAX);
+        if last.is_some_and(|t| now.signed_duration_since(t) < interval) {
             return None;
         }
-        *last = Some(Instant::now());
+        *last = Some(now);
         match self.fetch().await {
             Ok(fresh) => {
                 let found = fresh.get(kid).cloned();

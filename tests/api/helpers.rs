@@ -1,0 +1,361 @@
+//! Test harness: a real server on a loopback port, a real database (SQLite file or a fresh
+//! PostgreSQL database), real keys, real tokens.
+//!
+//! PostgreSQL tests use `CELLULE_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`) to create one database per test. When PostgreSQL
+//! is not reachable they fail: they never skip.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cellule::app::Application;
+use cellule::clock::{Clock, SystemClock};
+use cellule::config::{Config, DatabaseUrl};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+pub const ADMIN: &str = "admin-ops";
+
+pub fn postgres_base_url() -> String {
+    std::env::var("CELLULE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh PostgreSQL database, dropped when this value is dropped.
+pub struct PgDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub async fn create() -> Self {
+        let base = postgres_base_url();
+        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL is required for the postgres tests and is not reachable at {base}: {e}")
+        });
+        let name = format!("cellule_t_{}", uuid::Uuid::new_v4().simple());
+        // Identifiers cannot be bound as parameters; `name` is generated above, never input.
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        conn.close().await.ok();
+        let mut url = url::Url::parse(&base).expect("CELLULE_TEST_POSTGRES_URL is a URL");
+        url.set_path(&name);
+        Self {
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let base = postgres_base_url();
+        let name = self.name.clone();
+        // A dedicated thread and runtime: Drop cannot await, and may run inside a runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut conn)
+                            .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    pub config: Config,
+    pub data_dir: tempfile::TempDir,
+    pub database_url: String,
+    dev_key: EncodingKey,
+    dev_kid: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _pg: Option<PgDatabase>,
+}
+
+/// Options for [`spawn_app_with`].
+pub struct Options {
+    pub customize: Box<dyn FnOnce(&mut Config) + Send>,
+    pub clock: Arc<dyn Clock>,
+    /// Database URL to use instead of a fresh database (the fresh one still gets created, so
+    /// that `TestApp::database_url` names it).
+    pub database_override: Option<Box<dyn FnOnce(&str) -> String + Send>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            customize: Box::new(|_| {}),
+            clock: Arc::new(SystemClock),
+            database_override: None,
+        }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Options::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let pg = match backend {
+        Backend::Postgres => Some(PgDatabase::create().await),
+        Backend::Sqlite => None,
+    };
+    let database_url = match &pg {
+        Some(pg) => pg.url.clone(),
+        None => format!("sqlite://{}", data_dir.path().join("cellule.db").display()),
+    };
+    let mut config = Config {
+        data_dir: data_dir.path().to_path_buf(),
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        admins: vec![ADMIN.to_owned()],
+        ..Config::default()
+    };
+    config.database = Some(DatabaseUrl::new(match options.database_override {
+        Some(f) => f(&database_url),
+        None => database_url.clone(),
+    }));
+    (options.customize)(&mut config);
+    let app = Application::build_with_clock(config.clone(), options.clock)
+        .await
+        .unwrap_or_else(|e| panic!("application failed to start: {e}"));
+    let addr = app.local_addr().expect("local addr");
+    let (tx, rx) = oneshot::channel();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+
+    let pkcs8 =
+        std::fs::read(data_dir.path().join(cellule::auth::dev_issuer::KEY_FILE)).expect("dev key");
+    let dev = cellule::auth::DevIssuer::load_or_create(data_dir.path(), &config.auth.dev_issuer)
+        .expect("dev");
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::builder().build().expect("client"),
+        backend,
+        config,
+        data_dir,
+        database_url,
+        dev_key: EncodingKey::from_ed_der(&pkcs8),
+        dev_kid: dev.kid().to_owned(),
+        shutdown: Some(tx),
+        server: Some(server),
+        _pg: pg,
+    }
+}
+
+/// A decoded answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts the status and that the body is a problem document with that status.
+    pub fn assert_problem(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(
+            self.content_type(),
+            "application/problem+json",
+            "body: {}",
+            self.text
+        );
+        assert_eq!(self.body["status"], status, "body: {}", self.text);
+        assert!(
+            self.body["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("/problems/"))
+        );
+        assert!(self.body["title"].is_string());
+        self
+    }
+
+    pub fn problem_type(&self) -> &str {
+        self.body["type"].as_str().unwrap_or("")
+    }
+}
+
+impl TestApp {
+    /// A token from the development issuer for `sub`, valid 15 minutes.
+    pub fn token(&self, sub: &str) -> String {
+        self.sign_claims(&self.claims(sub))
+    }
+
+    /// Standard claims for `sub` from the development issuer.
+    pub fn claims(&self, sub: &str) -> Value {
+        let now = chrono::Utc::now().timestamp();
+        json!({
+            "iss": self.config.auth.dev_issuer.issuer,
+            "aud": self.config.auth.dev_issuer.audience,
+            "sub": sub,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 900,
+        })
+    }
+
+    /// Signs arbitrary claims with the development issuer's key and kid.
+    pub fn sign_claims(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.dev_kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.dev_key).expect("sign")
+    }
+
+    pub fn dev_kid(&self) -> &str {
+        &self.dev_kid
+    }
+
+    pub fn dev_public_key(&self) -> Vec<u8> {
+        cellule::auth::DevIssuer::load_or_create(self.data_dir.path(), &self.config.auth.dev_issuer)
+            .expect("dev issuer")
+            .public_key()
+            .to_vec()
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        answer(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn as_admin(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let token = self.token(ADMIN);
+        self.request(method, path, Some(&token), body).await
+    }
+
+    /// Creates a cellule through the admin API and checks it worked.
+    pub async fn create_cellule(&self, slug: &str) {
+        let a = self
+            .as_admin(
+                Method::POST,
+                "/v1/cellules",
+                Some(json!({"slug": slug, "name": format!("Cellule {slug}")})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    }
+
+    /// Puts a membership through the admin API and checks it worked.
+    pub async fn add_member(&self, cellule: &str, sub: &str, body: Value) {
+        let a = self
+            .as_admin(
+                Method::PUT,
+                &format!("/v1/cellules/{cellule}/members/{sub}"),
+                Some(body),
+            )
+            .await;
+        assert!(a.status.is_success(), "{}", a.text);
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+pub async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
