@@ -5,9 +5,7 @@
 //! `postgres://postgres@127.0.0.1:5432/test`) to create one database per test. When PostgreSQL
 //! is not reachable they fail: they never skip.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use cellule::app::Application;
 use cellule::clock::{Clock, SystemClock};
@@ -108,10 +106,8 @@ impl Drop for PgDatabase {
 }
 
 pub struct TestApp {
-    pub addr: SocketAddr,
     pub base: String,
     pub client: reqwest::Client,
-    pub backend: Backend,
     pub config: Config,
     pub data_dir: tempfile::TempDir,
     pub database_url: String,
@@ -122,13 +118,16 @@ pub struct TestApp {
     _pg: Option<PgDatabase>,
 }
 
+/// Rewrites the fresh database's URL (e.g. to go through a relay).
+pub type UrlRewrite = Box<dyn FnOnce(&str) -> String + Send>;
+
 /// Options for [`spawn_app_with`].
 pub struct Options {
     pub customize: Box<dyn FnOnce(&mut Config) + Send>,
     pub clock: Arc<dyn Clock>,
     /// Database URL to use instead of a fresh database (the fresh one still gets created, so
     /// that `TestApp::database_url` names it).
-    pub database_override: Option<Box<dyn FnOnce(&str) -> String + Send>>,
+    pub database_override: Option<UrlRewrite>,
 }
 
 impl Default for Options {
@@ -180,10 +179,8 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     let dev = cellule::auth::DevIssuer::load_or_create(data_dir.path(), &config.auth.dev_issuer)
         .expect("dev");
     TestApp {
-        addr,
         base: format!("http://{addr}"),
         client: reqwest::Client::builder().build().expect("client"),
-        backend,
         config,
         data_dir,
         database_url,
@@ -323,16 +320,6 @@ impl TestApp {
             )
             .await;
         assert!(a.status.is_success(), "{}", a.text);
-    }
-
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-        }
     }
 }
 

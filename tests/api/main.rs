@@ -1,5 +1,8 @@
 //! The integration suite: every test runs against SQLite and against PostgreSQL.
 
 mod admin;
+mod cli;
 mod helpers;
+mod http;
+mod resilience;
 mod tokens;

@@ -1,0 +1,178 @@
+//! Faults while serving: a request stuck behind a lock times out with a 503 problem; a
+//! PostgreSQL that goes away answers 503 and the service recovers by itself when it is back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+use sqlx::Connection;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use crate::backend_tests;
+use crate::helpers::{Backend, Options, postgres_base_url, spawn_app_with};
+
+async fn slow_requests_time_out_with_a_problem(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            customize: Box::new(|c| c.http.request_timeout = Duration::from_millis(400)),
+            ..Options::default()
+        },
+    )
+    .await;
+    app.create_cellule("perpignan").await;
+    let put = || {
+        app.as_admin(
+            Method::PUT,
+            "/v1/cellules/perpignan/members/bob",
+            Some(json!({"role": "auditor"})),
+        )
+    };
+
+    // Another connection holds a write lock on the memberships.
+    match backend {
+        Backend::Sqlite => {
+            let url = format!(
+                "sqlite://{}",
+                app.data_dir.path().join("cellule.db").display()
+            );
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .expect("lock");
+            let a = put().await;
+            a.assert_problem(503);
+            assert_eq!(a.problem_type(), "/problems/timeout");
+            sqlx::query("ROLLBACK")
+                .execute(&mut conn)
+                .await
+                .expect("unlock");
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.database_url)
+                .await
+                .expect("pg");
+            let mut tx = conn.begin().await.expect("begin");
+            sqlx::query("LOCK TABLE memberships IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .expect("lock");
+            let a = put().await;
+            a.assert_problem(503);
+            assert_eq!(a.problem_type(), "/problems/timeout");
+            tx.rollback().await.expect("unlock");
+        }
+    }
+    // Once the lock is gone the same request goes through.
+    let a = put().await;
+    assert!(a.status.is_success(), "{}", a.text);
+}
+
+/// A TCP relay to PostgreSQL that the test can cut and restore.
+struct Relay {
+    port: u16,
+    open: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let open = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (o, l) = (open.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !o.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                l.lock().await.push(tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        Self { port, open, links }
+    }
+
+    /// Refuses new connections and cuts the existing ones, as a crashed database would.
+    async fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for link in self.links.lock().await.drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_answers_503_and_recovers_by_itself() {
+    let base = url::Url::parse(&postgres_base_url()).expect("url");
+    let upstream = format!(
+        "{}:{}",
+        base.host_str().unwrap_or("127.0.0.1"),
+        base.port().unwrap_or(5432)
+    );
+    let relay = Relay::start(upstream).await;
+    let port = relay.port;
+    let app = spawn_app_with(
+        Backend::Postgres,
+        Options {
+            customize: Box::new(|c| c.pool.acquire_timeout = Duration::from_secs(1)),
+            database_override: Some(Box::new(move |url| {
+                let mut url = url::Url::parse(url).expect("url");
+                url.set_host(Some("127.0.0.1")).expect("host");
+                url.set_port(Some(port)).expect("port");
+                url.to_string()
+            })),
+            ..Options::default()
+        },
+    )
+    .await;
+    let alice = app.token("alice");
+    assert_eq!(app.get("/v1/me", Some(&alice)).await.status, 200);
+    assert_eq!(app.get("/readyz", None).await.status, 200);
+
+    relay.cut().await;
+    let a = app.get("/v1/me", Some(&alice)).await;
+    a.assert_problem(503);
+    assert_eq!(a.problem_type(), "/problems/unavailable");
+    assert!(a.headers.get("retry-after").is_some());
+    for leak in ["refused", "pool", "sqlx", "127.0.0.1", "connection"] {
+        assert!(
+            !a.text.to_lowercase().contains(leak),
+            "internal detail {leak:?} in {}",
+            a.text
+        );
+    }
+    app.get("/readyz", None).await.assert_problem(503);
+    // Liveness does not depend on the database.
+    assert_eq!(app.get("/healthz", None).await.status, 200);
+
+    relay.restore();
+    let mut ready = false;
+    for _ in 0..40 {
+        if app.get("/readyz", None).await.status == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(ready, "the service did not recover within 10 s");
+    let a = app.get("/v1/me", Some(&alice)).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+}
+
+backend_tests!(slow_requests_time_out_with_a_problem);
