@@ -463,6 +463,19 @@ mod tests {
     }
 
     #[test]
+    fn the_deployment_example_is_valid() {
+        let config: Config = Figment::new()
+            .merge(Toml::string(include_str!("../deploy/cellule.example.toml")))
+            .extract()
+            .expect("deploy/cellule.example.toml parses");
+        config
+            .validate()
+            .expect("deploy/cellule.example.toml is valid");
+        assert!(!config.auth.dev_issuer.enabled);
+        assert_eq!(config.auth.issuers.len(), 2);
+    }
+
+    #[test]
     fn unknown_database_scheme_is_refused() {
         let config = Config {
             database: Some(DatabaseUrl::new("mysql://x")),

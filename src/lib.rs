@@ -18,6 +18,7 @@ pub mod cellules;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod fsutil;
