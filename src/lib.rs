@@ -23,5 +23,6 @@ pub mod domain;
 pub mod error;
 pub mod fsutil;
 pub mod http;
+pub mod referrals;
 pub mod storage;
 pub mod telemetry;

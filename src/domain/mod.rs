@@ -3,6 +3,7 @@
 //! Every value that comes from outside (API body, CLI argument, database row) is parsed into one
 //! of these before use, so a handler never sees an unchecked slug, role or subject.
 
+pub mod case;
 pub mod cellule;
 pub mod membership;
 
