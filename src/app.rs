@@ -10,6 +10,8 @@ use tokio::net::TcpListener;
 use crate::auth::{DevIssuer, TokenVerifier};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::crypto::Keyring;
+use crate::crypto::keys::{KeyError, KeyService, KeyringSource};
 use crate::http::{self, AppState};
 use crate::storage::{self, Database};
 
@@ -24,6 +26,8 @@ pub enum StartError {
     DevIssuer(#[from] crate::auth::dev_issuer::DevIssuerError),
     #[error(transparent)]
     Verifier(#[from] crate::auth::verifier::VerifierSetupError),
+    #[error(transparent)]
+    Keys(#[from] crate::crypto::keys::KeyError),
     #[error("cannot listen on {addr}: {cause}")]
     Bind {
         addr: SocketAddr,
@@ -57,10 +61,42 @@ pub fn dev_issuer(config: &Config) -> Result<Option<DevIssuer>, StartError> {
     }
 }
 
-/// Builds the shared state from configuration and an opened database.
+/// Loads the keyring (generating it on first start of a file keyring) and checks it against the
+/// database. A wrong or damaged keyring stops here, before any case is touched.
+pub async fn open_keys(
+    config: &Config,
+    db: &dyn Database,
+    clock: &dyn Clock,
+) -> Result<Arc<KeyService>, StartError> {
+    let (keyring, source) = match &config.keyring {
+        Some(inline) => (
+            Keyring::from_json(inline.expose()).map_err(KeyError::Keyring)?,
+            KeyringSource::Inline,
+        ),
+        None => {
+            let path = config.keyring_path();
+            let (keyring, created) =
+                Keyring::load_or_create(&path, clock.now()).map_err(KeyError::Keyring)?;
+            if created {
+                tracing::warn!(path = %path.display(), "generated a new keyring: BACK IT UP apart from the database; without it no case can ever be read");
+                eprintln!(
+                    "cellule: generated a new keyring at {}. Back it up apart from the database: without it no case can ever be read.",
+                    path.display()
+                );
+            }
+            (keyring, KeyringSource::File(path))
+        }
+    };
+    let keys = KeyService::new(keyring, source);
+    keys.reconcile(db, clock.now()).await?;
+    Ok(Arc::new(keys))
+}
+
+/// Builds the shared state from configuration, an opened database and checked keys.
 pub fn state(
     config: Config,
     db: Arc<dyn Database>,
+    keys: Arc<KeyService>,
     clock: Arc<dyn Clock>,
 ) -> Result<AppState, StartError> {
     let dev = dev_issuer(&config)?;
@@ -72,6 +108,7 @@ pub fn state(
         verifier: Arc::new(verifier),
         clock,
         metrics: Arc::new(http::metrics::Metrics::new()),
+        keys,
     })
 }
 
@@ -94,7 +131,8 @@ impl Application {
         config.validate()?;
         let db = open_database(&config, true).await?;
         let addr = config.bind;
-        let state = state(config, db, clock)?;
+        let keys = open_keys(&config, db.as_ref(), clock.as_ref()).await?;
+        let state = state(config, db, keys, clock)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|cause| StartError::Bind { addr, cause })?;
@@ -121,6 +159,23 @@ impl Application {
     ) -> std::io::Result<()> {
         let grace = self.state.config.http.shutdown_grace;
         let db = self.state.db.clone();
+        let retention = self.state.config.retention.enabled.then(|| {
+            let (db, clock, interval) = (
+                db.clone(),
+                self.state.clock.clone(),
+                self.state.config.retention.interval,
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                loop {
+                    match crate::cases::run_retention(db.as_ref(), clock.now()).await {
+                        Ok(erased) => tracing::info!(erased = erased.len(), "retention run"),
+                        Err(e) => tracing::error!(error = %e, "retention run failed"),
+                    }
+                    tokio::time::sleep(interval).await;
+                }
+            })
+        });
         let router = http::router(self.state);
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
@@ -141,6 +196,9 @@ impl Application {
                 Ok(())
             }
         };
+        if let Some(task) = retention {
+            task.abort();
+        }
         db.close().await;
         result
     }

@@ -7,6 +7,13 @@ use crate::domain::{
 use crate::error::ApiError;
 use crate::storage::{Database, StorageError};
 
+/// The first version of every cellule's charter; a deployment replaces it with its own text
+/// (`PUT /v1/cellules/{c}/charter`).
+pub const DEFAULT_CHARTER: &str = "Charte de confidentialité de la cellule cas complexes. Les informations partagées \
+relèvent du secret partagé : seules les informations strictement nécessaires à la coordination sont \
+échangées, les données médicales restent entre professionnels de santé, aucune information n'est \
+transmise hors de la cellule sans l'accord de la personne, et chaque accès est tracé.";
+
 /// Creates a cellule; the code defaults to the slug's first three letters.
 pub async fn create(
     db: &dyn Database,
@@ -24,7 +31,12 @@ pub async fn create(
             )
         })?,
     };
-    let new = NewCellule { slug, name, code };
+    let new = NewCellule {
+        slug,
+        name,
+        code,
+        charter: DEFAULT_CHARTER.to_owned(),
+    };
     db.create_cellule(&new, clock.now())
         .await
         .map_err(|e| match e {

@@ -36,10 +36,61 @@ pub struct Config {
     /// read case content.
     #[serde(deserialize_with = "string_or_list")]
     pub admins: Vec<String>,
+    /// Keyring file (default `<data_dir>/keyring.json`, generated on first start).
+    pub keyring_file: Option<PathBuf>,
+    /// The whole keyring JSON (`CELLULE_KEYRING`); takes precedence over the file. Read-only:
+    /// rotation needs a file.
+    pub keyring: Option<SecretText>,
     pub http: HttpConfig,
     pub pool: PoolConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub retention: RetentionConfig,
+}
+
+/// The retention job run by the server (also `cellule retention run`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub enabled: bool,
+    /// Time between two runs; the first run happens one minute after start.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// A secret given as text; `Debug` shows nothing.
+#[derive(Clone)]
+pub struct SecretText(SecretString);
+
+impl SecretText {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(SecretString::from(text.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SecretText::new)
+    }
 }
 
 impl Default for Config {
@@ -49,10 +100,13 @@ impl Default for Config {
             database: None,
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admins: Vec::new(),
+            keyring_file: None,
+            keyring: None,
             http: HttpConfig::default(),
             pool: PoolConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -316,13 +370,17 @@ impl Config {
             .merge(
                 Env::prefixed("CELLULE_")
                     .split("__")
-                    .ignore(&["CONFIG"])
+                    .ignore(&["CONFIG", "KEYRING"])
                     .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_")),
             )
             .merge(Serialized::defaults(overrides));
-        let config: Config = figment
+        let mut config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Load(one_line(&e.to_string())))?;
+        // Read directly: a JSON document in an environment variable is not a figment value.
+        if let Ok(keyring) = std::env::var("CELLULE_KEYRING") {
+            config.keyring = Some(SecretText::new(keyring));
+        }
         config.validate()?;
         Ok(config)
     }
@@ -336,6 +394,13 @@ impl Config {
                 self.data_dir.join("cellule.db").display()
             )),
         }
+    }
+
+    /// The keyring file in force.
+    pub fn keyring_path(&self) -> PathBuf {
+        self.keyring_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keyring.json"))
     }
 
     /// Checks what types alone cannot express.

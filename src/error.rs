@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::TokenError;
+use crate::referrals::guard::Hit;
 use crate::storage::StorageError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -24,9 +25,18 @@ pub struct Problem {
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// Field-level errors, each with a JSON pointer into the request body or path.
+    /// Field-level errors: a JSON pointer and a message, or, for the identifier guard, the
+    /// field, the kind of identifier and its character offsets (never the text).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
+    pub errors: Vec<ProblemItem>,
+}
+
+/// One entry of a problem's `errors`.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ProblemItem {
+    Field(FieldError),
+    Identifier(Hit),
 }
 
 /// One invalid field.
@@ -69,6 +79,14 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    #[error("direct identifiers in free text")]
+    Identifiers(Vec<Hit>),
+    #[error("transition refused: {0}")]
+    InvalidTransition(String),
+    #[error("charter not accepted")]
+    CharterNotAccepted,
+    #[error("integrity failure: {0}")]
+    Integrity(String),
     #[error("request timed out")]
     Timeout,
     #[error("service unavailable: {0}")]
@@ -92,7 +110,10 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
-            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Validation(_) | ApiError::Identifiers(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidTransition(_) => StatusCode::CONFLICT,
+            ApiError::CharterNotAccepted => StatusCode::FORBIDDEN,
+            ApiError::Integrity(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Timeout | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -109,6 +130,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::MalformedJson(_) => "malformed-json",
             ApiError::Validation(_) => "validation",
+            ApiError::Identifiers(_) => "identifier-detected",
+            ApiError::InvalidTransition(_) => "invalid-transition",
+            ApiError::CharterNotAccepted => "charter-not-accepted",
+            ApiError::Integrity(_) => "internal",
             ApiError::Timeout => "timeout",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -126,6 +151,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "Unsupported media type",
             ApiError::MalformedJson(_) => "Malformed JSON body",
             ApiError::Validation(_) => "Invalid request",
+            ApiError::Identifiers(_) => "Direct identifiers in free text",
+            ApiError::InvalidTransition(_) => "Transition not allowed",
+            ApiError::CharterNotAccepted => "Charter not accepted",
+            ApiError::Integrity(_) => "Internal error",
             ApiError::Timeout => "Request timed out",
             ApiError::Unavailable(_) => "Service temporarily unavailable",
             ApiError::Internal(_) => "Internal error",
@@ -151,6 +180,14 @@ impl ApiError {
             ApiError::UnsupportedMediaType => Some("Send the body as application/json.".into()),
             ApiError::MalformedJson(detail) => Some(detail.clone()),
             ApiError::Validation(_) => Some("One or more fields are invalid.".into()),
+            ApiError::Identifiers(_) => Some(
+                "Referrals and notes are pseudonymised: remove the identifiers listed in errors and send again.".into(),
+            ),
+            ApiError::InvalidTransition(detail) => Some(detail.clone()),
+            ApiError::CharterNotAccepted => Some(
+                "Accept the cellule's current charter (POST /v1/cellules/{cellule}/charter/accept) before reading or writing case content.".into(),
+            ),
+            ApiError::Integrity(_) => Some("An internal error occurred.".into()),
             ApiError::Timeout => Some("The request took too long; retry later.".into()),
             ApiError::Unavailable(_) => {
                 Some("The service cannot reach its database; retry later.".into())
@@ -166,7 +203,12 @@ impl ApiError {
             status: self.status().as_u16(),
             detail: self.detail(),
             errors: match self {
-                ApiError::Validation(errors) => errors.clone(),
+                ApiError::Validation(errors) => {
+                    errors.iter().cloned().map(ProblemItem::Field).collect()
+                }
+                ApiError::Identifiers(hits) => {
+                    hits.iter().cloned().map(ProblemItem::Identifier).collect()
+                }
                 _ => Vec::new(),
             },
         }
@@ -178,6 +220,9 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Unauthorized(reason) => tracing::info!(reason = %reason, "token rejected"),
             ApiError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
+            ApiError::Integrity(what) => {
+                tracing::error!(target_ids = %what, "integrity failure: a ciphertext did not open")
+            }
             ApiError::Unavailable(cause) => tracing::warn!(cause = %cause, "database unavailable"),
             ApiError::Timeout => tracing::warn!("request timed out"),
             _ => {}

@@ -12,8 +12,10 @@
 //! - [`app`], [`cli`]: wiring and the command line.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod app;
 pub mod auth;
+pub mod cases;
 pub mod cellules;
 pub mod cli;
 pub mod clock;

@@ -22,6 +22,7 @@
 
 pub mod envelope;
 pub mod keyring;
+pub mod keys;
 
 pub use envelope::{DataKey, FieldContext};
 pub use keyring::{Keyring, KeyringError};

@@ -125,6 +125,8 @@ pub struct NewCellule {
     pub slug: CelluleSlug,
     pub name: CelluleName,
     pub code: CelluleCode,
+    /// Text of the first version of the cellule's confidentiality charter.
+    pub charter: String,
 }
 
 /// A stored cellule.

@@ -24,6 +24,106 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_cellules, create_cellule))
         .routes(routes!(list_members))
         .routes(routes!(put_member, delete_member))
+        .routes(routes!(put_charter))
+        .routes(routes!(put_retention))
+}
+
+/// Body of `PUT /v1/cellules/{cellule}/charter`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutCharter {
+    /// 1-20000 characters.
+    pub text: String,
+}
+
+/// A new charter version.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct CharterVersion {
+    pub version: i64,
+}
+
+/// Publishes a new charter version; members and coordinators must accept it again.
+#[utoipa::path(put, path = "/v1/cellules/{cellule}/charter", tag = "administration", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    request_body = PutCharter,
+    responses(
+        (status = 201, description = "New version", body = CharterVersion),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid text", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_charter(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(cellule): ApiPath<String>,
+    ApiJson(body): ApiJson<PutCharter>,
+) -> Result<(StatusCode, Json<CharterVersion>), ApiError> {
+    let slug = existing_cellule(&state, &cellule).await?;
+    let len = body.text.trim().chars().count();
+    if len == 0 || len > 20_000 {
+        return Err(ApiError::invalid("/text", "must be 1-20000 characters"));
+    }
+    let version = state
+        .db
+        .add_charter(slug.as_str(), body.text.trim(), state.clock.now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(CharterVersion { version })))
+}
+
+/// Retention of a cellule's cases (SPEC §4).
+#[derive(Debug, Deserialize, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Months after closure before a closed case is erased (1-120, default 24).
+    pub closed_months: i64,
+    /// Months after decline before a declined case is erased (1-120, default 3).
+    pub declined_months: i64,
+}
+
+/// Sets how long closed and declined cases are kept.
+#[utoipa::path(put, path = "/v1/cellules/{cellule}/retention", tag = "administration", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    request_body = Retention,
+    responses(
+        (status = 200, description = "Stored", body = Retention),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_retention(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(cellule): ApiPath<String>,
+    ApiJson(body): ApiJson<Retention>,
+) -> Result<Json<Retention>, ApiError> {
+    let slug = existing_cellule(&state, &cellule).await?;
+    for (pointer, value) in [
+        ("/closed_months", body.closed_months),
+        ("/declined_months", body.declined_months),
+    ] {
+        if !(1..=120).contains(&value) {
+            return Err(ApiError::invalid(
+                pointer,
+                "must be between 1 and 120 months",
+            ));
+        }
+    }
+    if !state
+        .db
+        .set_retention(slug.as_str(), body.closed_months, body.declined_months)
+        .await?
+    {
+        return Err(ApiError::NotFound("cellule"));
+    }
+    Ok(Json(body))
 }
 
 /// Body of `POST /v1/cellules`.

@@ -108,3 +108,27 @@ where
             .map_err(|_| ApiError::NotFound("resource"))
     }
 }
+
+/// Query parameters; unknown or invalid ones answer 422.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T> FromRequestParts<AppState> for ApiQuery<T>
+where
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                ApiError::Validation(vec![FieldError::new("/query", detail.to_owned())])
+            })
+    }
+}

@@ -3,6 +3,7 @@
 //! (`utoipa-axum`), so a route cannot exist without being documented.
 
 pub mod admin;
+pub mod cases;
 pub mod extract;
 pub mod health;
 pub mod me;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub admins: Arc<HashSet<String>>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<metrics::Metrics>,
+    pub keys: Arc<crate::crypto::keys::KeyService>,
 }
 
 #[derive(OpenApi)]
@@ -48,7 +50,8 @@ pub struct AppState {
     tags(
         (name = "operations", description = "Health, readiness, metrics"),
         (name = "memberships", description = "Who the caller is and where"),
-        (name = "administration", description = "Cellules and memberships (administrators only)")
+        (name = "administration", description = "Cellules and memberships (administrators only)"),
+        (name = "cases", description = "Referrals, cases, notes and the charter")
     )
 )]
 struct ApiDoc;
@@ -76,6 +79,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(health::router())
         .merge(me::router())
         .merge(admin::router())
+        .merge(cases::router())
         .split_for_parts()
 }
 

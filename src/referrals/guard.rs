@@ -172,6 +172,38 @@ fn iban_is_valid(text: &str) -> bool {
     remainder == 1
 }
 
+/// Byte offset just past the street name starting at `start`.
+fn street_name_end(text: &str, start: usize) -> usize {
+    const PARTICLES: [&str; 9] = ["de", "des", "du", "la", "le", "les", "l'", "d'", "et"];
+    let mut end = start;
+    let mut pos = start;
+    let mut first = true;
+    for word in text[start..].split_inclusive(char::is_whitespace) {
+        let bare = word.trim_end().trim_end_matches([',', '.', ';', ':', ')']);
+        let lower = bare.to_lowercase();
+        let is_name = bare
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit());
+        let particle = PARTICLES
+            .iter()
+            .any(|p| lower == *p || (p.ends_with('\'') && lower.starts_with(p)));
+        if bare.is_empty() || !(first || is_name || particle) {
+            break;
+        }
+        first = false;
+        let stop = bare.len() < word.trim_end().len();
+        if is_name || !particle || lower.contains('\'') {
+            end = pos + bare.len();
+        }
+        pos += word.len();
+        if stop {
+            break;
+        }
+    }
+    end.max(start + 1)
+}
+
 /// A scanner bound to "today" (birth dates are judged relative to it).
 pub struct Guard {
     today: NaiveDate,
@@ -256,12 +288,10 @@ impl Guard {
             }
         }
         for m in ADDRESS.find_iter(text) {
-            // The match ends on the first character of the street name; extend to the word.
-            let rest = &text[m.end()..];
-            let extra = rest
-                .find(|c: char| c.is_whitespace() || c == ',' || c == '.')
-                .unwrap_or(rest.len());
-            push(IdentifierKind::Address, m.start(), m.end() + extra);
+            // The match ends on the first character of the street name: extend it over the name
+            // (capitalised words and particles such as "de", "des", "du", "la").
+            let end = street_name_end(text, m.end() - 1);
+            push(IdentifierKind::Address, m.start(), end);
         }
 
         // Overlaps: keep the earliest, longest span (an IBAN is not also a phone number).

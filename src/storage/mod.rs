@@ -20,7 +20,10 @@ use crate::domain::{
 };
 
 pub mod postgres;
+pub mod records;
 pub mod sqlite;
+
+pub use records::*;
 
 /// What can go wrong in storage, classified for the HTTP layer.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +139,111 @@ pub trait Database: Send + Sync + 'static {
         &self,
         subject: &Subject,
     ) -> Result<Vec<(Cellule, Membership)>, StorageError>;
+
+    // --- keys (SPEC §8) ---
+
+    /// Key check values per KEK version.
+    async fn kek_checks(&self) -> Result<Vec<(i64, Vec<u8>)>, StorageError>;
+    async fn insert_kek_check(
+        &self,
+        version: i64,
+        check: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError>;
+    /// How many wrapped keys each KEK version wraps.
+    async fn wrapped_key_counts(&self) -> Result<Vec<(i64, i64)>, StorageError>;
+    /// Up to `limit` wrapped keys not on `version`, by id.
+    async fn keys_not_on(&self, version: i64, limit: i64) -> Result<Vec<WrappedKey>, StorageError>;
+    /// Stores re-wrapped keys in one transaction; if any key no longer has its old version,
+    /// nothing is stored (`Conflict`).
+    async fn replace_wrapped_keys(&self, batch: &[Rewrapped]) -> Result<(), StorageError>;
+    async fn get_wrapped_key(&self, id: &str) -> Result<Option<WrappedKey>, StorageError>;
+    /// Inserts a key unless one with this id exists (first writer wins).
+    async fn insert_wrapped_key_if_absent(&self, key: &WrappedKey) -> Result<(), StorageError>;
+
+    // --- cases (SPEC §3-§7) ---
+
+    /// Inserts a case and its wrapped key in one transaction, allocating the next reference of
+    /// the cellule and year; returns the reference.
+    async fn insert_case(&self, case: &NewCase, key: &WrappedKey) -> Result<String, StorageError>;
+    /// References of open cases of the cellule with this linkage key.
+    async fn open_cases_with_linkage(
+        &self,
+        cellule: &str,
+        linkage_key: &str,
+    ) -> Result<Vec<String>, StorageError>;
+    async fn get_case(&self, cellule: &str, id: &str) -> Result<Option<CaseRecord>, StorageError>;
+    async fn list_cases(
+        &self,
+        cellule: &str,
+        filter: &CaseFilter,
+    ) -> Result<Vec<CaseRecord>, StorageError>;
+    /// Applies a transition if the case is still in `from`; `false` when it was not.
+    async fn transition_case(&self, t: &Transition) -> Result<bool, StorageError>;
+    async fn case_events(&self, case_id: &str) -> Result<Vec<EventRecord>, StorageError>;
+    async fn insert_note(&self, note: &NoteRecord) -> Result<(), StorageError>;
+    /// Notes of a case whose audience is in `audiences`, oldest first.
+    async fn list_notes(
+        &self,
+        case_id: &str,
+        audiences: &[&str],
+    ) -> Result<Vec<NoteRecord>, StorageError>;
+    async fn get_note(
+        &self,
+        case_id: &str,
+        note_id: &str,
+    ) -> Result<Option<NoteRecord>, StorageError>;
+    /// Deletes the case (its key, notes and events go with it) and leaves a tombstone, in one
+    /// transaction. Returns the erased reference, `None` if there was no such case.
+    async fn erase_case(
+        &self,
+        cellule: &str,
+        id: &str,
+        tombstone: &Tombstone,
+    ) -> Result<Option<String>, StorageError>;
+    /// Erasure tombstones of a cellule: (reference, reason, erased_at).
+    async fn erasures(
+        &self,
+        cellule: &str,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>, StorageError>;
+    async fn retention_settings(&self) -> Result<Vec<RetentionSettings>, StorageError>;
+    async fn set_retention(
+        &self,
+        cellule: &str,
+        closed_months: i64,
+        declined_months: i64,
+    ) -> Result<bool, StorageError>;
+    /// Ids of the cellule's cases closed before `closed_before` or declined before `declined_before`.
+    async fn expired_cases(
+        &self,
+        cellule: &str,
+        closed_before: DateTime<Utc>,
+        declined_before: DateTime<Utc>,
+    ) -> Result<Vec<String>, StorageError>;
+
+    // --- charters ---
+
+    async fn current_charter(&self, cellule: &str) -> Result<Option<CharterRecord>, StorageError>;
+    /// Adds a charter version; returns it.
+    async fn add_charter(
+        &self,
+        cellule: &str,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StorageError>;
+    async fn has_accepted_charter(
+        &self,
+        cellule: &str,
+        subject: &str,
+        version: i64,
+    ) -> Result<bool, StorageError>;
+    async fn accept_charter(
+        &self,
+        cellule: &str,
+        subject: &str,
+        version: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError>;
 
     /// Closes the pool (graceful shutdown).
     async fn close(&self);

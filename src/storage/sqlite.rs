@@ -8,7 +8,11 @@ use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{CelluleRow, Database, MembershipRow, MembershipWithCelluleRow, StorageError, collect};
+use super::{
+    CaseFilter, CaseRecord, CelluleRow, CharterRecord, Database, EventRecord, MembershipRow,
+    MembershipWithCelluleRow, NewCase, NoteRecord, RetentionSettings, Rewrapped, StorageError,
+    Tombstone, Transition, WrappedKey, collect,
+};
 use crate::config::{Backend, DatabaseUrl, PoolConfig};
 use crate::domain::{Cellule, CelluleSlug, Membership, MembershipSpec, NewCellule, Subject};
 
@@ -24,6 +28,7 @@ impl SqliteDatabase {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            .pragma("secure_delete", "ON")
             .busy_timeout(pool.acquire_timeout);
         prepare_file(options.get_filename())?;
         let pool = SqlitePoolOptions::new()
@@ -80,6 +85,8 @@ impl Database for SqliteDatabase {
         new: &NewCellule,
         now: DateTime<Utc>,
     ) -> Result<Cellule, StorageError> {
+        let conflict = |e| StorageError::from_sqlx(e, "a cellule with this slug or code exists");
+        let mut tx = self.pool.begin().await?;
         let row: CelluleRow = sqlx::query_as(
             "INSERT INTO cellules (slug, name, code, created_at) VALUES (?1, ?2, ?3, ?4) \
              RETURNING slug, name, code, created_at",
@@ -88,9 +95,18 @@ impl Database for SqliteDatabase {
         .bind(new.name.as_str())
         .bind(new.code.as_str())
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(|e| StorageError::from_sqlx(e, "a cellule with this slug or code exists"))?;
+        .map_err(conflict)?;
+        sqlx::query(
+            "INSERT INTO charters (cellule, version, text, created_at) VALUES (?1, 1, ?2, ?3)",
+        )
+        .bind(new.slug.as_str())
+        .bind(&new.charter)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         row.try_into()
     }
 
@@ -198,6 +214,482 @@ impl Database for SqliteDatabase {
         .fetch_all(&self.pool)
         .await?;
         collect(rows)
+    }
+
+    async fn kek_checks(&self) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
+        Ok(
+            sqlx::query_as("SELECT version, check_value FROM kek_checks ORDER BY version")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn insert_kek_check(
+        &self,
+        version: i64,
+        check: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO kek_checks (version, check_value, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(version)
+        .bind(check)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn wrapped_key_counts(&self) -> Result<Vec<(i64, i64)>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT kek_version, COUNT(*) FROM data_keys GROUP BY kek_version ORDER BY kek_version",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn keys_not_on(&self, version: i64, limit: i64) -> Result<Vec<WrappedKey>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT id, cellule, case_id, kek_version, wrapped FROM data_keys \
+             WHERE kek_version <> ?1 ORDER BY id LIMIT ?2",
+        )
+        .bind(version)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn replace_wrapped_keys(&self, batch: &[Rewrapped]) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        for key in batch {
+            let done = sqlx::query("UPDATE data_keys SET kek_version = ?1, wrapped = ?2 WHERE id = ?3 AND kek_version = ?4")
+                .bind(key.new_version)
+                .bind(&key.wrapped)
+                .bind(&key.id)
+                .bind(key.old_version)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Err(StorageError::Conflict(
+                    "a key changed while being re-wrapped",
+                ));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_wrapped_key(&self, id: &str) -> Result<Option<WrappedKey>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT id, cellule, case_id, kek_version, wrapped FROM data_keys WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn insert_wrapped_key_if_absent(&self, key: &WrappedKey) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO data_keys (id, cellule, case_id, kek_version, wrapped) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&key.id)
+        .bind(&key.cellule)
+        .bind(&key.case_id)
+        .bind(key.kek_version)
+        .bind(&key.wrapped)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_case(&self, case: &NewCase, key: &WrappedKey) -> Result<String, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        // The counter is the first statement: the transaction takes the write lock at once.
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO reference_counters (cellule, year, last_seq) VALUES (?1, ?2, 1) \
+             ON CONFLICT (cellule, year) DO UPDATE SET last_seq = reference_counters.last_seq + 1 \
+             RETURNING last_seq",
+        )
+        .bind(&case.cellule)
+        .bind(i64::from(case.year))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(super::not_found_on_fk)?;
+        let reference = crate::domain::case::format_reference(&case.code, case.year, seq);
+        sqlx::query(
+            "INSERT INTO cases (id, cellule, reference, status, urgency, age_band, gender, commune, sector, \
+               needs, consent_status, consent_justification, referring_org, referrer, linkage_key, \
+               situation, expectations, submitted_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'submitted', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17)",
+        )
+        .bind(&case.id)
+        .bind(&case.cellule)
+        .bind(&reference)
+        .bind(&case.urgency)
+        .bind(&case.age_band)
+        .bind(&case.gender)
+        .bind(&case.commune)
+        .bind(&case.sector)
+        .bind(&case.needs)
+        .bind(&case.consent_status)
+        .bind(&case.consent_justification)
+        .bind(&case.referring_org)
+        .bind(&case.referrer)
+        .bind(&case.linkage_key)
+        .bind(&case.situation)
+        .bind(&case.expectations)
+        .bind(case.submitted_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO data_keys (id, cellule, case_id, kek_version, wrapped) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .bind(&key.id)
+            .bind(&key.cellule)
+            .bind(&key.case_id)
+            .bind(key.kek_version)
+            .bind(&key.wrapped)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(reference)
+    }
+
+    async fn open_cases_with_linkage(
+        &self,
+        cellule: &str,
+        linkage_key: &str,
+    ) -> Result<Vec<String>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT reference FROM cases WHERE cellule = ?1 AND linkage_key = ?2 \
+             AND status NOT IN ('declined', 'closed') ORDER BY submitted_at",
+        )
+        .bind(cellule)
+        .bind(linkage_key)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn get_case(&self, cellule: &str, id: &str) -> Result<Option<CaseRecord>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
+               c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
+               c.routed_org, c.follow_up_date, c.times_deferred, c.situation, c.expectations, c.submitted_at, \
+               c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped \
+             FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = ?1 AND c.id = ?2",
+        )
+        .bind(cellule)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn list_cases(
+        &self,
+        cellule: &str,
+        f: &CaseFilter,
+    ) -> Result<Vec<CaseRecord>, StorageError> {
+        let (after_at, after_id) = match &f.after {
+            Some((at, id)) => (Some(*at), Some(id.as_str())),
+            None => (None, None),
+        };
+        Ok(sqlx::query_as(
+            "SELECT c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
+               c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
+               c.routed_org, c.follow_up_date, c.times_deferred, c.situation, c.expectations, c.submitted_at, \
+               c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped \
+             FROM cases c JOIN data_keys k ON k.id = c.id \
+             WHERE c.cellule = ?1 \
+               AND (?2 IS NULL OR c.status = ?2) \
+               AND (?3 IS NULL OR c.urgency = ?3) \
+               AND (?4 IS NULL OR c.needs LIKE ?4) \
+               AND (?5 IS NULL OR c.sector = ?5) \
+               AND (?6 IS NULL OR c.commune = ?6) \
+               AND (?7 IS NULL OR c.submitted_at >= ?7) \
+               AND (?8 IS NULL OR c.submitted_at < ?8) \
+               AND (?9 IS NULL OR c.routed_org = ?9) \
+               AND (?10 IS NULL OR c.referrer = ?10) \
+               AND (?11 IS NULL OR c.submitted_at < ?11 OR (c.submitted_at = ?11 AND c.id < ?12)) \
+             ORDER BY c.submitted_at DESC, c.id DESC LIMIT ?13",
+        )
+        .bind(cellule)
+        .bind(&f.status)
+        .bind(&f.urgency)
+        .bind(&f.need_pattern)
+        .bind(&f.sector)
+        .bind(&f.commune)
+        .bind(f.submitted_from)
+        .bind(f.submitted_before)
+        .bind(&f.routed_org)
+        .bind(&f.referrer)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(f.limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn transition_case(&self, t: &Transition) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE cases SET status = ?1, updated_at = ?2, \
+               decided_at = CASE WHEN ?1 IN ('accepted', 'declined') THEN ?2 ELSE decided_at END, \
+               closed_at = CASE WHEN ?1 = 'closed' THEN ?2 ELSE closed_at END, \
+               follow_up_date = COALESCE(?3, follow_up_date), \
+               routed_org = COALESCE(?4, routed_org) \
+             WHERE cellule = ?5 AND id = ?6 AND status = ?7",
+        )
+        .bind(&t.to)
+        .bind(t.at)
+        .bind(t.follow_up_date)
+        .bind(&t.routed_org)
+        .bind(&t.cellule)
+        .bind(&t.case_id)
+        .bind(&t.from)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO case_events (id, case_id, from_status, to_status, reason, actor, at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(&t.event_id)
+        .bind(&t.case_id)
+        .bind(&t.from)
+        .bind(&t.to)
+        .bind(&t.reason)
+        .bind(&t.actor)
+        .bind(t.at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn case_events(&self, case_id: &str) -> Result<Vec<EventRecord>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT id, from_status, to_status, reason, actor, at FROM case_events WHERE case_id = ?1 ORDER BY at, id",
+        )
+        .bind(case_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn insert_note(&self, n: &NoteRecord) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO notes (id, case_id, author, author_role, author_sphere, author_organisation, audience, \
+               corrects, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .bind(&n.id)
+        .bind(&n.case_id)
+        .bind(&n.author)
+        .bind(&n.author_role)
+        .bind(&n.author_sphere)
+        .bind(&n.author_organisation)
+        .bind(&n.audience)
+        .bind(&n.corrects)
+        .bind(&n.body)
+        .bind(n.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_notes(
+        &self,
+        case_id: &str,
+        audiences: &[&str],
+    ) -> Result<Vec<NoteRecord>, StorageError> {
+        let pick = |i: usize| audiences.get(i).copied();
+        Ok(sqlx::query_as(
+            "SELECT id, case_id, author, author_role, author_sphere, author_organisation, audience, corrects, body, \
+               created_at FROM notes WHERE case_id = ?1 AND audience IN (?2, ?3, ?4) ORDER BY created_at, id",
+        )
+        .bind(case_id)
+        .bind(pick(0))
+        .bind(pick(1))
+        .bind(pick(2))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn get_note(
+        &self,
+        case_id: &str,
+        note_id: &str,
+    ) -> Result<Option<NoteRecord>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT id, case_id, author, author_role, author_sphere, author_organisation, audience, corrects, body, \
+               created_at FROM notes WHERE case_id = ?1 AND id = ?2",
+        )
+        .bind(case_id)
+        .bind(note_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn erase_case(
+        &self,
+        cellule: &str,
+        id: &str,
+        tomb: &Tombstone,
+    ) -> Result<Option<String>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let reference: Option<String> = sqlx::query_scalar(
+            "DELETE FROM cases WHERE cellule = ?1 AND id = ?2 RETURNING reference",
+        )
+        .bind(cellule)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(reference) = reference else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO erasures (id, cellule, case_id, reference, erased_by, reason, erased_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(&tomb.id)
+        .bind(cellule)
+        .bind(id)
+        .bind(&reference)
+        .bind(&tomb.erased_by)
+        .bind(tomb.reason)
+        .bind(tomb.erased_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        // Deleted pages are zeroed (secure_delete); fold the WAL back so that no frame of the
+        // erased rows stays in the -wal file.
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await;
+        Ok(Some(reference))
+    }
+
+    async fn erasures(
+        &self,
+        cellule: &str,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT reference, reason, erased_at FROM erasures WHERE cellule = ?1 ORDER BY erased_at, reference",
+        )
+        .bind(cellule)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn retention_settings(&self) -> Result<Vec<RetentionSettings>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT slug, retention_closed_months, retention_declined_months FROM cellules ORDER BY slug",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn set_retention(
+        &self,
+        cellule: &str,
+        closed_months: i64,
+        declined_months: i64,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE cellules SET retention_closed_months = ?1, retention_declined_months = ?2 WHERE slug = ?3",
+        )
+        .bind(closed_months)
+        .bind(declined_months)
+        .bind(cellule)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn expired_cases(
+        &self,
+        cellule: &str,
+        closed_before: DateTime<Utc>,
+        declined_before: DateTime<Utc>,
+    ) -> Result<Vec<String>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM cases WHERE cellule = ?1 AND \
+               ((status = 'closed' AND closed_at < ?2) OR (status = 'declined' AND decided_at < ?3)) ORDER BY id",
+        )
+        .bind(cellule)
+        .bind(closed_before)
+        .bind(declined_before)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn current_charter(&self, cellule: &str) -> Result<Option<CharterRecord>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT version, text, created_at FROM charters WHERE cellule = ?1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(cellule)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn add_charter(
+        &self,
+        cellule: &str,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StorageError> {
+        sqlx::query_scalar(
+            "INSERT INTO charters (cellule, version, text, created_at) \
+             VALUES (?1, (SELECT COALESCE(MAX(version), 0) + 1 FROM charters WHERE cellule = ?1), ?2, ?3) \
+             RETURNING version",
+        )
+        .bind(cellule)
+        .bind(text)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(super::not_found_on_fk)
+    }
+
+    async fn has_accepted_charter(
+        &self,
+        cellule: &str,
+        subject: &str,
+        version: i64,
+    ) -> Result<bool, StorageError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM charter_acceptances WHERE cellule = ?1 AND subject = ?2 AND version = ?3",
+        )
+        .bind(cellule)
+        .bind(subject)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn accept_charter(
+        &self,
+        cellule: &str,
+        subject: &str,
+        version: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO charter_acceptances (cellule, subject, version, accepted_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (cellule, subject, version) DO NOTHING",
+        )
+        .bind(cellule)
+        .bind(subject)
+        .bind(version)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn close(&self) {

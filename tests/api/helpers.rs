@@ -111,6 +111,7 @@ pub struct TestApp {
     pub config: Config,
     pub data_dir: tempfile::TempDir,
     pub database_url: String,
+    pub state: cellule::http::AppState,
     dev_key: EncodingKey,
     dev_kid: String,
     shutdown: Option<oneshot::Sender<()>>,
@@ -169,6 +170,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         .await
         .unwrap_or_else(|e| panic!("application failed to start: {e}"));
     let addr = app.local_addr().expect("local addr");
+    let state = app.state().clone();
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -184,6 +186,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         config,
         data_dir,
         database_url,
+        state,
         dev_key: EncodingKey::from_ed_der(&pkcs8),
         dev_kid: dev.kid().to_owned(),
         shutdown: Some(tx),
@@ -345,4 +348,123 @@ pub async fn answer(response: reqwest::Response) -> Answer {
         body,
         text,
     }
+}
+
+/// Members of the standard test cellule `perpignan`.
+pub const COORD: &str = "coord-1";
+pub const PSY: &str = "psy-1";
+pub const CITY: &str = "city-1";
+pub const GUEST: &str = "guest-1";
+pub const REF1: &str = "ref-1";
+pub const REF2: &str = "ref-2";
+pub const AUDITOR: &str = "dpo-1";
+
+impl TestApp {
+    /// Creates `perpignan` with a coordinator (city), a psychiatry member (CMP 66G03), a city
+    /// member (CCAS Perpignan), a guest (EMPP), two referrers and an auditor. Members and the
+    /// coordinator accept the charter.
+    pub async fn standard_cellule(&self) {
+        self.create_cellule("perpignan").await;
+        for (sub, body) in [
+            (
+                COORD,
+                json!({"role": "coordinator", "sphere": "city", "organisation": "CLSM Perpignan"}),
+            ),
+            (
+                PSY,
+                json!({"role": "member", "sphere": "psychiatry", "organisation": "CMP 66G03"}),
+            ),
+            (
+                CITY,
+                json!({"role": "member", "sphere": "city", "organisation": "CCAS Perpignan"}),
+            ),
+            (
+                GUEST,
+                json!({"role": "member", "sphere": "psychiatry", "organisation": "EMPP", "guest": true}),
+            ),
+            (
+                REF1,
+                json!({"role": "referrer", "organisation": "Bailleur Roussillon"}),
+            ),
+            (
+                REF2,
+                json!({"role": "referrer", "sphere": "city", "organisation": "Médiation Perpignan"}),
+            ),
+            (AUDITOR, json!({"role": "auditor"})),
+        ] {
+            self.add_member("perpignan", sub, body).await;
+        }
+        for sub in [COORD, PSY, CITY, GUEST] {
+            self.accept_charter(sub).await;
+        }
+    }
+
+    pub async fn accept_charter(&self, sub: &str) {
+        let token = self.token(sub);
+        let charter = self
+            .get("/v1/cellules/perpignan/charter", Some(&token))
+            .await;
+        let a = self
+            .request(
+                Method::POST,
+                "/v1/cellules/perpignan/charter/accept",
+                Some(&token),
+                Some(json!({"version": charter.body["version"]})),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+
+    /// Submits `body` as `sub` and returns the answer.
+    pub async fn refer(&self, sub: &str, body: &Value) -> Answer {
+        self.request(
+            Method::POST,
+            "/v1/cellules/perpignan/referrals",
+            Some(&self.token(sub)),
+            Some(body.clone()),
+        )
+        .await
+    }
+
+    /// Submits a valid referral as `sub`; returns (id, reference).
+    pub async fn refer_ok(&self, sub: &str, situation: &str) -> (String, String) {
+        let a = self.refer(sub, &referral(situation)).await;
+        assert_eq!(a.status, 201, "{}", a.text);
+        (
+            a.body["id"].as_str().unwrap_or_default().to_owned(),
+            a.body["reference"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// Asks for a transition as `sub`.
+    pub async fn transition(&self, sub: &str, id: &str, body: Value) -> Answer {
+        let path = format!("/v1/cellules/perpignan/cases/{id}/transitions");
+        self.request(Method::POST, &path, Some(&self.token(sub)), Some(body))
+            .await
+    }
+
+    /// Moves a case as the coordinator and checks it worked.
+    pub async fn move_case(&self, id: &str, body: Value) {
+        let a = self
+            .request(
+                Method::POST,
+                &format!("/v1/cellules/perpignan/cases/{id}/transitions"),
+                Some(&self.token(COORD)),
+                Some(body),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+}
+
+/// A valid referral body with the given situation text.
+pub fn referral(situation: &str) -> Value {
+    json!({
+        "age_band": "35-44", "gender": "m", "commune": "66136", "sector": "66G03",
+        "needs": ["housing", "care_access"], "urgency": "priority",
+        "consent": {"status": "not_informed", "justification": "personne injoignable depuis juin"},
+        "referring_org": "CCAS Perpignan",
+        "situation": situation,
+        "expectations": "orientation vers le CMP et maintien dans le logement"
+    })
 }

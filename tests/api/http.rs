@@ -213,6 +213,14 @@ async fn openapi_matches_the_router(backend: Backend) {
         "/v1/cellules/{cellule}",
         "/v1/cellules/{cellule}/members",
         "/v1/cellules/{cellule}/members/{sub}",
+        "/v1/cellules/{cellule}/charter",
+        "/v1/cellules/{cellule}/charter/accept",
+        "/v1/cellules/{cellule}/retention",
+        "/v1/cellules/{cellule}/referrals",
+        "/v1/cellules/{cellule}/cases",
+        "/v1/cellules/{cellule}/cases/{id}",
+        "/v1/cellules/{cellule}/cases/{id}/transitions",
+        "/v1/cellules/{cellule}/cases/{id}/notes",
     ];
     let documented: HashSet<&str> = paths.keys().map(String::as_str).collect();
     assert_eq!(
@@ -223,6 +231,13 @@ async fn openapi_matches_the_router(backend: Backend) {
 
     let admin = app.token(crate::helpers::ADMIN);
     let member = app.token("bob");
+    let coordinator = app.token("coord");
+    app.add_member(
+        "perpignan",
+        "coord",
+        json!({"role": "coordinator", "sphere": "city", "organisation": "CLSM"}),
+    )
+    .await;
     let mut operations = 0;
     for (path, item) in paths {
         for (method, op) in item.as_object().expect("path item") {
@@ -258,7 +273,7 @@ async fn openapi_matches_the_router(backend: Backend) {
                     "{method} {path}: 401 undocumented"
                 );
             }
-            for token in [Some(&admin), Some(&member), None] {
+            for token in [Some(&admin), Some(&member), Some(&coordinator), None] {
                 let a = app
                     .request(
                         method.clone(),

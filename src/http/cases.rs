@@ -1,0 +1,314 @@
+//! Referrals, cases, notes and the charter. Handlers are thin: the rules live in
+//! [`crate::cases`] and [`crate::access`]; membership comes from the `CelluleMember` extractor.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::auth::CelluleMember;
+use crate::cases::{
+    self, CasePage, CaseQuery, CaseSummary, CaseView, NoteRequest, NoteView, ReferralCreated,
+    ReferralRequest, ReferralStatus, TransitionRequest,
+};
+use crate::domain::Role;
+use crate::error::{ApiError, Problem};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(submit_referral, my_referrals))
+        .routes(routes!(list_cases))
+        .routes(routes!(get_case, erase_case))
+        .routes(routes!(transition_case))
+        .routes(routes!(add_note, list_notes))
+        .routes(routes!(get_charter))
+        .routes(routes!(accept_charter))
+}
+
+/// Submits a pseudonymised referral (fiche de saisine).
+#[utoipa::path(post, path = "/v1/cellules/{cellule}/referrals", tag = "cases", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    request_body = ReferralRequest,
+    responses(
+        (status = 201, description = "Recorded", body = ReferralCreated),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role cannot refer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, objection, or direct identifiers in free text", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn submit_referral(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiJson(body): ApiJson<ReferralRequest>,
+) -> Result<(StatusCode, HeaderMap, Json<ReferralCreated>), ApiError> {
+    let created = cases::submit(&state, &member.membership, body).await?;
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!(
+        "/v1/cellules/{}/cases/{}",
+        member.cellule.slug, created.id
+    )) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok((StatusCode::CREATED, headers, Json(created)))
+}
+
+/// The caller's own referrals: status view only.
+#[utoipa::path(get, path = "/v1/cellules/{cellule}/referrals", tag = "cases", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    responses(
+        (status = 200, description = "The caller's referrals, newest first", body = Vec<ReferralStatus>),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn my_referrals(
+    State(state): State<AppState>,
+    member: CelluleMember,
+) -> Result<Json<Vec<ReferralStatus>>, ApiError> {
+    Ok(Json(cases::my_referrals(&state, &member.membership).await?))
+}
+
+/// Cases the caller may see, filtered and paginated (newest first, stable cursor).
+#[utoipa::path(get, path = "/v1/cellules/{cellule}/cases", tag = "cases", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), CaseQuery),
+    responses(
+        (status = 200, description = "A page of cases", body = CasePage),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role without case access, or charter not accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_cases(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiQuery(query): ApiQuery<CaseQuery>,
+) -> Result<Json<CasePage>, ApiError> {
+    Ok(Json(cases::list(&state, &member.membership, query).await?))
+}
+
+/// One case, with its decrypted content and history.
+#[utoipa::path(get, path = "/v1/cellules/{cellule}/cases/{id}", tag = "cases", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("id" = String, Path, description = "Case id")),
+    responses(
+        (status = 200, description = "The case", body = CaseView),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Charter not accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case, or not visible to the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Integrity failure", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_case(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiPath((_, id)): ApiPath<(String, String)>,
+) -> Result<Json<CaseView>, ApiError> {
+    Ok(Json(cases::read(&state, &member.membership, &id).await?))
+}
+
+/// Erases a case: its rows and its data key go, a tombstone stays.
+#[utoipa::path(delete, path = "/v1/cellules/{cellule}/cases/{id}", tag = "cases", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("id" = String, Path, description = "Case id")),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case, or not visible to the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn erase_case(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiPath((_, id)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    cases::erase(&state, &member.membership, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Moves a case along the lifecycle graph (coordinator).
+#[utoipa::path(post, path = "/v1/cellules/{cellule}/cases/{id}/transitions", tag = "cases", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("id" = String, Path, description = "Case id")),
+    request_body = TransitionRequest,
+    responses(
+        (status = 200, description = "The case after the transition", body = CaseSummary),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case, or not visible to the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not a transition of the lifecycle graph; nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing reason or date, or identifiers in the reason", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn transition_case(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiPath((_, id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<TransitionRequest>,
+) -> Result<Json<CaseSummary>, ApiError> {
+    Ok(Json(
+        cases::transition(&state, &member.membership, &id, body).await?,
+    ))
+}
+
+/// Appends a note (append-only; a correction references the note it corrects).
+#[utoipa::path(post, path = "/v1/cellules/{cellule}/cases/{id}/notes", tag = "cases", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("id" = String, Path, description = "Case id")),
+    request_body = NoteRequest,
+    responses(
+        (status = 201, description = "Recorded", body = NoteView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Audience of another sphere, or charter not accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case, or not visible to the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid note or identifiers in the text", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Integrity failure", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn add_note(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiPath((_, id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<NoteRequest>,
+) -> Result<(StatusCode, Json<NoteView>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(cases::add_note(&state, &member.membership, &id, body).await?),
+    ))
+}
+
+/// Notes of the audiences the caller may read, oldest first.
+#[utoipa::path(get, path = "/v1/cellules/{cellule}/cases/{id}/notes", tag = "cases", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("id" = String, Path, description = "Case id")),
+    responses(
+        (status = 200, description = "Notes", body = Vec<NoteView>),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Charter not accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such case, or not visible to the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Integrity failure", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_notes(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiPath((_, id)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<NoteView>>, ApiError> {
+    Ok(Json(cases::notes(&state, &member.membership, &id).await?))
+}
+
+/// The cellule's current charter and whether the caller accepted it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CharterView {
+    pub version: i64,
+    pub text: String,
+    pub accepted: bool,
+}
+
+/// Body of `POST …/charter/accept`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptCharter {
+    /// The version read (must be the current one).
+    pub version: i64,
+}
+
+/// An acceptance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CharterAccepted {
+    pub version: i64,
+    pub accepted_at: DateTime<Utc>,
+}
+
+/// The charter members and coordinators must accept before any case content.
+#[utoipa::path(get, path = "/v1/cellules/{cellule}/charter", tag = "cases", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    responses(
+        (status = 200, description = "The current charter", body = CharterView),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_charter(
+    State(state): State<AppState>,
+    member: CelluleMember,
+) -> Result<Json<CharterView>, ApiError> {
+    let slug = member.cellule.slug.as_str();
+    let charter = state
+        .db
+        .current_charter(slug)
+        .await?
+        .ok_or(ApiError::NotFound("charter"))?;
+    let accepted = state
+        .db
+        .has_accepted_charter(slug, member.caller.subject.as_str(), charter.version)
+        .await?;
+    Ok(Json(CharterView {
+        version: charter.version,
+        text: charter.text,
+        accepted,
+    }))
+}
+
+/// Accepts the current charter (members and coordinators).
+#[utoipa::path(post, path = "/v1/cellules/{cellule}/charter/accept", tag = "cases", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    request_body = AcceptCharter,
+    responses(
+        (status = 200, description = "Accepted", body = CharterAccepted),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role without a charter (referrer, auditor)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not the current version", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn accept_charter(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiJson(body): ApiJson<AcceptCharter>,
+) -> Result<Json<CharterAccepted>, ApiError> {
+    if !matches!(
+        member.membership.spec.role,
+        Role::Member | Role::Coordinator
+    ) {
+        return Err(ApiError::Forbidden(
+            "Only members and coordinators accept the charter.",
+        ));
+    }
+    let slug = member.cellule.slug.as_str();
+    let charter = state
+        .db
+        .current_charter(slug)
+        .await?
+        .ok_or(ApiError::NotFound("charter"))?;
+    if charter.version != body.version {
+        return Err(ApiError::Conflict(format!(
+            "The current charter is version {}; read it and accept that version.",
+            charter.version
+        )));
+    }
+    let now = state.clock.now();
+    state
+        .db
+        .accept_charter(slug, member.caller.subject.as_str(), charter.version, now)
+        .await?;
+    Ok(Json(CharterAccepted {
+        version: charter.version,
+        accepted_at: now,
+    }))
+}

@@ -1,0 +1,164 @@
+//! Rows exchanged with the storage layer for keys, cases, notes and charters. Encrypted fields
+//! are opaque bytes here: storage never sees clear case content.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+/// A data key (or a cellule's linkage secret) wrapped by a KEK.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WrappedKey {
+    /// The case id for a case key, `linkage:<cellule>` for a linkage secret.
+    pub id: String,
+    pub cellule: String,
+    pub case_id: Option<String>,
+    pub kek_version: i64,
+    pub wrapped: Vec<u8>,
+}
+
+/// A re-wrapped key to store, if it still has `old_version`.
+#[derive(Debug, Clone)]
+pub struct Rewrapped {
+    pub id: String,
+    pub old_version: i64,
+    pub new_version: i64,
+    pub wrapped: Vec<u8>,
+}
+
+/// A case as submitted (content already encrypted).
+#[derive(Debug, Clone)]
+pub struct NewCase {
+    pub id: String,
+    pub cellule: String,
+    pub code: String,
+    pub year: i32,
+    pub urgency: String,
+    pub age_band: String,
+    pub gender: String,
+    pub commune: Option<String>,
+    pub sector: Option<String>,
+    /// `,need_a,need_b,` so that one need is matched with a bound `LIKE`.
+    pub needs: String,
+    pub consent_status: String,
+    pub consent_justification: Option<Vec<u8>>,
+    pub referring_org: String,
+    pub referrer: String,
+    pub linkage_key: Option<String>,
+    pub situation: Vec<u8>,
+    pub expectations: Option<Vec<u8>>,
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// A stored case with its wrapped data key.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CaseRecord {
+    pub id: String,
+    pub cellule: String,
+    pub reference: String,
+    pub status: String,
+    pub urgency: String,
+    pub age_band: String,
+    pub gender: String,
+    pub commune: Option<String>,
+    pub sector: Option<String>,
+    pub needs: String,
+    pub consent_status: String,
+    pub consent_justification: Option<Vec<u8>>,
+    pub referring_org: String,
+    pub referrer: String,
+    pub linkage_key: Option<String>,
+    pub routed_org: Option<String>,
+    pub follow_up_date: Option<NaiveDate>,
+    pub times_deferred: i64,
+    pub situation: Vec<u8>,
+    pub expectations: Option<Vec<u8>>,
+    pub submitted_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub key_wrapped: Vec<u8>,
+}
+
+/// Filters of `GET …/cases`; `None` means "any". Ordered newest first by (submitted_at, id).
+#[derive(Debug, Clone, Default)]
+pub struct CaseFilter {
+    pub status: Option<String>,
+    pub urgency: Option<String>,
+    /// `%,need,%`
+    pub need_pattern: Option<String>,
+    pub sector: Option<String>,
+    pub commune: Option<String>,
+    pub submitted_from: Option<DateTime<Utc>>,
+    pub submitted_before: Option<DateTime<Utc>>,
+    /// Only cases routed to this organisation (members).
+    pub routed_org: Option<String>,
+    /// Only cases submitted by this subject (referrers' status view).
+    pub referrer: Option<String>,
+    /// Continue after this (submitted_at, id).
+    pub after: Option<(DateTime<Utc>, String)>,
+    pub limit: i64,
+}
+
+/// A status change to apply if the case is still in `from`.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub event_id: String,
+    pub case_id: String,
+    pub cellule: String,
+    pub from: String,
+    pub to: String,
+    pub reason: Option<Vec<u8>>,
+    pub follow_up_date: Option<NaiveDate>,
+    pub routed_org: Option<String>,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A stored note.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NoteRecord {
+    pub id: String,
+    pub case_id: String,
+    pub author: String,
+    pub author_role: String,
+    pub author_sphere: Option<String>,
+    pub author_organisation: Option<String>,
+    pub audience: String,
+    pub corrects: Option<String>,
+    pub body: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A case event (status change).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRecord {
+    pub id: String,
+    pub from_status: String,
+    pub to_status: String,
+    pub reason: Option<Vec<u8>>,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The erasure tombstone left for an erased case.
+#[derive(Debug, Clone)]
+pub struct Tombstone {
+    pub id: String,
+    pub erased_by: String,
+    pub reason: &'static str,
+    pub erased_at: DateTime<Utc>,
+}
+
+/// Retention settings of a cellule.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RetentionSettings {
+    pub slug: String,
+    pub retention_closed_months: i64,
+    pub retention_declined_months: i64,
+}
+
+/// A cellule's charter.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CharterRecord {
+    pub version: i64,
+    pub text: String,
+    pub created_at: DateTime<Utc>,
+}

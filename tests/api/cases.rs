@@ -1,0 +1,1010 @@
+//! Referrals and the case lifecycle (issue 4): intake, consent, identifier guard, duplicates,
+//! references under concurrency, the state machine, notes and audiences, charter, erasure and
+//! retention, and referrer isolation.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use cellule::clock::ManualClock;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::helpers::{
+    ADMIN, AUDITOR, Backend, CITY, COORD, GUEST, Options, PSY, REF1, REF2, TestApp, referral,
+    spawn_app, spawn_app_with,
+};
+
+fn case_path(id: &str) -> String {
+    format!("/v1/cellules/perpignan/cases/{id}")
+}
+
+async fn case_count(app: &TestApp) -> usize {
+    let a = app
+        .get(
+            "/v1/cellules/perpignan/cases?limit=200",
+            Some(&app.token(COORD)),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.body["items"].as_array().map_or(0, Vec::len)
+}
+
+async fn referral_is_recorded_encrypted_and_readable_by_the_coordinator(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let a = app
+        .refer(
+            REF1,
+            &referral("Homme isolé, impayés de loyer depuis 4 mois, rupture de soins."),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let year = chrono::Utc::now().format("%Y").to_string();
+    assert_eq!(a.body["reference"], format!("PER-{year}-0001"));
+    assert_eq!(a.body["status"], "submitted");
+    assert_eq!(a.body["possible_duplicates"], json!([]));
+    let id = a.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        a.headers["location"].to_str().ok(),
+        Some(case_path(&id).as_str())
+    );
+
+    let c = app.get(&case_path(&id), Some(&app.token(COORD))).await;
+    assert_eq!(c.status, 200, "{}", c.text);
+    assert_eq!(
+        c.body["situation"],
+        "Homme isolé, impayés de loyer depuis 4 mois, rupture de soins."
+    );
+    assert_eq!(
+        c.body["expectations"],
+        "orientation vers le CMP et maintien dans le logement"
+    );
+    assert_eq!(c.body["consent_status"], "not_informed");
+    assert_eq!(
+        c.body["consent_justification"],
+        "personne injoignable depuis juin"
+    );
+    assert_eq!(c.body["needs"], json!(["housing", "care_access"]));
+    assert_eq!(c.body["sector"], "66G03");
+    assert_eq!(c.body["referring_org"], "CCAS Perpignan");
+
+    // The referrer's status view: no content, no notes.
+    let r = app
+        .get("/v1/cellules/perpignan/referrals", Some(&app.token(REF1)))
+        .await;
+    assert_eq!(r.status, 200);
+    let item = &r.body[0];
+    assert_eq!(item["reference"], format!("PER-{year}-0001"));
+    assert_eq!(item["status"], "submitted");
+    let keys: HashSet<&str> = item
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "reference",
+            "status",
+            "submitted_at",
+            "decided_at",
+            "closed_at",
+            "updated_at",
+            "routed_to"
+        ]
+        .into_iter()
+        .collect()
+    );
+}
+
+async fn consent_rules(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let with_consent = |consent: Value| {
+        let mut body = referral("Situation ordinaire.");
+        body["consent"] = consent;
+        body
+    };
+    let a = app
+        .refer(REF1, &with_consent(json!({"status": "objected"})))
+        .await;
+    a.assert_problem(422);
+    assert_eq!(a.body["errors"][0]["pointer"], "/consent/status");
+    let a = app
+        .refer(REF1, &with_consent(json!({"status": "not_informed"})))
+        .await;
+    a.assert_problem(422);
+    assert_eq!(a.body["errors"][0]["pointer"], "/consent/justification");
+    let a = app
+        .refer(
+            REF1,
+            &with_consent(json!({"status": "not_informed", "justification": "  "})),
+        )
+        .await;
+    a.assert_problem(422);
+    let a = app
+        .refer(REF1, &with_consent(json!({"status": "maybe"})))
+        .await;
+    a.assert_problem(422);
+    assert_eq!(case_count(&app).await, 0, "refused referrals leave nothing");
+    for status in ["agreed", "informed"] {
+        let a = app
+            .refer(REF1, &with_consent(json!({"status": status})))
+            .await;
+        assert_eq!(a.status, 201, "{status}: {}", a.text);
+    }
+    assert_eq!(case_count(&app).await, 2);
+}
+
+async fn identifiers_are_refused_without_echo(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let cases = [
+        ("Joignable au 06 12 34 56 78 le matin.", "phone", 13, 27),
+        ("Écrire à m.dupont@example.fr.", "email", 9, 28),
+        ("NIR 1 85 05 78 006 084 91 transmis.", "nir", 4, 25),
+        (
+            "Virement sur FR76 3000 6000 0112 3456 7890 189.",
+            "iban",
+            13,
+            46,
+        ),
+        ("Né le 02/04/1980 à Perpignan.", "birth_date", 6, 16),
+        ("Vit au 12 rue des Lilas depuis 2019.", "address", 7, 23),
+    ];
+    for (text, kind, start, end) in cases {
+        let a = app.refer(REF1, &referral(text)).await;
+        a.assert_problem(422);
+        assert_eq!(a.problem_type(), "/problems/identifier-detected");
+        let e = &a.body["errors"][0];
+        assert_eq!(e["field"], "situation", "{text}");
+        assert_eq!(e["kind"], kind, "{text}");
+        assert_eq!(
+            (e["start"].as_u64(), e["end"].as_u64()),
+            (Some(start), Some(end)),
+            "{text}: {}",
+            a.text
+        );
+        let found: String = text
+            .chars()
+            .skip(start as usize)
+            .take((end - start) as usize)
+            .collect();
+        assert!(
+            !a.text.contains(&found),
+            "the identifier is echoed: {}",
+            a.text
+        );
+    }
+    // In expectations and in the consent justification too.
+    let mut body = referral("Situation ordinaire.");
+    body["expectations"] = json!("rappeler au 0612345678");
+    body["consent"]["justification"] = json!("voir jean@exemple.org");
+    let a = app.refer(REF1, &body).await;
+    a.assert_problem(422);
+    let fields: Vec<&str> = a.body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["expectations", "consent.justification"]);
+    assert_eq!(case_count(&app).await, 0);
+
+    // Ordinary prose with numbers passes.
+    let (id, _) = app
+        .refer_ok(
+            REF1,
+            "Mme, 45 ans, 3 enfants, suivie au CMP 66G03 depuis 2019 ; 2 passages aux urgences en mars 2024, \
+             rendez-vous à 14h30 le 12/03, loyer de 450 € impayé, dossier PER-2025-0042, RSA de 607,75 €.",
+        )
+        .await;
+    // Notes are guarded as well.
+    let a = app
+        .request(
+            Method::POST,
+            &format!("{}/notes", case_path(&id)),
+            Some(&app.token(COORD)),
+            Some(json!({"audience": "cellule", "body": "tél. +33 (0)6 12 34 56 78"})),
+        )
+        .await;
+    a.assert_problem(422);
+    assert_eq!(a.body["errors"][0]["field"], "body");
+    assert_eq!(a.body["errors"][0]["kind"], "phone");
+}
+
+async fn bad_referral_inputs_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let edit = |f: &dyn Fn(&mut Value)| {
+        let mut body = referral("Situation ordinaire.");
+        f(&mut body);
+        body
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (edit(&|b| b["colour"] = json!("red")), "/colour"),
+        (edit(&|b| b["age_band"] = json!("30-40")), "/age_band"),
+        (edit(&|b| b["gender"] = json!("woman")), "/gender"),
+        (edit(&|b| b["urgency"] = json!("asap")), "/urgency"),
+        (
+            edit(&|b| b["needs"] = json!(["housing", "flying"])),
+            "/needs/1",
+        ),
+        (edit(&|b| b["needs"] = json!([])), "/needs"),
+        (
+            edit(&|b| b["needs"] = json!(["housing", "housing"])),
+            "/needs",
+        ),
+        (edit(&|b| b["commune"] = json!("6613")), "/commune"),
+        (edit(&|b| b["sector"] = json!("66X03")), "/sector"),
+        (
+            edit(&|b| {
+                b.as_object_mut().map(|o| {
+                    o.remove("commune");
+                    o.remove("sector")
+                });
+            }),
+            "/commune",
+        ),
+        (
+            edit(&|b| b["situation"] = json!("x".repeat(10_001))),
+            "/situation",
+        ),
+        (edit(&|b| b["situation"] = json!("")), "/situation"),
+        (
+            edit(&|b| b["expectations"] = json!("y".repeat(2_001))),
+            "/expectations",
+        ),
+        (
+            edit(&|b| b["consent"]["extra"] = json!(1)),
+            "/consent/extra",
+        ),
+        (
+            edit(&|b| {
+                b["identity"] =
+                    json!({"last_name": "A", "first_name": "B", "birth_date": "02/04/1980"})
+            }),
+            "/identity/birth_date",
+        ),
+        (
+            edit(
+                &|b| b["identity"] = json!({"last_name": "A", "first_name": "B", "birth_date": "1980-04-02", "nir": "x"}),
+            ),
+            "/identity/nir",
+        ),
+    ];
+    for (body, pointer) in cases {
+        let a = app.refer(REF1, &body).await;
+        a.assert_problem(422);
+        assert_eq!(a.body["errors"][0]["pointer"], pointer, "{}", a.text);
+    }
+    assert_eq!(case_count(&app).await, 0, "nothing was stored");
+    // Auditors cannot refer.
+    app.refer(AUDITOR, &referral("Situation ordinaire."))
+        .await
+        .assert_problem(403);
+}
+
+async fn fifty_concurrent_referrals_get_fifty_distinct_references(backend: Backend) {
+    let app = Arc::new(spawn_app(backend).await);
+    app.standard_cellule().await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let who = if i % 2 == 0 { REF1 } else { REF2 };
+            let a = app
+                .refer(who, &referral(&format!("Situation numéro {i}.")))
+                .await;
+            assert_eq!(a.status, 201, "{}", a.text);
+            a.body["reference"].as_str().unwrap_or_default().to_owned()
+        }));
+    }
+    let mut refs = HashSet::new();
+    for t in tasks {
+        refs.insert(t.await.expect("task"));
+    }
+    assert_eq!(refs.len(), 50);
+    let year = chrono::Utc::now().format("%Y").to_string();
+    let expected: HashSet<String> = (1..=50).map(|n| format!("PER-{year}-{n:04}")).collect();
+    assert_eq!(refs, expected, "no gaps, no duplicates");
+}
+
+/// Drives a fresh case to `status` along the graph; returns its id.
+async fn case_in(app: &TestApp, status: &str) -> String {
+    let (id, _) = app.refer_ok(REF1, "Situation ordinaire.").await;
+    let path: &[Value] = match status {
+        "submitted" => &[],
+        "accepted" => &[json!({"to": "accepted"})],
+        "declined" => &[json!({"to": "declined", "reason": "hors champ de la cellule"})],
+        "scheduled" => &[json!({"to": "accepted"}), json!({"to": "scheduled"})],
+        "in_follow_up" => &[
+            json!({"to": "accepted"}),
+            json!({"to": "scheduled"}),
+            json!({"to": "in_follow_up", "follow_up_date": "2027-01-14", "routed_org": "CMP 66G03"}),
+        ],
+        "closed" => &[
+            json!({"to": "accepted"}),
+            json!({"to": "scheduled"}),
+            json!({"to": "closed", "reason": "relogé, suivi CMP en place"}),
+        ],
+        other => panic!("unknown status {other}"),
+    };
+    for step in path {
+        app.move_case(&id, step.clone()).await;
+    }
+    id
+}
+
+async fn state_machine_table(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let statuses = [
+        "submitted",
+        "accepted",
+        "declined",
+        "scheduled",
+        "in_follow_up",
+        "closed",
+    ];
+    let allowed: HashSet<(&str, &str)> = [
+        ("submitted", "accepted"),
+        ("submitted", "declined"),
+        ("accepted", "scheduled"),
+        ("scheduled", "in_follow_up"),
+        ("scheduled", "closed"),
+        ("scheduled", "accepted"),
+        ("in_follow_up", "scheduled"),
+        ("in_follow_up", "closed"),
+    ]
+    .into_iter()
+    .collect();
+    for from in statuses {
+        for to in statuses {
+            let id = case_in(&app, from).await;
+            let body = json!({"to": to, "reason": "motif de test", "follow_up_date": "2027-02-11"});
+            let a = app
+                .request(
+                    Method::POST,
+                    &format!("{}/transitions", case_path(&id)),
+                    Some(&app.token(COORD)),
+                    Some(body),
+                )
+                .await;
+            let after = app.get(&case_path(&id), Some(&app.token(COORD))).await;
+            if allowed.contains(&(from, to)) {
+                assert_eq!(a.status, 200, "{from} -> {to}: {}", a.text);
+                assert_eq!(after.body["status"], to);
+            } else {
+                a.assert_problem(409);
+                assert_eq!(
+                    a.problem_type(),
+                    "/problems/invalid-transition",
+                    "{from} -> {to}"
+                );
+                assert_eq!(
+                    after.body["status"], from,
+                    "{from} -> {to} changed the case"
+                );
+            }
+        }
+    }
+    // Reasons and dates.
+    let id = case_in(&app, "submitted").await;
+    app.transition(COORD, &id, json!({"to": "declined"}))
+        .await
+        .assert_problem(422);
+    app.transition(
+        COORD,
+        &id,
+        json!({"to": "declined", "reason": "écrire à x@y.fr"}),
+    )
+    .await
+    .assert_problem(422);
+    app.transition(COORD, &id, json!({"to": "flying"}))
+        .await
+        .assert_problem(422);
+    assert_eq!(
+        app.transition(
+            COORD,
+            &id,
+            json!({"to": "declined", "reason": "hors champ"})
+        )
+        .await
+        .status,
+        200
+    );
+    let c = app.get(&case_path(&id), Some(&app.token(COORD))).await;
+    assert_eq!(c.body["history"][0]["reason"], "hors champ");
+    assert_eq!(c.body["history"][0]["from"], "submitted");
+    let id = case_in(&app, "scheduled").await;
+    app.transition(COORD, &id, json!({"to": "closed"}))
+        .await
+        .assert_problem(422);
+    app.transition(COORD, &id, json!({"to": "in_follow_up"}))
+        .await
+        .assert_problem(422);
+    // Only the coordinator moves cases: a member who sees the case gets 403, others 404.
+    let id = case_in(&app, "in_follow_up").await;
+    let a = app
+        .request(
+            Method::POST,
+            &format!("{}/transitions", case_path(&id)),
+            Some(&app.token(PSY)),
+            Some(json!({"to": "scheduled"})),
+        )
+        .await;
+    a.assert_problem(403);
+    let a = app
+        .request(
+            Method::POST,
+            &format!("{}/transitions", case_path(&id)),
+            Some(&app.token(REF1)),
+            Some(json!({"to": "scheduled"})),
+        )
+        .await;
+    a.assert_problem(404);
+}
+
+async fn duplicates_are_flagged_across_referrers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let with_identity = |last: &str, first: &str, birth: &str| {
+        let mut body = referral("Situation ordinaire.");
+        body["identity"] = json!({"last_name": last, "first_name": first, "birth_date": birth});
+        body
+    };
+    let a = app
+        .refer(
+            REF1,
+            &with_identity("Dupont-Lefèvre", "Jean Édouard", "1980-04-02"),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(a.body["possible_duplicates"], json!([]));
+    let first_ref = a.body["reference"].clone();
+    let first_id = a.body["id"].as_str().expect("id").to_owned();
+
+    let b = app
+        .refer(
+            REF2,
+            &with_identity("DUPONT LEFEVRE", "jean-edouard", "1980-04-02"),
+        )
+        .await;
+    assert_eq!(b.status, 201, "{}", b.text);
+    assert_eq!(b.body["possible_duplicates"], json!([first_ref]));
+    let second = b.body["id"].as_str().expect("id").to_owned();
+    let c = app.get(&case_path(&second), Some(&app.token(COORD))).await;
+    assert_eq!(
+        c.body["possible_duplicates"],
+        json!([first_ref]),
+        "the coordinator sees it on the case"
+    );
+
+    let other = app
+        .refer(
+            REF2,
+            &with_identity("Dupont-Lefèvre", "Jean Édouard", "1981-04-02"),
+        )
+        .await;
+    assert_eq!(other.body["possible_duplicates"], json!([]));
+    let none = app.refer(REF2, &referral("Situation ordinaire.")).await;
+    assert_eq!(none.body["possible_duplicates"], json!([]));
+
+    // A closed case is no longer an open duplicate.
+    app.move_case(&first_id, json!({"to": "declined", "reason": "doublon"}))
+        .await;
+    let d = app
+        .refer(
+            REF1,
+            &with_identity("Dupont Lefevre", "Jean Edouard", "1980-04-02"),
+        )
+        .await;
+    assert_eq!(d.body["possible_duplicates"], json!([b.body["reference"]]));
+}
+
+async fn referrers_see_only_their_own_status_view(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let (mine, my_ref) = app.refer_ok(REF1, "Situation A.").await;
+    let (_, other_ref) = app.refer_ok(REF2, "Situation B.").await;
+    app.move_case(&mine, json!({"to": "accepted"})).await;
+    app.move_case(&mine, json!({"to": "scheduled"})).await;
+    app.move_case(
+        &mine,
+        json!({"to": "in_follow_up", "follow_up_date": "2027-01-14", "routed_org": "CMP 66G03"}),
+    )
+    .await;
+
+    let r = app
+        .get("/v1/cellules/perpignan/referrals", Some(&app.token(REF1)))
+        .await;
+    let refs: Vec<&str> = r
+        .body
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|i| i["reference"].as_str())
+        .collect();
+    assert_eq!(refs, [my_ref.as_str()]);
+    assert_eq!(r.body[0]["status"], "in_follow_up");
+    assert_eq!(r.body[0]["routed_to"], "CMP 66G03");
+    assert!(!r.text.contains(&other_ref));
+
+    for who in [REF1, AUDITOR] {
+        let t = app.token(who);
+        app.get("/v1/cellules/perpignan/cases", Some(&t))
+            .await
+            .assert_problem(403);
+        app.get(&case_path(&mine), Some(&t))
+            .await
+            .assert_problem(404);
+        app.get(&format!("{}/notes", case_path(&mine)), Some(&t))
+            .await
+            .assert_problem(404);
+        app.request(Method::DELETE, &case_path(&mine), Some(&t), None)
+            .await
+            .assert_problem(404);
+    }
+    // Administrators are not members of any cellule.
+    app.as_admin(Method::GET, &case_path(&mine), None)
+        .await
+        .assert_problem(404);
+}
+
+async fn notes_follow_audiences_and_routing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let id = case_in(&app, "in_follow_up").await; // routed to CMP 66G03
+    let notes = format!("{}/notes", case_path(&id));
+    let write = |who: &'static str, audience: &'static str, body: &'static str| {
+        let app = &app;
+        let notes = notes.clone();
+        async move {
+            app.request(
+                Method::POST,
+                &notes,
+                Some(&app.token(who)),
+                Some(json!({"audience": audience, "body": body})),
+            )
+            .await
+        }
+    };
+    let n1 = write(COORD, "cellule", "Point de situation partagé.").await;
+    assert_eq!(n1.status, 201, "{}", n1.text);
+    assert_eq!(
+        write(COORD, "city", "Dette locative en cours de traitement.")
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        write(PSY, "psychiatry", "Traitement interrompu, RDV CMP proposé.")
+            .await
+            .status,
+        201
+    );
+    write(PSY, "city", "x").await.assert_problem(403);
+    write(COORD, "psychiatry", "x").await.assert_problem(403);
+    // The city member's organisation is not routed: the case does not exist for them.
+    write(CITY, "city", "x").await.assert_problem(404);
+    // The guest (EMPP) is not routed either.
+    write(GUEST, "cellule", "x").await.assert_problem(404);
+
+    let audiences = |a: &crate::helpers::Answer| -> Vec<String> {
+        a.body
+            .as_array()
+            .expect("notes")
+            .iter()
+            .filter_map(|n| n["audience"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let coord = app.get(&notes, Some(&app.token(COORD))).await;
+    assert_eq!(audiences(&coord), ["cellule", "city"]);
+    assert!(!coord.text.contains("Traitement interrompu"));
+    let psy = app.get(&notes, Some(&app.token(PSY))).await;
+    assert_eq!(audiences(&psy), ["cellule", "psychiatry"]);
+    assert!(!psy.text.contains("Dette locative"));
+    app.get(&notes, Some(&app.token(CITY)))
+        .await
+        .assert_problem(404);
+    assert_eq!(
+        app.get(&case_path(&id), Some(&app.token(PSY))).await.status,
+        200
+    );
+    app.get(&case_path(&id), Some(&app.token(CITY)))
+        .await
+        .assert_problem(404);
+    // Members list exactly the cases routed to their organisation.
+    let other = case_in(&app, "accepted").await;
+    let list = app
+        .get("/v1/cellules/perpignan/cases", Some(&app.token(PSY)))
+        .await;
+    let ids: Vec<&str> = list.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+    assert!(!list.text.contains(&other));
+    let list = app
+        .get("/v1/cellules/perpignan/cases", Some(&app.token(CITY)))
+        .await;
+    assert_eq!(list.body["items"], json!([]));
+
+    // Corrections: same case, same audience, a note the author can read.
+    let first = n1.body["id"].as_str().expect("id").to_owned();
+    let c = app
+        .request(
+            Method::POST,
+            &notes,
+            Some(&app.token(PSY)),
+            Some(
+                json!({"audience": "cellule", "body": "Correction : RDV fixé.", "corrects": first}),
+            ),
+        )
+        .await;
+    assert_eq!(c.status, 201, "{}", c.text);
+    assert_eq!(c.body["corrects"], first.as_str());
+    let wrong = app
+        .request(
+            Method::POST,
+            &notes,
+            Some(&app.token(PSY)),
+            Some(json!({"audience": "psychiatry", "body": "x", "corrects": first})),
+        )
+        .await;
+    wrong.assert_problem(422);
+    let psy_note = psy.body[1]["id"].as_str().expect("id").to_owned();
+    let hidden = app
+        .request(
+            Method::POST,
+            &notes,
+            Some(&app.token(COORD)),
+            Some(json!({"audience": "cellule", "body": "x", "corrects": psy_note})),
+        )
+        .await;
+    hidden.assert_problem(422);
+    let bad = app
+        .request(
+            Method::POST,
+            &notes,
+            Some(&app.token(COORD)),
+            Some(json!({"audience": "everyone", "body": "x"})),
+        )
+        .await;
+    bad.assert_problem(422);
+    assert_eq!(
+        app.get(&notes, Some(&app.token(COORD)))
+            .await
+            .body
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+}
+
+async fn charter_gates_case_content(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    app.add_member(
+        "perpignan",
+        "newcomer",
+        json!({"role": "coordinator", "sphere": "city", "organisation": "CLSM Perpignan"}),
+    )
+    .await;
+    let (id, _) = app.refer_ok(REF1, "Situation ordinaire.").await;
+    let t = app.token("newcomer");
+    let a = app.get("/v1/cellules/perpignan/cases", Some(&t)).await;
+    a.assert_problem(403);
+    assert_eq!(a.problem_type(), "/problems/charter-not-accepted");
+    app.get(&case_path(&id), Some(&t)).await.assert_problem(403);
+    let charter = app.get("/v1/cellules/perpignan/charter", Some(&t)).await;
+    assert_eq!(charter.body["accepted"], false);
+    assert_eq!(charter.body["version"], 1);
+    let wrong = app
+        .request(
+            Method::POST,
+            "/v1/cellules/perpignan/charter/accept",
+            Some(&t),
+            Some(json!({"version": 7})),
+        )
+        .await;
+    wrong.assert_problem(409);
+    app.accept_charter("newcomer").await;
+    assert_eq!(app.get(&case_path(&id), Some(&t)).await.status, 200);
+
+    // A new version must be accepted again.
+    let v2 = app
+        .as_admin(
+            Method::PUT,
+            "/v1/cellules/perpignan/charter",
+            Some(json!({"text": "Charte v2 : secret partagé."})),
+        )
+        .await;
+    assert_eq!(v2.status, 201, "{}", v2.text);
+    assert_eq!(v2.body["version"], 2);
+    app.get(&case_path(&id), Some(&t)).await.assert_problem(403);
+    app.accept_charter("newcomer").await;
+    assert_eq!(app.get(&case_path(&id), Some(&t)).await.status, 200);
+    // Referrers and auditors have no charter to accept.
+    let a = app
+        .request(
+            Method::POST,
+            "/v1/cellules/perpignan/charter/accept",
+            Some(&app.token(REF1)),
+            Some(json!({"version": 2})),
+        )
+        .await;
+    a.assert_problem(403);
+}
+
+async fn erasure_removes_rows_and_key(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let id = case_in(&app, "in_follow_up").await;
+    let notes = format!("{}/notes", case_path(&id));
+    let n = app
+        .request(
+            Method::POST,
+            &notes,
+            Some(&app.token(PSY)),
+            Some(json!({"audience": "psychiatry", "body": "Note clinique."})),
+        )
+        .await;
+    assert_eq!(n.status, 201);
+    app.request(Method::DELETE, &case_path(&id), Some(&app.token(PSY)), None)
+        .await
+        .assert_problem(403);
+    let a = app
+        .request(
+            Method::DELETE,
+            &case_path(&id),
+            Some(&app.token(COORD)),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 204, "{}", a.text);
+    app.get(&case_path(&id), Some(&app.token(COORD)))
+        .await
+        .assert_problem(404);
+    app.request(
+        Method::DELETE,
+        &case_path(&id),
+        Some(&app.token(COORD)),
+        None,
+    )
+    .await
+    .assert_problem(404);
+
+    let db = app.state.db.clone();
+    assert!(
+        db.get_wrapped_key(&id).await.expect("db").is_none(),
+        "the data key is destroyed"
+    );
+    let tombstones = db.erasures("perpignan").await.expect("db");
+    assert_eq!(tombstones.len(), 1);
+    assert_eq!(tombstones[0].1, "request");
+    let r = app
+        .get("/v1/cellules/perpignan/referrals", Some(&app.token(REF1)))
+        .await;
+    assert_eq!(r.body, json!([]), "nothing left in the referrer's view");
+}
+
+async fn retention_erases_expired_cases(backend: Backend) {
+    let start = chrono::Utc::now();
+    let clock = Arc::new(ManualClock::new(start));
+    let app = spawn_app_with(
+        backend,
+        Options {
+            clock: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .await;
+    app.standard_cellule().await;
+    let declined = case_in(&app, "declined").await;
+    let closed = case_in(&app, "closed").await;
+    let open = case_in(&app, "in_follow_up").await;
+    let db = app.state.db.clone();
+    let months = |n: u32| {
+        start
+            .checked_add_months(chrono::Months::new(n))
+            .expect("date")
+    };
+
+    assert!(
+        cellule::cases::run_retention(db.as_ref(), months(2))
+            .await
+            .expect("run")
+            .is_empty()
+    );
+    let erased = cellule::cases::run_retention(db.as_ref(), months(3) + chrono::Duration::days(1))
+        .await
+        .expect("run");
+    assert_eq!(erased.len(), 1);
+    app.get(&case_path(&declined), Some(&app.token(COORD)))
+        .await
+        .assert_problem(404);
+    assert_eq!(
+        app.get(&case_path(&closed), Some(&app.token(COORD)))
+            .await
+            .status,
+        200
+    );
+    let erased = cellule::cases::run_retention(db.as_ref(), months(24) + chrono::Duration::days(1))
+        .await
+        .expect("run");
+    assert_eq!(erased.len(), 1);
+    app.get(&case_path(&closed), Some(&app.token(COORD)))
+        .await
+        .assert_problem(404);
+    assert_eq!(
+        app.get(&case_path(&open), Some(&app.token(COORD)))
+            .await
+            .status,
+        200,
+        "open cases stay"
+    );
+    let reasons: Vec<String> = db
+        .erasures("perpignan")
+        .await
+        .expect("db")
+        .into_iter()
+        .map(|t| t.1)
+        .collect();
+    assert_eq!(reasons, ["retention", "retention"]);
+
+    // Per-cellule settings.
+    let a = app
+        .as_admin(
+            Method::PUT,
+            "/v1/cellules/perpignan/retention",
+            Some(json!({"closed_months": 6, "declined_months": 1})),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    app.as_admin(
+        Method::PUT,
+        "/v1/cellules/perpignan/retention",
+        Some(json!({"closed_months": 0, "declined_months": 1})),
+    )
+    .await
+    .assert_problem(422);
+    clock.set(months(30));
+    let late = case_in(&app, "closed").await;
+    assert!(
+        cellule::cases::run_retention(db.as_ref(), months(35))
+            .await
+            .expect("run")
+            .is_empty()
+    );
+    assert_eq!(
+        cellule::cases::run_retention(db.as_ref(), months(37))
+            .await
+            .expect("run")
+            .len(),
+        1
+    );
+    app.get(&case_path(&late), Some(&app.token(COORD)))
+        .await
+        .assert_problem(404);
+    let _ = ADMIN;
+}
+
+async fn case_list_filters_and_pagination(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let mut all = HashSet::new();
+    for i in 0..7 {
+        let mut body = referral(&format!("Situation {i}."));
+        body["urgency"] = json!(if i % 3 == 0 { "urgent" } else { "routine" });
+        body["needs"] = json!(if i % 2 == 0 {
+            vec!["isolation"]
+        } else {
+            vec!["housing", "addiction"]
+        });
+        if i == 6 {
+            body["sector"] = json!("66G04");
+            body["commune"] = json!("66001");
+        }
+        let a = app.refer(REF1, &body).await;
+        assert_eq!(a.status, 201);
+        all.insert(a.body["id"].as_str().expect("id").to_owned());
+    }
+    let t = app.token(COORD);
+    let count = |q: &'static str| {
+        let app = &app;
+        let t = t.clone();
+        async move {
+            let a = app
+                .get(&format!("/v1/cellules/perpignan/cases?{q}"), Some(&t))
+                .await;
+            assert_eq!(a.status, 200, "{q}: {}", a.text);
+            a.body["items"].as_array().map_or(0, Vec::len)
+        }
+    };
+    assert_eq!(count("urgency=urgent").await, 3);
+    assert_eq!(count("need=isolation").await, 4);
+    assert_eq!(count("need=addiction").await, 3);
+    assert_eq!(count("sector=66G04").await, 1);
+    assert_eq!(count("commune=66136").await, 6);
+    assert_eq!(count("status=submitted").await, 7);
+    assert_eq!(count("status=closed").await, 0);
+    let today = chrono::Utc::now().date_naive();
+    let tomorrow = today.succ_opt().expect("date");
+    assert_eq!(
+        app.get(
+            &format!("/v1/cellules/perpignan/cases?submitted_from={today}&submitted_to={today}"),
+            Some(&t)
+        )
+        .await
+        .body["items"]
+            .as_array()
+            .map_or(0, Vec::len),
+        7
+    );
+    assert_eq!(
+        app.get(
+            &format!("/v1/cellules/perpignan/cases?submitted_from={tomorrow}"),
+            Some(&t)
+        )
+        .await
+        .body["items"]
+            .as_array()
+            .map_or(0, Vec::len),
+        0
+    );
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..5 {
+        let q = match &cursor {
+            Some(c) => format!("/v1/cellules/perpignan/cases?limit=3&cursor={c}"),
+            None => "/v1/cellules/perpignan/cases?limit=3".to_owned(),
+        };
+        let a = app.get(&q, Some(&t)).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        for item in a.body["items"].as_array().expect("items") {
+            seen.push(item["id"].as_str().expect("id").to_owned());
+        }
+        cursor = a.body["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 7);
+    assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), all);
+    for q in [
+        "limit=0",
+        "limit=500",
+        "cursor=garbage",
+        "status=lost",
+        "colour=red",
+        "submitted_from=yesterday",
+    ] {
+        app.get(&format!("/v1/cellules/perpignan/cases?{q}"), Some(&t))
+            .await
+            .assert_problem(422);
+    }
+}
+
+backend_tests!(
+    referral_is_recorded_encrypted_and_readable_by_the_coordinator,
+    consent_rules,
+    identifiers_are_refused_without_echo,
+    bad_referral_inputs_are_refused,
+    fifty_concurrent_referrals_get_fifty_distinct_references,
+    state_machine_table,
+    duplicates_are_flagged_across_referrers,
+    referrers_see_only_their_own_status_view,
+    notes_follow_audiences_and_routing,
+    charter_gates_case_content,
+    erasure_removes_rows_and_key,
+    retention_erases_expired_cases,
+    case_list_filters_and_pagination,
+);
