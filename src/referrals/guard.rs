@@ -172,6 +172,29 @@ fn iban_is_valid(text: &str) -> bool {
     remainder == 1
 }
 
+/// The last four digit pairs of a phone number use one separator throughout (`06 12 34 56 78`,
+/// `0612345678`), which tells a phone number from a longer code that happens to contain one.
+fn uniform_pair_separators(number: &str) -> bool {
+    let mut separators = Vec::new();
+    let mut chars = number.chars().rev().peekable();
+    for _ in 0..4 {
+        // Two digits, then an optional separator.
+        for _ in 0..2 {
+            if !chars.next().is_some_and(|c| c.is_ascii_digit()) {
+                return false;
+            }
+        }
+        match chars.peek() {
+            Some(c) if !c.is_ascii_digit() && *c != '(' && *c != ')' => {
+                separators.push(Some(*c));
+                chars.next();
+            }
+            _ => separators.push(None),
+        }
+    }
+    separators.windows(2).all(|w| w[0] == w[1])
+}
+
 /// Byte offset just past the street name starting at `start`.
 fn street_name_end(text: &str, start: usize) -> usize {
     const PARTICLES: [&str; 9] = ["de", "des", "du", "la", "le", "les", "l'", "d'", "et"];
@@ -248,6 +271,7 @@ impl Guard {
             let after = text[m.end()..].chars().next();
             if before.is_some_and(|c| c.is_ascii_digit())
                 || after.is_some_and(|c| c.is_ascii_digit())
+                || !uniform_pair_separators(m.as_str())
             {
                 continue;
             }

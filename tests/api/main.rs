@@ -3,6 +3,7 @@
 mod admin;
 mod cases;
 mod cli;
+mod guard;
 mod helpers;
 mod http;
 mod resilience;
