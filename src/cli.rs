@@ -447,6 +447,9 @@ async fn keys(config: &Config, cmd: KeysCommand) -> Result<(), CliError> {
                 let KeyringSource::File(path) = keys.source().clone() else {
                     return Err(CliError::usage("retirement needs a keyring file"));
                 };
+                if version == keys.keyring().current_version() {
+                    return Err(CliError::usage(format!("KEK v{version} is the current version; rotate first")));
+                }
                 let in_use = db
                     .wrapped_key_counts()
                     .await

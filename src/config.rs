@@ -249,7 +249,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             format: LogFormat::Text,
-            level: "info".to_owned(),
+            level: "info,sqlx=warn".to_owned(),
         }
     }
 }

@@ -6,5 +6,6 @@ mod cli;
 mod guard;
 mod helpers;
 mod http;
+mod keys;
 mod resilience;
 mod tokens;
