@@ -54,7 +54,9 @@ impl StorageError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => StorageError::Unavailable(e.to_string()),
+            | sqlx::Error::WorkerCrashed
+            // A connection cut while it is being set up (e.g. during the TLS negotiation).
+            | sqlx::Error::Protocol(_) => StorageError::Unavailable(e.to_string()),
             sqlx::Error::Database(db) => {
                 if db.is_unique_violation() {
                     return StorageError::Conflict(conflict);
