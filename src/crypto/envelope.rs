@@ -2,14 +2,18 @@
 
 use zeroize::Zeroizing;
 
-use super::{CryptoError, blob_version, open_blob, push_lp, seal_blob};
+use super::{CryptoError, aead_key, blob_version, open_with, push_lp, seal_with};
 
 /// The generation of data keys; carried in every field ciphertext. Version 1 is the only one
 /// today (data keys themselves are never re-keyed, only re-wrapped).
 pub const DATA_KEY_VERSION: u32 = 1;
 
-/// One case's AES-256-GCM key. Wiped on drop; `Debug` shows nothing.
-pub struct DataKey(Zeroizing<[u8; 32]>);
+/// One case's AES-256-GCM key, with its expanded key schedule (built once, reused for every
+/// field of the case). The raw bytes are wiped on drop; `Debug` shows nothing.
+pub struct DataKey {
+    bytes: Zeroizing<[u8; 32]>,
+    aead: ring::aead::LessSafeKey,
+}
 
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,22 +52,27 @@ impl DataKey {
         SystemRandom::new()
             .fill(key.as_mut())
             .map_err(|_| CryptoError::Rng)?;
-        Ok(Self(key))
+        Self::from_bytes(key)
+    }
+
+    fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Result<Self, CryptoError> {
+        let aead = aead_key(&bytes)?;
+        Ok(Self { bytes, aead })
     }
 
     pub(crate) fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
         let key: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::Format)?;
-        Ok(Self(Zeroizing::new(key)))
+        Self::from_bytes(Zeroizing::new(key))
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
-        self.0.as_ref()
+        self.bytes.as_ref()
     }
 
     /// Encrypts one field.
     pub fn seal(&self, ctx: &FieldContext<'_>, plaintext: &str) -> Result<Vec<u8>, CryptoError> {
-        seal_blob(
-            &self.0,
+        seal_with(
+            &self.aead,
             DATA_KEY_VERSION,
             &ctx.aad(DATA_KEY_VERSION),
             plaintext.as_bytes(),
@@ -80,9 +89,14 @@ impl DataKey {
         if version != DATA_KEY_VERSION {
             return Err(CryptoError::Format);
         }
-        let bytes = open_blob(&self.0, &ctx.aad(version), blob)?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| CryptoError::Integrity)?;
-        Ok(Zeroizing::new(text.to_owned()))
+        let mut bytes = open_with(&self.aead, &ctx.aad(version), blob)?;
+        // Move the buffer into the string: no second copy of the plaintext.
+        let text = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
+            let mut rejected = e.into_bytes();
+            zeroize::Zeroize::zeroize(&mut rejected);
+            CryptoError::Integrity
+        })?;
+        Ok(Zeroizing::new(text))
     }
 }
 

@@ -50,6 +50,14 @@ pub(crate) fn push_lp(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// An AES-256-GCM key ready for use (key schedule expanded once).
+pub(crate) fn aead_key(key: &[u8; 32]) -> Result<ring::aead::LessSafeKey, CryptoError> {
+    use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+    Ok(LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, key).map_err(|_| CryptoError::Format)?,
+    ))
+}
+
 /// Seals `plaintext` under `key` as `FORMAT_V1 · version · nonce · ct+tag`.
 pub(crate) fn seal_blob(
     key: &[u8; 32],
@@ -57,26 +65,36 @@ pub(crate) fn seal_blob(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
-    use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    seal_with(&aead_key(key)?, version, aad, plaintext)
+}
+
+/// [`seal_blob`] with a prepared key.
+pub(crate) fn seal_with(
+    key: &ring::aead::LessSafeKey,
+    version: u32,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    use ring::aead::{Aad, Nonce};
     use ring::rand::{SecureRandom, SystemRandom};
     let mut nonce = [0u8; NONCE_LEN];
     SystemRandom::new()
         .fill(&mut nonce)
         .map_err(|_| CryptoError::Rng)?;
-    let key =
-        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| CryptoError::Format)?);
     let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + 16);
     out.push(FORMAT_V1);
     out.extend_from_slice(&version.to_be_bytes());
     out.extend_from_slice(&nonce);
-    let mut body = plaintext.to_vec();
-    key.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce),
-        Aad::from(aad),
-        &mut body,
-    )
-    .map_err(|_| CryptoError::Integrity)?;
-    out.extend_from_slice(&body);
+    out.extend_from_slice(plaintext);
+    // Encrypt the payload in place, after the header.
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut out[HEADER_LEN..],
+        )
+        .map_err(|_| CryptoError::Integrity)?;
+    out.extend_from_slice(tag.as_ref());
     Ok(out)
 }
 
@@ -95,12 +113,19 @@ pub(crate) fn open_blob(
     aad: &[u8],
     blob: &[u8],
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, CryptoError> {
-    use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    open_with(&aead_key(key)?, aad, blob)
+}
+
+/// [`open_blob`] with a prepared key: one copy of the ciphertext, decrypted in place.
+pub(crate) fn open_with(
+    key: &ring::aead::LessSafeKey,
+    aad: &[u8],
+    blob: &[u8],
+) -> Result<zeroize::Zeroizing<Vec<u8>>, CryptoError> {
+    use ring::aead::{Aad, Nonce};
     blob_version(blob)?;
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&blob[5..HEADER_LEN]);
-    let key =
-        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| CryptoError::Format)?);
     let mut body = zeroize::Zeroizing::new(blob[HEADER_LEN..].to_vec());
     let len = key
         .open_in_place(

@@ -332,6 +332,51 @@ async fn serve_logs_rejections_without_tokens_and_stops_on_sigterm(backend: Back
         "CELLULE_ADMINS is a comma-separated list"
     );
 
+    // A referral with an identity: neither the identity nor the content may reach the logs.
+    let post = |path: &str, token: &str, body: Value| {
+        client
+            .request(reqwest::Method::POST, format!("http://{addr}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let a = post(
+        "/v1/cellules",
+        &admin_token,
+        serde_json::json!({"slug": "perpignan", "name": "CLSM"}),
+    )
+    .await
+    .expect("send");
+    assert_eq!(a.status(), 201);
+    let a = client
+        .put(format!("http://{addr}/v1/cellules/perpignan/members/ref-1"))
+        .bearer_auth(&admin_token)
+        .json(&serde_json::json!({"role": "referrer", "organisation": "CCAS"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(a.status(), 201);
+    let ref_token = stdout(&run(cellule(dir.path()).args([
+        "--data-dir",
+        "data",
+        "token",
+        "ref-1",
+    ])))
+    .trim()
+    .to_owned();
+    let mut body = crate::helpers::referral("Situation LOGCANARYcontentx1.");
+    body["identity"] = serde_json::json!({"last_name": "Logcanarynamey2", "first_name": "Zoe", "birth_date": "1990-02-03"});
+    let a = post("/v1/cellules/perpignan/referrals", &ref_token, body)
+        .await
+        .expect("send");
+    assert_eq!(a.status(), 201);
+    let mut guarded = crate::helpers::referral("Rappeler au 06 12 34 56 78 svp.");
+    guarded["identity"] = serde_json::json!({"last_name": "Logcanarynamey2", "first_name": "Zoe", "birth_date": "1990-02-03"});
+    let a = post("/v1/cellules/perpignan/referrals", &ref_token, guarded)
+        .await
+        .expect("send");
+    assert_eq!(a.status(), 422);
+
     let (head, _) = admin_token.rsplit_once('.').expect("jws");
     let forged = format!(
         "{head}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
@@ -371,8 +416,25 @@ async fn serve_logs_rejections_without_tokens_and_stops_on_sigterm(backend: Back
         "{text}"
     );
     assert!(text.contains("shutting down"), "{text}");
-    for secret in [admin_token.as_str(), head, forged.as_str(), garbage] {
+    for secret in [
+        admin_token.as_str(),
+        head,
+        forged.as_str(),
+        garbage,
+        ref_token.as_str(),
+    ] {
         assert!(!text.contains(secret), "a token reached the logs");
+    }
+    for canary in [
+        "LOGCANARYcontentx1",
+        "Logcanarynamey2",
+        "1990-02-03",
+        "12 34 56 78",
+    ] {
+        assert!(
+            !text.to_lowercase().contains(&canary.to_lowercase()),
+            "{canary} reached the logs"
+        );
     }
     // Every request line carries a request id.
     let answered: Vec<Value> = text
@@ -380,7 +442,7 @@ async fn serve_logs_rejections_without_tokens_and_stops_on_sigterm(backend: Back
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["message"] == "answered")
         .collect();
-    assert_eq!(answered.len(), 3, "{text}");
+    assert_eq!(answered.len(), 7, "{text}");
     assert!(
         answered
             .iter()

@@ -511,6 +511,40 @@ async fn wrong_or_damaged_keyring_is_refused_at_start(backend: Backend) {
             one_line_failure(&out, contains);
         }
     }
+    // The keyring can also be given whole in the environment; garbage there is refused too.
+    let inline = |value: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cellule"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CELLULE_KEYRING", value)
+            .current_dir(dir.path())
+            .args([
+                "--data-dir",
+                &app.data_dir.path().display().to_string(),
+                "--database",
+                &app.database_url,
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run")
+    };
+    let out = inline(&text, &["keys", "status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("KEK v1 (current)"));
+    one_line_failure(&inline("{\"format\": 1", &["keys", "status"]), "not valid");
+    let out = inline(&text, &["keys", "rotate"]);
+    assert_eq!(out.status.code(), Some(2), "rotation needs a file");
+    assert_eq!(
+        Keyring::load(&real).expect("keyring").versions(),
+        vec![1],
+        "nothing changed"
+    );
+
     // The real keyring still works, and nothing was lost.
     let out = cellule_bin(&app, &["keys", "status"]);
     assert!(
