@@ -163,16 +163,6 @@ impl Sector {
     }
 }
 
-macro_rules! deserialize_via_parse {
-    ($($t:ty),+) => {$(
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::parse(&s).map_err(serde::de::Error::custom)
-            }
-        }
-    )+};
-}
 deserialize_via_parse!(Commune, Sector);
 
 /// A case reference, `CODE-YYYY-NNNN` (`PER-2026-0042`); the sequence widens past 9999.

@@ -1,7 +1,7 @@
 //! A cellule cas complexes: one per CLSM territory.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{Invalid, invalid};
@@ -48,13 +48,6 @@ impl CelluleSlug {
     }
 }
 
-impl<'de> Deserialize<'de> for CelluleSlug {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
 impl std::fmt::Display for CelluleSlug {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -81,13 +74,6 @@ impl CelluleCode {
     }
 }
 
-impl<'de> Deserialize<'de> for CelluleCode {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
 /// Display name of a cellule: 1–200 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(transparent)]
@@ -96,26 +82,11 @@ pub struct CelluleName(String);
 
 impl CelluleName {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
-        let trimmed = s.trim();
-        let len = trimmed.chars().count();
-        if len == 0 || len > 200 {
-            return invalid("name must be 1-200 characters");
-        }
-        if trimmed.chars().any(char::is_control) {
-            return invalid("name must not contain control characters");
-        }
-        Ok(Self(trimmed.to_owned()))
+        super::label(s, "name").map(Self)
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for CelluleName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -185,3 +156,5 @@ mod tests {
         assert!(CelluleName::parse("a\u{0}b").is_err());
     }
 }
+
+deserialize_via_parse!(CelluleSlug, CelluleCode, CelluleName);

@@ -110,26 +110,11 @@ pub struct Organisation(String);
 
 impl Organisation {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
-        let trimmed = s.trim();
-        let len = trimmed.chars().count();
-        if len == 0 || len > 200 {
-            return invalid("organisation must be 1-200 characters");
-        }
-        if trimmed.chars().any(char::is_control) {
-            return invalid("organisation must not contain control characters");
-        }
-        Ok(Self(trimmed.to_owned()))
+        super::label(s, "organisation").map(Self)
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for Organisation {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -258,3 +243,5 @@ mod tests {
         assert!(Subject::parse(&"x".repeat(256)).is_err());
     }
 }
+
+deserialize_via_parse!(Organisation);

@@ -3,6 +3,18 @@
 //! Every value that comes from outside (API body, CLI argument, database row) is parsed into one
 //! of these before use, so a handler never sees an unchecked slug, role or subject.
 
+/// `Deserialize` through the type's `parse`, so that JSON input is validated exactly like CLI input.
+macro_rules! deserialize_via_parse {
+    ($($t:ty),+) => {$(
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    )+};
+}
+
 pub mod case;
 pub mod cellule;
 pub mod membership;
@@ -14,6 +26,20 @@ pub use membership::{Membership, MembershipSpec, Organisation, Role, Sphere, Sub
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Invalid(pub String);
+
+/// A human-readable label (a name, an organisation): trimmed, 1-200 characters, no control
+/// characters.
+pub(crate) fn label(s: &str, what: &str) -> Result<String, Invalid> {
+    let trimmed = s.trim();
+    let len = trimmed.chars().count();
+    if len == 0 || len > 200 {
+        return invalid(format!("{what} must be 1-200 characters"));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return invalid(format!("{what} must not contain control characters"));
+    }
+    Ok(trimmed.to_owned())
+}
 
 pub(crate) fn invalid<T>(message: impl Into<String>) -> Result<T, Invalid> {
     Err(Invalid(message.into()))
