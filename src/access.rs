@@ -1,124 +1,164 @@
-//! Need-to-know access to cases (SPEC §6-§7): the one place that decides. Handlers ask these
-//! functions; none of them compares roles itself.
+//! Need-to-know access (SPEC §6-§7): the one authorisation point. Every route asks these
+//! functions, which ask the Cedar policies of [`crate::policy`]; no handler compares roles.
 //!
-//! - `referrer`: submits referrals, sees a status view of their own; never a case or a note.
-//! - `member`: sees a case while their organisation is its routed interlocutor, or while it is on
-//!   a published agenda (the agenda comes with the scheduling work; until then the fact is
-//!   false); a `guest` only the items routed to their organisation.
-//! - `coordinator`: every case of the cellule; transitions and erasure are theirs alone.
-//! - `auditor` (and administrators, who hold no membership): no case content, ever.
-//! - Notes: `cellule` for everyone who sees the case; `psychiatry` and `city` for that sphere only.
-//! - Members and coordinators must have accepted the current charter before any case content.
+//! - A case the caller may not see answers 404, exactly like a case that does not exist (the
+//!   visibility question `view_case` is asked first, and a charter refusal is only told when the
+//!   case would otherwise be visible).
+//! - A forbidden action on a visible case answers 403.
+//! - List endpoints pre-filter in the database (routed organisation, published agenda) and then
+//!   keep exactly the items `view_case` allows.
+
+use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::case::Audience;
-use crate::domain::{Membership, Role, Sphere};
+use crate::domain::{Membership, Role};
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::policy::{Principal, Resource, Verdict};
+use crate::storage::CaseRecord;
 
-/// Facts about a case that visibility depends on.
-#[derive(Debug, Clone, Copy)]
-pub struct CaseFacts<'a> {
-    pub routed_org: Option<&'a str>,
-    pub on_published_agenda: bool,
+/// A member sees the cases of a published agenda until this long after the session.
+pub const AGENDA_WINDOW_DAYS: i64 = 30;
+
+/// Sessions from this time on still open member access.
+pub fn agenda_since(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - Duration::days(AGENDA_WINDOW_DAYS)
 }
 
-/// What a caller may do with a case they can see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CaseAction {
-    Read,
-    Transition,
-    Erase,
-    ReadNotes,
-    WriteNote(Audience),
-}
-
-/// Outcome of an authorisation question.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Allow,
-    /// The case is visible but the action is not the caller's (403).
-    Forbidden,
-    /// The case is not visible: answered exactly like a missing case (404).
-    Hidden,
-}
-
-/// May this membership submit referrals?
-pub fn can_refer(m: &Membership) -> bool {
-    matches!(
-        m.spec.role,
-        Role::Referrer | Role::Member | Role::Coordinator
-    )
-}
-
-/// May this membership list cases at all (the list is then filtered by [`list_scope`])?
-pub fn can_list_cases(m: &Membership) -> bool {
-    matches!(m.spec.role, Role::Member | Role::Coordinator)
-}
-
-/// Members and coordinators must accept the charter before touching case content.
-pub fn needs_charter(m: &Membership) -> bool {
-    matches!(m.spec.role, Role::Member | Role::Coordinator)
-}
-
-/// The database-side restriction of a case list: `None` = every case of the cellule;
-/// `Some(org)` = only cases routed to `org`.
-pub fn list_scope(m: &Membership) -> Option<Option<String>> {
-    match m.spec.role {
-        Role::Coordinator => Some(None),
-        Role::Member => Some(Some(
-            m.spec
-                .organisation
-                .as_ref()
-                .map(|o| o.as_str().to_owned())
-                .unwrap_or_default(),
-        )),
-        Role::Referrer | Role::Auditor => None,
-    }
-}
-
-fn sees_case(m: &Membership, facts: &CaseFacts<'_>) -> bool {
-    match m.spec.role {
-        Role::Coordinator => true,
-        Role::Member => {
-            let routed_here = match (facts.routed_org, m.spec.organisation.as_ref()) {
-                (Some(routed), Some(org)) => routed == org.as_str(),
-                _ => false,
-            };
-            routed_here || (!m.spec.guest && facts.on_published_agenda)
-        }
+/// The principal of a membership, with its charter acceptance (members and coordinators).
+pub async fn principal(state: &AppState, m: &Membership) -> Result<Principal, ApiError> {
+    let cellule = m.cellule.as_str();
+    let charter_accepted = match m.spec.role {
+        Role::Member | Role::Coordinator => match state.db.current_charter(cellule).await? {
+            Some(charter) => {
+                state
+                    .db
+                    .has_accepted_charter(cellule, m.subject.as_str(), charter.version)
+                    .await?
+            }
+            None => false,
+        },
         Role::Referrer | Role::Auditor => false,
-    }
-}
-
-/// Whether a note audience is readable (and writable) by this membership.
-pub fn audience_allowed(m: &Membership, audience: Audience) -> bool {
-    match audience {
-        Audience::Cellule => true,
-        Audience::Psychiatry => m.spec.sphere == Some(Sphere::Psychiatry),
-        Audience::City => m.spec.sphere == Some(Sphere::City),
-    }
-}
-
-/// The audiences of notes this membership reads.
-pub fn readable_audiences(m: &Membership) -> Vec<Audience> {
-    Audience::ALL
-        .iter()
-        .copied()
-        .filter(|a| audience_allowed(m, *a))
-        .collect()
-}
-
-/// The single authorisation point for actions on one case.
-pub fn decide(m: &Membership, facts: &CaseFacts<'_>, action: CaseAction) -> Decision {
-    if !sees_case(m, facts) {
-        return Decision::Hidden;
-    }
-    let allowed = match action {
-        CaseAction::Read | CaseAction::ReadNotes => true,
-        CaseAction::Transition | CaseAction::Erase => m.spec.role == Role::Coordinator,
-        CaseAction::WriteNote(audience) => audience_allowed(m, audience),
     };
-    if allowed {
-        Decision::Allow
+    Ok(Principal {
+        subject: m.subject.as_str().to_owned(),
+        cellule: cellule.to_owned(),
+        role: m.spec.role.as_str().to_owned(),
+        sphere: m
+            .spec
+            .sphere
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+        organisation: m
+            .spec
+            .organisation
+            .as_ref()
+            .map(|o| o.as_str().to_owned())
+            .unwrap_or_default(),
+        guest: m.spec.guest,
+        charter_accepted,
+    })
+}
+
+fn ask(
+    state: &AppState,
+    p: &Principal,
+    action: &str,
+    resource: &Resource<'_>,
+    audience: Option<&str>,
+) -> Result<Verdict, ApiError> {
+    state
+        .policies
+        .decide(p, action, resource, audience)
+        .map_err(ApiError::Internal)
+}
+
+/// A cellule-level action (`submit_referral`, `list_cases`, `accept_charter`…): 403 when denied.
+pub fn cellule_action(state: &AppState, p: &Principal, action: &str) -> Result<(), ApiError> {
+    let verdict = ask(state, p, action, &Resource::Cellule(&p.cellule), None)?;
+    if verdict.is_allowed() {
+        Ok(())
+    } else if verdict.only_charter() {
+        Err(ApiError::CharterNotAccepted)
     } else {
-        Decision::Forbidden
+        Err(ApiError::Forbidden("Your role does not allow this action."))
+    }
+}
+
+fn case_resource(c: &CaseRecord) -> Resource<'_> {
+    Resource::Case {
+        id: &c.id,
+        cellule: &c.cellule,
+        status: &c.status,
+        referrer: &c.referrer,
+        routed_org: c.routed_org.as_deref().unwrap_or(""),
+        on_published_agenda: c.on_agenda,
+    }
+}
+
+/// Whether the case is visible to `p` (the list filter).
+pub fn sees(state: &AppState, p: &Principal, case: &CaseRecord) -> Result<bool, ApiError> {
+    Ok(ask(state, p, "view_case", &case_resource(case), None)?.is_allowed())
+}
+
+/// An action on one case: 404 when the case is not visible, 403 when the action is not allowed.
+pub fn case_action(
+    state: &AppState,
+    p: &Principal,
+    case: &CaseRecord,
+    action: &str,
+    audience: Option<Audience>,
+) -> Result<(), ApiError> {
+    let resource = case_resource(case);
+    let view = ask(state, p, "view_case", &resource, None)?;
+    if !view.is_allowed() {
+        if view.only_charter() {
+            // Tell about the charter only if the case would be visible once it is accepted.
+            let accepted = Principal {
+                charter_accepted: true,
+                ..p.clone()
+            };
+            if ask(state, &accepted, "view_case", &resource, None)?.is_allowed() {
+                return Err(ApiError::CharterNotAccepted);
+            }
+        }
+        return Err(ApiError::NotFound("case"));
+    }
+    if action == "view_case" {
+        return Ok(());
+    }
+    let verdict = ask(state, p, action, &resource, audience.map(Audience::as_str))?;
+    if verdict.is_allowed() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "Your role does not allow this action on this case.",
+        ))
+    }
+}
+
+/// The note audiences `p` may read on this (visible) case.
+pub fn readable_audiences(
+    state: &AppState,
+    p: &Principal,
+    case: &CaseRecord,
+) -> Result<Vec<Audience>, ApiError> {
+    let resource = case_resource(case);
+    let mut out = Vec::new();
+    for audience in Audience::ALL {
+        if ask(state, p, "read_note", &resource, Some(audience.as_str()))?.is_allowed() {
+            out.push(*audience);
+        }
+    }
+    Ok(out)
+}
+
+/// The database pre-filter of a case list: (routed organisation, or on a published agenda).
+/// `None` organisation = no restriction (coordinators); the policies then decide item by item.
+pub fn list_prefilter(p: &Principal) -> (Option<String>, bool) {
+    if p.role == "coordinator" {
+        (None, false)
+    } else {
+        (Some(p.organisation.clone()), !p.guest)
     }
 }

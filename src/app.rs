@@ -28,6 +28,8 @@ pub enum StartError {
     Verifier(#[from] crate::auth::verifier::VerifierSetupError),
     #[error(transparent)]
     Keys(#[from] crate::crypto::keys::KeyError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
     #[error("cannot listen on {addr}: {cause}")]
     Bind {
         addr: SocketAddr,
@@ -92,6 +94,14 @@ pub async fn open_keys(
     Ok(Arc::new(keys))
 }
 
+/// Loads and validates the access policies (embedded defaults, or `policies_dir`).
+pub fn load_policies(config: &Config) -> Result<crate::policy::Policies, StartError> {
+    Ok(match &config.policies_dir {
+        Some(dir) => crate::policy::Policies::load_dir(dir)?,
+        None => crate::policy::Policies::embedded()?,
+    })
+}
+
 /// Builds the shared state from configuration, an opened database and checked keys.
 pub fn state(
     config: Config,
@@ -100,6 +110,7 @@ pub fn state(
     clock: Arc<dyn Clock>,
 ) -> Result<AppState, StartError> {
     let dev = dev_issuer(&config)?;
+    let policies = load_policies(&config)?;
     let verifier = TokenVerifier::new(&config.auth, dev.as_ref(), clock.clone())?;
     Ok(AppState {
         admins: Arc::new(config.admins.iter().cloned().collect::<HashSet<_>>()),
@@ -109,6 +120,7 @@ pub fn state(
         clock,
         metrics: Arc::new(http::metrics::Metrics::new()),
         keys,
+        policies: Arc::new(policies),
     })
 }
 
@@ -129,6 +141,8 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         config.validate()?;
+        // Policies first: a broken policy file stops start-up before anything else happens.
+        load_policies(&config)?;
         let db = open_database(&config, true).await?;
         let addr = config.bind;
         let keys = open_keys(&config, db.as_ref(), clock.as_ref()).await?;

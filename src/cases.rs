@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use zeroize::Zeroizing;
 
-use crate::access::{self, CaseAction, CaseFacts, Decision};
+use crate::access;
 use crate::crypto::{DataKey, FieldContext};
 use crate::domain::case::{
     AgeBand, Audience, CaseStatus, Commune, ConsentStatus, Gender, Need, Sector, Urgency,
@@ -15,6 +15,7 @@ use crate::domain::case::{
 use crate::domain::{Membership, Organisation};
 use crate::error::{ApiError, FieldError};
 use crate::http::AppState;
+use crate::policy::Principal;
 use crate::referrals::guard::{Guard, Hit};
 use crate::referrals::linkage::Identity;
 use crate::storage::{
@@ -297,51 +298,21 @@ fn summary(c: &CaseRecord) -> Result<CaseSummary, ApiError> {
     })
 }
 
-fn facts(c: &CaseRecord) -> CaseFacts<'_> {
-    CaseFacts {
-        routed_org: c.routed_org.as_deref(),
-        on_published_agenda: false,
-    }
-}
-
-/// Refuses case content to members and coordinators who have not accepted the current charter.
-pub async fn require_charter(state: &AppState, m: &Membership) -> Result<(), ApiError> {
-    if !access::needs_charter(m) {
-        return Ok(());
-    }
-    let cellule = m.cellule.as_str();
-    let Some(charter) = state.db.current_charter(cellule).await? else {
-        return Err(ApiError::CharterNotAccepted);
-    };
-    if state
-        .db
-        .has_accepted_charter(cellule, m.subject.as_str(), charter.version)
-        .await?
-    {
-        Ok(())
-    } else {
-        Err(ApiError::CharterNotAccepted)
-    }
-}
-
-/// Loads a case and applies the access decision for `action`.
+/// Loads a case and asks the policies for `action` (404 when not visible, 403 when forbidden).
 async fn authorised_case(
     state: &AppState,
-    m: &Membership,
+    p: &Principal,
     id: &str,
-    action: CaseAction,
+    action: &str,
+    audience: Option<Audience>,
 ) -> Result<CaseRecord, ApiError> {
-    let case = state.db.get_case(m.cellule.as_str(), id).await?;
+    let since = access::agenda_since(state.clock.now());
+    let case = state.db.get_case(&p.cellule, id, since).await?;
     let Some(case) = case else {
         return Err(ApiError::NotFound("case"));
     };
-    match access::decide(m, &facts(&case), action) {
-        Decision::Allow => Ok(case),
-        Decision::Forbidden => Err(ApiError::Forbidden(
-            "Your role does not allow this action on this case.",
-        )),
-        Decision::Hidden => Err(ApiError::NotFound("case")),
-    }
+    access::case_action(state, p, &case, action, audience)?;
+    Ok(case)
 }
 
 fn case_key(state: &AppState, c: &CaseRecord) -> Result<DataKey, ApiError> {
@@ -357,9 +328,8 @@ pub async fn submit(
     m: &Membership,
     req: ReferralRequest,
 ) -> Result<ReferralCreated, ApiError> {
-    if !access::can_refer(m) {
-        return Err(ApiError::Forbidden("Your role cannot submit referrals."));
-    }
+    let p = access::principal(state, m).await?;
+    access::cellule_action(state, &p, "submit_referral")?;
     let mut errors = Vec::new();
     if req.commune.is_none() && req.sector.is_none() {
         errors.push(FieldError::new(
@@ -516,6 +486,8 @@ pub async fn my_referrals(
     state: &AppState,
     m: &Membership,
 ) -> Result<Vec<ReferralStatus>, ApiError> {
+    let p = access::principal(state, m).await?;
+    access::cellule_action(state, &p, "list_own_referrals")?;
     let filter = CaseFilter {
         referrer: Some(m.subject.as_str().to_owned()),
         limit: 1000,
@@ -560,12 +532,9 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, String)> {
 
 /// `GET …/cases`: exactly the cases the caller may see, filtered in the database.
 pub async fn list(state: &AppState, m: &Membership, q: CaseQuery) -> Result<CasePage, ApiError> {
-    let Some(scope) = access::list_scope(m).filter(|_| access::can_list_cases(m)) else {
-        return Err(ApiError::Forbidden(
-            "Your role does not give access to cases.",
-        ));
-    };
-    require_charter(state, m).await?;
+    let p = access::principal(state, m).await?;
+    access::cellule_action(state, &p, "list_cases")?;
+    let (routed_org, or_on_agenda) = access::list_prefilter(&p);
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("/limit", "must be between 1 and 200"));
@@ -589,7 +558,9 @@ pub async fn list(state: &AppState, m: &Membership, q: CaseQuery) -> Result<Case
             .submitted_to
             .and_then(|d| d.succ_opt())
             .and_then(day_start),
-        routed_org: scope,
+        routed_org,
+        or_on_agenda,
+        agenda_since: access::agenda_since(state.clock.now()),
         referrer: None,
         after,
         limit: limit + 1,
@@ -601,16 +572,20 @@ pub async fn list(state: &AppState, m: &Membership, q: CaseQuery) -> Result<Case
     } else {
         None
     };
-    Ok(CasePage {
-        items: rows.iter().map(summary).collect::<Result<_, _>>()?,
-        next_cursor,
-    })
+    // The database pre-filtered; the policies decide item by item.
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if access::sees(state, &p, row)? {
+            items.push(summary(row)?);
+        }
+    }
+    Ok(CasePage { items, next_cursor })
 }
 
 /// `GET …/cases/{id}`: the whole case, decrypted.
 pub async fn read(state: &AppState, m: &Membership, id: &str) -> Result<CaseView, ApiError> {
-    require_charter(state, m).await?;
-    let case = authorised_case(state, m, id, CaseAction::Read).await?;
+    let p = access::principal(state, m).await?;
+    let case = authorised_case(state, &p, id, "read_case", None).await?;
     view(state, &case).await
 }
 
@@ -673,7 +648,8 @@ pub async fn transition(
     id: &str,
     req: TransitionRequest,
 ) -> Result<CaseSummary, ApiError> {
-    let case = authorised_case(state, m, id, CaseAction::Transition).await?;
+    let p = access::principal(state, m).await?;
+    let case = authorised_case(state, &p, id, "transition_case", None).await?;
     let from = parse(&case.status, CaseStatus::parse, "status")?;
     let mut errors = Vec::new();
     if req.to.needs_reason() {
@@ -735,7 +711,11 @@ pub async fn transition(
     }
     let updated = state
         .db
-        .get_case(&case.cellule, &case.id)
+        .get_case(
+            &case.cellule,
+            &case.id,
+            access::agenda_since(state.clock.now()),
+        )
         .await?
         .ok_or(ApiError::NotFound("case"))?;
     summary(&updated)
@@ -748,8 +728,8 @@ pub async fn add_note(
     id: &str,
     req: NoteRequest,
 ) -> Result<NoteView, ApiError> {
-    require_charter(state, m).await?;
-    let case = authorised_case(state, m, id, CaseAction::WriteNote(req.audience)).await?;
+    let p = access::principal(state, m).await?;
+    let case = authorised_case(state, &p, id, "write_note", Some(req.audience)).await?;
     let mut errors = Vec::new();
     text_field("/body", &req.body, MAX_TEXT, &mut errors);
     if !errors.is_empty() {
@@ -759,10 +739,11 @@ pub async fn add_note(
         let original = state.db.get_note(&case.id, corrected).await?;
         match original {
             Some(n)
-                if access::audience_allowed(
-                    m,
-                    parse(&n.audience, Audience::parse, "audience")?,
-                ) =>
+                if access::readable_audiences(state, &p, &case)?.contains(&parse(
+                    &n.audience,
+                    Audience::parse,
+                    "audience",
+                )?) =>
             {
                 if n.audience != req.audience.as_str() {
                     return Err(ApiError::invalid(
@@ -812,9 +793,9 @@ fn note_view(key: &DataKey, case: &CaseRecord, n: NoteRecord) -> Result<NoteView
 
 /// `GET …/cases/{id}/notes`: the notes of the audiences the caller may read.
 pub async fn notes(state: &AppState, m: &Membership, id: &str) -> Result<Vec<NoteView>, ApiError> {
-    require_charter(state, m).await?;
-    let case = authorised_case(state, m, id, CaseAction::ReadNotes).await?;
-    let audiences: Vec<&str> = access::readable_audiences(m)
+    let p = access::principal(state, m).await?;
+    let case = authorised_case(state, &p, id, "view_case", None).await?;
+    let audiences: Vec<&str> = access::readable_audiences(state, &p, &case)?
         .into_iter()
         .map(Audience::as_str)
         .collect();
@@ -827,7 +808,8 @@ pub async fn notes(state: &AppState, m: &Membership, id: &str) -> Result<Vec<Not
 
 /// `DELETE …/cases/{id}`: erase on request.
 pub async fn erase(state: &AppState, m: &Membership, id: &str) -> Result<String, ApiError> {
-    let case = authorised_case(state, m, id, CaseAction::Erase).await?;
+    let p = access::principal(state, m).await?;
+    let case = authorised_case(state, &p, id, "erase_case", None).await?;
     erase_record(
         state.db.as_ref(),
         &case.cellule,

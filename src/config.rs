@@ -41,6 +41,9 @@ pub struct Config {
     /// The whole keyring JSON (`CELLULE_KEYRING`); takes precedence over the file. Read-only:
     /// rotation needs a file.
     pub keyring: Option<SecretText>,
+    /// Folder of Cedar policies (`schema.cedarschema` and `*.cedar`); the defaults of
+    /// `policies/` compiled into the binary when unset.
+    pub policies_dir: Option<PathBuf>,
     pub http: HttpConfig,
     pub pool: PoolConfig,
     pub auth: AuthConfig,
@@ -102,6 +105,7 @@ impl Default for Config {
             admins: Vec::new(),
             keyring_file: None,
             keyring: None,
+            policies_dir: None,
             http: HttpConfig::default(),
             pool: PoolConfig::default(),
             auth: AuthConfig::default(),

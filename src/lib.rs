@@ -25,6 +25,7 @@ pub mod domain;
 pub mod error;
 pub mod fsutil;
 pub mod http;
+pub mod policy;
 pub mod referrals;
 pub mod storage;
 pub mod telemetry;

@@ -17,7 +17,6 @@ use crate::cases::{
     self, CasePage, CaseQuery, CaseSummary, CaseView, NoteRequest, NoteView, ReferralCreated,
     ReferralRequest, ReferralStatus, TransitionRequest,
 };
-use crate::domain::Role;
 use crate::error::{ApiError, Problem};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -245,6 +244,8 @@ pub async fn get_charter(
     State(state): State<AppState>,
     member: CelluleMember,
 ) -> Result<Json<CharterView>, ApiError> {
+    let p = crate::access::principal(&state, &member.membership).await?;
+    crate::access::cellule_action(&state, &p, "read_charter")?;
     let slug = member.cellule.slug.as_str();
     let charter = state
         .db
@@ -282,14 +283,8 @@ pub async fn accept_charter(
     member: CelluleMember,
     ApiJson(body): ApiJson<AcceptCharter>,
 ) -> Result<Json<CharterAccepted>, ApiError> {
-    if !matches!(
-        member.membership.spec.role,
-        Role::Member | Role::Coordinator
-    ) {
-        return Err(ApiError::Forbidden(
-            "Only members and coordinators accept the charter.",
-        ));
-    }
+    let p = crate::access::principal(&state, &member.membership).await?;
+    crate::access::cellule_action(&state, &p, "accept_charter")?;
     let slug = member.cellule.slug.as_str();
     let charter = state
         .db

@@ -36,6 +36,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<metrics::Metrics>,
     pub keys: Arc<crate::crypto::keys::KeyService>,
+    pub policies: Arc<crate::policy::Policies>,
 }
 
 #[derive(OpenApi)]

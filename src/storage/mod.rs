@@ -174,7 +174,13 @@ pub trait Database: Send + Sync + 'static {
         cellule: &str,
         linkage_key: &str,
     ) -> Result<Vec<String>, StorageError>;
-    async fn get_case(&self, cellule: &str, id: &str) -> Result<Option<CaseRecord>, StorageError>;
+    /// A case; `on_agenda` counts sessions from `agenda_since` on.
+    async fn get_case(
+        &self,
+        cellule: &str,
+        id: &str,
+        agenda_since: DateTime<Utc>,
+    ) -> Result<Option<CaseRecord>, StorageError>;
     async fn list_cases(
         &self,
         cellule: &str,

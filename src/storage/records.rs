@@ -75,10 +75,12 @@ pub struct CaseRecord {
     pub closed_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
     pub key_wrapped: Vec<u8>,
+    /// On a published agenda whose session is not older than the window asked for.
+    pub on_agenda: bool,
 }
 
 /// Filters of `GET …/cases`; `None` means "any". Ordered newest first by (submitted_at, id).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CaseFilter {
     pub status: Option<String>,
     pub urgency: Option<String>,
@@ -88,13 +90,37 @@ pub struct CaseFilter {
     pub commune: Option<String>,
     pub submitted_from: Option<DateTime<Utc>>,
     pub submitted_before: Option<DateTime<Utc>>,
-    /// Only cases routed to this organisation (members).
+    /// Only cases routed to this organisation (members)…
     pub routed_org: Option<String>,
+    /// …or, when set, on a published agenda (permanent members).
+    pub or_on_agenda: bool,
+    /// Agenda sessions from this time on count (the 30-day window).
+    pub agenda_since: DateTime<Utc>,
     /// Only cases submitted by this subject (referrers' status view).
     pub referrer: Option<String>,
     /// Continue after this (submitted_at, id).
     pub after: Option<(DateTime<Utc>, String)>,
     pub limit: i64,
+}
+
+impl Default for CaseFilter {
+    fn default() -> Self {
+        Self {
+            status: None,
+            urgency: None,
+            need_pattern: None,
+            sector: None,
+            commune: None,
+            submitted_from: None,
+            submitted_before: None,
+            routed_org: None,
+            or_on_agenda: false,
+            agenda_since: DateTime::<Utc>::UNIX_EPOCH,
+            referrer: None,
+            after: None,
+            limit: 50,
+        }
+    }
 }
 
 /// A status change to apply if the case is still in `from`.

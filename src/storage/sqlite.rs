@@ -372,16 +372,23 @@ impl Database for SqliteDatabase {
         .await?)
     }
 
-    async fn get_case(&self, cellule: &str, id: &str) -> Result<Option<CaseRecord>, StorageError> {
+    async fn get_case(
+        &self,
+        cellule: &str,
+        id: &str,
+        agenda_since: DateTime<Utc>,
+    ) -> Result<Option<CaseRecord>, StorageError> {
         Ok(sqlx::query_as(
             "SELECT c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
                c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
                c.routed_org, c.follow_up_date, c.times_deferred, c.situation, c.expectations, c.submitted_at, \
-               c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped \
+               c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
+               EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?3) AS on_agenda \
              FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = ?1 AND c.id = ?2",
         )
         .bind(cellule)
         .bind(id)
+        .bind(agenda_since)
         .fetch_optional(&self.pool)
         .await?)
     }
@@ -399,7 +406,8 @@ impl Database for SqliteDatabase {
             "SELECT c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
                c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
                c.routed_org, c.follow_up_date, c.times_deferred, c.situation, c.expectations, c.submitted_at, \
-               c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped \
+               c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
+               EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?14) AS on_agenda \
              FROM cases c JOIN data_keys k ON k.id = c.id \
              WHERE c.cellule = ?1 \
                AND (?2 IS NULL OR c.status = ?2) \
@@ -409,7 +417,8 @@ impl Database for SqliteDatabase {
                AND (?6 IS NULL OR c.commune = ?6) \
                AND (?7 IS NULL OR c.submitted_at >= ?7) \
                AND (?8 IS NULL OR c.submitted_at < ?8) \
-               AND (?9 IS NULL OR c.routed_org = ?9) \
+               AND (?9 IS NULL OR c.routed_org = ?9 OR (?15 AND EXISTS (SELECT 1 FROM agenda_publications a \
+                    WHERE a.case_id = c.id AND a.session_at >= ?14))) \
                AND (?10 IS NULL OR c.referrer = ?10) \
                AND (?11 IS NULL OR c.submitted_at < ?11 OR (c.submitted_at = ?11 AND c.id < ?12)) \
              ORDER BY c.submitted_at DESC, c.id DESC LIMIT ?13",
@@ -427,6 +436,8 @@ impl Database for SqliteDatabase {
         .bind(after_at)
         .bind(after_id)
         .bind(f.limit)
+        .bind(f.agenda_since)
+        .bind(f.or_on_agenda)
         .fetch_all(&self.pool)
         .await?)
     }

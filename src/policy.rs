@@ -1,0 +1,311 @@
+//! The policy engine: Cedar policies and schema from `policies/` (or from `policies_dir`),
+//! validated in strict mode at start. Every access decision of the service goes through
+//! [`Policies::decide`]; an evaluation error is never taken as allow or deny but answered 500.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, EntityUid, PolicyId, PolicySet, Request, Schema,
+    ValidationMode, Validator,
+};
+use miette::Diagnostic;
+use serde_json::{Value, json};
+
+const EMBEDDED_SCHEMA: &str = include_str!("../policies/schema.cedarschema");
+const EMBEDDED_POLICIES: &str = include_str!("../policies/default.cedar");
+pub const SCHEMA_FILE: &str = "schema.cedarschema";
+
+/// A policy problem found at start, naming the file and line.
+#[derive(Debug, thiserror::Error)]
+#[error("policy error in {file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct PolicyError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Who asks, as the policies see it.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub subject: String,
+    pub cellule: String,
+    pub role: String,
+    pub sphere: String,
+    pub organisation: String,
+    pub guest: bool,
+    pub charter_accepted: bool,
+}
+
+/// What is asked about.
+#[derive(Debug, Clone)]
+pub enum Resource<'a> {
+    Cellule(&'a str),
+    Case {
+        id: &'a str,
+        cellule: &'a str,
+        status: &'a str,
+        referrer: &'a str,
+        routed_org: &'a str,
+        on_published_agenda: bool,
+    },
+}
+
+/// The outcome, with the ids of the policies that decided a denial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Deny { reasons: Vec<String> },
+}
+
+impl Verdict {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Verdict::Allow)
+    }
+
+    /// Denied only because the charter was not accepted.
+    pub fn only_charter(&self) -> bool {
+        match self {
+            Verdict::Deny { reasons } => {
+                !reasons.is_empty()
+                    && reasons
+                        .iter()
+                        .all(|r| r.starts_with("charter-not-accepted"))
+            }
+            Verdict::Allow => false,
+        }
+    }
+}
+
+/// The loaded, validated policies.
+pub struct Policies {
+    schema: Schema,
+    set: PolicySet,
+    authorizer: Authorizer,
+    source: String,
+}
+
+impl std::fmt::Debug for Policies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policies")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset.min(text.len()))
+        .map_or(1, |t| t.matches('\n').count() + 1)
+}
+
+fn first_offset(diag: &dyn Diagnostic) -> Option<usize> {
+    diag.labels()
+        .and_then(|mut labels| labels.next())
+        .map(|l| l.offset())
+}
+
+fn describe(diag: &dyn Diagnostic, fallback: &str) -> String {
+    let text = diag.to_string();
+    let help = diag.help().map(|h| format!(" ({h})")).unwrap_or_default();
+    crate::config::one_line(&if text.is_empty() {
+        fallback.to_owned()
+    } else {
+        format!("{text}{help}")
+    })
+}
+
+impl Policies {
+    /// The default policies compiled into the binary (the files of `policies/` at build time).
+    pub fn embedded() -> Result<Self, PolicyError> {
+        Self::build(
+            "policies/schema.cedarschema",
+            EMBEDDED_SCHEMA,
+            vec![(
+                "policies/default.cedar".to_owned(),
+                EMBEDDED_POLICIES.to_owned(),
+            )],
+        )
+    }
+
+    /// `schema.cedarschema` and every `*.cedar` file of `dir` (not its subfolders).
+    pub fn load_dir(dir: &Path) -> Result<Self, PolicyError> {
+        let io = |path: &Path, e: std::io::Error| PolicyError {
+            file: path.display().to_string(),
+            line: None,
+            message: e.to_string(),
+        };
+        let schema_path = dir.join(SCHEMA_FILE);
+        let schema = std::fs::read_to_string(&schema_path).map_err(|e| io(&schema_path, e))?;
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| io(dir, e))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "cedar"))
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(PolicyError {
+                file: dir.display().to_string(),
+                line: None,
+                message: "no .cedar policy file".into(),
+            });
+        }
+        let mut files = Vec::new();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+            files.push((path.display().to_string(), text));
+        }
+        Self::build(&schema_path.display().to_string(), &schema, files)
+    }
+
+    fn build(
+        schema_name: &str,
+        schema_text: &str,
+        files: Vec<(String, String)>,
+    ) -> Result<Self, PolicyError> {
+        let (schema, _warnings) =
+            Schema::from_cedarschema_str(schema_text).map_err(|e| PolicyError {
+                file: schema_name.to_owned(),
+                line: first_offset(&e).map(|o| line_of(schema_text, o)),
+                message: describe(&e, "invalid schema"),
+            })?;
+        let mut set = PolicySet::new();
+        let mut origin: HashMap<String, (String, String)> = HashMap::new();
+        for (file, text) in &files {
+            let parsed = PolicySet::from_str(text).map_err(|e| PolicyError {
+                file: file.clone(),
+                line: first_offset(&e).map(|o| line_of(text, o)),
+                message: describe(&e, "syntax error"),
+            })?;
+            for (i, policy) in parsed.policies().enumerate() {
+                let id = policy
+                    .annotation("id")
+                    .map_or_else(|| format!("{file}#{i}"), str::to_owned);
+                if origin.contains_key(&id) {
+                    return Err(PolicyError {
+                        file: file.clone(),
+                        line: None,
+                        message: format!("policy id {id:?} is used twice"),
+                    });
+                }
+                set.add(policy.new_id(PolicyId::new(&id)))
+                    .map_err(|e| PolicyError {
+                        file: file.clone(),
+                        line: None,
+                        message: describe(&e, "cannot add policy"),
+                    })?;
+                origin.insert(id, (file.clone(), text.clone()));
+            }
+        }
+        let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+        if let Some(e) = result.validation_errors().next() {
+            let (file, text) = origin
+                .get(e.policy_id().to_string().as_str())
+                .cloned()
+                .unwrap_or_default();
+            return Err(PolicyError {
+                file,
+                line: first_offset(e).map(|o| line_of(&text, o)),
+                message: describe(e, "policy does not match the schema"),
+            });
+        }
+        Ok(Self {
+            schema,
+            set,
+            authorizer: Authorizer::new(),
+            source: schema_name.to_owned(),
+        })
+    }
+
+    /// Asks the policies. `audience` is the note audience for note actions.
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        action: &str,
+        resource: &Resource<'_>,
+        audience: Option<&str>,
+    ) -> Result<Verdict, String> {
+        let uid = |kind: &str, id: &str| {
+            EntityUid::from_json(json!({"type": kind, "id": id}))
+                .map_err(|e| format!("entity uid: {e}"))
+        };
+        let cellule_ref =
+            |slug: &str| json!({"__entity": {"type": "Cellule::Cellule", "id": slug}});
+        let mut entities: Vec<Value> = vec![
+            json!({"uid": {"type": "Cellule::Cellule", "id": principal.cellule}, "attrs": {}, "parents": []}),
+            json!({
+                "uid": {"type": "Cellule::Member", "id": principal.subject},
+                "attrs": {
+                    "role": principal.role, "sphere": principal.sphere, "organisation": principal.organisation,
+                    "guest": principal.guest, "charter_accepted": principal.charter_accepted,
+                    "cellule": cellule_ref(&principal.cellule),
+                },
+                "parents": []
+            }),
+        ];
+        let resource_uid = match resource {
+            Resource::Cellule(slug) => {
+                if *slug != principal.cellule {
+                    entities.push(json!({"uid": {"type": "Cellule::Cellule", "id": slug}, "attrs": {}, "parents": []}));
+                }
+                uid("Cellule::Cellule", slug)?
+            }
+            Resource::Case {
+                id,
+                cellule,
+                status,
+                referrer,
+                routed_org,
+                on_published_agenda,
+            } => {
+                if *cellule != principal.cellule {
+                    entities.push(json!({"uid": {"type": "Cellule::Cellule", "id": cellule}, "attrs": {}, "parents": []}));
+                }
+                entities.push(json!({
+                    "uid": {"type": "Cellule::Case", "id": id},
+                    "attrs": {
+                        "status": status, "referrer": referrer, "routed_org": routed_org,
+                        "on_published_agenda": on_published_agenda,
+                    },
+                    "parents": [{"type": "Cellule::Cellule", "id": cellule}]
+                }));
+                uid("Cellule::Case", id)?
+            }
+        };
+        let entities = Entities::from_json_value(Value::Array(entities), Some(&self.schema))
+            .map_err(|e| format!("entities: {e}"))?;
+        let action_uid = uid("Cellule::Action", action)?;
+        let context = match audience {
+            Some(a) => {
+                Context::from_json_value(json!({"audience": a}), Some((&self.schema, &action_uid)))
+                    .map_err(|e| format!("context: {e}"))?
+            }
+            None => Context::empty(),
+        };
+        let request = Request::new(
+            uid("Cellule::Member", &principal.subject)?,
+            action_uid,
+            resource_uid,
+            context,
+            Some(&self.schema),
+        )
+        .map_err(|e| format!("request: {e}"))?;
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.set, &entities);
+        if let Some(e) = response.diagnostics().errors().next() {
+            return Err(format!("policy evaluation error: {e}"));
+        }
+        Ok(match response.decision() {
+            Decision::Allow => Verdict::Allow,
+            Decision::Deny => Verdict::Deny {
+                reasons: response
+                    .diagnostics()
+                    .reason()
+                    .map(|id| id.to_string())
+                    .collect(),
+            },
+        })
+    }
+}
