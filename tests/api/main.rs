@@ -7,5 +7,6 @@ mod guard;
 mod helpers;
 mod http;
 mod keys;
+mod matrix;
 mod resilience;
 mod tokens;
