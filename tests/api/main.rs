@@ -8,5 +8,6 @@ mod helpers;
 mod http;
 mod keys;
 mod matrix;
+mod policies;
 mod resilience;
 mod tokens;
