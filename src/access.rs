@@ -10,6 +10,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::audit::{self, Action, AuditCtx};
 use crate::domain::case::Audience;
 use crate::domain::{Membership, Role};
 use crate::error::ApiError;
@@ -83,6 +84,24 @@ pub fn cellule_action(state: &AppState, p: &Principal, action: &str) -> Result<(
     } else {
         Err(ApiError::Forbidden("Your role does not allow this action."))
     }
+}
+
+/// A cellule-level action; a refusal is recorded as a denied `audited` entry.
+pub async fn cellule_action_audited(
+    state: &AppState,
+    p: &Principal,
+    a: &AuditCtx,
+    action: &str,
+    audited: Action,
+) -> Result<(), ApiError> {
+    if let Err(e) = cellule_action(state, p, action) {
+        if let Some(reason) = audit::denial_reason(&e) {
+            let draft = a.entry(audited, state.clock.now()).denied(reason);
+            audit::log(state, &a.cellule, vec![draft]).await?;
+        }
+        return Err(e);
+    }
+    Ok(())
 }
 
 fn case_resource(c: &CaseRecord) -> Resource<'_> {

@@ -86,9 +86,23 @@ pub async fn open_keys(
                     path.display()
                 );
             }
+            let mut keyring = keyring;
+            if keyring
+                .ensure_signing_key(clock.now())
+                .map_err(|e| KeyError::Keyring(e.into()))?
+            {
+                keyring.save(&path).map_err(KeyError::Keyring)?;
+                tracing::warn!(path = %path.display(), "added an audit signing key to the keyring");
+            }
             (keyring, KeyringSource::File(path))
         }
     };
+    if keyring.audit_signing_key().is_none() {
+        return Err(KeyError::Keyring(crate::crypto::KeyringError::Invalid(
+            "it has no audit signing key (signing_keys): start once with a keyring file to add one, then pass that file".into(),
+        ))
+        .into());
+    }
     let keys = KeyService::new(keyring, source);
     keys.reconcile(db, clock.now()).await?;
     Ok(Arc::new(keys))
@@ -190,6 +204,25 @@ impl Application {
                 }
             })
         });
+        let checkpoints = {
+            let (db, clock, keys, interval) = (
+                db.clone(),
+                self.state.clock.clone(),
+                self.state.keys.clone(),
+                self.state.config.audit.checkpoint_interval,
+            );
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    sign_audit_heads(db.as_ref(), &keys, clock.now()).await;
+                }
+            })
+        };
+        let (final_db, final_keys, final_clock) = (
+            db.clone(),
+            self.state.keys.clone(),
+            self.state.clock.clone(),
+        );
         let router = http::router(self.state);
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
@@ -213,8 +246,35 @@ impl Application {
         if let Some(task) = retention {
             task.abort();
         }
+        checkpoints.abort();
+        // Leave every chain head signed behind us.
+        sign_audit_heads(final_db.as_ref(), &final_keys, final_clock.now()).await;
         db.close().await;
         result
+    }
+}
+
+/// Signs a checkpoint for every audit chain that moved since its last one (periodic task).
+async fn sign_audit_heads(
+    db: &dyn Database,
+    keys: &KeyService,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let signer = match crate::audit::Signer::new(keys.keyring()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot sign audit checkpoints");
+            return;
+        }
+    };
+    match crate::audit::checkpoint_all(db, &signer, crate::audit::CheckpointKind::Periodic, now)
+        .await
+    {
+        Ok(signed) if !signed.is_empty() => {
+            tracing::info!(cellules = signed.len(), "signed audit checkpoints");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "audit checkpoints failed; will retry"),
     }
 }
 

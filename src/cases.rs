@@ -8,11 +8,13 @@ use utoipa::{IntoParams, ToSchema};
 use zeroize::Zeroizing;
 
 use crate::access;
+use crate::audit::{self, Action, AuditCtx};
+use crate::auth::CelluleMember;
 use crate::crypto::{DataKey, FieldContext};
+use crate::domain::Organisation;
 use crate::domain::case::{
     AgeBand, Audience, CaseStatus, Commune, ConsentStatus, Gender, Need, Sector, Urgency,
 };
-use crate::domain::{Membership, Organisation};
 use crate::error::{ApiError, FieldError};
 use crate::http::AppState;
 use crate::policy::Principal;
@@ -299,20 +301,60 @@ fn summary(c: &CaseRecord) -> Result<CaseSummary, ApiError> {
 }
 
 /// Loads a case and asks the policies for `action` (404 when not visible, 403 when forbidden).
+/// A refusal (or a case that does not exist) is recorded as a denied `audited` entry before the
+/// error is answered.
 async fn authorised_case(
     state: &AppState,
     p: &Principal,
+    a: &AuditCtx,
     id: &str,
     action: &str,
+    audited: Action,
     audience: Option<Audience>,
 ) -> Result<CaseRecord, ApiError> {
-    let since = access::agenda_since(state.clock.now());
-    let case = state.db.get_case(&p.cellule, id, since).await?;
+    let now = state.clock.now();
+    let case = state
+        .db
+        .get_case(&p.cellule, id, access::agenda_since(now))
+        .await?;
     let Some(case) = case else {
+        let mut draft = a.entry(audited, now).denied(audit::reason::NOT_FOUND);
+        if let Ok(id) = uuid::Uuid::parse_str(id) {
+            draft = draft.case(&id.to_string(), None);
+        }
+        audit::log(state, &a.cellule, vec![draft]).await?;
         return Err(ApiError::NotFound("case"));
     };
-    access::case_action(state, p, &case, action, audience)?;
+    if let Err(e) = access::case_action(state, p, &case, action, audience) {
+        if let Some(reason) = audit::denial_reason(&e) {
+            let draft = a
+                .entry(audited, now)
+                .case(&case.id, Some(&case.reference))
+                .denied(reason);
+            audit::log(state, &a.cellule, vec![draft]).await?;
+        }
+        return Err(e);
+    }
     Ok(case)
+}
+
+/// One allowed entry per case shown by a list (or one without a case when the list is empty).
+async fn log_list(
+    state: &AppState,
+    a: &AuditCtx,
+    action: Action,
+    shown: &[(&str, &str)],
+) -> Result<(), ApiError> {
+    let now = state.clock.now();
+    let drafts = if shown.is_empty() {
+        vec![a.entry(action, now)]
+    } else {
+        shown
+            .iter()
+            .map(|(id, reference)| a.entry(action, now).case(id, Some(reference)))
+            .collect()
+    };
+    audit::log(state, &a.cellule, drafts).await
 }
 
 fn case_key(state: &AppState, c: &CaseRecord) -> Result<DataKey, ApiError> {
@@ -325,11 +367,14 @@ fn case_key(state: &AppState, c: &CaseRecord) -> Result<DataKey, ApiError> {
 /// `POST …/referrals`.
 pub async fn submit(
     state: &AppState,
-    m: &Membership,
+    who: &CelluleMember,
     req: ReferralRequest,
 ) -> Result<ReferralCreated, ApiError> {
+    let m = &who.membership;
+    let a = who.audit();
     let p = access::principal(state, m).await?;
-    access::cellule_action(state, &p, "submit_referral")?;
+    access::cellule_action_audited(state, &p, &a, "submit_referral", Action::SubmitReferral)
+        .await?;
     let mut errors = Vec::new();
     if req.commune.is_none() && req.sector.is_none() {
         errors.push(FieldError::new(
@@ -432,7 +477,7 @@ pub async fn submit(
     let new = NewCase {
         id: id.clone(),
         cellule: cellule.to_owned(),
-        code: m_code(state, m).await?,
+        code: who.cellule.code.as_str().to_owned(),
         year: crate::domain::case::reference_year(now),
         urgency: req.urgency.as_str().to_owned(),
         age_band: req.age_band.as_str().to_owned(),
@@ -463,7 +508,9 @@ pub async fn submit(
             .transpose()?,
         submitted_at: now,
     };
-    let reference = state.db.insert_case(&new, &wrapped).await?;
+    let draft = a.entry(Action::SubmitReferral, now).case(&id, None);
+    let (reference, head) = state.db.insert_case(&new, &wrapped, draft).await?;
+    audit::written(state, cellule, &head).await;
     Ok(ReferralCreated {
         id,
         reference,
@@ -472,28 +519,27 @@ pub async fn submit(
     })
 }
 
-async fn m_code(state: &AppState, m: &Membership) -> Result<String, ApiError> {
-    let cellule = state
-        .db
-        .get_cellule(&m.cellule)
-        .await?
-        .ok_or(ApiError::NotFound("cellule"))?;
-    Ok(cellule.code.as_str().to_owned())
-}
-
 /// `GET …/referrals`: the caller's own referrals, status view only.
 pub async fn my_referrals(
     state: &AppState,
-    m: &Membership,
+    who: &CelluleMember,
 ) -> Result<Vec<ReferralStatus>, ApiError> {
+    let m = &who.membership;
+    let a = who.audit();
     let p = access::principal(state, m).await?;
-    access::cellule_action(state, &p, "list_own_referrals")?;
+    access::cellule_action_audited(state, &p, &a, "list_own_referrals", Action::ListReferrals)
+        .await?;
     let filter = CaseFilter {
         referrer: Some(m.subject.as_str().to_owned()),
         limit: 1000,
         ..CaseFilter::default()
     };
     let rows = state.db.list_cases(m.cellule.as_str(), &filter).await?;
+    let shown: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|c| (c.id.as_str(), c.reference.as_str()))
+        .collect();
+    log_list(state, &a, Action::ListReferrals, &shown).await?;
     rows.iter()
         .map(|c| {
             let status = parse(&c.status, CaseStatus::parse, "status")?;
@@ -531,9 +577,15 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, String)> {
 }
 
 /// `GET …/cases`: exactly the cases the caller may see, filtered in the database.
-pub async fn list(state: &AppState, m: &Membership, q: CaseQuery) -> Result<CasePage, ApiError> {
+pub async fn list(
+    state: &AppState,
+    who: &CelluleMember,
+    q: CaseQuery,
+) -> Result<CasePage, ApiError> {
+    let m = &who.membership;
+    let a = who.audit();
     let p = access::principal(state, m).await?;
-    access::cellule_action(state, &p, "list_cases")?;
+    access::cellule_action_audited(state, &p, &a, "list_cases", Action::ListCases).await?;
     let (routed_org, or_on_agenda) = access::list_prefilter(&p);
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
@@ -574,18 +626,26 @@ pub async fn list(state: &AppState, m: &Membership, q: CaseQuery) -> Result<Case
     };
     // The database pre-filtered; the policies decide item by item.
     let mut items = Vec::with_capacity(rows.len());
+    let mut shown = Vec::with_capacity(rows.len());
     for row in &rows {
         if access::sees(state, &p, row)? {
             items.push(summary(row)?);
+            shown.push((row.id.as_str(), row.reference.as_str()));
         }
     }
+    log_list(state, &a, Action::ListCases, &shown).await?;
     Ok(CasePage { items, next_cursor })
 }
 
 /// `GET …/cases/{id}`: the whole case, decrypted.
-pub async fn read(state: &AppState, m: &Membership, id: &str) -> Result<CaseView, ApiError> {
-    let p = access::principal(state, m).await?;
-    let case = authorised_case(state, &p, id, "read_case", None).await?;
+pub async fn read(state: &AppState, who: &CelluleMember, id: &str) -> Result<CaseView, ApiError> {
+    let a = who.audit();
+    let p = access::principal(state, &who.membership).await?;
+    let case = authorised_case(state, &p, &a, id, "read_case", Action::ReadCase, None).await?;
+    let draft = a
+        .entry(Action::ReadCase, state.clock.now())
+        .case(&case.id, Some(&case.reference));
+    audit::log(state, &a.cellule, vec![draft]).await?;
     view(state, &case).await
 }
 
@@ -644,12 +704,23 @@ async fn view(state: &AppState, case: &CaseRecord) -> Result<CaseView, ApiError>
 /// `POST …/cases/{id}/transitions`: one step of the SPEC §4 graph, or 409 and no change.
 pub async fn transition(
     state: &AppState,
-    m: &Membership,
+    who: &CelluleMember,
     id: &str,
     req: TransitionRequest,
 ) -> Result<CaseSummary, ApiError> {
+    let m = &who.membership;
+    let a = who.audit();
     let p = access::principal(state, m).await?;
-    let case = authorised_case(state, &p, id, "transition_case", None).await?;
+    let case = authorised_case(
+        state,
+        &p,
+        &a,
+        id,
+        "transition_case",
+        Action::TransitionCase,
+        None,
+    )
+    .await?;
     let from = parse(&case.status, CaseStatus::parse, "status")?;
     let mut errors = Vec::new();
     if req.to.needs_reason() {
@@ -692,6 +763,10 @@ pub async fn transition(
         .as_deref()
         .map(|r| seal(&key, &case.cellule, &case.id, &event_id, "reason", r))
         .transpose()?;
+    let draft = a
+        .entry(Action::TransitionCase, state.clock.now())
+        .case(&case.id, Some(&case.reference))
+        .target("event", &event_id);
     let t = Transition {
         event_id,
         case_id: case.id.clone(),
@@ -704,11 +779,12 @@ pub async fn transition(
         actor: m.subject.as_str().to_owned(),
         at: state.clock.now(),
     };
-    if !state.db.transition_case(&t).await? {
+    let Some(head) = state.db.transition_case(&t, draft).await? else {
         return Err(ApiError::InvalidTransition(
             "The case changed meanwhile; reload it and try again.".into(),
         ));
-    }
+    };
+    audit::written(state, &case.cellule, &head).await;
     let updated = state
         .db
         .get_case(
@@ -724,12 +800,23 @@ pub async fn transition(
 /// `POST …/cases/{id}/notes`: append a note (or a correction of one).
 pub async fn add_note(
     state: &AppState,
-    m: &Membership,
+    who: &CelluleMember,
     id: &str,
     req: NoteRequest,
 ) -> Result<NoteView, ApiError> {
+    let m = &who.membership;
+    let a = who.audit();
     let p = access::principal(state, m).await?;
-    let case = authorised_case(state, &p, id, "write_note", Some(req.audience)).await?;
+    let case = authorised_case(
+        state,
+        &p,
+        &a,
+        id,
+        "write_note",
+        Action::WriteNote,
+        Some(req.audience),
+    )
+    .await?;
     let mut errors = Vec::new();
     text_field("/body", &req.body, MAX_TEXT, &mut errors);
     if !errors.is_empty() {
@@ -773,7 +860,12 @@ pub async fn add_note(
         body: seal(&key, &case.cellule, &case.id, &note_id, "body", &req.body)?,
         created_at: state.clock.now(),
     };
-    state.db.insert_note(&record).await?;
+    let draft = a
+        .entry(Action::WriteNote, record.created_at)
+        .case(&case.id, Some(&case.reference))
+        .target("note", &note_id);
+    let head = state.db.insert_note(&case.cellule, &record, draft).await?;
+    audit::written(state, &case.cellule, &head).await;
     note_view(&key, &case, record)
 }
 
@@ -792,14 +884,23 @@ fn note_view(key: &DataKey, case: &CaseRecord, n: NoteRecord) -> Result<NoteView
 }
 
 /// `GET …/cases/{id}/notes`: the notes of the audiences the caller may read.
-pub async fn notes(state: &AppState, m: &Membership, id: &str) -> Result<Vec<NoteView>, ApiError> {
-    let p = access::principal(state, m).await?;
-    let case = authorised_case(state, &p, id, "view_case", None).await?;
+pub async fn notes(
+    state: &AppState,
+    who: &CelluleMember,
+    id: &str,
+) -> Result<Vec<NoteView>, ApiError> {
+    let a = who.audit();
+    let p = access::principal(state, &who.membership).await?;
+    let case = authorised_case(state, &p, &a, id, "view_case", Action::ReadNotes, None).await?;
     let audiences: Vec<&str> = access::readable_audiences(state, &p, &case)?
         .into_iter()
         .map(Audience::as_str)
         .collect();
     let rows = state.db.list_notes(&case.id, &audiences).await?;
+    let draft = a
+        .entry(Action::ReadNotes, state.clock.now())
+        .case(&case.id, Some(&case.reference));
+    audit::log(state, &a.cellule, vec![draft]).await?;
     let key = case_key(state, &case)?;
     rows.into_iter()
         .map(|n| note_view(&key, &case, n))
@@ -807,19 +908,25 @@ pub async fn notes(state: &AppState, m: &Membership, id: &str) -> Result<Vec<Not
 }
 
 /// `DELETE …/cases/{id}`: erase on request.
-pub async fn erase(state: &AppState, m: &Membership, id: &str) -> Result<String, ApiError> {
-    let p = access::principal(state, m).await?;
-    let case = authorised_case(state, &p, id, "erase_case", None).await?;
-    erase_record(
+pub async fn erase(state: &AppState, who: &CelluleMember, id: &str) -> Result<String, ApiError> {
+    let a = who.audit();
+    let p = access::principal(state, &who.membership).await?;
+    let case = authorised_case(state, &p, &a, id, "erase_case", Action::EraseCase, None).await?;
+    let now = state.clock.now();
+    let draft = a.entry(Action::EraseCase, now).case(&case.id, None);
+    let (reference, head) = erase_record(
         state.db.as_ref(),
         &case.cellule,
         &case.id,
-        m.subject.as_str(),
+        who.membership.subject.as_str(),
         "request",
-        state.clock.now(),
+        now,
+        draft,
     )
     .await?
-    .ok_or(ApiError::NotFound("case"))
+    .ok_or(ApiError::NotFound("case"))?;
+    audit::written(state, &case.cellule, &head).await;
+    Ok(reference)
 }
 
 async fn erase_record(
@@ -829,14 +936,15 @@ async fn erase_record(
     by: &str,
     reason: &'static str,
     now: DateTime<Utc>,
-) -> Result<Option<String>, ApiError> {
+    draft: audit::Draft,
+) -> Result<Option<(String, audit::Head)>, ApiError> {
     let tomb = Tombstone {
         id: uuid::Uuid::new_v4().to_string(),
         erased_by: by.to_owned(),
         reason,
         erased_at: now,
     };
-    Ok(db.erase_case(cellule, id, &tomb).await?)
+    Ok(db.erase_case(cellule, id, &tomb, draft).await?)
 }
 
 /// Erases every case past its cellule's retention: closed cases `retention_closed_months` after
@@ -856,8 +964,23 @@ pub async fn run_retention(db: &dyn Database, now: DateTime<Utc>) -> Result<Vec<
             .expired_cases(&settings.slug, closed_before, declined_before)
             .await?
         {
-            if let Some(reference) =
-                erase_record(db, &settings.slug, &id, "retention", "retention", now).await?
+            let draft = AuditCtx {
+                cellule: settings.slug.clone(),
+                actor: audit::Actor::system("retention"),
+                request_id: None,
+            }
+            .entry(Action::RetentionErase, now)
+            .case(&id, None);
+            if let Some((reference, _)) = erase_record(
+                db,
+                &settings.slug,
+                &id,
+                "retention",
+                "retention",
+                now,
+                draft,
+            )
+            .await?
             {
                 erased.push(reference);
             }

@@ -65,6 +65,9 @@ pub enum Command {
     /// Retention of closed and declined cases
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// The audit log: verify, export, sign checkpoints, retention
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print a token from the built-in development issuer, alone on stdout
     Token {
         /// Subject of the token
@@ -90,6 +93,44 @@ pub enum KeysCommand {
     },
     /// Remove a KEK version from the keyring (refused while a data key still uses it)
     Retire { version: u32 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chains and checkpoint signatures (every cellule, or one); exits 1 when
+    /// a chain is broken
+    Verify {
+        #[arg(long)]
+        cellule: Option<String>,
+    },
+    /// Export a cellule's audit log (JSON Lines or a FHIR R4 Bundle) to stdout or a file
+    Export {
+        #[arg(long)]
+        cellule: String,
+        /// jsonl or fhir
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Write to this file (created 0600) instead of stdout
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of every chain head that moved (or of one cellule's)
+    Checkpoint {
+        #[arg(long)]
+        cellule: Option<String>,
+    },
+    /// Audit retention: remove a cellule's entries older than a date, leaving a signed
+    /// checkpoint that anchors the rest of the chain
+    Purge {
+        #[arg(long)]
+        cellule: String,
+        /// Remove entries recorded before this day (YYYY-MM-DD, UTC)
+        #[arg(long)]
+        before: chrono::NaiveDate,
+        /// Confirm the removal
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,6 +293,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Keys(cmd) => keys(&config, cmd).await,
+        Command::Audit(cmd) => {
+            let db = app::open_database(&config, true).await?;
+            let result = audit(&config, db.clone(), &clock, cmd).await;
+            db.close().await;
+            result
+        }
         Command::Retention(RetentionCommand::Run) => {
             let db = app::open_database(&config, true).await?;
             let result = async {
@@ -473,6 +520,184 @@ async fn keys(config: &Config, cmd: KeysCommand) -> Result<(), CliError> {
     .await;
     db.close().await;
     result
+}
+
+/// The entry an operator's command leaves in the audit log.
+fn operator_entry(
+    cellule: &str,
+    action: crate::audit::Action,
+    now: chrono::DateTime<chrono::Utc>,
+) -> crate::audit::Draft {
+    crate::audit::AuditCtx {
+        cellule: cellule.to_owned(),
+        actor: crate::audit::Actor::system("cli"),
+        request_id: None,
+    }
+    .entry(action, now)
+}
+
+async fn audit(
+    config: &Config,
+    db: Arc<dyn crate::storage::Database>,
+    clock: &dyn Clock,
+    cmd: AuditCommand,
+) -> Result<(), CliError> {
+    use crate::audit::{self, Action, CheckpointKind, Signer};
+    let fail =
+        |e: &dyn std::fmt::Display| CliError::failure(crate::config::one_line(&e.to_string()));
+    let keys = app::open_keys(config, db.as_ref(), clock).await?;
+    let signer = Signer::new(keys.keyring()).map_err(|e| fail(&e))?;
+    let cellules = |one: Option<String>| {
+        let db = db.clone();
+        async move {
+            match one {
+                Some(slug) => {
+                    let slug = arg("cellule", CelluleSlug::parse(&slug))?;
+                    match db.get_cellule(&slug).await.map_err(|e| fail(&e))? {
+                        Some(c) => Ok(vec![c.slug.as_str().to_owned()]),
+                        None => Err(CliError::failure(format!("no cellule {slug}"))),
+                    }
+                }
+                None => Ok(db
+                    .list_cellules()
+                    .await
+                    .map_err(|e| fail(&e))?
+                    .into_iter()
+                    .map(|c| c.slug.as_str().to_owned())
+                    .collect::<Vec<_>>()),
+            }
+        }
+    };
+    match cmd {
+        AuditCommand::Verify { cellule } => {
+            let mut broken = Vec::new();
+            for slug in cellules(cellule).await? {
+                audit::record(
+                    db.as_ref(),
+                    &signer,
+                    0,
+                    &slug,
+                    vec![operator_entry(&slug, Action::VerifyAudit, clock.now())],
+                )
+                .await
+                .map_err(|e| fail(&e))?;
+                let report = audit::verify::verify(db.as_ref(), &slug, &signer.public_keys())
+                    .await
+                    .map_err(|e| fail(&e))?;
+                match &report.broken {
+                    None => println!(
+                        "{slug}: ok, {} entries checked, head {}, {} checkpoint(s)",
+                        report.entries_checked, report.head.seq, report.checkpoints
+                    ),
+                    Some(b) => {
+                        println!("{slug}: BROKEN at entry {}: {}", b.seq, b.reason);
+                        broken.push(format!("{slug} at entry {}", b.seq));
+                    }
+                }
+            }
+            if broken.is_empty() {
+                Ok(())
+            } else {
+                Err(CliError::failure(format!(
+                    "audit chain broken: {}",
+                    broken.join(", ")
+                )))
+            }
+        }
+        AuditCommand::Export {
+            cellule,
+            format,
+            output,
+        } => {
+            use futures_util::StreamExt;
+            use tokio::io::AsyncWriteExt;
+            let format = match format.as_str() {
+                "jsonl" => audit::auditor::ExportFormat::Jsonl,
+                "fhir" => audit::auditor::ExportFormat::Fhir,
+                other => {
+                    return Err(CliError::usage(format!(
+                        "format: {other:?} is not jsonl or fhir"
+                    )));
+                }
+            };
+            let slug = cellules(Some(cellule)).await?.remove(0);
+            let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match &output {
+                Some(path) => {
+                    crate::fsutil::create_private_file(path, b"")
+                        .map_err(|e| fail(&format!("{}: {e}", path.display())))?;
+                    Box::new(
+                        tokio::fs::OpenOptions::new()
+                            .write(true)
+                            .truncate(true)
+                            .open(path)
+                            .await
+                            .map_err(|e| fail(&format!("{}: {e}", path.display())))?,
+                    )
+                }
+                None => Box::new(tokio::io::stdout()),
+            };
+            audit::record(
+                db.as_ref(),
+                &signer,
+                0,
+                &slug,
+                vec![operator_entry(&slug, Action::ExportAudit, clock.now())],
+            )
+            .await
+            .map_err(|e| fail(&e))?;
+            let stream = audit::auditor::export_stream(db.clone(), slug, format, clock.now());
+            futures_util::pin_mut!(stream);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| fail(&e))?;
+                out.write_all(&chunk).await.map_err(|e| fail(&e))?;
+            }
+            out.flush().await.map_err(|e| fail(&e))?;
+            Ok(())
+        }
+        AuditCommand::Checkpoint { cellule } => {
+            for slug in cellules(cellule).await? {
+                match db
+                    .checkpoint_audit(&slug, &signer, CheckpointKind::OnDemand, clock.now())
+                    .await
+                    .map_err(|e| fail(&e))?
+                {
+                    Some(c) => println!(
+                        "{slug}: checkpoint at entry {} signed by key {}",
+                        c.seq, c.key_id
+                    ),
+                    None => println!("{slug}: no entries yet"),
+                }
+            }
+            Ok(())
+        }
+        AuditCommand::Purge {
+            cellule,
+            before,
+            yes,
+        } => {
+            if !yes {
+                return Err(CliError::usage(
+                    "audit purge removes entries for good: add --yes to confirm",
+                ));
+            }
+            let slug = cellules(Some(cellule)).await?.remove(0);
+            let before = before
+                .and_hms_opt(0, 0, 0)
+                .map(|t| t.and_utc())
+                .ok_or_else(|| CliError::usage("before: not a day"))?;
+            let purged = audit::purge(db.as_ref(), &signer, &slug, before, clock.now())
+                .await
+                .map_err(|e| fail(&e))?;
+            match purged.anchor {
+                Some(anchor) => println!(
+                    "{slug}: {} entries removed; signed retention checkpoint at entry {}",
+                    purged.removed, anchor.seq
+                ),
+                None => println!("{slug}: no entries before {}", before.date_naive()),
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn serve(config: Config) -> Result<(), CliError> {

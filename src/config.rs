@@ -49,6 +49,28 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub retention: RetentionConfig,
+    pub audit: AuditConfig,
+}
+
+/// Signed checkpoints of the audit log (see `crate::audit`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Sign the chain head once this many entries accumulated since the last checkpoint
+    /// (0 = only by time and on demand).
+    pub checkpoint_every: i64,
+    /// Sign every chain head that moved, this often.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// The retention job run by the server (also `cellule retention run`).
@@ -111,6 +133,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             retention: RetentionConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }

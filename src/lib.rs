@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cases;
 pub mod cellules;

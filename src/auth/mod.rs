@@ -10,16 +10,18 @@
 pub mod dev_issuer;
 pub mod verifier;
 
-use axum::extract::{FromRequestParts, RawPathParams};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 pub use dev_issuer::DevIssuer;
 pub use verifier::{TokenError, TokenVerifier, VerifiedToken};
 
+use crate::audit::{self, Action, Actor, AuditCtx};
 use crate::domain::{Cellule, CelluleSlug, Membership, Subject};
 use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::middleware::RequestId;
 
 /// Any caller with a valid token.
 #[derive(Debug, Clone)]
@@ -94,6 +96,57 @@ pub struct CelluleMember {
     pub caller: Caller,
     pub cellule: Cellule,
     pub membership: Membership,
+    /// The id of this request (`x-request-id`), for the audit log.
+    pub request_id: Option<String>,
+}
+
+impl CelluleMember {
+    /// The audit context of this request: cellule, actor, request id.
+    pub fn audit(&self) -> AuditCtx {
+        AuditCtx {
+            cellule: self.membership.cellule.as_str().to_owned(),
+            actor: Actor::of(&self.membership),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// Records the refusal of a request into an existing cellule by someone who is not a member of
+/// it (or an administrator): identifiers only (subject, route template, case id if the path
+/// names one).
+async fn record_outsider(
+    parts: &mut Parts,
+    state: &AppState,
+    cellule: &Cellule,
+    caller: &Caller,
+    reason: &'static str,
+) -> Result<(), ApiError> {
+    let ctx = AuditCtx {
+        cellule: cellule.slug.as_str().to_owned(),
+        actor: Actor {
+            subject: caller.subject.as_str().to_owned(),
+            role: if reason == audit::reason::ADMINISTRATOR {
+                "administrator".into()
+            } else {
+                "none".into()
+            },
+            organisation: None,
+        },
+        request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
+    };
+    let mut draft = ctx
+        .entry(Action::EnterCellule, state.clock.now())
+        .denied(reason);
+    if let Some(route) = parts.extensions.get::<MatchedPath>() {
+        draft = draft.target("route", route.as_str());
+    }
+    if let Ok(params) = RawPathParams::from_request_parts(parts, state).await
+        && let Some((_, id)) = params.iter().find(|(name, _)| *name == "id")
+        && let Ok(id) = uuid::Uuid::parse_str(id)
+    {
+        draft = draft.case(&id.to_string(), None);
+    }
+    audit::log(state, ctx.cellule.as_str(), vec![draft]).await
 }
 
 /// Reads and validates the `{cellule}` path segment; an invalid slug is simply not found.
@@ -118,21 +171,34 @@ impl FromRequestParts<AppState> for CelluleMember {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
         let slug = cellule_slug(parts, state).await?;
-        if caller.is_admin(state) {
-            // Administrators never act inside a cellule (separation of duties).
-            return Err(ApiError::NotFound("cellule"));
-        }
         // Both lookups run whether or not the first one finds something, so that "no such
         // cellule" and "not a member" take the same path.
         let membership = state.db.get_membership(&slug, &caller.subject).await?;
         let cellule = state.db.get_cellule(&slug).await?;
         match (cellule, membership) {
+            // Administrators never act inside a cellule (separation of duties).
+            (Some(cellule), _) if caller.is_admin(state) => {
+                record_outsider(
+                    parts,
+                    state,
+                    &cellule,
+                    &caller,
+                    audit::reason::ADMINISTRATOR,
+                )
+                .await?;
+                Err(ApiError::NotFound("cellule"))
+            }
             (Some(cellule), Some(membership)) => Ok(CelluleMember {
                 caller,
                 cellule,
                 membership,
+                request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
             }),
-            _ => Err(ApiError::NotFound("cellule")),
+            (Some(cellule), None) => {
+                record_outsider(parts, state, &cellule, &caller, audit::reason::NOT_MEMBER).await?;
+                Err(ApiError::NotFound("cellule"))
+            }
+            (None, _) => Err(ApiError::NotFound("cellule")),
         }
     }
 }

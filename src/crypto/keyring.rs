@@ -6,8 +6,13 @@
 //! from the database backups.
 //!
 //! ```json
-//! {"format": 1, "current": 2, "keks": [{"version": 1, "key": "<base64>", "created_at": "…"}, …]}
+//! {"format": 1, "current": 2, "keks": [{"version": 1, "key": "<base64>", "created_at": "…"}, …],
+//!  "signing_keys": [{"key": "<base64 PKCS#8 Ed25519>", "created_at": "…"}]}
 //! ```
+//!
+//! `signing_keys` are the Ed25519 keys that sign audit checkpoints (SPEC §9), separate from the
+//! KEKs; the last one signs, the earlier ones still verify older checkpoints. A keyring file
+//! written before the audit log existed gets one added on first start.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,10 +36,18 @@ struct Kek {
     created_at: DateTime<Utc>,
 }
 
-/// The versioned KEKs and which one wraps new data keys.
+/// One audit signing key (Ed25519). `Debug` is never derived.
+struct SigningKey {
+    pkcs8: Zeroizing<Vec<u8>>,
+    pair: ring::signature::Ed25519KeyPair,
+    created_at: DateTime<Utc>,
+}
+
+/// The versioned KEKs and which one wraps new data keys, and the audit signing keys.
 pub struct Keyring {
     current: u32,
     keks: BTreeMap<u32, Kek>,
+    signing: Vec<SigningKey>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -42,6 +55,7 @@ impl std::fmt::Debug for Keyring {
         f.debug_struct("Keyring")
             .field("current", &self.current)
             .field("versions", &self.keks.keys().collect::<Vec<_>>())
+            .field("signing_keys", &self.signing.len())
             .field("keys", &"<redacted>")
             .finish()
     }
@@ -67,6 +81,36 @@ struct KeyringFile {
     format: u32,
     current: u32,
     keks: Vec<KekFile>,
+    #[serde(default)]
+    signing_keys: Vec<SigningKeyFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SigningKeyFile {
+    key: String,
+    created_at: DateTime<Utc>,
+}
+
+impl Drop for SigningKeyFile {
+    fn drop(&mut self) {
+        self.key.zeroize();
+    }
+}
+
+fn signing_key(pkcs8: Zeroizing<Vec<u8>>, created_at: DateTime<Utc>) -> Option<SigningKey> {
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(&pkcs8).ok()?;
+    Some(SigningKey {
+        pkcs8,
+        pair,
+        created_at,
+    })
+}
+
+fn new_signing_key(now: DateTime<Utc>) -> Result<SigningKey, CryptoError> {
+    let doc = ring::signature::Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+        .map_err(|_| CryptoError::Rng)?;
+    signing_key(Zeroizing::new(doc.as_ref().to_vec()), now).ok_or(CryptoError::Rng)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -102,7 +146,11 @@ impl Keyring {
                 created_at: now,
             },
         );
-        Ok(Self { current: 1, keks })
+        Ok(Self {
+            current: 1,
+            keks,
+            signing: vec![new_signing_key(now)?],
+        })
     }
 
     /// Parses the JSON form (file contents or `CELLULE_KEYRING`).
@@ -151,9 +199,19 @@ impl Keyring {
                 file.current
             )));
         }
+        let mut signing = Vec::new();
+        for (i, k) in file.signing_keys.iter().enumerate() {
+            let bytes = Zeroizing::new(STANDARD.decode(k.key.as_bytes()).map_err(|_| {
+                KeyringError::Invalid(format!("signing key {} is not base64", i + 1))
+            })?);
+            signing.push(signing_key(bytes, k.created_at).ok_or_else(|| {
+                KeyringError::Invalid(format!("signing key {} is not a PKCS#8 Ed25519 key", i + 1))
+            })?);
+        }
         Ok(Self {
             current: file.current,
             keks,
+            signing,
         })
     }
 
@@ -168,6 +226,14 @@ impl Keyring {
                     version: *version,
                     key: STANDARD.encode(kek.key.as_ref()),
                     created_at: kek.created_at,
+                })
+                .collect(),
+            signing_keys: self
+                .signing
+                .iter()
+                .map(|k| SigningKeyFile {
+                    key: STANDARD.encode(k.pkcs8.as_slice()),
+                    created_at: k.created_at,
                 })
                 .collect(),
         };
@@ -218,6 +284,36 @@ impl Keyring {
         fsutil::create_private_file(&tmp, self.to_json().as_bytes())
             .map_err(|e| err(e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    }
+
+    /// Adds an audit signing key when the keyring has none (keyrings written before the audit
+    /// log); `true` when one was added.
+    pub fn ensure_signing_key(&mut self, now: DateTime<Utc>) -> Result<bool, CryptoError> {
+        if self.signing.is_empty() {
+            self.signing.push(new_signing_key(now)?);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Adds a new audit signing key, which signs from now on.
+    pub fn add_signing_key(&mut self, now: DateTime<Utc>) -> Result<(), CryptoError> {
+        self.signing.push(new_signing_key(now)?);
+        Ok(())
+    }
+
+    /// The key pair that signs new audit checkpoints.
+    pub fn audit_signing_key(&self) -> Option<&ring::signature::Ed25519KeyPair> {
+        self.signing.last().map(|k| &k.pair)
+    }
+
+    /// Public halves of every audit signing key, oldest first.
+    pub fn audit_public_keys(&self) -> Vec<Vec<u8>> {
+        use ring::signature::KeyPair;
+        self.signing
+            .iter()
+            .map(|k| k.pair.public_key().as_ref().to_vec())
+            .collect()
     }
 
     pub fn current_version(&self) -> u32 {
@@ -349,6 +445,21 @@ mod tests {
         let key_b64 = STANDARD.encode(back.keks[&1].key.as_ref());
         assert!(!shown.contains(&key_b64));
         assert!(shown.contains("redacted"));
+        assert_eq!(back.audit_public_keys(), ring.audit_public_keys());
+        assert_eq!(back.audit_public_keys().len(), 1);
+    }
+
+    #[test]
+    fn older_keyrings_get_a_signing_key() {
+        let ring = Keyring::generate(Utc::now()).unwrap();
+        let json = ring.to_json();
+        let mut doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        doc.as_object_mut().unwrap().remove("signing_keys");
+        let mut old = Keyring::from_json(&doc.to_string()).unwrap();
+        assert!(old.audit_signing_key().is_none());
+        assert!(old.ensure_signing_key(Utc::now()).unwrap());
+        assert!(!old.ensure_signing_key(Utc::now()).unwrap());
+        assert!(old.audit_signing_key().is_some());
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub async fn submit_referral(
     member: CelluleMember,
     ApiJson(body): ApiJson<ReferralRequest>,
 ) -> Result<(StatusCode, HeaderMap, Json<ReferralCreated>), ApiError> {
-    let created = cases::submit(&state, &member.membership, body).await?;
+    let created = cases::submit(&state, &member, body).await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!(
         "/v1/cellules/{}/cases/{}",
@@ -74,7 +74,7 @@ pub async fn my_referrals(
     State(state): State<AppState>,
     member: CelluleMember,
 ) -> Result<Json<Vec<ReferralStatus>>, ApiError> {
-    Ok(Json(cases::my_referrals(&state, &member.membership).await?))
+    Ok(Json(cases::my_referrals(&state, &member).await?))
 }
 
 /// Cases the caller may see, filtered and paginated (newest first, stable cursor).
@@ -93,7 +93,7 @@ pub async fn list_cases(
     member: CelluleMember,
     ApiQuery(query): ApiQuery<CaseQuery>,
 ) -> Result<Json<CasePage>, ApiError> {
-    Ok(Json(cases::list(&state, &member.membership, query).await?))
+    Ok(Json(cases::list(&state, &member, query).await?))
 }
 
 /// One case, with its decrypted content and history.
@@ -112,7 +112,7 @@ pub async fn get_case(
     member: CelluleMember,
     ApiPath((_, id)): ApiPath<(String, String)>,
 ) -> Result<Json<CaseView>, ApiError> {
-    Ok(Json(cases::read(&state, &member.membership, &id).await?))
+    Ok(Json(cases::read(&state, &member, &id).await?))
 }
 
 /// Erases a case: its rows and its data key go, a tombstone stays.
@@ -130,7 +130,7 @@ pub async fn erase_case(
     member: CelluleMember,
     ApiPath((_, id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    cases::erase(&state, &member.membership, &id).await?;
+    cases::erase(&state, &member, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -156,9 +156,7 @@ pub async fn transition_case(
     ApiPath((_, id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<TransitionRequest>,
 ) -> Result<Json<CaseSummary>, ApiError> {
-    Ok(Json(
-        cases::transition(&state, &member.membership, &id, body).await?,
-    ))
+    Ok(Json(cases::transition(&state, &member, &id, body).await?))
 }
 
 /// Appends a note (append-only; a correction references the note it corrects).
@@ -185,7 +183,7 @@ pub async fn add_note(
 ) -> Result<(StatusCode, Json<NoteView>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(cases::add_note(&state, &member.membership, &id, body).await?),
+        Json(cases::add_note(&state, &member, &id, body).await?),
     ))
 }
 
@@ -205,7 +203,7 @@ pub async fn list_notes(
     member: CelluleMember,
     ApiPath((_, id)): ApiPath<(String, String)>,
 ) -> Result<Json<Vec<NoteView>>, ApiError> {
-    Ok(Json(cases::notes(&state, &member.membership, &id).await?))
+    Ok(Json(cases::notes(&state, &member, &id).await?))
 }
 
 /// The cellule's current charter and whether the caller accepted it.

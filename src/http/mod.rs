@@ -3,6 +3,7 @@
 //! (`utoipa-axum`), so a route cannot exist without being documented.
 
 pub mod admin;
+pub mod audit;
 pub mod cases;
 pub mod extract;
 pub mod health;
@@ -52,7 +53,8 @@ pub struct AppState {
         (name = "operations", description = "Health, readiness, metrics"),
         (name = "memberships", description = "Who the caller is and where"),
         (name = "administration", description = "Cellules and memberships (administrators only)"),
-        (name = "cases", description = "Referrals, cases, notes and the charter")
+        (name = "cases", description = "Referrals, cases, notes and the charter"),
+        (name = "audit", description = "The tamper-evident audit log (auditors)")
     )
 )]
 struct ApiDoc;
@@ -81,6 +83,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(me::router())
         .merge(admin::router())
         .merge(cases::router())
+        .merge(audit::router())
         .split_for_parts()
 }
 

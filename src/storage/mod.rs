@@ -13,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::audit::{Checkpoint, CheckpointKind, Draft, Entry, Filter, Head, Purged, Signer};
 use crate::config::{Backend, DatabaseUrl, PoolConfig};
 use crate::domain::{
     Cellule, CelluleCode, CelluleName, CelluleSlug, Membership, MembershipSpec, NewCellule,
@@ -165,9 +166,15 @@ pub trait Database: Send + Sync + 'static {
 
     // --- cases (SPEC §3-§7) ---
 
-    /// Inserts a case and its wrapped key in one transaction, allocating the next reference of
-    /// the cellule and year; returns the reference.
-    async fn insert_case(&self, case: &NewCase, key: &WrappedKey) -> Result<String, StorageError>;
+    /// Inserts a case, its wrapped key and its audit entry in one transaction, allocating the
+    /// next reference of the cellule and year (also written into the entry); returns the
+    /// reference and the new audit head.
+    async fn insert_case(
+        &self,
+        case: &NewCase,
+        key: &WrappedKey,
+        audit: Draft,
+    ) -> Result<(String, Head), StorageError>;
     /// References of open cases of the cellule with this linkage key.
     async fn open_cases_with_linkage(
         &self,
@@ -186,10 +193,21 @@ pub trait Database: Send + Sync + 'static {
         cellule: &str,
         filter: &CaseFilter,
     ) -> Result<Vec<CaseRecord>, StorageError>;
-    /// Applies a transition if the case is still in `from`; `false` when it was not.
-    async fn transition_case(&self, t: &Transition) -> Result<bool, StorageError>;
+    /// Applies a transition and appends its audit entry if the case is still in `from`; `None`
+    /// (and no entry) when it was not.
+    async fn transition_case(
+        &self,
+        t: &Transition,
+        audit: Draft,
+    ) -> Result<Option<Head>, StorageError>;
     async fn case_events(&self, case_id: &str) -> Result<Vec<EventRecord>, StorageError>;
-    async fn insert_note(&self, note: &NoteRecord) -> Result<(), StorageError>;
+    /// Inserts a note and its audit entry in one transaction.
+    async fn insert_note(
+        &self,
+        cellule: &str,
+        note: &NoteRecord,
+        audit: Draft,
+    ) -> Result<Head, StorageError>;
     /// Notes of a case whose audience is in `audiences`, oldest first.
     async fn list_notes(
         &self,
@@ -201,14 +219,16 @@ pub trait Database: Send + Sync + 'static {
         case_id: &str,
         note_id: &str,
     ) -> Result<Option<NoteRecord>, StorageError>;
-    /// Deletes the case (its key, notes and events go with it) and leaves a tombstone, in one
-    /// transaction. Returns the erased reference, `None` if there was no such case.
+    /// Deletes the case (its key, notes and events go with it), leaves a tombstone and appends
+    /// the audit entry (its reference filled in), in one transaction. Returns the erased
+    /// reference, `None` if there was no such case.
     async fn erase_case(
         &self,
         cellule: &str,
         id: &str,
         tombstone: &Tombstone,
-    ) -> Result<Option<String>, StorageError>;
+        audit: Draft,
+    ) -> Result<Option<(String, Head)>, StorageError>;
     /// Erasure tombstones of a cellule: (reference, reason, erased_at).
     async fn erasures(
         &self,
@@ -252,6 +272,61 @@ pub trait Database: Send + Sync + 'static {
         version: i64,
         now: DateTime<Utc>,
     ) -> Result<(), StorageError>;
+
+    // --- audit (SPEC §9) ---
+
+    /// Appends entries to the cellule's chain in one transaction; returns the new head.
+    async fn append_audit(&self, cellule: &str, drafts: Vec<Draft>) -> Result<Head, StorageError>;
+    async fn audit_head(&self, cellule: &str) -> Result<Option<Head>, StorageError>;
+    /// Up to `limit` entries with a sequence above `after_seq`, in sequence order.
+    async fn audit_entries(
+        &self,
+        cellule: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Entry>, StorageError>;
+    /// Entries matching the filter, newest first.
+    async fn search_audit(
+        &self,
+        cellule: &str,
+        filter: &Filter,
+    ) -> Result<Vec<Entry>, StorageError>;
+    /// Entries about one case (by id or by reference), oldest first.
+    async fn case_audit(
+        &self,
+        cellule: &str,
+        case_id: &str,
+        case_ref: &str,
+    ) -> Result<Vec<Entry>, StorageError>;
+    /// (id, reference) of a case, or of an erased case, given its id or its reference.
+    async fn resolve_case(
+        &self,
+        cellule: &str,
+        id_or_reference: &str,
+    ) -> Result<Option<(String, String)>, StorageError>;
+    /// Checkpoints of the cellule, by sequence.
+    async fn audit_checkpoints(&self, cellule: &str) -> Result<Vec<Checkpoint>, StorageError>;
+    /// Signs and stores a checkpoint at the current head (or returns the one already there);
+    /// `None` when the chain is empty.
+    async fn checkpoint_audit(
+        &self,
+        cellule: &str,
+        signer: &Signer,
+        kind: CheckpointKind,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Checkpoint>, StorageError>;
+    /// Cellules whose head moved since their last checkpoint.
+    async fn cellules_with_unsigned_audit(&self) -> Result<Vec<String>, StorageError>;
+    /// Audit retention: signs a `retention` checkpoint at the last entry older than
+    /// `before_us`, moves the purge mark there, deletes the entries up to it and records the
+    /// purge, in one transaction.
+    async fn purge_audit(
+        &self,
+        cellule: &str,
+        before_us: i64,
+        signer: &Signer,
+        now: DateTime<Utc>,
+    ) -> Result<Purged, StorageError>;
 
     /// Closes the pool (graceful shutdown).
     async fn close(&self);

@@ -13,8 +13,19 @@ use super::{
     MembershipWithCelluleRow, NewCase, NoteRecord, RetentionSettings, Rewrapped, StorageError,
     Tombstone, Transition, WrappedKey, collect,
 };
+use crate::audit::{
+    Checkpoint, CheckpointKind, Draft, Entry, Filter, GENESIS, Head, Purged, Signer,
+};
 use crate::config::{Backend, DatabaseUrl, PoolConfig};
 use crate::domain::{Cellule, CelluleSlug, Membership, MembershipSpec, NewCellule, Subject};
+
+/// The columns of an audit entry, in `Entry` order.
+macro_rules! entry_columns {
+    () => {
+        "cellule, seq, at_us, actor, actor_role, actor_org, action, case_id, case_ref, target_kind, \
+         target_id, outcome, reason, request_id, prev_hash, hash"
+    };
+}
 
 pub struct SqliteDatabase {
     pool: SqlitePool,
@@ -306,7 +317,12 @@ impl Database for SqliteDatabase {
         Ok(())
     }
 
-    async fn insert_case(&self, case: &NewCase, key: &WrappedKey) -> Result<String, StorageError> {
+    async fn insert_case(
+        &self,
+        case: &NewCase,
+        key: &WrappedKey,
+        mut audit: Draft,
+    ) -> Result<(String, Head), StorageError> {
         let mut tx = self.pool.begin().await?;
         // The counter is the first statement: the transaction takes the write lock at once.
         let seq: i64 = sqlx::query_scalar(
@@ -353,8 +369,10 @@ impl Database for SqliteDatabase {
             .bind(&key.wrapped)
             .execute(&mut *tx)
             .await?;
+        audit.case_ref = Some(reference.clone());
+        let head = append(&mut tx, &case.cellule, vec![audit]).await?;
         tx.commit().await?;
-        Ok(reference)
+        Ok((reference, head))
     }
 
     async fn open_cases_with_linkage(
@@ -442,7 +460,11 @@ impl Database for SqliteDatabase {
         .await?)
     }
 
-    async fn transition_case(&self, t: &Transition) -> Result<bool, StorageError> {
+    async fn transition_case(
+        &self,
+        t: &Transition,
+        audit: Draft,
+    ) -> Result<Option<Head>, StorageError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE cases SET status = ?1, updated_at = ?2, \
@@ -463,7 +485,7 @@ impl Database for SqliteDatabase {
         .await?;
         if done.rows_affected() != 1 {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(None);
         }
         sqlx::query(
             "INSERT INTO case_events (id, case_id, from_status, to_status, reason, actor, at) \
@@ -478,8 +500,9 @@ impl Database for SqliteDatabase {
         .bind(t.at)
         .execute(&mut *tx)
         .await?;
+        let head = append(&mut tx, &t.cellule, vec![audit]).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(head))
     }
 
     async fn case_events(&self, case_id: &str) -> Result<Vec<EventRecord>, StorageError> {
@@ -491,7 +514,13 @@ impl Database for SqliteDatabase {
         .await?)
     }
 
-    async fn insert_note(&self, n: &NoteRecord) -> Result<(), StorageError> {
+    async fn insert_note(
+        &self,
+        cellule: &str,
+        n: &NoteRecord,
+        audit: Draft,
+    ) -> Result<Head, StorageError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO notes (id, case_id, author, author_role, author_sphere, author_organisation, audience, \
                corrects, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -506,9 +535,11 @@ impl Database for SqliteDatabase {
         .bind(&n.corrects)
         .bind(&n.body)
         .bind(n.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        let head = append(&mut tx, cellule, vec![audit]).await?;
+        tx.commit().await?;
+        Ok(head)
     }
 
     async fn list_notes(
@@ -549,7 +580,8 @@ impl Database for SqliteDatabase {
         cellule: &str,
         id: &str,
         tomb: &Tombstone,
-    ) -> Result<Option<String>, StorageError> {
+        mut audit: Draft,
+    ) -> Result<Option<(String, Head)>, StorageError> {
         let mut tx = self.pool.begin().await?;
         let reference: Option<String> = sqlx::query_scalar(
             "DELETE FROM cases WHERE cellule = ?1 AND id = ?2 RETURNING reference",
@@ -575,13 +607,15 @@ impl Database for SqliteDatabase {
         .bind(tomb.erased_at)
         .execute(&mut *tx)
         .await?;
+        audit.case_ref = Some(reference.clone());
+        let head = append(&mut tx, cellule, vec![audit]).await?;
         tx.commit().await?;
         // Deleted pages are zeroed (secure_delete); fold the WAL back so that no frame of the
         // erased rows stays in the -wal file.
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await;
-        Ok(Some(reference))
+        Ok(Some((reference, head)))
     }
 
     async fn erasures(
@@ -703,7 +737,294 @@ impl Database for SqliteDatabase {
         Ok(())
     }
 
+    async fn append_audit(&self, cellule: &str, drafts: Vec<Draft>) -> Result<Head, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let head = append(&mut tx, cellule, drafts).await?;
+        tx.commit().await?;
+        Ok(head)
+    }
+
+    async fn audit_head(&self, cellule: &str) -> Result<Option<Head>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, hash, checkpoint_seq, purged_through FROM audit_heads WHERE cellule = ?1",
+        )
+        .bind(cellule)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn audit_entries(
+        &self,
+        cellule: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM audit_entries WHERE cellule = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+        ))
+        .bind(cellule)
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn search_audit(&self, cellule: &str, f: &Filter) -> Result<Vec<Entry>, StorageError> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM audit_entries WHERE cellule = ?1 \
+               AND (?2 IS NULL OR actor = ?2) \
+               AND (?3 IS NULL OR case_ref = ?3) \
+               AND (?4 IS NULL OR action = ?4) \
+               AND (?5 IS NULL OR outcome = ?5) \
+               AND (?6 IS NULL OR at_us >= ?6) \
+               AND (?7 IS NULL OR at_us < ?7) \
+               AND (?8 IS NULL OR seq < ?8) \
+             ORDER BY seq DESC LIMIT ?9"
+        ))
+        .bind(cellule)
+        .bind(&f.actor)
+        .bind(&f.case_ref)
+        .bind(&f.action)
+        .bind(&f.outcome)
+        .bind(f.from_us)
+        .bind(f.to_us)
+        .bind(f.before_seq)
+        .bind(f.limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn case_audit(
+        &self,
+        cellule: &str,
+        case_id: &str,
+        case_ref: &str,
+    ) -> Result<Vec<Entry>, StorageError> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM audit_entries WHERE cellule = ?1 AND (case_id = ?2 OR case_ref = ?3) ORDER BY seq"
+        ))
+        .bind(cellule)
+        .bind(case_id)
+        .bind(case_ref)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn resolve_case(
+        &self,
+        cellule: &str,
+        id_or_reference: &str,
+    ) -> Result<Option<(String, String)>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT id, reference FROM cases WHERE cellule = ?1 AND (id = ?2 OR reference = ?2) \
+             UNION ALL \
+             SELECT case_id, reference FROM erasures WHERE cellule = ?1 AND (case_id = ?2 OR reference = ?2) \
+             LIMIT 1",
+        )
+        .bind(cellule)
+        .bind(id_or_reference)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn audit_checkpoints(&self, cellule: &str) -> Result<Vec<Checkpoint>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT cellule, seq, hash, signed_at_us, key_id, signature, kind FROM audit_checkpoints \
+             WHERE cellule = ?1 ORDER BY seq",
+        )
+        .bind(cellule)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn checkpoint_audit(
+        &self,
+        cellule: &str,
+        signer: &Signer,
+        kind: CheckpointKind,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Checkpoint>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        // First statement writes: the transaction holds the write lock from here on.
+        let head: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "UPDATE audit_heads SET checkpoint_seq = seq WHERE cellule = ?1 AND seq > 0 \
+             RETURNING seq, hash",
+        )
+        .bind(cellule)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((seq, hash)) = head else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let checkpoint =
+            insert_checkpoint(&mut tx, signer.sign(cellule, seq, &hash, now, kind)).await?;
+        tx.commit().await?;
+        Ok(Some(checkpoint))
+    }
+
+    async fn cellules_with_unsigned_audit(&self) -> Result<Vec<String>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT cellule FROM audit_heads WHERE seq > checkpoint_seq ORDER BY cellule",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn purge_audit(
+        &self,
+        cellule: &str,
+        before_us: i64,
+        signer: &Signer,
+        now: DateTime<Utc>,
+    ) -> Result<Purged, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let head: Option<i64> = sqlx::query_scalar(
+            "UPDATE audit_heads SET purged_through = purged_through WHERE cellule = ?1 \
+             RETURNING purged_through",
+        )
+        .bind(cellule)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let purged_through = head.unwrap_or(0);
+        let last: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, hash FROM audit_entries WHERE cellule = ?1 AND at_us < ?2 \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(cellule)
+        .bind(before_us)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((seq, hash)) = last.filter(|(seq, _)| *seq > purged_through) else {
+            tx.rollback().await?;
+            return Ok(Purged {
+                removed: 0,
+                anchor: None,
+            });
+        };
+        let anchor = insert_checkpoint(
+            &mut tx,
+            signer.sign(cellule, seq, &hash, now, CheckpointKind::Retention),
+        )
+        .await?;
+        sqlx::query("UPDATE audit_heads SET purged_through = ?2 WHERE cellule = ?1")
+            .bind(cellule)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        let removed = sqlx::query("DELETE FROM audit_entries WHERE cellule = ?1 AND seq <= ?2")
+            .bind(cellule)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let entry = crate::audit::purge_entry(now, seq);
+        append(&mut tx, cellule, vec![entry]).await?;
+        tx.commit().await?;
+        Ok(Purged {
+            removed: i64::try_from(removed).unwrap_or(i64::MAX),
+            anchor: Some(anchor),
+        })
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Appends `drafts` to the chain of `cellule` inside `tx`. The head update is the first
+/// statement on the chain: it takes the write lock, so concurrent appends queue up and the
+/// sequence stays gap-free and linear.
+async fn append(
+    tx: &mut sqlx::SqliteConnection,
+    cellule: &str,
+    drafts: Vec<Draft>,
+) -> Result<Head, StorageError> {
+    let n = i64::try_from(drafts.len()).unwrap_or(i64::MAX);
+    let (seq, prev, checkpoint_seq, purged_through): (i64, Vec<u8>, i64, i64) = sqlx::query_as(
+        "INSERT INTO audit_heads (cellule, seq, hash) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (cellule) DO UPDATE SET seq = audit_heads.seq + ?2 \
+         RETURNING seq, hash, checkpoint_seq, purged_through",
+    )
+    .bind(cellule)
+    .bind(n)
+    .bind(GENESIS.as_slice())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(super::not_found_on_fk)?;
+    let mut hash = prev;
+    let mut next = seq - n;
+    for draft in drafts {
+        next += 1;
+        let e = draft.into_entry(cellule, next, &hash);
+        sqlx::query(
+            "INSERT INTO audit_entries (cellule, seq, at_us, actor, actor_role, actor_org, action, case_id, \
+               case_ref, target_kind, target_id, outcome, reason, request_id, prev_hash, hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )
+        .bind(&e.cellule)
+        .bind(e.seq)
+        .bind(e.at_us)
+        .bind(&e.actor)
+        .bind(&e.actor_role)
+        .bind(&e.actor_org)
+        .bind(&e.action)
+        .bind(&e.case_id)
+        .bind(&e.case_ref)
+        .bind(&e.target_kind)
+        .bind(&e.target_id)
+        .bind(&e.outcome)
+        .bind(&e.reason)
+        .bind(&e.request_id)
+        .bind(&e.prev_hash)
+        .bind(&e.hash)
+        .execute(&mut *tx)
+        .await?;
+        hash = e.hash;
+    }
+    sqlx::query("UPDATE audit_heads SET hash = ?2 WHERE cellule = ?1")
+        .bind(cellule)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+    Ok(Head {
+        seq,
+        hash,
+        checkpoint_seq,
+        purged_through,
+    })
+}
+
+/// Stores a checkpoint unless one exists at its sequence; returns the stored one.
+async fn insert_checkpoint(
+    tx: &mut sqlx::SqliteConnection,
+    c: Checkpoint,
+) -> Result<Checkpoint, StorageError> {
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (cellule, seq, hash, signed_at_us, key_id, signature, kind) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (cellule, seq) DO NOTHING",
+    )
+    .bind(&c.cellule)
+    .bind(c.seq)
+    .bind(&c.hash)
+    .bind(c.signed_at_us)
+    .bind(&c.key_id)
+    .bind(&c.signature)
+    .bind(&c.kind)
+    .execute(&mut *tx)
+    .await?;
+    Ok(sqlx::query_as(
+        "SELECT cellule, seq, hash, signed_at_us, key_id, signature, kind FROM audit_checkpoints \
+         WHERE cellule = ?1 AND seq = ?2",
+    )
+    .bind(&c.cellule)
+    .bind(c.seq)
+    .fetch_one(&mut *tx)
+    .await?)
 }

@@ -221,6 +221,11 @@ async fn openapi_matches_the_router(backend: Backend) {
         "/v1/cellules/{cellule}/cases/{id}",
         "/v1/cellules/{cellule}/cases/{id}/transitions",
         "/v1/cellules/{cellule}/cases/{id}/notes",
+        "/v1/cellules/{cellule}/cases/{id}/access-log",
+        "/v1/cellules/{cellule}/audit",
+        "/v1/cellules/{cellule}/audit/verify",
+        "/v1/cellules/{cellule}/audit/checkpoints",
+        "/v1/cellules/{cellule}/audit/export",
     ];
     let documented: HashSet<&str> = paths.keys().map(String::as_str).collect();
     assert_eq!(

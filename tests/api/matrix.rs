@@ -33,6 +33,26 @@ const ACTORS: [&str; 10] = [
 #[serde(deny_unknown_fields)]
 struct Matrix {
     row: Vec<Row>,
+    audit: AuditSpec,
+}
+
+/// What each endpoint leaves in the audit log (see the end of the TOML file).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSpec {
+    actions: BTreeMap<String, String>,
+    enter: Vec<String>,
+    case_level: Vec<String>,
+    lists: Vec<String>,
+}
+
+/// An audit entry reduced to what the matrix predicts.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Expected {
+    action: String,
+    outcome: &'static str,
+    reason: Option<String>,
+    case_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +67,8 @@ struct Row {
     phase: u8,
     #[serde(default)]
     body: Option<String>,
+    #[serde(default)]
+    query: Option<String>,
     expect: BTreeMap<String, u16>,
     #[serde(default)]
     ids: BTreeMap<String, Vec<String>>,
@@ -225,6 +247,95 @@ async fn fixture(app: &TestApp) -> HashMap<String, String> {
     cases
 }
 
+/// The entries a request should have appended (SPEC §9), from the `[audit]` part of the matrix.
+#[allow(clippy::too_many_arguments)]
+fn expected_entries(
+    spec: &AuditSpec,
+    endpoint: &str,
+    actor: &str,
+    status: u16,
+    problem_type: &str,
+    case_id: Option<&str>,
+    case_exists: bool,
+    body: &Value,
+) -> Vec<Expected> {
+    let entry = |action: &str, outcome, reason: Option<&str>, case: Option<&str>| Expected {
+        action: action.to_owned(),
+        outcome,
+        reason: reason.map(str::to_owned),
+        case_id: case.map(str::to_owned),
+    };
+    let action = spec.actions.get(endpoint);
+    let in_cellule = action.is_some() || spec.enter.iter().any(|e| e == endpoint);
+    if matches!(actor, "outsider" | "admin") {
+        if !in_cellule {
+            return Vec::new();
+        }
+        let reason = if actor == "admin" {
+            "administrator"
+        } else {
+            "not_member"
+        };
+        return vec![entry("enter_cellule", "denied", Some(reason), case_id)];
+    }
+    let Some(action) = action else {
+        return Vec::new();
+    };
+    let case_level = spec.case_level.iter().any(|a| a == action);
+    match status {
+        200..=299 => {
+            let is_list = spec.lists.iter().any(|a| a == action);
+            if let Some(list) = body
+                .get("items")
+                .or(Some(body))
+                .and_then(Value::as_array)
+                .filter(|_| is_list)
+            {
+                if list.is_empty() {
+                    return vec![entry(action, "allowed", None, None)];
+                }
+                return list
+                    .iter()
+                    .map(|i| entry(action, "allowed", None, i["id"].as_str()))
+                    .collect();
+            }
+            let case = case_id.or_else(|| body["id"].as_str());
+            vec![entry(action, "allowed", None, case)]
+        }
+        403 => {
+            let reason = if problem_type.ends_with("charter-not-accepted") {
+                "charter_not_accepted"
+            } else {
+                "forbidden"
+            };
+            vec![entry(
+                action,
+                "denied",
+                Some(reason),
+                case_id.filter(|_| case_level),
+            )]
+        }
+        404 => {
+            let reason = if case_exists {
+                "not_visible"
+            } else {
+                "not_found"
+            };
+            vec![entry(action, "denied", Some(reason), case_id)]
+        }
+        _ => Vec::new(),
+    }
+}
+
+async fn head(app: &TestApp, cellule: &str) -> i64 {
+    app.state
+        .db
+        .audit_head(cellule)
+        .await
+        .expect("audit head")
+        .map_or(0, |h| h.seq)
+}
+
 fn path_of(endpoint: &str, case: Option<&String>) -> (Method, String) {
     let (method, path) = endpoint.split_once(' ').expect("METHOD /path");
     let path = path
@@ -241,8 +352,11 @@ async fn access_matrix(backend: Backend) {
         .iter()
         .map(|(k, v)| (v.as_str(), k.as_str()))
         .collect();
-    let mut rows = matrix().row;
+    let m = matrix();
+    let spec = m.audit;
+    let mut rows = m.row;
     rows.sort_by_key(|r| r.phase);
+    let mut audited = 0;
     let mut failures = Vec::new();
     let mut checked = 0;
     for r in &rows {
@@ -250,7 +364,10 @@ async fn access_matrix(backend: Backend) {
             .case
             .as_ref()
             .map(|c| cases.get(c).unwrap_or_else(|| panic!("unknown case {c}")));
-        let (method, path) = path_of(&r.endpoint, case_id);
+        let (method, mut path) = path_of(&r.endpoint, case_id);
+        if let Some(q) = &r.query {
+            path = format!("{path}?{q}");
+        }
         let body: Option<Value> = r.body.as_deref().map(|b| match b {
             "REFERRAL" => referral("Nouvelle situation de la matrice."),
             json => serde_json::from_str(json).expect("row body is JSON"),
@@ -260,6 +377,18 @@ async fn access_matrix(backend: Backend) {
         actors.sort_by_key(|(_, s)| (**s >= 200 && **s < 300) as u8);
         for (actor, expected) in actors {
             let token = app.token(subject(actor));
+            let case_exists = match case_id {
+                Some(id) => app
+                    .state
+                    .db
+                    .get_case("perpignan", id, chrono::DateTime::<chrono::Utc>::UNIX_EPOCH)
+                    .await
+                    .expect("get case")
+                    .is_some(),
+                None => false,
+            };
+            let (before, before_other) =
+                (head(&app, "perpignan").await, head(&app, "narbonne").await);
             let a = app
                 .request(method.clone(), &path, Some(&token), body.clone())
                 .await;
@@ -270,6 +399,71 @@ async fn access_matrix(backend: Backend) {
                 r.case.as_deref().unwrap_or("-"),
                 r.note.as_deref().unwrap_or("")
             );
+            // The audit entries this request appended, exactly.
+            let entries = app
+                .state
+                .db
+                .audit_entries("perpignan", before, 10_000)
+                .await
+                .expect("audit entries");
+            let body_json = if r.query.as_deref() == Some("format=jsonl")
+                || r.query.as_deref() == Some("format=fhir")
+            {
+                Value::Null
+            } else {
+                a.body.clone()
+            };
+            let mut want = expected_entries(
+                &spec,
+                &r.endpoint,
+                actor,
+                a.status.as_u16(),
+                if a.status.is_success() {
+                    ""
+                } else {
+                    a.problem_type()
+                },
+                case_id.map(String::as_str),
+                case_exists,
+                &body_json,
+            );
+            let mut got: Vec<Expected> = entries
+                .iter()
+                .map(|e| Expected {
+                    action: e.action.clone(),
+                    outcome: if e.outcome == "allowed" {
+                        "allowed"
+                    } else {
+                        "denied"
+                    },
+                    reason: e.reason.clone(),
+                    case_id: e.case_id.clone(),
+                })
+                .collect();
+            want.sort();
+            got.sort();
+            if want != got {
+                failures.push(format!(
+                    "{label}: audit entries expected {want:?}, got {got:?}"
+                ));
+            }
+            let request_id = a
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            for e in &entries {
+                if e.actor != subject(actor) || e.request_id.as_deref() != Some(request_id) {
+                    failures.push(format!(
+                        "{label}: entry {} has actor {} / request {:?}",
+                        e.seq, e.actor, e.request_id
+                    ));
+                }
+            }
+            audited += entries.len();
+            if head(&app, "narbonne").await != before_other {
+                failures.push(format!("{label}: the request touched narbonne's audit log"));
+            }
             if a.status.as_u16() != *expected {
                 failures.push(format!(
                     "{label}: expected {expected}, got {} {}",
@@ -309,6 +503,17 @@ async fn access_matrix(backend: Backend) {
         failures.join("\n")
     );
     assert!(checked > 500, "{checked}");
+    assert!(audited > 300, "{audited} audit entries checked");
+    // And the chain of all this verifies.
+    let keys = cellule::audit::Signer::new(app.state.keys.keyring())
+        .expect("signer")
+        .public_keys();
+    for cellule in ["perpignan", "narbonne"] {
+        let report = cellule::audit::verify::verify(app.state.db.as_ref(), cellule, &keys)
+            .await
+            .expect("verify");
+        assert!(report.valid, "{cellule}: {:?}", report.broken);
+    }
 }
 
 backend_tests!(access_matrix);

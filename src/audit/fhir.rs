@@ -1,0 +1,150 @@
+//! FHIR R4 `AuditEvent` mapping of audit entries (for `GET …/audit/export?format=fhir`).
+//!
+//! Each entry becomes one `AuditEvent` in a `Bundle` of type `collection`:
+//! - `type`: DICOM/HL7 `rest` (a RESTful operation); `subtype`: our action code in the
+//!   `https://cellule.fr/fhir/CodeSystem/audit-action` system;
+//! - `action`: C / R / U / D / E; `recorded`: the entry time (UTC, microseconds);
+//! - `outcome`: `0` (success) when allowed, `4` (minor failure: refused) when denied, with the
+//!   reason code in `outcomeDesc`;
+//! - `agent`: the actor (`who.identifier` = subject, `role` text = cellule role, `altId` =
+//!   organisation), `requestor = true`;
+//! - `source`: the service (`observer.display = "cellule"`, site = cellule slug, type
+//!   Application Server);
+//! - `entity`: the case (identifier = reference, or case id when no reference), the note, event
+//!   or session targeted, and one entity carrying the chain values (`seq`, `prev_hash`, `hash`,
+//!   `request_id`) as `detail` strings, so the export stays verifiable.
+
+use serde_json::{Value, json};
+
+use super::{Action, Entry, hex};
+
+const ACTION_SYSTEM: &str = "https://cellule.fr/fhir/CodeSystem/audit-action";
+const SUBJECT_SYSTEM: &str = "https://cellule.fr/fhir/NamingSystem/subject";
+const CASE_REF_SYSTEM: &str = "https://cellule.fr/fhir/NamingSystem/case-reference";
+const CASE_ID_SYSTEM: &str = "https://cellule.fr/fhir/NamingSystem/case-id";
+const TARGET_SYSTEM: &str = "https://cellule.fr/fhir/NamingSystem/";
+const CHAIN_SYSTEM: &str = "https://cellule.fr/fhir/NamingSystem/audit-entry";
+const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
+
+/// The `instant` form FHIR wants: UTC with fraction and `Z`.
+fn instant(e: &Entry) -> String {
+    e.at().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn entity(identifier: Value, code: &str, display: &str) -> Value {
+    json!({
+        "what": { "identifier": identifier },
+        "type": { "system": ENTITY_TYPE, "code": code, "display": display }
+    })
+}
+
+/// One entry as a FHIR R4 `AuditEvent`.
+pub fn audit_event(e: &Entry) -> Value {
+    let action = Action::parse(&e.action);
+    let fhir_action = action.map(Action::fhir_code).unwrap_or("E");
+    let allowed = e.outcome == "allowed";
+    let mut entities = Vec::new();
+    match (&e.case_ref, &e.case_id) {
+        (Some(reference), _) => entities.push(entity(
+            json!({ "system": CASE_REF_SYSTEM, "value": reference }),
+            "2",
+            "System Object",
+        )),
+        (None, Some(id)) => entities.push(entity(
+            json!({ "system": CASE_ID_SYSTEM, "value": id }),
+            "2",
+            "System Object",
+        )),
+        (None, None) => {}
+    }
+    if let (Some(kind), Some(id)) = (&e.target_kind, &e.target_id) {
+        entities.push(entity(
+            json!({ "system": format!("{TARGET_SYSTEM}{kind}"), "value": id }),
+            "2",
+            "System Object",
+        ));
+    }
+    let mut detail = vec![
+        json!({ "type": "seq", "valueString": e.seq.to_string() }),
+        json!({ "type": "prev_hash", "valueString": hex(&e.prev_hash) }),
+        json!({ "type": "hash", "valueString": hex(&e.hash) }),
+    ];
+    if let Some(rid) = &e.request_id {
+        detail.push(json!({ "type": "request_id", "valueString": rid }));
+    }
+    entities.push(json!({
+        "what": { "identifier": { "system": CHAIN_SYSTEM, "value": format!("{}/{}", e.cellule, e.seq) } },
+        "type": { "system": ENTITY_TYPE, "code": "4", "display": "Other" },
+        "detail": detail
+    }));
+    let mut agent = json!({
+        "who": { "identifier": { "system": SUBJECT_SYSTEM, "value": e.actor } },
+        "requestor": true,
+        "role": [{ "text": e.actor_role }]
+    });
+    if let Some(org) = &e.actor_org {
+        agent["altId"] = json!(org);
+    }
+    let mut event = json!({
+        "resourceType": "AuditEvent",
+        "id": format!("{}-{}", e.cellule, e.seq),
+        "type": {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "code": "rest",
+            "display": "RESTful Operation"
+        },
+        "subtype": [{ "system": ACTION_SYSTEM, "code": e.action }],
+        "action": fhir_action,
+        "recorded": instant(e),
+        "outcome": if allowed { "0" } else { "4" },
+        "agent": [agent],
+        "source": {
+            "site": e.cellule,
+            "observer": { "display": "cellule" },
+            "type": [{
+                "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                "code": "4",
+                "display": "Application Server"
+            }]
+        },
+        "entity": entities
+    });
+    if let Some(reason) = &e.reason {
+        event["outcomeDesc"] = json!(reason);
+    }
+    event
+}
+
+/// The opening of the export `Bundle` (entries follow, comma-separated, then [`BUNDLE_END`]).
+pub fn bundle_start(cellule: &str, timestamp: chrono::DateTime<chrono::Utc>) -> String {
+    let head = json!({
+        "resourceType": "Bundle",
+        "id": format!("audit-{cellule}"),
+        "type": "collection",
+        "timestamp": timestamp.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    })
+    .to_string();
+    // Reopen the object to append the entry array.
+    format!("{},\"entry\":[", head.trim_end_matches('}'))
+}
+
+pub const BUNDLE_END: &str = "]}";
+
+/// One `Bundle.entry`.
+pub fn bundle_entry(e: &Entry) -> Value {
+    json!({
+        "fullUrl": format!("urn:uuid:{}", entry_uuid(e)),
+        "resource": audit_event(e)
+    })
+}
+
+/// A stable UUID for an entry (derived from its hash).
+fn entry_uuid(e: &Entry) -> String {
+    let mut bytes = [0u8; 16];
+    for (i, b) in e.hash.iter().take(16).enumerate() {
+        bytes[i] = *b;
+    }
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}

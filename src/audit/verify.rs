@@ -1,0 +1,247 @@
+//! Verification of a cellule's audit chain against its signed checkpoints.
+//!
+//! Walks the entries in sequence order from the purge anchor (or the genesis) and reports the
+//! **first** broken sequence number with the reason:
+//! - an entry missing (a gap in the sequence, or the chain ending before a signed checkpoint or
+//!   the head: a truncated tail);
+//! - an entry whose `prev_hash` is not the hash of the entry before it (reordered, swapped or
+//!   re-chained entries);
+//! - an entry whose content no longer matches its hash (an edited field);
+//! - an entry whose hash differs from the one a checkpoint signed (a rewritten and re-hashed
+//!   history);
+//! - a checkpoint whose signature does not verify with the keyring's public keys.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::checkpoint::{PublicKey, PublicKeys};
+use super::{Checkpoint, GENESIS, Head, hex};
+use crate::storage::{Database, StorageError};
+
+/// Entries read per query.
+pub const PAGE: i64 = 5_000;
+
+/// The first broken point of a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Broken {
+    pub seq: i64,
+    pub reason: String,
+}
+
+/// A chain head.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HeadView {
+    pub seq: i64,
+    /// SHA-256, hex.
+    pub hash: String,
+}
+
+/// A signed checkpoint as published.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CheckpointView {
+    pub seq: i64,
+    /// The chain hash at `seq`, hex.
+    pub hash: String,
+    pub signed_at: chrono::DateTime<chrono::Utc>,
+    pub signed_at_us: i64,
+    pub key_id: String,
+    /// Ed25519 signature, base64.
+    pub signature: String,
+    #[schema(example = "periodic")]
+    pub kind: String,
+}
+
+impl From<&Checkpoint> for CheckpointView {
+    fn from(c: &Checkpoint) -> Self {
+        use base64::Engine;
+        CheckpointView {
+            seq: c.seq,
+            hash: hex(&c.hash),
+            signed_at: chrono::DateTime::from_timestamp_micros(c.signed_at_us)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH),
+            signed_at_us: c.signed_at_us,
+            key_id: c.key_id.clone(),
+            signature: base64::engine::general_purpose::STANDARD.encode(&c.signature),
+            kind: c.kind.clone(),
+        }
+    }
+}
+
+/// The answer of `GET …/audit/verify` and `cellule audit verify`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VerifyReport {
+    pub cellule: String,
+    pub valid: bool,
+    pub entries_checked: i64,
+    /// Entries up to this sequence were removed by audit retention.
+    pub purged_through: i64,
+    pub head: HeadView,
+    pub checkpoints: i64,
+    pub last_checkpoint: Option<CheckpointView>,
+    /// The first broken sequence number and why; absent when the chain verifies.
+    pub broken: Option<Broken>,
+    /// The keys that verify checkpoints.
+    pub public_keys: Vec<PublicKey>,
+}
+
+fn keep_first(slot: &mut Option<Broken>, seq: i64, reason: String) {
+    if slot.as_ref().is_none_or(|b| seq < b.seq) {
+        *slot = Some(Broken { seq, reason });
+    }
+}
+
+/// Verifies the chain of `cellule`.
+pub async fn verify(
+    db: &dyn Database,
+    cellule: &str,
+    keys: &PublicKeys,
+) -> Result<VerifyReport, StorageError> {
+    let head = db.audit_head(cellule).await?.unwrap_or_else(Head::empty);
+    let checkpoints = db.audit_checkpoints(cellule).await?;
+    let mut broken: Option<Broken> = None;
+    for c in &checkpoints {
+        if !keys.verifies(c) || c.cellule != cellule {
+            keep_first(
+                &mut broken,
+                c.seq,
+                format!("the checkpoint at {} has an invalid signature", c.seq),
+            );
+        }
+    }
+    let by_seq: HashMap<i64, &Checkpoint> = checkpoints.iter().map(|c| (c.seq, c)).collect();
+
+    let start = head.purged_through;
+    let mut prev: Vec<u8> = GENESIS.to_vec();
+    if start > 0 {
+        match by_seq.get(&start) {
+            Some(anchor) if keys.verifies(anchor) => prev = anchor.hash.clone(),
+            _ => keep_first(
+                &mut broken,
+                start + 1,
+                format!("no valid signed checkpoint anchors the log purged through {start}"),
+            ),
+        }
+    }
+    let mut expected = start + 1;
+    let mut checked = 0i64;
+    let mut chain_broken = false;
+    'pages: loop {
+        let page = db.audit_entries(cellule, expected - 1, PAGE).await?;
+        let n = page.len();
+        for e in page {
+            if e.seq != expected {
+                keep_first(
+                    &mut broken,
+                    expected,
+                    format!("entry {expected} is missing"),
+                );
+                chain_broken = true;
+                break 'pages;
+            }
+            if e.prev_hash != prev {
+                keep_first(
+                    &mut broken,
+                    e.seq,
+                    format!(
+                        "entry {} does not follow entry {}: its previous hash differs",
+                        e.seq,
+                        e.seq - 1
+                    ),
+                );
+                chain_broken = true;
+                break 'pages;
+            }
+            if e.compute_hash().as_slice() != e.hash.as_slice() || e.cellule != cellule {
+                keep_first(
+                    &mut broken,
+                    e.seq,
+                    format!(
+                        "entry {} was altered: its content does not match its hash",
+                        e.seq
+                    ),
+                );
+                chain_broken = true;
+                break 'pages;
+            }
+            if let Some(c) = by_seq.get(&e.seq)
+                && c.hash != e.hash
+            {
+                keep_first(
+                    &mut broken,
+                    e.seq,
+                    format!(
+                        "entry {} differs from the signed checkpoint: the history was rewritten",
+                        e.seq
+                    ),
+                );
+                chain_broken = true;
+                break 'pages;
+            }
+            prev = e.hash;
+            expected += 1;
+            checked += 1;
+        }
+        if (n as i64) < PAGE {
+            break;
+        }
+    }
+    if !chain_broken {
+        let last = expected - 1;
+        if let Some(c) = checkpoints
+            .iter()
+            .filter(|c| c.seq > last)
+            .max_by_key(|c| c.seq)
+        {
+            keep_first(
+                &mut broken,
+                last + 1,
+                format!(
+                    "entries {}-{} are missing: the log ends at {last} but a checkpoint was signed at {}",
+                    last + 1,
+                    c.seq,
+                    c.seq
+                ),
+            );
+        } else if head.seq > last {
+            keep_first(
+                &mut broken,
+                last + 1,
+                format!(
+                    "entries {}-{} are missing: the head is at {}",
+                    last + 1,
+                    head.seq,
+                    head.seq
+                ),
+            );
+        } else if head.seq < last {
+            keep_first(
+                &mut broken,
+                head.seq + 1,
+                format!("entries after {} are beyond the chain head", head.seq),
+            );
+        } else if last > start && head.hash != prev {
+            keep_first(
+                &mut broken,
+                last,
+                "the chain head does not match the last entry".to_owned(),
+            );
+        }
+    }
+    let last_checkpoint = checkpoints.iter().max_by_key(|c| c.seq);
+    Ok(VerifyReport {
+        cellule: cellule.to_owned(),
+        valid: broken.is_none(),
+        entries_checked: checked,
+        purged_through: head.purged_through,
+        head: HeadView {
+            seq: head.seq,
+            hash: hex(&head.hash),
+        },
+        checkpoints: checkpoints.len() as i64,
+        last_checkpoint: last_checkpoint.map(CheckpointView::from),
+        broken,
+        public_keys: keys.published(),
+    })
+}
