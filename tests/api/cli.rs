@@ -18,7 +18,7 @@ use crate::helpers::{Backend, PgDatabase};
 const BIN: &str = env!("CARGO_BIN_EXE_cellule");
 
 /// The binary with a clean environment, run from `dir` (so no stray `cellule.toml` is read).
-fn cellule(dir: &Path) -> Command {
+pub(crate) fn cellule(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -27,15 +27,15 @@ fn cellule(dir: &Path) -> Command {
     cmd
 }
 
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run cellule")
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -49,7 +49,7 @@ fn assert_one_line_failure(out: &Output, code: i32, contains: &str) {
 }
 
 /// A database to point the binary at: the data directory's SQLite file or a fresh PostgreSQL.
-async fn database(backend: Backend, dir: &Path) -> (String, Option<PgDatabase>) {
+pub(crate) async fn database(backend: Backend, dir: &Path) -> (String, Option<PgDatabase>) {
     match backend {
         Backend::Sqlite => (
             format!("sqlite://{}", dir.join("data/cellule.db").display()),
@@ -60,6 +60,81 @@ async fn database(backend: Backend, dir: &Path) -> (String, Option<PgDatabase>) 
             (pg.url.clone(), Some(pg))
         }
     }
+}
+
+/// A `cellule serve` process on a free loopback port, its JSON log collected.
+pub(crate) struct Served {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub log: Arc<Mutex<String>>,
+    pub reader: std::thread::JoinHandle<()>,
+}
+
+/// Starts `cellule serve` with data dir `dir/data` on database `url`, and waits until it listens.
+pub(crate) async fn serve(dir: &Path, url: &str, env: &[(&str, &str)]) -> Served {
+    let mut cmd = cellule(dir);
+    cmd.args([
+        "--data-dir",
+        "data",
+        "--database",
+        url,
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+    ])
+    .env("CELLULE_LOG__FORMAT", "json")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn serve");
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr_pipe = child.stderr.take().expect("stderr");
+    let sink = log.clone();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+            if let Ok(mut l) = sink.lock() {
+                l.push_str(&line);
+                l.push('\n');
+            }
+        }
+    });
+    let started = Instant::now();
+    let addr = loop {
+        let text = log.lock().map(|l| l.clone()).unwrap_or_default();
+        if let Some(addr) = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["message"] == "cellule listening")
+            .and_then(|v| v["addr"].as_str().map(str::to_owned))
+        {
+            break addr;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "server did not start: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    Served {
+        child,
+        addr,
+        log,
+        reader,
+    }
+}
+
+/// A token from the binary's development issuer (data dir `dir/data`).
+pub(crate) fn dev_token(dir: &Path, sub: &str) -> String {
+    stdout(&run(cellule(dir).args([
+        "--data-dir",
+        "data",
+        "token",
+        sub,
+    ])))
+    .trim()
+    .to_owned()
 }
 
 #[test]
@@ -271,50 +346,12 @@ async fn cellule_and_member_commands(backend: Backend) {
 async fn serve_logs_rejections_without_tokens_and_stops_on_sigterm(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (url, _pg) = database(backend, dir.path()).await;
-    let mut child = cellule(dir.path())
-        .args([
-            "--data-dir",
-            "data",
-            "--database",
-            url.as_str(),
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-        ])
-        .env("CELLULE_LOG__FORMAT", "json")
-        .env("CELLULE_ADMINS", "ops-1, ops-2")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let log = Arc::new(Mutex::new(String::new()));
-    let stderr_pipe = child.stderr.take().expect("stderr");
-    let sink = log.clone();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
-            if let Ok(mut l) = sink.lock() {
-                l.push_str(&line);
-                l.push('\n');
-            }
-        }
-    });
-    let started = Instant::now();
-    let addr = loop {
-        let text = log.lock().map(|l| l.clone()).unwrap_or_default();
-        if let Some(addr) = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["message"] == "cellule listening")
-            .and_then(|v| v["addr"].as_str().map(str::to_owned))
-        {
-            break addr;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "server did not start: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let Served {
+        mut child,
+        addr,
+        log,
+        reader,
+    } = serve(dir.path(), &url, &[("CELLULE_ADMINS", "ops-1, ops-2")]).await;
 
     let token_out = run(cellule(dir.path()).args(["--data-dir", "data", "token", "ops-2"]));
     let admin_token = stdout(&token_out).trim().to_owned();

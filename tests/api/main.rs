@@ -1,6 +1,7 @@
 //! The integration suite: every test runs against SQLite and against PostgreSQL.
 
 mod admin;
+mod audit;
 mod cases;
 mod cli;
 mod guard;

@@ -1,0 +1,1078 @@
+//! The audit log (SPEC §9) on both backends: tampering found at the right sequence number, a
+//! failed audit write failing the request and changing nothing, append-only triggers, auditor
+//! queries, the access log of an erased case, signed checkpoints verified with the published key,
+//! exports (JSON Lines and FHIR R4 validated by an independent model library), retention, the CLI,
+//! and two server processes writing concurrently to one PostgreSQL.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::backend_tests;
+use crate::cli::{Served, cellule, database, dev_token, run, serve, stderr, stdout};
+use crate::helpers::{
+    AUDITOR, Backend, COORD, Options, PSY, REF1, TestApp, referral, spawn_app, spawn_app_with,
+};
+
+/// Runs literal SQL statements (no input in them) on the app's database.
+async fn sql(app: &TestApp, statements: &[&str]) -> Result<(), String> {
+    if app.database_url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(&app.database_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        for s in statements {
+            sqlx::raw_sql(s)
+                .execute(&mut c)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    } else {
+        let mut c = sqlx::PgConnection::connect(&app.database_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        for s in statements {
+            sqlx::raw_sql(s)
+                .execute(&mut c)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// What an attacker with database access does first.
+async fn drop_guards(app: &TestApp) {
+    let statements: &[&str] = if app.database_url.starts_with("sqlite") {
+        &[
+            "DROP TRIGGER audit_entries_no_update",
+            "DROP TRIGGER audit_entries_no_delete",
+        ]
+    } else {
+        &["DROP TRIGGER audit_entries_guard ON audit_entries"]
+    };
+    sql(app, statements).await.expect("drop triggers");
+}
+
+/// A cellule with a few cases, reads and denials: a chain of some 20 entries.
+async fn busy_cellule(app: &TestApp) -> Vec<String> {
+    app.standard_cellule().await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let (id, _) = app.refer_ok(REF1, &format!("Situation numéro {i}.")).await;
+        let a = app
+            .get(
+                &format!("/v1/cellules/perpignan/cases/{id}"),
+                Some(&app.token(COORD)),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        let a = app
+            .get(
+                &format!("/v1/cellules/perpignan/cases/{id}"),
+                Some(&app.token(PSY)),
+            )
+            .await;
+        assert_eq!(a.status, 404);
+        ids.push(id);
+    }
+    ids
+}
+
+async fn verify_api(app: &TestApp) -> Value {
+    let a = app
+        .get(
+            "/v1/cellules/perpignan/audit/verify",
+            Some(&app.token(AUDITOR)),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.body
+}
+
+async fn verify_lib(app: &TestApp) -> cellule::audit::VerifyReport {
+    let keys = cellule::audit::Signer::new(app.state.keys.keyring())
+        .expect("signer")
+        .public_keys();
+    cellule::audit::verify::verify(app.state.db.as_ref(), "perpignan", &keys)
+        .await
+        .expect("verify")
+}
+
+async fn head_seq(app: &TestApp) -> i64 {
+    app.state
+        .db
+        .audit_head("perpignan")
+        .await
+        .expect("head")
+        .expect("a chain")
+        .seq
+}
+
+async fn sign_checkpoint(app: &TestApp) -> Value {
+    let a = app
+        .request(
+            Method::POST,
+            "/v1/cellules/perpignan/audit/checkpoints",
+            Some(&app.token(AUDITOR)),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    a.body
+}
+
+async fn the_database_refuses_to_change_entries(backend: Backend) {
+    let app = spawn_app(backend).await;
+    busy_cellule(&app).await;
+    sign_checkpoint(&app).await;
+    for statement in [
+        "UPDATE audit_entries SET actor = 'mallory' WHERE cellule = 'perpignan' AND seq = 3",
+        "DELETE FROM audit_entries WHERE cellule = 'perpignan' AND seq = 3",
+        "DELETE FROM audit_entries",
+        "UPDATE audit_checkpoints SET seq = seq + 1",
+        "DELETE FROM audit_checkpoints",
+        "UPDATE audit_heads SET purged_through = 5 WHERE cellule = 'perpignan'",
+    ] {
+        // The last one is allowed by itself (moving the purge mark forward) but must not open
+        // deletion of the entries below it without a signed anchor: verification catches it.
+        let result = sql(&app, &[statement]).await;
+        if statement.starts_with("UPDATE audit_heads") {
+            assert!(result.is_ok(), "{statement}: {result:?}");
+        } else {
+            let err = result.expect_err(statement);
+            assert!(err.contains("append-only"), "{statement}: {err}");
+        }
+    }
+    let report = verify_lib(&app).await;
+    assert!(!report.valid);
+    assert_eq!(report.broken.as_ref().map(|b| b.seq), Some(6));
+    // Going back is refused.
+    let err = sql(
+        &app,
+        &["UPDATE audit_heads SET purged_through = 0 WHERE cellule = 'perpignan'"],
+    )
+    .await
+    .expect_err("purge mark going back");
+    assert!(err.contains("only moves forward"), "{err}");
+}
+
+async fn an_edited_field_is_found_at_its_sequence(backend: Backend) {
+    let app = spawn_app(backend).await;
+    busy_cellule(&app).await;
+    assert_eq!(verify_api(&app).await["valid"], true);
+    drop_guards(&app).await;
+    sql(
+        &app,
+        &[
+            "UPDATE audit_entries SET outcome = 'allowed', reason = NULL \
+             WHERE cellule = 'perpignan' AND seq = 6",
+        ],
+    )
+    .await
+    .expect("tamper");
+    let report = verify_api(&app).await;
+    assert_eq!(report["valid"], false, "{report}");
+    assert_eq!(report["broken"]["seq"], 6, "{report}");
+    assert!(
+        report["broken"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("altered")),
+        "{report}"
+    );
+    // Re-hashing the edited entry moves the break to the next one, whose link no longer holds.
+    let hash = app
+        .state
+        .db
+        .audit_entries("perpignan", 5, 1)
+        .await
+        .expect("entries")[0]
+        .compute_hash();
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    let set_hash = if app.database_url.starts_with("sqlite") {
+        format!("UPDATE audit_entries SET hash = X'{hex}' WHERE cellule = 'perpignan' AND seq = 6")
+    } else {
+        format!(
+            "UPDATE audit_entries SET hash = '\\x{hex}'::bytea WHERE cellule = 'perpignan' AND seq = 6"
+        )
+    };
+    sql(&app, &[&set_hash]).await.expect("rehash");
+    let report = verify_lib(&app).await;
+    assert_eq!(report.broken.map(|b| b.seq), Some(7));
+}
+
+async fn a_deleted_entry_is_found_at_its_sequence(backend: Backend) {
+    let app = spawn_app(backend).await;
+    busy_cellule(&app).await;
+    drop_guards(&app).await;
+    sql(
+        &app,
+        &["DELETE FROM audit_entries WHERE cellule = 'perpignan' AND seq = 7"],
+    )
+    .await
+    .expect("tamper");
+    let report = verify_api(&app).await;
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["broken"]["seq"], 7, "{report}");
+    assert!(
+        report["broken"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("missing")),
+        "{report}"
+    );
+}
+
+async fn swapped_entries_are_found_at_the_first(backend: Backend) {
+    let app = spawn_app(backend).await;
+    busy_cellule(&app).await;
+    drop_guards(&app).await;
+    sql(
+        &app,
+        &[
+            "UPDATE audit_entries SET seq = -1 WHERE cellule = 'perpignan' AND seq = 4",
+            "UPDATE audit_entries SET seq = 4 WHERE cellule = 'perpignan' AND seq = 9",
+            "UPDATE audit_entries SET seq = 9 WHERE cellule = 'perpignan' AND seq = -1",
+        ],
+    )
+    .await
+    .expect("tamper");
+    let report = verify_api(&app).await;
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["broken"]["seq"], 4, "{report}");
+}
+
+async fn a_truncated_tail_behind_a_checkpoint_is_found(backend: Backend) {
+    let app = spawn_app(backend).await;
+    busy_cellule(&app).await;
+    let checkpoint = sign_checkpoint(&app).await;
+    let signed = checkpoint["seq"].as_i64().expect("seq");
+    let keep = signed - 4;
+    drop_guards(&app).await;
+    // The attacker removes the tail and rewinds the head to the last kept entry.
+    let cut = format!("DELETE FROM audit_entries WHERE cellule = 'perpignan' AND seq > {keep}");
+    let rewind = format!(
+        "UPDATE audit_heads SET seq = {keep}, checkpoint_seq = 0, \
+         hash = (SELECT hash FROM audit_entries WHERE cellule = 'perpignan' AND seq = {keep}) \
+         WHERE cellule = 'perpignan'"
+    );
+    sql(&app, &[&cut, &rewind]).await.expect("tamper");
+    let report = verify_lib(&app).await;
+    assert!(!report.valid);
+    let broken = report.broken.expect("broken");
+    assert_eq!(broken.seq, keep + 1, "{}", broken.reason);
+    assert!(broken.reason.contains("checkpoint"), "{}", broken.reason);
+    // Through the API too (its own entry follows the rewound head, the gap stays).
+    let report = verify_api(&app).await;
+    assert_eq!(report["valid"], false, "{report}");
+}
+
+async fn an_audit_write_failure_fails_the_request_and_changes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ids = busy_cellule(&app).await;
+    let id = &ids[0];
+    let before = head_seq(&app).await;
+    // Inject a failure of every audit insert.
+    let inject: &[&str] = if app.database_url.starts_with("sqlite") {
+        &["CREATE TRIGGER audit_fail BEFORE INSERT ON audit_entries \
+           BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END"]
+    } else {
+        &[
+            "CREATE FUNCTION audit_fail() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected audit failure'; END; $$",
+            "CREATE TRIGGER audit_fail BEFORE INSERT ON audit_entries \
+             FOR EACH ROW EXECUTE FUNCTION audit_fail()",
+        ]
+    };
+    sql(&app, inject).await.expect("inject");
+    let coord = app.token(COORD);
+    let case_path = format!("/v1/cellules/perpignan/cases/{id}");
+    // A transition: refused, the case keeps its status and gets no event.
+    let a = app.transition(COORD, id, json!({"to": "accepted"})).await;
+    a.assert_problem(500);
+    // A note: not written.
+    let a = app
+        .request(
+            Method::POST,
+            &format!("{case_path}/notes"),
+            Some(&coord),
+            Some(json!({"audience": "cellule", "body": "Une note qui ne doit pas rester."})),
+        )
+        .await;
+    a.assert_problem(500);
+    // A referral: no case.
+    let a = app
+        .refer(REF1, &referral("Une saisine qui ne doit pas rester."))
+        .await;
+    a.assert_problem(500);
+    // An erasure: the case stays.
+    let a = app
+        .request(Method::DELETE, &case_path, Some(&coord), None)
+        .await;
+    a.assert_problem(500);
+    // A read: no content without its entry.
+    let a = app.get(&case_path, Some(&coord)).await;
+    a.assert_problem(500);
+    assert!(!a.text.contains("Situation"), "{}", a.text);
+    // A denial: answered only once recorded.
+    let a = app.get(&case_path, Some(&app.token(PSY))).await;
+    a.assert_problem(500);
+
+    let remove = if app.database_url.starts_with("sqlite") {
+        "DROP TRIGGER audit_fail"
+    } else {
+        "DROP TRIGGER audit_fail ON audit_entries"
+    };
+    sql(&app, &[remove]).await.expect("remove injection");
+    assert_eq!(head_seq(&app).await, before, "no entry was written");
+    let a = app.get(&case_path, Some(&coord)).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["status"], "submitted");
+    assert_eq!(a.body["history"].as_array().map(Vec::len), Some(0));
+    let notes = app.get(&format!("{case_path}/notes"), Some(&coord)).await;
+    assert_eq!(notes.body.as_array().map(Vec::len), Some(0));
+    let list = app.get("/v1/cellules/perpignan/cases", Some(&coord)).await;
+    assert_eq!(list.body["items"].as_array().map(Vec::len), Some(ids.len()));
+    assert!(verify_lib(&app).await.valid);
+}
+
+async fn auditors_query_the_log_with_filters_and_a_cursor(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ids = busy_cellule(&app).await;
+    let auditor = app.token(AUDITOR);
+    let get = |q: String| {
+        let auditor = auditor.clone();
+        let app = &app;
+        async move {
+            app.get(&format!("/v1/cellules/perpignan/audit{q}"), Some(&auditor))
+                .await
+        }
+    };
+    // Denials by the psychiatry member: exactly one per case, each on that case.
+    let a = get(format!("?actor={PSY}&outcome=denied")).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let items = a.body["items"].as_array().expect("items");
+    assert_eq!(items.len(), ids.len());
+    for i in items {
+        assert_eq!(i["action"], "read_case");
+        assert_eq!(i["reason"], "not_visible");
+        assert!(ids.contains(&i["case_id"].as_str().unwrap_or_default().to_owned()));
+        assert_eq!(i["hash"].as_str().map(str::len), Some(64));
+    }
+    // By case reference.
+    let reference = app
+        .get(
+            &format!("/v1/cellules/perpignan/cases/{}", ids[0]),
+            Some(&app.token(COORD)),
+        )
+        .await
+        .body["reference"]
+        .as_str()
+        .expect("reference")
+        .to_owned();
+    let a = get(format!("?case={reference}")).await;
+    let actions: Vec<&str> = a.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        ["read_case", "read_case", "read_case", "submit_referral"],
+        "newest first"
+    );
+    // By action, paginated with a cursor: pages do not overlap and cover everything.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let a = get(format!("?action=read_case&limit=3{cursor}")).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        for i in a.body["items"].as_array().expect("items") {
+            seen.push(i["seq"].as_i64().expect("seq"));
+        }
+        match a.body["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        9,
+        "4 coordinator reads, 4 denials, 1 above: {seen:?}"
+    );
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
+    // A time range in the future is empty; one around now is not.
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let a = get(format!("?from={}", urlencode(&future))).await;
+    assert_eq!(a.body["items"].as_array().map(Vec::len), Some(0));
+    let past = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let a = get(format!(
+        "?from={}&to={}",
+        urlencode(&past),
+        urlencode(&future)
+    ))
+    .await;
+    assert!(a.body["items"].as_array().is_some_and(|i| !i.is_empty()));
+    // Bad filters.
+    for q in [
+        "?limit=0",
+        "?limit=501",
+        "?cursor=abc",
+        "?action=launch_rockets",
+        "?outcome=maybe",
+        "?from=yesterday",
+        "?colour=blue",
+    ] {
+        get(q.to_owned()).await.assert_problem(422);
+    }
+    // Reading the log is itself in the log.
+    let a = get("?action=read_audit&limit=500".to_owned()).await;
+    let reads = a.body["items"].as_array().expect("items");
+    assert!(reads.len() >= 8, "{}", reads.len());
+    assert!(reads.iter().all(|i| i["actor"] == AUDITOR));
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+async fn the_access_log_answers_for_an_erased_case(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ids = busy_cellule(&app).await;
+    let id = &ids[1];
+    let coord = app.token(COORD);
+    let reference = app
+        .get(&format!("/v1/cellules/perpignan/cases/{id}"), Some(&coord))
+        .await
+        .body["reference"]
+        .as_str()
+        .expect("reference")
+        .to_owned();
+    let a = app
+        .request(
+            Method::DELETE,
+            &format!("/v1/cellules/perpignan/cases/{id}"),
+            Some(&coord),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 204);
+    let auditor = app.token(AUDITOR);
+    for key in [reference.as_str(), id.as_str()] {
+        let a = app
+            .get(
+                &format!("/v1/cellules/perpignan/cases/{key}/access-log"),
+                Some(&auditor),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(a.body["erased"], true);
+        assert_eq!(a.body["reference"], reference.as_str());
+        let trail: Vec<(String, String, String)> = a.body["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| {
+                (
+                    e["actor"].as_str().unwrap_or_default().to_owned(),
+                    e["action"].as_str().unwrap_or_default().to_owned(),
+                    e["outcome"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .take(5)
+            .collect();
+        let t = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+        assert_eq!(
+            trail,
+            vec![
+                t(REF1, "submit_referral", "allowed"),
+                t(COORD, "read_case", "allowed"),
+                t(PSY, "read_case", "denied"),
+                t(COORD, "read_case", "allowed"),
+                t(COORD, "erase_case", "allowed"),
+            ]
+        );
+        assert!(
+            !a.text.contains("Situation"),
+            "no content in the access log"
+        );
+    }
+    // A case that never existed.
+    let a = app
+        .get(
+            "/v1/cellules/perpignan/cases/PER-1999-0001/access-log",
+            Some(&auditor),
+        )
+        .await;
+    a.assert_problem(404);
+}
+
+/// Checks a checkpoint with the published key, re-implementing the documented message format.
+fn check_signature(checkpoint: &Value, keys: &Value, cellule: &str) -> bool {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Some(key) = keys
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|k| k["key_id"] == checkpoint["key_id"])
+    else {
+        return false;
+    };
+    assert_eq!(key["algorithm"], "Ed25519");
+    let public = b64
+        .decode(key["public_key"].as_str().unwrap_or_default())
+        .expect("b64");
+    let signature = b64
+        .decode(checkpoint["signature"].as_str().unwrap_or_default())
+        .expect("b64");
+    let hash: Vec<u8> = (0..32)
+        .map(|i| {
+            u8::from_str_radix(
+                &checkpoint["hash"].as_str().unwrap_or_default()[2 * i..2 * i + 2],
+                16,
+            )
+            .expect("hex")
+        })
+        .collect();
+    let mut msg = b"cellule-audit-checkpoint-v1".to_vec();
+    msg.extend_from_slice(&(cellule.len() as u32).to_be_bytes());
+    msg.extend_from_slice(cellule.as_bytes());
+    msg.extend_from_slice(&checkpoint["seq"].as_i64().expect("seq").to_be_bytes());
+    msg.extend_from_slice(&hash);
+    msg.extend_from_slice(
+        &checkpoint["signed_at_us"]
+            .as_i64()
+            .expect("us")
+            .to_be_bytes(),
+    );
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
+        .verify(&msg, &signature)
+        .is_ok()
+}
+
+async fn checkpoints_are_signed_with_the_published_key(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            customize: Box::new(|c| c.audit.checkpoint_every = 5),
+            ..Options::default()
+        },
+    )
+    .await;
+    busy_cellule(&app).await;
+    let on_demand = sign_checkpoint(&app).await;
+    assert_eq!(on_demand["kind"], "on_demand");
+    let report = verify_api(&app).await;
+    assert_eq!(report["valid"], true, "{report}");
+    let keys = &report["public_keys"];
+    assert!(check_signature(&on_demand, keys, "perpignan"));
+    // Count-based checkpoints were signed along the way (every 5 entries).
+    let checkpoints = app
+        .state
+        .db
+        .audit_checkpoints("perpignan")
+        .await
+        .expect("checkpoints");
+    // 12 entries from the busy cellule: signed at 5 and 10.
+    let periodic: Vec<i64> = checkpoints
+        .iter()
+        .filter(|c| c.kind == "periodic")
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(periodic, [5, 10]);
+    assert_eq!(report["last_checkpoint"]["seq"], on_demand["seq"]);
+    assert!(report["head"]["seq"].as_i64() > on_demand["seq"].as_i64());
+    // A forged checkpoint (signed by another key) breaks verification at its sequence.
+    let mut forged = on_demand.clone();
+    forged["seq"] = json!(2);
+    assert!(!check_signature(&forged, keys, "perpignan"));
+    let insert = if app.database_url.starts_with("sqlite") {
+        "INSERT INTO audit_checkpoints (cellule, seq, hash, signed_at_us, key_id, signature, kind) \
+         SELECT cellule, 2, hash, 0, 'forged', X'00', 'on_demand' FROM audit_entries WHERE cellule = 'perpignan' AND seq = 2"
+    } else {
+        "INSERT INTO audit_checkpoints (cellule, seq, hash, signed_at_us, key_id, signature, kind) \
+         SELECT cellule, 2, hash, 0, 'forged', '\\x00'::bytea, 'on_demand' FROM audit_entries WHERE cellule = 'perpignan' AND seq = 2"
+    };
+    if sql(&app, &[insert]).await.is_ok() {
+        let report = verify_lib(&app).await;
+        assert_eq!(report.broken.map(|b| b.seq), Some(2));
+    } else {
+        // A checkpoint already exists at 2 (count-based); the forgery cannot even be stored.
+        assert!(checkpoints.iter().any(|c| c.seq == 2));
+    }
+}
+
+/// A JSON-formatted FHIR `instant` (R4: YYYY-MM-DDThh:mm:ss(.sss…)(Z|±hh:mm)).
+fn is_fhir_instant(s: &str) -> bool {
+    regex::Regex::new(
+        r"^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))$",
+    )
+    .expect("regex")
+    .is_match(s)
+}
+
+/// Validates a FHIR R4 Bundle of AuditEvents with fhirbolt (strict mode), entry by entry.
+fn validate_fhir_bundle(text: &str) -> Result<usize, String> {
+    use fhirbolt::model::r4::Resource;
+    use fhirbolt::model::r4::resources::AuditEvent;
+    use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
+    let strict = Some(DeserializationConfig {
+        mode: DeserializationMode::Strict,
+    });
+    let parsed = std::panic::catch_unwind(|| fhirbolt::json::from_str::<Resource>(text, strict))
+        .map_err(|_| "the FHIR parser panicked".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let Resource::Bundle(bundle) = parsed else {
+        return Err("not a Bundle".into());
+    };
+    if bundle.r#type.value.as_deref() != Some("collection") {
+        return Err("Bundle.type is not collection".into());
+    }
+    let doc: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let entries = doc["entry"].as_array().cloned().unwrap_or_default();
+    for (i, e) in entries.iter().enumerate() {
+        fhirbolt::json::from_json_value::<AuditEvent>(e["resource"].clone(), strict)
+            .map_err(|err| format!("entry {i}: {err}"))?;
+        let recorded = e["resource"]["recorded"].as_str().unwrap_or_default();
+        if !is_fhir_instant(recorded) {
+            return Err(format!(
+                "entry {i}: recorded {recorded:?} is not an instant"
+            ));
+        }
+        if e["resource"]["agent"].as_array().is_none_or(Vec::is_empty) {
+            return Err(format!("entry {i}: no agent"));
+        }
+    }
+    Ok(entries.len())
+}
+
+async fn exports_are_chained_jsonl_and_valid_fhir_r4(backend: Backend) {
+    let app = spawn_app(backend).await;
+    busy_cellule(&app).await;
+    let auditor = app.token(AUDITOR);
+    let a = app
+        .get(
+            "/v1/cellules/perpignan/audit/export?format=jsonl",
+            Some(&auditor),
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.content_type(), "application/jsonl");
+    let lines: Vec<Value> = a
+        .text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    // The export includes its own entry, and every line links to the one before.
+    assert_eq!(lines.len() as i64, head_seq(&app).await);
+    assert_eq!(
+        lines.last().map(|l| l["action"].clone()),
+        Some(json!("export_audit"))
+    );
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["seq"], i as i64 + 1);
+        if i > 0 {
+            assert_eq!(l["prev_hash"], lines[i - 1]["hash"]);
+        } else {
+            assert_eq!(l["prev_hash"], "0".repeat(64));
+        }
+        assert!(!l.to_string().contains("Situation"));
+    }
+
+    let a = app
+        .get(
+            "/v1/cellules/perpignan/audit/export?format=fhir",
+            Some(&auditor),
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.content_type(), "application/fhir+json");
+    let count = validate_fhir_bundle(&a.text).unwrap_or_else(|e| panic!("{e}\n{}", a.text));
+    assert_eq!(count as i64, head_seq(&app).await);
+    // Denials are minor failures with their reason; every event names its actor.
+    let denied = a.body["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["resource"]["outcome"] == "4")
+        .expect("a denial");
+    assert_eq!(denied["resource"]["outcomeDesc"], "not_visible");
+    assert_eq!(
+        denied["resource"]["agent"][0]["who"]["identifier"]["value"],
+        PSY
+    );
+    // The validator does refuse broken resources (so the check above means something).
+    let mut broken = a.body.clone();
+    broken["entry"][0]["resource"]
+        .as_object_mut()
+        .expect("object")
+        .remove("source");
+    assert!(validate_fhir_bundle(&broken.to_string()).is_err());
+    let mut broken = a.body.clone();
+    broken["entry"][0]["resource"]["agent"][0]["requestor"] = json!("yes");
+    assert!(validate_fhir_bundle(&broken.to_string()).is_err());
+    let mut broken = a.body.clone();
+    broken["entry"][0]["resource"]["recorded"] = json!("2026-11-23");
+    assert!(validate_fhir_bundle(&broken.to_string()).is_err());
+
+    app.get(
+        "/v1/cellules/perpignan/audit/export?format=csv",
+        Some(&auditor),
+    )
+    .await
+    .assert_problem(422);
+    app.get("/v1/cellules/perpignan/audit/export", Some(&auditor))
+        .await
+        .assert_problem(422);
+}
+
+async fn the_cli_verifies_exports_checkpoints_and_purges(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, _pg) = database(backend, dir.path()).await;
+    let served = serve(dir.path(), &url, &[("CELLULE_ADMINS", "ops")]).await;
+    let base = format!("http://{}", served.addr);
+    let client = reqwest::Client::new();
+    let admin = dev_token(dir.path(), "ops");
+    let send = |m: Method, path: &str, token: &str, body: Option<Value>| {
+        let mut r = client
+            .request(m, format!("{base}{path}"))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send()
+    };
+    let a = send(
+        Method::POST,
+        "/v1/cellules",
+        &admin,
+        Some(json!({"slug": "perpignan", "name": "CLSM Perpignan"})),
+    )
+    .await
+    .expect("send");
+    assert_eq!(a.status(), 201);
+    for (sub, role) in [("ref-1", "referrer"), ("dpo-1", "auditor")] {
+        let a = send(
+            Method::PUT,
+            &format!("/v1/cellules/perpignan/members/{sub}"),
+            &admin,
+            Some(json!({"role": role, "organisation": "CCAS"})),
+        )
+        .await
+        .expect("send");
+        assert!(a.status().is_success());
+    }
+    let referrer = dev_token(dir.path(), "ref-1");
+    for i in 0..3 {
+        let a = send(
+            Method::POST,
+            "/v1/cellules/perpignan/referrals",
+            &referrer,
+            Some(referral(&format!("Situation CLI {i}."))),
+        )
+        .await
+        .expect("send");
+        assert_eq!(a.status(), 201);
+    }
+    let base_args = ["--data-dir", "data", "--database", url.as_str()];
+    let cli = |args: &[&str]| run(cellule(dir.path()).args(base_args).args(args));
+
+    let out = cli(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("perpignan: ok"), "{}", stdout(&out));
+    let out = cli(&["audit", "checkpoint", "--cellule", "perpignan"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("checkpoint at entry"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli(&[
+        "audit",
+        "export",
+        "--cellule",
+        "perpignan",
+        "--format",
+        "fhir",
+        "--output",
+        "audit.json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.path().join("audit.json")).expect("export file");
+    assert!(validate_fhir_bundle(&text).expect("valid FHIR") >= 5);
+    let out = cli(&["audit", "export", "--cellule", "perpignan"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).lines().count() >= 6, "{}", stdout(&out));
+
+    // Bad usage: one line, non-zero.
+    for (args, code, text) in [
+        (
+            vec![
+                "audit",
+                "export",
+                "--cellule",
+                "perpignan",
+                "--format",
+                "xml",
+            ],
+            2,
+            "format",
+        ),
+        (
+            vec!["audit", "verify", "--cellule", "nowhere"],
+            1,
+            "no cellule",
+        ),
+        (
+            vec![
+                "audit",
+                "purge",
+                "--cellule",
+                "perpignan",
+                "--before",
+                "2099-01-01",
+            ],
+            2,
+            "--yes",
+        ),
+    ] {
+        let out = cli(&args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+        assert!(stderr(&out).contains(text), "{}", stderr(&out));
+    }
+
+    // Retention: everything before tomorrow goes, a signed anchor stays, the rest verifies.
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .date_naive()
+        .to_string();
+    let out = cli(&[
+        "audit",
+        "purge",
+        "--cellule",
+        "perpignan",
+        "--before",
+        &tomorrow,
+        "--yes",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("signed retention checkpoint"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli(&["audit", "verify", "--cellule", "perpignan"]);
+    assert!(out.status.success(), "{} {}", stdout(&out), stderr(&out));
+    let auditor = dev_token(dir.path(), "dpo-1");
+    let report: Value = send(
+        Method::GET,
+        "/v1/cellules/perpignan/audit/verify",
+        &auditor,
+        None,
+    )
+    .await
+    .expect("send")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(report["valid"], true, "{report}");
+    assert!(report["purged_through"].as_i64() > Some(0), "{report}");
+    let purge: Value = send(
+        Method::GET,
+        "/v1/cellules/perpignan/audit?action=purge_audit",
+        &auditor,
+        None,
+    )
+    .await
+    .expect("send")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(purge["items"].as_array().map(Vec::len), Some(1), "{purge}");
+
+    // Tampering makes `audit verify` fail with one line.
+    let sqlite = url.starts_with("sqlite");
+    let statements: Vec<&str> = if sqlite {
+        vec![
+            "DROP TRIGGER audit_entries_no_update",
+            "UPDATE audit_entries SET actor = 'mallory' WHERE seq = (SELECT MAX(seq) FROM audit_entries)",
+        ]
+    } else {
+        vec![
+            "DROP TRIGGER audit_entries_guard ON audit_entries",
+            "UPDATE audit_entries SET actor = 'mallory' WHERE seq = (SELECT MAX(seq) FROM audit_entries)",
+        ]
+    };
+    if sqlite {
+        let mut c = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+        for s in statements {
+            sqlx::raw_sql(s).execute(&mut c).await.expect("tamper");
+        }
+    } else {
+        let mut c = sqlx::PgConnection::connect(&url).await.expect("pg");
+        for s in statements {
+            sqlx::raw_sql(s).execute(&mut c).await.expect("tamper");
+        }
+    }
+    let out = cli(&["audit", "verify", "--cellule", "perpignan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("BROKEN at entry"), "{}", stdout(&out));
+    assert_eq!(stderr(&out).lines().count(), 1);
+    stop(served);
+}
+
+fn stop(mut served: Served) {
+    let _ = served.child.kill();
+    let _ = served.child.wait();
+    let _ = served.reader.join();
+}
+
+/// Two `cellule serve` processes on one PostgreSQL, writing concurrently: one linear chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_on_postgres_keep_one_linear_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, _pg) = database(Backend::Postgres, dir.path()).await;
+    let env = [
+        ("CELLULE_ADMINS", "ops"),
+        ("CELLULE_AUDIT__CHECKPOINT_EVERY", "25"),
+    ];
+    let first = serve(dir.path(), &url, &env).await;
+    let second = serve(dir.path(), &url, &env).await;
+    let bases = [
+        format!("http://{}", first.addr),
+        format!("http://{}", second.addr),
+    ];
+    let client = reqwest::Client::new();
+    let admin = dev_token(dir.path(), "ops");
+    let a = client
+        .post(format!("{}/v1/cellules", bases[0]))
+        .bearer_auth(&admin)
+        .json(&json!({"slug": "perpignan", "name": "CLSM Perpignan"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(a.status(), 201);
+    for (sub, body) in [
+        ("ref-1", json!({"role": "referrer", "organisation": "CCAS"})),
+        (
+            "coord-1",
+            json!({"role": "coordinator", "sphere": "city", "organisation": "CLSM"}),
+        ),
+        ("dpo-1", json!({"role": "auditor"})),
+    ] {
+        let a = client
+            .put(format!("{}/v1/cellules/perpignan/members/{sub}", bases[1]))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert!(a.status().is_success());
+    }
+    let coord = dev_token(dir.path(), "coord-1");
+    let charter = client
+        .post(format!("{}/v1/cellules/perpignan/charter/accept", bases[0]))
+        .bearer_auth(&coord)
+        .json(&json!({"version": 1}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(charter.status(), 200);
+    let referrer = dev_token(dir.path(), "ref-1");
+
+    // 4 workers x 15 rounds, alternating servers: a referral then a read of it.
+    let workers = 4;
+    let rounds = 15;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (client, bases, referrer, coord) = (
+            client.clone(),
+            bases.clone(),
+            referrer.clone(),
+            coord.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            for r in 0..rounds {
+                let base = &bases[(w + r) % 2];
+                let a = client
+                    .post(format!("{base}/v1/cellules/perpignan/referrals"))
+                    .bearer_auth(&referrer)
+                    .json(&referral(&format!("Situation {w}-{r}.")))
+                    .send()
+                    .await
+                    .expect("send");
+                assert_eq!(a.status(), 201);
+                let body: Value = a.json().await.expect("json");
+                let other = &bases[(w + r + 1) % 2];
+                let a = client
+                    .get(format!(
+                        "{other}/v1/cellules/perpignan/cases/{}",
+                        body["id"].as_str().expect("id")
+                    ))
+                    .bearer_auth(&coord)
+                    .send()
+                    .await
+                    .expect("send");
+                assert_eq!(a.status(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    let auditor = dev_token(dir.path(), "dpo-1");
+    let report: Value = client
+        .get(format!("{}/v1/cellules/perpignan/audit/verify", bases[1]))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let expected = (workers * rounds * 2 + 1) as i64;
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["entries_checked"], expected, "{report}");
+    assert_eq!(report["head"]["seq"], expected, "{report}");
+    assert!(report["checkpoints"].as_i64() >= Some(2), "{report}");
+    // No gap, no fork: sequence numbers are exactly 1..=n, each linking to the one before.
+    let export = client
+        .get(format!(
+            "{}/v1/cellules/perpignan/audit/export?format=jsonl",
+            bases[0]
+        ))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    let lines: Vec<Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len() as i64, expected + 1);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["seq"], i as i64 + 1);
+        if i > 0 {
+            assert_eq!(l["prev_hash"], lines[i - 1]["hash"]);
+        }
+    }
+    stop(first);
+    stop(second);
+}
+
+backend_tests!(
+    the_database_refuses_to_change_entries,
+    an_edited_field_is_found_at_its_sequence,
+    a_deleted_entry_is_found_at_its_sequence,
+    swapped_entries_are_found_at_the_first,
+    a_truncated_tail_behind_a_checkpoint_is_found,
+    an_audit_write_failure_fails_the_request_and_changes_nothing,
+    auditors_query_the_log_with_filters_and_a_cursor,
+    the_access_log_answers_for_an_erased_case,
+    checkpoints_are_signed_with_the_published_key,
+    exports_are_chained_jsonl_and_valid_fhir_r4,
+    the_cli_verifies_exports_checkpoints_and_purges,
+);
