@@ -927,11 +927,11 @@ fn stop(mut served: Served) {
     let _ = served.reader.join();
 }
 
-/// Two `cellule serve` processes on one PostgreSQL, writing concurrently: one linear chain.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_server_processes_on_postgres_keep_one_linear_chain() {
+/// Two `cellule serve` processes on one database (PostgreSQL, or one SQLite file), writing
+/// concurrently: one linear chain.
+async fn two_server_processes_keep_one_linear_chain(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (url, _pg) = database(Backend::Postgres, dir.path()).await;
+    let (url, _pg) = database(backend, dir.path()).await;
     let env = [
         ("CELLULE_ADMINS", "ops"),
         ("CELLULE_AUDIT__CHECKPOINT_EVERY", "25"),
@@ -1075,4 +1075,5 @@ backend_tests!(
     checkpoints_are_signed_with_the_published_key,
     exports_are_chained_jsonl_and_valid_fhir_r4,
     the_cli_verifies_exports_checkpoints_and_purges,
+    two_server_processes_keep_one_linear_chain,
 );
