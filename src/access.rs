@@ -112,6 +112,7 @@ fn case_resource(c: &CaseRecord) -> Resource<'_> {
         referrer: &c.referrer,
         routed_org: c.routed_org.as_deref().unwrap_or(""),
         on_published_agenda: c.on_agenda,
+        invited_orgs: c.invited_organisations(),
     }
 }
 
@@ -172,12 +173,19 @@ pub fn readable_audiences(
     Ok(out)
 }
 
-/// The database pre-filter of a case list: (routed organisation, or on a published agenda).
-/// `None` organisation = no restriction (coordinators); the policies then decide item by item.
-pub fn list_prefilter(p: &Principal) -> (Option<String>, bool) {
+/// The database pre-filter of a case list: (routed organisation, or on a published agenda, or
+/// invited to a published item). `None` organisation = no restriction (coordinators); the
+/// policies then decide item by item.
+pub fn list_prefilter(p: &Principal) -> (Option<String>, bool, Option<String>) {
     if p.role == "coordinator" {
-        (None, false)
+        (None, false, None)
+    } else if p.guest {
+        (
+            Some(p.organisation.clone()),
+            false,
+            Some(format!(",{},", p.organisation)),
+        )
     } else {
-        (Some(p.organisation.clone()), !p.guest)
+        (Some(p.organisation.clone()), true, None)
     }
 }

@@ -586,7 +586,7 @@ pub async fn list(
     let a = who.audit();
     let p = access::principal(state, m).await?;
     access::cellule_action_audited(state, &p, &a, "list_cases", Action::ListCases).await?;
-    let (routed_org, or_on_agenda) = access::list_prefilter(&p);
+    let (routed_org, or_on_agenda, invited) = access::list_prefilter(&p);
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("/limit", "must be between 1 and 200"));
@@ -612,6 +612,7 @@ pub async fn list(
             .and_then(day_start),
         routed_org,
         or_on_agenda,
+        invited,
         agenda_since: access::agenda_since(state.clock.now()),
         referrer: None,
         after,
@@ -708,9 +709,8 @@ pub async fn transition(
     id: &str,
     req: TransitionRequest,
 ) -> Result<CaseSummary, ApiError> {
-    let m = &who.membership;
     let a = who.audit();
-    let p = access::principal(state, m).await?;
+    let p = access::principal(state, &who.membership).await?;
     let case = authorised_case(
         state,
         &p,
@@ -721,6 +721,38 @@ pub async fn transition(
         None,
     )
     .await?;
+    let result = transition_authorised(state, who, &a, &case, req).await;
+    refused(state, &a, Action::TransitionCase, &case, result).await
+}
+
+/// Records a refused write on a visible case (422, 409) before answering it.
+async fn refused<T>(
+    state: &AppState,
+    a: &AuditCtx,
+    action: Action,
+    case: &CaseRecord,
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    if let Err(e) = &result
+        && let Some(reason) = audit::refusal_reason(e)
+    {
+        let draft = a
+            .entry(action, state.clock.now())
+            .case(&case.id, Some(&case.reference))
+            .denied(reason);
+        audit::log(state, &a.cellule, vec![draft]).await?;
+    }
+    result
+}
+
+async fn transition_authorised(
+    state: &AppState,
+    who: &CelluleMember,
+    a: &AuditCtx,
+    case: &CaseRecord,
+    req: TransitionRequest,
+) -> Result<CaseSummary, ApiError> {
+    let m = &who.membership;
     let from = parse(&case.status, CaseStatus::parse, "status")?;
     let mut errors = Vec::new();
     if req.to.needs_reason() {
@@ -756,7 +788,7 @@ pub async fn transition(
             return Err(ApiError::Identifiers(hits));
         }
     }
-    let key = case_key(state, &case)?;
+    let key = case_key(state, case)?;
     let event_id = uuid::Uuid::new_v4().to_string();
     let reason = req
         .reason
@@ -804,9 +836,8 @@ pub async fn add_note(
     id: &str,
     req: NoteRequest,
 ) -> Result<NoteView, ApiError> {
-    let m = &who.membership;
     let a = who.audit();
-    let p = access::principal(state, m).await?;
+    let p = access::principal(state, &who.membership).await?;
     let case = authorised_case(
         state,
         &p,
@@ -817,6 +848,19 @@ pub async fn add_note(
         Some(req.audience),
     )
     .await?;
+    let result = add_note_authorised(state, who, &p, &a, &case, req).await;
+    refused(state, &a, Action::WriteNote, &case, result).await
+}
+
+async fn add_note_authorised(
+    state: &AppState,
+    who: &CelluleMember,
+    p: &Principal,
+    a: &AuditCtx,
+    case: &CaseRecord,
+    req: NoteRequest,
+) -> Result<NoteView, ApiError> {
+    let m = &who.membership;
     let mut errors = Vec::new();
     text_field("/body", &req.body, MAX_TEXT, &mut errors);
     if !errors.is_empty() {
@@ -826,7 +870,7 @@ pub async fn add_note(
         let original = state.db.get_note(&case.id, corrected).await?;
         match original {
             Some(n)
-                if access::readable_audiences(state, &p, &case)?.contains(&parse(
+                if access::readable_audiences(state, p, case)?.contains(&parse(
                     &n.audience,
                     Audience::parse,
                     "audience",
@@ -846,7 +890,7 @@ pub async fn add_note(
     if !hits.is_empty() {
         return Err(ApiError::Identifiers(hits));
     }
-    let key = case_key(state, &case)?;
+    let key = case_key(state, case)?;
     let note_id = uuid::Uuid::new_v4().to_string();
     let record = NoteRecord {
         id: note_id.clone(),
@@ -866,7 +910,7 @@ pub async fn add_note(
         .target("note", &note_id);
     let head = state.db.insert_note(&case.cellule, &record, draft).await?;
     audit::written(state, &case.cellule, &head).await;
-    note_view(&key, &case, record)
+    note_view(&key, case, record)
 }
 
 fn note_view(key: &DataKey, case: &CaseRecord, n: NoteRecord) -> Result<NoteView, ApiError> {

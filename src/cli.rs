@@ -656,6 +656,15 @@ async fn audit(
         }
         AuditCommand::Checkpoint { cellule } => {
             for slug in cellules(cellule).await? {
+                audit::record(
+                    db.as_ref(),
+                    &signer,
+                    0,
+                    &slug,
+                    vec![operator_entry(&slug, Action::CheckpointAudit, clock.now())],
+                )
+                .await
+                .map_err(|e| fail(&e))?;
                 match db
                     .checkpoint_audit(&slug, &signer, CheckpointKind::OnDemand, clock.now())
                     .await

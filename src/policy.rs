@@ -49,6 +49,8 @@ pub enum Resource<'a> {
         referrer: &'a str,
         routed_org: &'a str,
         on_published_agenda: bool,
+        /// Organisations invited to the case's published agenda items (guests).
+        invited_orgs: Vec<&'a str>,
     },
 }
 
@@ -258,6 +260,7 @@ impl Policies {
                 referrer,
                 routed_org,
                 on_published_agenda,
+                invited_orgs,
             } => {
                 if *cellule != principal.cellule {
                     entities.push(json!({"uid": {"type": "Cellule::Cellule", "id": cellule}, "attrs": {}, "parents": []}));
@@ -267,6 +270,7 @@ impl Policies {
                     "attrs": {
                         "status": status, "referrer": referrer, "routed_org": routed_org,
                         "on_published_agenda": on_published_agenda,
+                        "invited_orgs": invited_orgs,
                     },
                     "parents": [{"type": "Cellule::Cellule", "id": cellule}]
                 }));

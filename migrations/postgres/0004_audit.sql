@@ -49,21 +49,29 @@ CREATE TABLE audit_checkpoints (
     key_id        TEXT NOT NULL,
     signature     BYTEA NOT NULL,
     kind          TEXT NOT NULL CHECK (kind IN ('periodic', 'on_demand', 'retention')),
-    PRIMARY KEY (cellule, seq)
+    PRIMARY KEY (cellule, seq, kind)
 );
 
--- Entries are never changed; they are deleted only by audit retention, below the purge mark.
+-- Entries are never changed. They are deleted only by audit retention: below the purge mark,
+-- and only when a retention checkpoint anchors that mark. No entry may be inserted at or below
+-- the mark (an INSERT … ON CONFLICT DO UPDATE fires the UPDATE guard).
 CREATE FUNCTION audit_entries_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' AND OLD.seq <= COALESCE(
-        (SELECT purged_through FROM audit_heads WHERE cellule = OLD.cellule), 0) THEN
+        (SELECT purged_through FROM audit_heads WHERE cellule = OLD.cellule), 0)
+       AND EXISTS (SELECT 1 FROM audit_checkpoints c JOIN audit_heads h ON h.cellule = c.cellule
+                   WHERE c.cellule = OLD.cellule AND c.seq = h.purged_through AND c.kind = 'retention') THEN
         RETURN OLD;
+    END IF;
+    IF TG_OP = 'INSERT' AND NEW.seq > COALESCE(
+        (SELECT purged_through FROM audit_heads WHERE cellule = NEW.cellule), 0) THEN
+        RETURN NEW;
     END IF;
     RAISE EXCEPTION 'audit entries are append-only';
 END;
 $$;
 
-CREATE TRIGGER audit_entries_guard BEFORE UPDATE OR DELETE ON audit_entries
+CREATE TRIGGER audit_entries_guard BEFORE INSERT OR UPDATE OR DELETE ON audit_entries
     FOR EACH ROW EXECUTE FUNCTION audit_entries_guard();
 
 CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -81,15 +89,19 @@ CREATE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries
 CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
     FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
 
--- The purge mark only moves forward.
+-- The head only moves forward and is never removed.
 CREATE FUNCTION audit_heads_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.purged_through < OLD.purged_through THEN
-        RAISE EXCEPTION 'the audit purge mark only moves forward';
+    IF TG_OP = 'DELETE' OR NEW.purged_through < OLD.purged_through OR NEW.seq < OLD.seq
+       OR NEW.checkpoint_seq < OLD.checkpoint_seq THEN
+        RAISE EXCEPTION 'the audit head only moves forward';
     END IF;
     RETURN NEW;
 END;
 $$;
 
-CREATE TRIGGER audit_heads_guard BEFORE UPDATE ON audit_heads
+CREATE TRIGGER audit_heads_guard BEFORE UPDATE OR DELETE ON audit_heads
     FOR EACH ROW EXECUTE FUNCTION audit_heads_guard();
+
+CREATE TRIGGER audit_heads_no_truncate BEFORE TRUNCATE ON audit_heads
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();

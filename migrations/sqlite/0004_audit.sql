@@ -48,10 +48,12 @@ CREATE TABLE audit_checkpoints (
     key_id        TEXT NOT NULL,
     signature     BLOB NOT NULL,
     kind          TEXT NOT NULL CHECK (kind IN ('periodic', 'on_demand', 'retention')),
-    PRIMARY KEY (cellule, seq)
+    PRIMARY KEY (cellule, seq, kind)
 ) STRICT;
 
--- Entries are never changed; they are deleted only by audit retention, below the purge mark.
+-- Entries are never changed. They are deleted only by audit retention: below the purge mark,
+-- and only when a retention checkpoint anchors that mark. No entry may be inserted at or below
+-- the mark, and `INSERT OR REPLACE` (which fires no UPDATE trigger) cannot overwrite one.
 CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
 BEGIN
     SELECT RAISE(ABORT, 'audit entries are append-only');
@@ -59,6 +61,15 @@ END;
 
 CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
 WHEN OLD.seq > COALESCE((SELECT purged_through FROM audit_heads WHERE cellule = OLD.cellule), 0)
+  OR NOT EXISTS (SELECT 1 FROM audit_checkpoints c JOIN audit_heads h ON h.cellule = c.cellule
+                 WHERE c.cellule = OLD.cellule AND c.seq = h.purged_through AND c.kind = 'retention')
+BEGIN
+    SELECT RAISE(ABORT, 'audit entries are append-only');
+END;
+
+CREATE TRIGGER audit_entries_no_overwrite BEFORE INSERT ON audit_entries
+WHEN EXISTS (SELECT 1 FROM audit_entries WHERE cellule = NEW.cellule AND seq = NEW.seq)
+  OR NEW.seq <= COALESCE((SELECT purged_through FROM audit_heads WHERE cellule = NEW.cellule), 0)
 BEGIN
     SELECT RAISE(ABORT, 'audit entries are append-only');
 END;
@@ -73,9 +84,22 @@ BEGIN
     SELECT RAISE(ABORT, 'audit checkpoints are append-only');
 END;
 
--- The purge mark only moves forward.
-CREATE TRIGGER audit_heads_purge_forward BEFORE UPDATE OF purged_through ON audit_heads
-WHEN NEW.purged_through < OLD.purged_through
+CREATE TRIGGER audit_checkpoints_no_overwrite BEFORE INSERT ON audit_checkpoints
+WHEN EXISTS (SELECT 1 FROM audit_checkpoints
+             WHERE cellule = NEW.cellule AND seq = NEW.seq AND kind = NEW.kind)
 BEGIN
-    SELECT RAISE(ABORT, 'the audit purge mark only moves forward');
+    SELECT RAISE(ABORT, 'audit checkpoints are append-only');
+END;
+
+-- The head only moves forward and is never removed.
+CREATE TRIGGER audit_heads_forward BEFORE UPDATE ON audit_heads
+WHEN NEW.purged_through < OLD.purged_through OR NEW.seq < OLD.seq
+  OR NEW.checkpoint_seq < OLD.checkpoint_seq
+BEGIN
+    SELECT RAISE(ABORT, 'the audit head only moves forward');
+END;
+
+CREATE TRIGGER audit_heads_no_delete BEFORE DELETE ON audit_heads
+BEGIN
+    SELECT RAISE(ABORT, 'the audit head only moves forward');
 END;

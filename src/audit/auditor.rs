@@ -223,6 +223,21 @@ pub async fn checkpoint(state: &AppState, who: &CelluleMember) -> Result<Checkpo
     Ok(CheckpointView::from(&c))
 }
 
+/// `GET …/audit/checkpoints`.
+pub async fn checkpoints(
+    state: &AppState,
+    who: &CelluleMember,
+) -> Result<Vec<CheckpointView>, ApiError> {
+    begin(state, who, "read_audit", Action::ReadAudit, None).await?;
+    Ok(state
+        .db
+        .audit_checkpoints(who.cellule.slug.as_str())
+        .await?
+        .iter()
+        .map(CheckpointView::from)
+        .collect())
+}
+
 /// `GET …/cases/{id}/access-log`: `id` is a case id or a reference, of a live or erased case.
 pub async fn access_log(
     state: &AppState,

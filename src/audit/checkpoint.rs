@@ -3,7 +3,7 @@
 //! The signed message is
 //!
 //! ```text
-//! "cellule-audit-checkpoint-v1" · len·cellule · seq (i64 BE) · hash (32 bytes) · signed_at_us (i64 BE)
+//! "cellule-audit-checkpoint-v1" · len·cellule · seq (i64 BE) · hash (32 bytes) · signed_at_us (i64 BE) · len·kind
 //! ```
 //!
 //! and the key id is the first 8 bytes, in hex, of SHA-256 over the raw 32-byte public key.
@@ -56,13 +56,14 @@ pub struct Checkpoint {
 }
 
 /// The message a checkpoint signs.
-pub fn message(cellule: &str, seq: i64, hash: &[u8], signed_at_us: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(DOMAIN.len() + cellule.len() + 52);
+pub fn message(cellule: &str, seq: i64, hash: &[u8], signed_at_us: i64, kind: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(DOMAIN.len() + cellule.len() + kind.len() + 60);
     out.extend_from_slice(DOMAIN);
     crate::crypto::push_lp(&mut out, cellule.as_bytes());
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(hash);
     out.extend_from_slice(&signed_at_us.to_be_bytes());
+    crate::crypto::push_lp(&mut out, kind.as_bytes());
     out
 }
 
@@ -107,7 +108,7 @@ impl Signer {
     ) -> Checkpoint {
         use ring::signature::KeyPair;
         let signed_at_us = now.timestamp_micros();
-        let msg = message(cellule, seq, hash, signed_at_us);
+        let msg = message(cellule, seq, hash, signed_at_us, kind.as_str());
         let (key_id, signature) = match self.keyring.audit_signing_key() {
             Some(pair) => (
                 key_id(pair.public_key().as_ref()),
@@ -160,7 +161,7 @@ impl PublicKeys {
         let Some((_, key)) = self.keys.iter().find(|(id, _)| *id == c.key_id) else {
             return false;
         };
-        let msg = message(&c.cellule, c.seq, &c.hash, c.signed_at_us);
+        let msg = message(&c.cellule, c.seq, &c.hash, c.signed_at_us, &c.kind);
         ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
             .verify(&msg, &c.signature)
             .is_ok()
@@ -206,6 +207,9 @@ mod tests {
         assert!(!keys.verifies(&other));
         let mut other = c.clone();
         other.signed_at_us += 1;
+        assert!(!keys.verifies(&other));
+        let mut other = c.clone();
+        other.kind = "retention".into();
         assert!(!keys.verifies(&other));
         // Another keyring's key does not verify.
         let stranger = Signer::new(Arc::new(Keyring::generate(Utc::now()).unwrap())).unwrap();

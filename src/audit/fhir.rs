@@ -11,8 +11,12 @@
 //! - `source`: the service (`observer.display = "cellule"`, site = cellule slug, type
 //!   Application Server);
 //! - `entity`: the case (identifier = reference, or case id when no reference), the note, event
-//!   or session targeted, and one entity carrying the chain values (`seq`, `prev_hash`, `hash`,
-//!   `request_id`) as `detail` strings, so the export stays verifiable.
+//!   or session targeted, and one entity carrying, as `detail` strings, every hashed field that
+//!   has no other place (`cellule`, `seq`, `at_us`, `actor_org`, `case_id`, `case_ref`,
+//!   `target_kind`, `target_id`, `reason`, `request_id`) and the chain values (`prev_hash`,
+//!   `hash`), so the chain can be recomputed from the export.
+//! - ids: the `AuditEvent.id` is a UUID derived from the entry hash (FHIR ids are at most 64
+//!   characters).
 
 use serde_json::{Value, json};
 
@@ -65,12 +69,26 @@ pub fn audit_event(e: &Entry) -> Value {
         ));
     }
     let mut detail = vec![
+        json!({ "type": "cellule", "valueString": e.cellule }),
         json!({ "type": "seq", "valueString": e.seq.to_string() }),
+        json!({ "type": "at_us", "valueString": e.at_us.to_string() }),
         json!({ "type": "prev_hash", "valueString": hex(&e.prev_hash) }),
         json!({ "type": "hash", "valueString": hex(&e.hash) }),
     ];
-    if let Some(rid) = &e.request_id {
-        detail.push(json!({ "type": "request_id", "valueString": rid }));
+    // Every hashed field is carried, so the chain can be recomputed from the export.
+    let optional = [
+        ("actor_org", &e.actor_org),
+        ("case_id", &e.case_id),
+        ("case_ref", &e.case_ref),
+        ("target_kind", &e.target_kind),
+        ("target_id", &e.target_id),
+        ("reason", &e.reason),
+        ("request_id", &e.request_id),
+    ];
+    for (name, value) in optional {
+        if let Some(v) = value {
+            detail.push(json!({ "type": name, "valueString": v }));
+        }
     }
     entities.push(json!({
         "what": { "identifier": { "system": CHAIN_SYSTEM, "value": format!("{}/{}", e.cellule, e.seq) } },
@@ -87,7 +105,7 @@ pub fn audit_event(e: &Entry) -> Value {
     }
     let mut event = json!({
         "resourceType": "AuditEvent",
-        "id": format!("{}-{}", e.cellule, e.seq),
+        "id": entry_uuid(e),
         "type": {
             "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
             "code": "rest",
@@ -119,7 +137,8 @@ pub fn audit_event(e: &Entry) -> Value {
 pub fn bundle_start(cellule: &str, timestamp: chrono::DateTime<chrono::Utc>) -> String {
     let head = json!({
         "resourceType": "Bundle",
-        "id": format!("audit-{cellule}"),
+        "id": uuid::Uuid::new_v4().to_string(),
+        "identifier": { "system": "https://cellule.fr/fhir/NamingSystem/cellule", "value": cellule },
         "type": "collection",
         "timestamp": timestamp.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     })

@@ -81,6 +81,7 @@ pub enum Action {
     ReadAccessLog,
     CheckpointAudit,
     PurgeAudit,
+    AcceptCharter,
 }
 
 impl Action {
@@ -101,6 +102,7 @@ impl Action {
         Action::ReadAccessLog,
         Action::CheckpointAudit,
         Action::PurgeAudit,
+        Action::AcceptCharter,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -121,6 +123,7 @@ impl Action {
             Action::ReadAccessLog => "read_access_log",
             Action::CheckpointAudit => "checkpoint_audit",
             Action::PurgeAudit => "purge_audit",
+            Action::AcceptCharter => "accept_charter",
         }
     }
 
@@ -131,7 +134,10 @@ impl Action {
     /// FHIR `AuditEvent.action`: C, R, U, D or E.
     pub fn fhir_code(self) -> &'static str {
         match self {
-            Action::SubmitReferral | Action::WriteNote | Action::CheckpointAudit => "C",
+            Action::SubmitReferral
+            | Action::WriteNote
+            | Action::CheckpointAudit
+            | Action::AcceptCharter => "C",
             Action::ListReferrals
             | Action::ListCases
             | Action::ReadCase
@@ -184,6 +190,10 @@ pub mod reason {
     pub const NOT_MEMBER: &str = "not_member";
     /// Administrators never act inside a cellule (404).
     pub const ADMINISTRATOR: &str = "administrator";
+    /// An authorised write refused as invalid (422): nothing was written.
+    pub const INVALID: &str = "invalid";
+    /// An authorised write refused as not applicable to the case's state (409).
+    pub const CONFLICT: &str = "conflict";
 }
 
 /// Who acts: the identifiers of a membership (or a system actor).
@@ -447,6 +457,15 @@ pub fn denial_reason(e: &ApiError) -> Option<&'static str> {
         ApiError::NotFound(_) => Some(reason::NOT_VISIBLE),
         ApiError::Forbidden(_) => Some(reason::FORBIDDEN),
         ApiError::CharterNotAccepted => Some(reason::CHARTER_NOT_ACCEPTED),
+        _ => None,
+    }
+}
+
+/// The reason code of a refused write on a visible case (422, 409), `None` for other errors.
+pub fn refusal_reason(e: &ApiError) -> Option<&'static str> {
+    match e {
+        ApiError::Validation(_) | ApiError::Identifiers(_) => Some(reason::INVALID),
+        ApiError::InvalidTransition(_) | ApiError::Conflict(_) => Some(reason::CONFLICT),
         _ => None,
     }
 }

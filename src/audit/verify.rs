@@ -92,7 +92,8 @@ fn keep_first(slot: &mut Option<Broken>, seq: i64, reason: String) {
     }
 }
 
-/// Verifies the chain of `cellule`.
+/// Verifies the chain of `cellule` up to the head read at the start (entries appended while it
+/// runs are left for the next verification).
 pub async fn verify(
     db: &dyn Database,
     cellule: &str,
@@ -106,31 +107,59 @@ pub async fn verify(
             keep_first(
                 &mut broken,
                 c.seq,
-                format!("the checkpoint at {} has an invalid signature", c.seq),
+                format!(
+                    "the {} checkpoint at {} has an invalid signature",
+                    c.kind, c.seq
+                ),
             );
         }
     }
-    let by_seq: HashMap<i64, &Checkpoint> = checkpoints.iter().map(|c| (c.seq, c)).collect();
+    let mut by_seq: HashMap<i64, Vec<&Checkpoint>> = HashMap::new();
+    for c in &checkpoints {
+        by_seq.entry(c.seq).or_default().push(c);
+    }
 
     let start = head.purged_through;
     let mut prev: Vec<u8> = GENESIS.to_vec();
     if start > 0 {
-        match by_seq.get(&start) {
-            Some(anchor) if keys.verifies(anchor) => prev = anchor.hash.clone(),
-            _ => keep_first(
+        let anchor = by_seq.get(&start).and_then(|cs| {
+            cs.iter()
+                .find(|c| c.kind == "retention" && keys.verifies(c))
+        });
+        match anchor {
+            Some(anchor) => prev = anchor.hash.clone(),
+            None => keep_first(
                 &mut broken,
                 start + 1,
-                format!("no valid signed checkpoint anchors the log purged through {start}"),
+                format!(
+                    "no valid signed retention checkpoint anchors the log purged through {start}"
+                ),
             ),
         }
+    }
+    // Nothing may remain at or below the purge mark.
+    if let Some(first) = db.audit_entries(cellule, 0, 1).await?.first()
+        && first.seq <= start
+    {
+        keep_first(
+            &mut broken,
+            first.seq,
+            format!(
+                "entry {} lies below the purge mark {start}: the mark was moved without a purge",
+                first.seq
+            ),
+        );
     }
     let mut expected = start + 1;
     let mut checked = 0i64;
     let mut chain_broken = false;
-    'pages: loop {
+    'pages: while expected <= head.seq {
         let page = db.audit_entries(cellule, expected - 1, PAGE).await?;
         let n = page.len();
         for e in page {
+            if e.seq > head.seq {
+                break 'pages;
+            }
             if e.seq != expected {
                 keep_first(
                     &mut broken,
@@ -140,20 +169,9 @@ pub async fn verify(
                 chain_broken = true;
                 break 'pages;
             }
-            if e.prev_hash != prev {
-                keep_first(
-                    &mut broken,
-                    e.seq,
-                    format!(
-                        "entry {} does not follow entry {}: its previous hash differs",
-                        e.seq,
-                        e.seq - 1
-                    ),
-                );
-                chain_broken = true;
-                break 'pages;
-            }
-            if e.compute_hash().as_slice() != e.hash.as_slice() || e.cellule != cellule {
+            let consistent =
+                e.compute_hash().as_slice() == e.hash.as_slice() && e.cellule == cellule;
+            if !consistent {
                 keep_first(
                     &mut broken,
                     e.seq,
@@ -165,8 +183,29 @@ pub async fn verify(
                 chain_broken = true;
                 break 'pages;
             }
-            if let Some(c) = by_seq.get(&e.seq)
-                && c.hash != e.hash
+            if e.prev_hash != prev {
+                // This entry is intact, so the one before it was replaced (re-hashed).
+                let (seq, reason) = if e.seq > start + 1 {
+                    (
+                        e.seq - 1,
+                        format!(
+                            "entry {} was altered or replaced: entry {} no longer follows it",
+                            e.seq - 1,
+                            e.seq
+                        ),
+                    )
+                } else {
+                    (
+                        e.seq,
+                        format!("entry {} does not follow the purge anchor", e.seq),
+                    )
+                };
+                keep_first(&mut broken, seq, reason);
+                chain_broken = true;
+                break 'pages;
+            }
+            if let Some(cs) = by_seq.get(&e.seq)
+                && cs.iter().any(|c| c.hash != e.hash)
             {
                 keep_first(
                     &mut broken,
@@ -215,16 +254,10 @@ pub async fn verify(
                     head.seq
                 ),
             );
-        } else if head.seq < last {
+        } else if head.hash != prev && (last > start || start > 0) {
             keep_first(
                 &mut broken,
-                head.seq + 1,
-                format!("entries after {} are beyond the chain head", head.seq),
-            );
-        } else if last > start && head.hash != prev {
-            keep_first(
-                &mut broken,
-                last,
+                last.max(1),
                 "the chain head does not match the last entry".to_owned(),
             );
         }

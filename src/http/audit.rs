@@ -20,7 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search_audit))
         .routes(routes!(verify_audit))
-        .routes(routes!(sign_checkpoint))
+        .routes(routes!(sign_checkpoint, list_checkpoints))
         .routes(routes!(export_audit))
         .routes(routes!(access_log))
 }
@@ -80,6 +80,24 @@ pub async fn sign_checkpoint(
         StatusCode::CREATED,
         Json(auditor::checkpoint(&state, &member).await?),
     ))
+}
+
+/// Every signed checkpoint of the cellule, oldest first (auditors): keep a copy outside the
+/// database.
+#[utoipa::path(get, path = "/v1/cellules/{cellule}/audit/checkpoints", tag = "audit", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    responses(
+        (status = 200, description = "The checkpoints", body = Vec<CheckpointView>),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an auditor", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_checkpoints(
+    State(state): State<AppState>,
+    member: CelluleMember,
+) -> Result<Json<Vec<CheckpointView>>, ApiError> {
+    Ok(Json(auditor::checkpoints(&state, &member).await?))
 }
 
 /// Exports the whole log in sequence order (auditors): JSON Lines, or a FHIR R4 `Bundle` of

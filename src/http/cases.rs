@@ -282,7 +282,15 @@ pub async fn accept_charter(
     ApiJson(body): ApiJson<AcceptCharter>,
 ) -> Result<Json<CharterAccepted>, ApiError> {
     let p = crate::access::principal(&state, &member.membership).await?;
-    crate::access::cellule_action(&state, &p, "accept_charter")?;
+    let a = member.audit();
+    crate::access::cellule_action_audited(
+        &state,
+        &p,
+        &a,
+        "accept_charter",
+        crate::audit::Action::AcceptCharter,
+    )
+    .await?;
     let slug = member.cellule.slug.as_str();
     let charter = state
         .db
@@ -296,10 +304,20 @@ pub async fn accept_charter(
         )));
     }
     let now = state.clock.now();
-    state
+    let draft = a
+        .entry(crate::audit::Action::AcceptCharter, now)
+        .target("charter", &charter.version.to_string());
+    let head = state
         .db
-        .accept_charter(slug, member.caller.subject.as_str(), charter.version, now)
+        .accept_charter(
+            slug,
+            member.caller.subject.as_str(),
+            charter.version,
+            now,
+            draft,
+        )
         .await?;
+    crate::audit::written(&state, slug, &head).await;
     Ok(Json(CharterAccepted {
         version: charter.version,
         accepted_at: now,

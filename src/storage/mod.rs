@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::audit::{Checkpoint, CheckpointKind, Draft, Entry, Filter, Head, Purged, Signer};
 use crate::config::{Backend, DatabaseUrl, PoolConfig};
@@ -265,13 +265,118 @@ pub trait Database: Send + Sync + 'static {
         subject: &str,
         version: i64,
     ) -> Result<bool, StorageError>;
+    /// Records an acceptance and its audit entry in one transaction.
     async fn accept_charter(
         &self,
         cellule: &str,
         subject: &str,
         version: i64,
         now: DateTime<Utc>,
+        audit: Draft,
+    ) -> Result<Head, StorageError>;
+
+    // --- sessions, agenda, decisions, routing (SPEC §10) ---
+
+    /// The cellule's schedule document (JSON).
+    async fn get_schedule(&self, cellule: &str) -> Result<Option<String>, StorageError>;
+    async fn put_schedule(
+        &self,
+        cellule: &str,
+        document: &str,
+        now: DateTime<Utc>,
     ) -> Result<(), StorageError>;
+    /// The cellule's routing directory document (JSON).
+    async fn get_directory(&self, cellule: &str) -> Result<Option<String>, StorageError>;
+    async fn put_directory(
+        &self,
+        cellule: &str,
+        document: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError>;
+    /// Inserts sessions, skipping planned ones whose occurrence already exists; returns the
+    /// inserted ones.
+    async fn insert_sessions(
+        &self,
+        sessions: &[SessionRecord],
+    ) -> Result<Vec<SessionRecord>, StorageError>;
+    /// Sessions starting in [from, to), by start.
+    async fn list_sessions(
+        &self,
+        cellule: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<SessionRecord>, StorageError>;
+    async fn get_session(
+        &self,
+        cellule: &str,
+        id: &str,
+    ) -> Result<Option<SessionRecord>, StorageError>;
+    /// Cancels a planned session: its agenda and publications go, the listed cases return to
+    /// their previous status, and the audit entries are appended, in one transaction. `None` when
+    /// the session was not planned.
+    async fn cancel_session(
+        &self,
+        cellule: &str,
+        id: &str,
+        reverts: &[Transition],
+        audit: Vec<Draft>,
+    ) -> Result<Option<Head>, StorageError>;
+    /// Cases eligible for the agenda of `session_id`: accepted ones, and followed-up ones due by
+    /// `due_by`, that are not waiting on another planned session's agenda.
+    async fn eligible_cases(
+        &self,
+        cellule: &str,
+        session_id: &str,
+        due_by: NaiveDate,
+        agenda_since: DateTime<Utc>,
+    ) -> Result<Vec<CaseRecord>, StorageError>;
+    /// Replaces a session's agenda; with `deferred`, also replaces its deferrals (each deferred
+    /// case counted once per session). Audit entries go in the same transaction.
+    async fn replace_agenda(
+        &self,
+        cellule: &str,
+        session_id: &str,
+        items: &[NewAgendaItem],
+        deferred: Option<&[String]>,
+        now: DateTime<Utc>,
+        audit: Vec<Draft>,
+    ) -> Result<Head, StorageError>;
+    async fn agenda(&self, session_id: &str) -> Result<Vec<AgendaItemRecord>, StorageError>;
+    async fn agenda_deferred(&self, session_id: &str) -> Result<Vec<DeferredRecord>, StorageError>;
+    /// Publishes a session's agenda: publication rows (with invited organisations), the moves of
+    /// its cases to `scheduled`, and the audit entries, in one transaction.
+    async fn publish_agenda(
+        &self,
+        cellule: &str,
+        session: &SessionRecord,
+        invited: &[(String, String)],
+        moves: &[Transition],
+        now: DateTime<Utc>,
+        audit: Vec<Draft>,
+    ) -> Result<Head, StorageError>;
+    /// Records a decision with its case transition (and a deferral count for `deferred`) and the
+    /// audit entry; `None` when the case was no longer in `t.from`; `Conflict` when the item was
+    /// already decided.
+    async fn record_decision(
+        &self,
+        decision: &DecisionRecord,
+        t: &Transition,
+        audit: Draft,
+    ) -> Result<Option<Head>, StorageError>;
+    /// Facts of the cases submitted in [from, to).
+    async fn stats_cases(
+        &self,
+        cellule: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StatsCase>, StorageError>;
+    /// Outcomes of the decisions taken in [from, to).
+    async fn stats_outcomes(
+        &self,
+        cellule: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<String>, StorageError>;
 
     // --- audit (SPEC §9) ---
 

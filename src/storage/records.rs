@@ -77,6 +77,18 @@ pub struct CaseRecord {
     pub key_wrapped: Vec<u8>,
     /// On a published agenda whose session is not older than the window asked for.
     pub on_agenda: bool,
+    /// Organisations invited to this case's published items in that window (`,name,` each).
+    pub agenda_invited: String,
+}
+
+impl CaseRecord {
+    /// The organisations invited to this case's published agenda items (guests' access).
+    pub fn invited_organisations(&self) -> Vec<&str> {
+        self.agenda_invited
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
 }
 
 /// Filters of `GET …/cases`; `None` means "any". Ordered newest first by (submitted_at, id).
@@ -92,8 +104,10 @@ pub struct CaseFilter {
     pub submitted_before: Option<DateTime<Utc>>,
     /// Only cases routed to this organisation (members)…
     pub routed_org: Option<String>,
-    /// …or, when set, on a published agenda (permanent members).
+    /// …or, when set, on a published agenda (permanent members)…
     pub or_on_agenda: bool,
+    /// …or invited (`,name,`) to a published item (guests).
+    pub invited: Option<String>,
     /// Agenda sessions from this time on count (the 30-day window).
     pub agenda_since: DateTime<Utc>,
     /// Only cases submitted by this subject (referrers' status view).
@@ -115,6 +129,7 @@ impl Default for CaseFilter {
             submitted_before: None,
             routed_org: None,
             or_on_agenda: false,
+            invited: None,
             agenda_since: DateTime::<Utc>::UNIX_EPOCH,
             referrer: None,
             after: None,
@@ -187,4 +202,91 @@ pub struct CharterRecord {
     pub version: i64,
     pub text: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// A session of a cellule (planned by its schedule, or ad hoc).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRecord {
+    pub id: String,
+    pub cellule: String,
+    /// The date the schedule's rule produced (before a holiday move); `None` for ad hoc.
+    pub occurrence_key: Option<NaiveDate>,
+    pub starts_at: DateTime<Utc>,
+    /// RFC 3339 with the local offset.
+    pub local_start: String,
+    pub time_zone: String,
+    pub duration_minutes: i64,
+    pub location: String,
+    /// The holiday the session was moved from (or kept on).
+    pub holiday: Option<String>,
+    /// `planned` or `cancelled`.
+    pub status: String,
+    pub agenda_built_at: Option<DateTime<Utc>>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An agenda item to store.
+#[derive(Debug, Clone)]
+pub struct NewAgendaItem {
+    pub case_id: String,
+    pub position: i64,
+    /// `new` or `follow_up`.
+    pub kind: &'static str,
+    pub minutes: i64,
+    /// The routing proposal, JSON.
+    pub proposal: String,
+}
+
+/// A stored agenda item with the case attributes an agenda shows (no content).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AgendaItemRecord {
+    pub case_id: String,
+    pub position: i64,
+    pub kind: String,
+    pub minutes: i64,
+    pub proposal: String,
+    pub reference: String,
+    pub status: String,
+    pub urgency: String,
+    pub needs: String,
+    pub commune: Option<String>,
+    pub sector: Option<String>,
+    pub times_deferred: i64,
+    pub routed_org: Option<String>,
+    pub follow_up_date: Option<NaiveDate>,
+    pub decision_outcome: Option<String>,
+}
+
+/// A case left out of a session's agenda.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeferredRecord {
+    pub case_id: String,
+    pub reference: String,
+    pub times_deferred: i64,
+}
+
+/// What a session decided for one item (text and actions encrypted).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DecisionRecord {
+    pub id: String,
+    pub session_id: String,
+    pub case_id: String,
+    pub outcome: String,
+    pub interlocutor: Option<String>,
+    pub follow_up_date: Option<NaiveDate>,
+    pub actions: Option<Vec<u8>>,
+    pub text: Option<Vec<u8>>,
+    pub decided_by: String,
+    pub decided_at: DateTime<Utc>,
+}
+
+/// The facts of one case the yearly statistics count (no content).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StatsCase {
+    pub submitted_at: DateTime<Utc>,
+    pub needs: String,
+    pub referring_org: String,
+    pub first_review_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
 }

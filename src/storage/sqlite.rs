@@ -4,20 +4,29 @@
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{
-    CaseFilter, CaseRecord, CelluleRow, CharterRecord, Database, EventRecord, MembershipRow,
-    MembershipWithCelluleRow, NewCase, NoteRecord, RetentionSettings, Rewrapped, StorageError,
-    Tombstone, Transition, WrappedKey, collect,
+    AgendaItemRecord, CaseFilter, CaseRecord, CelluleRow, CharterRecord, Database, DecisionRecord,
+    DeferredRecord, EventRecord, MembershipRow, MembershipWithCelluleRow, NewAgendaItem, NewCase,
+    NoteRecord, RetentionSettings, Rewrapped, SessionRecord, StatsCase, StorageError, Tombstone,
+    Transition, WrappedKey, collect,
 };
 use crate::audit::{
     Checkpoint, CheckpointKind, Draft, Entry, Filter, GENESIS, Head, Purged, Signer,
 };
 use crate::config::{Backend, DatabaseUrl, PoolConfig};
 use crate::domain::{Cellule, CelluleSlug, Membership, MembershipSpec, NewCellule, Subject};
+
+/// The columns of a session, in `SessionRecord` order.
+macro_rules! session_columns {
+    () => {
+        "id, cellule, occurrence_key, starts_at, local_start, time_zone, duration_minutes, location, \
+         holiday, status, agenda_built_at, published_at, created_at"
+    };
+}
 
 /// The columns of an audit entry, in `Entry` order.
 macro_rules! entry_columns {
@@ -401,7 +410,8 @@ impl Database for SqliteDatabase {
                c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
                c.routed_org, c.follow_up_date, c.times_deferred, c.situation, c.expectations, c.submitted_at, \
                c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
-               EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?3) AS on_agenda \
+               EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?3) AS on_agenda, \
+               COALESCE((SELECT group_concat(a.invited, '') FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?3), '') AS agenda_invited \
              FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = ?1 AND c.id = ?2",
         )
         .bind(cellule)
@@ -425,7 +435,8 @@ impl Database for SqliteDatabase {
                c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
                c.routed_org, c.follow_up_date, c.times_deferred, c.situation, c.expectations, c.submitted_at, \
                c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
-               EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?14) AS on_agenda \
+               EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?14) AS on_agenda, \
+               COALESCE((SELECT group_concat(a.invited, '') FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?14), '') AS agenda_invited \
              FROM cases c JOIN data_keys k ON k.id = c.id \
              WHERE c.cellule = ?1 \
                AND (?2 IS NULL OR c.status = ?2) \
@@ -436,7 +447,9 @@ impl Database for SqliteDatabase {
                AND (?7 IS NULL OR c.submitted_at >= ?7) \
                AND (?8 IS NULL OR c.submitted_at < ?8) \
                AND (?9 IS NULL OR c.routed_org = ?9 OR (?15 AND EXISTS (SELECT 1 FROM agenda_publications a \
-                    WHERE a.case_id = c.id AND a.session_at >= ?14))) \
+                    WHERE a.case_id = c.id AND a.session_at >= ?14)) \
+                  OR (?16 IS NOT NULL AND EXISTS (SELECT 1 FROM agenda_publications a \
+                    WHERE a.case_id = c.id AND a.session_at >= ?14 AND instr(a.invited, ?16) > 0))) \
                AND (?10 IS NULL OR c.referrer = ?10) \
                AND (?11 IS NULL OR c.submitted_at < ?11 OR (c.submitted_at = ?11 AND c.id < ?12)) \
              ORDER BY c.submitted_at DESC, c.id DESC LIMIT ?13",
@@ -456,6 +469,7 @@ impl Database for SqliteDatabase {
         .bind(f.limit)
         .bind(f.agenda_since)
         .bind(f.or_on_agenda)
+        .bind(f.invited.as_deref())
         .fetch_all(&self.pool)
         .await?)
     }
@@ -723,7 +737,9 @@ impl Database for SqliteDatabase {
         subject: &str,
         version: i64,
         now: DateTime<Utc>,
-    ) -> Result<(), StorageError> {
+        audit: Draft,
+    ) -> Result<Head, StorageError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO charter_acceptances (cellule, subject, version, accepted_at) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (cellule, subject, version) DO NOTHING",
@@ -732,9 +748,418 @@ impl Database for SqliteDatabase {
         .bind(subject)
         .bind(version)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        let head = append(&mut tx, cellule, vec![audit]).await?;
+        tx.commit().await?;
+        Ok(head)
+    }
+
+    async fn get_schedule(&self, cellule: &str) -> Result<Option<String>, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT document FROM schedules WHERE cellule = ?1")
+                .bind(cellule)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn put_schedule(
+        &self,
+        cellule: &str,
+        document: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO schedules (cellule, document, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (cellule) DO UPDATE SET document = ?2, updated_at = ?3",
+        )
+        .bind(cellule)
+        .bind(document)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(super::not_found_on_fk)?;
         Ok(())
+    }
+
+    async fn get_directory(&self, cellule: &str) -> Result<Option<String>, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT document FROM routing_directories WHERE cellule = ?1")
+                .bind(cellule)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn put_directory(
+        &self,
+        cellule: &str,
+        document: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO routing_directories (cellule, document, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (cellule) DO UPDATE SET document = ?2, updated_at = ?3",
+        )
+        .bind(cellule)
+        .bind(document)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(super::not_found_on_fk)?;
+        Ok(())
+    }
+
+    async fn insert_sessions(
+        &self,
+        sessions: &[SessionRecord],
+    ) -> Result<Vec<SessionRecord>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = Vec::new();
+        for s in sessions {
+            let row: Option<SessionRecord> = sqlx::query_as(concat!(
+                "INSERT INTO sessions (id, cellule, occurrence_key, starts_at, local_start, time_zone, \
+                   duration_minutes, location, holiday, status, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 ON CONFLICT (cellule, occurrence_key) DO NOTHING RETURNING ",
+                session_columns!()
+            ))
+            .bind(&s.id)
+            .bind(&s.cellule)
+            .bind(s.occurrence_key)
+            .bind(s.starts_at)
+            .bind(&s.local_start)
+            .bind(&s.time_zone)
+            .bind(s.duration_minutes)
+            .bind(&s.location)
+            .bind(&s.holiday)
+            .bind(&s.status)
+            .bind(s.created_at)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(super::not_found_on_fk)?;
+            inserted.extend(row);
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn list_sessions(
+        &self,
+        cellule: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<SessionRecord>, StorageError> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE cellule = ?1 AND (?2 IS NULL OR starts_at >= ?2) \
+               AND (?3 IS NULL OR starts_at < ?3) ORDER BY starts_at, id"
+        ))
+        .bind(cellule)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn get_session(
+        &self,
+        cellule: &str,
+        id: &str,
+    ) -> Result<Option<SessionRecord>, StorageError> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE cellule = ?1 AND id = ?2"
+        ))
+        .bind(cellule)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn cancel_session(
+        &self,
+        cellule: &str,
+        id: &str,
+        reverts: &[Transition],
+        audit: Vec<Draft>,
+    ) -> Result<Option<Head>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET status = 'cancelled' WHERE cellule = ?1 AND id = ?2 AND status = 'planned'",
+        )
+        .bind(cellule)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM agenda_items WHERE session_id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM agenda_publications WHERE session_id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        for t in reverts {
+            move_case(&mut tx, t).await?;
+        }
+        let head = append(&mut tx, cellule, audit).await?;
+        tx.commit().await?;
+        Ok(Some(head))
+    }
+
+    async fn eligible_cases(
+        &self,
+        cellule: &str,
+        session_id: &str,
+        due_by: NaiveDate,
+        agenda_since: DateTime<Utc>,
+    ) -> Result<Vec<CaseRecord>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
+               c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
+               c.routed_org, c.follow_up_date, c.times_deferred, c.situation, c.expectations, c.submitted_at, \
+               c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
+               EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?4) AS on_agenda, \
+               '' AS agenda_invited \
+             FROM cases c JOIN data_keys k ON k.id = c.id \
+             WHERE c.cellule = ?1 \
+               AND (c.status = 'accepted' OR (c.status = 'in_follow_up' AND c.follow_up_date <= ?3)) \
+               AND NOT EXISTS (SELECT 1 FROM agenda_items ai JOIN sessions s ON s.id = ai.session_id \
+                    WHERE ai.case_id = c.id AND s.status = 'planned' AND s.id <> ?2 \
+                      AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.session_id = s.id AND d.case_id = c.id)) \
+             ORDER BY c.submitted_at, c.id",
+        )
+        .bind(cellule)
+        .bind(session_id)
+        .bind(due_by)
+        .bind(agenda_since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn replace_agenda(
+        &self,
+        cellule: &str,
+        session_id: &str,
+        items: &[NewAgendaItem],
+        deferred: Option<&[String]>,
+        now: DateTime<Utc>,
+        audit: Vec<Draft>,
+    ) -> Result<Head, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET agenda_built_at = ?3 WHERE cellule = ?1 AND id = ?2 \
+             AND status = 'planned' AND published_at IS NULL",
+        )
+        .bind(cellule)
+        .bind(session_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Err(StorageError::Conflict(
+                "the session is cancelled or its agenda is published",
+            ));
+        }
+        if let Some(deferred) = deferred {
+            sqlx::query(
+                "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id IN \
+                 (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1)",
+            )
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM agenda_deferrals WHERE session_id = ?1")
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?;
+            for case_id in deferred {
+                sqlx::query("INSERT INTO agenda_deferrals (session_id, case_id) VALUES (?1, ?2)")
+                    .bind(session_id)
+                    .bind(case_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE cases SET times_deferred = times_deferred + 1 WHERE id = ?1")
+                    .bind(case_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query("DELETE FROM agenda_items WHERE session_id = ?1")
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
+        for item in items {
+            sqlx::query(
+                "INSERT INTO agenda_items (session_id, case_id, position, kind, minutes, proposal) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(session_id)
+            .bind(&item.case_id)
+            .bind(item.position)
+            .bind(item.kind)
+            .bind(item.minutes)
+            .bind(&item.proposal)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let head = append(&mut tx, cellule, audit).await?;
+        tx.commit().await?;
+        Ok(head)
+    }
+
+    async fn agenda(&self, session_id: &str) -> Result<Vec<AgendaItemRecord>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT ai.case_id, ai.position, ai.kind, ai.minutes, ai.proposal, c.reference, c.status, \
+               c.urgency, c.needs, c.commune, c.sector, c.times_deferred, c.routed_org, c.follow_up_date, \
+               (SELECT d.outcome FROM decisions d WHERE d.session_id = ai.session_id AND d.case_id = ai.case_id) \
+                 AS decision_outcome \
+             FROM agenda_items ai JOIN cases c ON c.id = ai.case_id WHERE ai.session_id = ?1 \
+             ORDER BY ai.position, ai.case_id",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn agenda_deferred(&self, session_id: &str) -> Result<Vec<DeferredRecord>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT d.case_id, c.reference, c.times_deferred FROM agenda_deferrals d \
+             JOIN cases c ON c.id = d.case_id WHERE d.session_id = ?1 ORDER BY c.reference",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn publish_agenda(
+        &self,
+        cellule: &str,
+        session: &SessionRecord,
+        invited: &[(String, String)],
+        moves: &[Transition],
+        now: DateTime<Utc>,
+        audit: Vec<Draft>,
+    ) -> Result<Head, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET published_at = ?3 WHERE cellule = ?1 AND id = ?2 \
+             AND status = 'planned' AND published_at IS NULL",
+        )
+        .bind(cellule)
+        .bind(&session.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Err(StorageError::Conflict(
+                "the session is cancelled or its agenda is published",
+            ));
+        }
+        for (case_id, orgs) in invited {
+            sqlx::query(
+                "INSERT INTO agenda_publications (case_id, session_id, session_at, published_at, invited) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(case_id)
+            .bind(&session.id)
+            .bind(session.starts_at)
+            .bind(now)
+            .bind(orgs)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for t in moves {
+            move_case(&mut tx, t).await?;
+        }
+        let head = append(&mut tx, cellule, audit).await?;
+        tx.commit().await?;
+        Ok(head)
+    }
+
+    async fn record_decision(
+        &self,
+        d: &DecisionRecord,
+        t: &Transition,
+        audit: Draft,
+    ) -> Result<Option<Head>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO decisions (id, session_id, case_id, outcome, interlocutor, follow_up_date, \
+               actions, text, decided_by, decided_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .bind(&d.id)
+        .bind(&d.session_id)
+        .bind(&d.case_id)
+        .bind(&d.outcome)
+        .bind(&d.interlocutor)
+        .bind(d.follow_up_date)
+        .bind(&d.actions)
+        .bind(&d.text)
+        .bind(&d.decided_by)
+        .bind(d.decided_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "this item was already decided"))?;
+        if !move_case(&mut tx, t).await? {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        if d.outcome == "deferred" {
+            sqlx::query("UPDATE cases SET times_deferred = times_deferred + 1 WHERE id = ?1")
+                .bind(&d.case_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let head = append(&mut tx, &t.cellule, vec![audit]).await?;
+        tx.commit().await?;
+        Ok(Some(head))
+    }
+
+    async fn stats_cases(
+        &self,
+        cellule: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StatsCase>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT c.submitted_at, c.needs, c.referring_org, \
+               (SELECT MIN(d.decided_at) FROM decisions d WHERE d.case_id = c.id) AS first_review_at, \
+               c.closed_at \
+             FROM cases c WHERE c.cellule = ?1 AND c.submitted_at >= ?2 AND c.submitted_at < ?3",
+        )
+        .bind(cellule)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn stats_outcomes(
+        &self,
+        cellule: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<String>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT d.outcome FROM decisions d JOIN sessions s ON s.id = d.session_id \
+             WHERE s.cellule = ?1 AND d.decided_at >= ?2 AND d.decided_at < ?3",
+        )
+        .bind(cellule)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn append_audit(&self, cellule: &str, drafts: Vec<Draft>) -> Result<Head, StorageError> {
@@ -836,7 +1261,7 @@ impl Database for SqliteDatabase {
     async fn audit_checkpoints(&self, cellule: &str) -> Result<Vec<Checkpoint>, StorageError> {
         Ok(sqlx::query_as(
             "SELECT cellule, seq, hash, signed_at_us, key_id, signature, kind FROM audit_checkpoints \
-             WHERE cellule = ?1 ORDER BY seq",
+             WHERE cellule = ?1 ORDER BY seq, kind",
         )
         .bind(cellule)
         .fetch_all(&self.pool)
@@ -1001,14 +1426,26 @@ async fn append(
     })
 }
 
-/// Stores a checkpoint unless one exists at its sequence; returns the stored one.
+/// Stores a checkpoint unless one of its kind exists at its sequence; returns the stored one.
 async fn insert_checkpoint(
     tx: &mut sqlx::SqliteConnection,
     c: Checkpoint,
 ) -> Result<Checkpoint, StorageError> {
+    let existing: Option<Checkpoint> = sqlx::query_as(
+        "SELECT cellule, seq, hash, signed_at_us, key_id, signature, kind FROM audit_checkpoints \
+         WHERE cellule = ?1 AND seq = ?2 AND kind = ?3",
+    )
+    .bind(&c.cellule)
+    .bind(c.seq)
+    .bind(&c.kind)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(existing) = existing {
+        return Ok(existing);
+    }
     sqlx::query(
         "INSERT INTO audit_checkpoints (cellule, seq, hash, signed_at_us, key_id, signature, kind) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (cellule, seq) DO NOTHING",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .bind(&c.cellule)
     .bind(c.seq)
@@ -1019,12 +1456,43 @@ async fn insert_checkpoint(
     .bind(&c.kind)
     .execute(&mut *tx)
     .await?;
-    Ok(sqlx::query_as(
-        "SELECT cellule, seq, hash, signed_at_us, key_id, signature, kind FROM audit_checkpoints \
-         WHERE cellule = ?1 AND seq = ?2",
+    Ok(c)
+}
+
+/// Applies a status change (with its event) if the case is still in `t.from`; `false` if not.
+async fn move_case(tx: &mut sqlx::SqliteConnection, t: &Transition) -> Result<bool, StorageError> {
+    let done = sqlx::query(
+        "UPDATE cases SET status = ?1, updated_at = ?2, \
+           decided_at = CASE WHEN ?1 IN ('accepted', 'declined') AND decided_at IS NULL THEN ?2 ELSE decided_at END, \
+           closed_at = CASE WHEN ?1 = 'closed' THEN ?2 ELSE closed_at END, \
+           follow_up_date = COALESCE(?3, follow_up_date), \
+           routed_org = COALESCE(?4, routed_org) \
+         WHERE cellule = ?5 AND id = ?6 AND status = ?7",
     )
-    .bind(&c.cellule)
-    .bind(c.seq)
-    .fetch_one(&mut *tx)
-    .await?)
+    .bind(&t.to)
+    .bind(t.at)
+    .bind(t.follow_up_date)
+    .bind(&t.routed_org)
+    .bind(&t.cellule)
+    .bind(&t.case_id)
+    .bind(&t.from)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO case_events (id, case_id, from_status, to_status, reason, actor, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .bind(&t.event_id)
+    .bind(&t.case_id)
+    .bind(&t.from)
+    .bind(&t.to)
+    .bind(&t.reason)
+    .bind(&t.actor)
+    .bind(t.at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(true)
 }

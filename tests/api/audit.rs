@@ -46,9 +46,14 @@ async fn drop_guards(app: &TestApp) {
         &[
             "DROP TRIGGER audit_entries_no_update",
             "DROP TRIGGER audit_entries_no_delete",
+            "DROP TRIGGER audit_entries_no_overwrite",
+            "DROP TRIGGER audit_heads_forward",
         ]
     } else {
-        &["DROP TRIGGER audit_entries_guard ON audit_entries"]
+        &[
+            "DROP TRIGGER audit_entries_guard ON audit_entries",
+            "DROP TRIGGER audit_heads_guard ON audit_heads",
+        ]
     };
     sql(app, statements).await.expect("drop triggers");
 }
@@ -125,28 +130,63 @@ async fn the_database_refuses_to_change_entries(backend: Backend) {
     let app = spawn_app(backend).await;
     busy_cellule(&app).await;
     sign_checkpoint(&app).await;
-    for statement in [
+    let sqlite = app.database_url.starts_with("sqlite");
+    let copy_of_3 = "INSERT INTO audit_entries SELECT * FROM audit_entries \
+                     WHERE cellule = 'perpignan' AND seq = 3";
+    let mut refused = vec![
         "UPDATE audit_entries SET actor = 'mallory' WHERE cellule = 'perpignan' AND seq = 3",
         "DELETE FROM audit_entries WHERE cellule = 'perpignan' AND seq = 3",
         "DELETE FROM audit_entries",
         "UPDATE audit_checkpoints SET seq = seq + 1",
         "DELETE FROM audit_checkpoints",
-        "UPDATE audit_heads SET purged_through = 5 WHERE cellule = 'perpignan'",
+        "DELETE FROM audit_heads",
+        "UPDATE audit_heads SET seq = 2 WHERE cellule = 'perpignan'",
+    ];
+    if sqlite {
+        // REPLACE fires no UPDATE trigger in SQLite: refused by the insert guard.
+        refused.push(
+            "INSERT OR REPLACE INTO audit_entries SELECT cellule, seq, at_us, 'mallory', actor_role, \
+             actor_org, action, case_id, case_ref, target_kind, target_id, outcome, reason, \
+             request_id, prev_hash, hash FROM audit_entries WHERE cellule = 'perpignan' AND seq = 3",
+        );
+        refused.push(
+            "INSERT OR REPLACE INTO audit_checkpoints SELECT cellule, seq, hash, signed_at_us, \
+             key_id, signature, kind FROM audit_checkpoints",
+        );
+    } else {
+        refused.push("TRUNCATE audit_entries");
+    }
+    for statement in &refused {
+        let err = sql(&app, &[statement]).await.expect_err(statement);
+        assert!(
+            err.contains("append-only") || err.contains("only moves forward"),
+            "{statement}: {err}"
+        );
+    }
+    assert!(sql(&app, &[copy_of_3]).await.is_err(), "a second entry 3");
+    assert!(verify_lib(&app).await.valid);
+
+    // Moving the purge mark by hand (it may only move forward) opens nothing: deleting or
+    // inserting below it stays refused without a signed retention anchor, and verification
+    // reports the first entry left below the mark.
+    sql(
+        &app,
+        &["UPDATE audit_heads SET purged_through = 5 WHERE cellule = 'perpignan'"],
+    )
+    .await
+    .expect("the mark moves forward");
+    for statement in [
+        "DELETE FROM audit_entries WHERE cellule = 'perpignan' AND seq = 3",
+        "DELETE FROM audit_entries WHERE cellule = 'perpignan' AND seq <= 5",
     ] {
-        // The last one is allowed by itself (moving the purge mark forward) but must not open
-        // deletion of the entries below it without a signed anchor: verification catches it.
-        let result = sql(&app, &[statement]).await;
-        if statement.starts_with("UPDATE audit_heads") {
-            assert!(result.is_ok(), "{statement}: {result:?}");
-        } else {
-            let err = result.expect_err(statement);
-            assert!(err.contains("append-only"), "{statement}: {err}");
-        }
+        let err = sql(&app, &[statement]).await.expect_err(statement);
+        assert!(err.contains("append-only"), "{statement}: {err}");
     }
     let report = verify_lib(&app).await;
     assert!(!report.valid);
-    assert_eq!(report.broken.as_ref().map(|b| b.seq), Some(6));
-    // Going back is refused.
+    let broken = report.broken.expect("broken");
+    assert_eq!(broken.seq, 1, "{}", broken.reason);
+    assert!(broken.reason.contains("purge mark"), "{}", broken.reason);
     let err = sql(
         &app,
         &["UPDATE audit_heads SET purged_through = 0 WHERE cellule = 'perpignan'"],
@@ -161,43 +201,53 @@ async fn an_edited_field_is_found_at_its_sequence(backend: Backend) {
     busy_cellule(&app).await;
     assert_eq!(verify_api(&app).await["valid"], true);
     drop_guards(&app).await;
-    sql(
-        &app,
-        &[
-            "UPDATE audit_entries SET outcome = 'allowed', reason = NULL \
-             WHERE cellule = 'perpignan' AND seq = 6",
-        ],
-    )
-    .await
-    .expect("tamper");
+    // Hide a denial.
+    let denied = app
+        .state
+        .db
+        .audit_entries("perpignan", 0, 1000)
+        .await
+        .expect("entries")
+        .into_iter()
+        .find(|e| e.outcome == "denied")
+        .expect("a denial")
+        .seq;
+    let hide = format!(
+        "UPDATE audit_entries SET outcome = 'allowed', reason = NULL \
+         WHERE cellule = 'perpignan' AND seq = {denied}"
+    );
+    sql(&app, &[&hide]).await.expect("tamper");
     let report = verify_api(&app).await;
     assert_eq!(report["valid"], false, "{report}");
-    assert_eq!(report["broken"]["seq"], 6, "{report}");
+    assert_eq!(report["broken"]["seq"], denied, "{report}");
     assert!(
         report["broken"]["reason"]
             .as_str()
             .is_some_and(|r| r.contains("altered")),
         "{report}"
     );
-    // Re-hashing the edited entry moves the break to the next one, whose link no longer holds.
+    // Re-hashing the edited entry: the next entry no longer follows it, and the break is still
+    // reported at the edited one.
     let hash = app
         .state
         .db
-        .audit_entries("perpignan", 5, 1)
+        .audit_entries("perpignan", denied - 1, 1)
         .await
         .expect("entries")[0]
         .compute_hash();
     let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
     let set_hash = if app.database_url.starts_with("sqlite") {
-        format!("UPDATE audit_entries SET hash = X'{hex}' WHERE cellule = 'perpignan' AND seq = 6")
+        format!(
+            "UPDATE audit_entries SET hash = X'{hex}' WHERE cellule = 'perpignan' AND seq = {denied}"
+        )
     } else {
         format!(
-            "UPDATE audit_entries SET hash = '\\x{hex}'::bytea WHERE cellule = 'perpignan' AND seq = 6"
+            "UPDATE audit_entries SET hash = '\\x{hex}'::bytea WHERE cellule = 'perpignan' AND seq = {denied}"
         )
     };
     sql(&app, &[&set_hash]).await.expect("rehash");
     let report = verify_lib(&app).await;
-    assert_eq!(report.broken.map(|b| b.seq), Some(7));
+    assert_eq!(report.broken.map(|b| b.seq), Some(denied));
 }
 
 async fn a_deleted_entry_is_found_at_its_sequence(backend: Backend) {
@@ -545,6 +595,9 @@ fn check_signature(checkpoint: &Value, keys: &Value, cellule: &str) -> bool {
             .expect("us")
             .to_be_bytes(),
     );
+    let kind = checkpoint["kind"].as_str().unwrap_or_default();
+    msg.extend_from_slice(&(kind.len() as u32).to_be_bytes());
+    msg.extend_from_slice(kind.as_bytes());
     ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
         .verify(&msg, &signature)
         .is_ok()
@@ -573,13 +626,15 @@ async fn checkpoints_are_signed_with_the_published_key(backend: Backend) {
         .audit_checkpoints("perpignan")
         .await
         .expect("checkpoints");
-    // 12 entries from the busy cellule: signed at 5 and 10.
+    // Every 5 entries of the busy cellule.
     let periodic: Vec<i64> = checkpoints
         .iter()
         .filter(|c| c.kind == "periodic")
         .map(|c| c.seq)
         .collect();
-    assert_eq!(periodic, [5, 10]);
+    let busy = on_demand["seq"].as_i64().expect("seq") - 1;
+    let every_five: Vec<i64> = (1..).map(|k| 5 * k).take_while(|s| *s <= busy).collect();
+    assert_eq!(periodic, every_five);
     assert_eq!(report["last_checkpoint"]["seq"], on_demand["seq"]);
     assert!(report["head"]["seq"].as_i64() > on_demand["seq"].as_i64());
     // A forged checkpoint (signed by another key) breaks verification at its sequence.
@@ -1030,7 +1085,8 @@ async fn two_server_processes_keep_one_linear_chain(backend: Backend) {
         .json()
         .await
         .expect("json");
-    let expected = (workers * rounds * 2 + 1) as i64;
+    // Two per round, the charter acceptance and the verification.
+    let expected = (workers * rounds * 2 + 2) as i64;
     assert_eq!(report["valid"], true, "{report}");
     assert_eq!(report["entries_checked"], expected, "{report}");
     assert_eq!(report["head"]["seq"], expected, "{report}");

@@ -323,6 +323,10 @@ fn expected_entries(
             };
             vec![entry(action, "denied", Some(reason), case_id)]
         }
+        409 | 422 if case_level => {
+            let reason = if status == 409 { "conflict" } else { "invalid" };
+            vec![entry(action, "denied", Some(reason), case_id)]
+        }
         _ => Vec::new(),
     }
 }
