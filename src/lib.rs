@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod agenda;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -28,5 +29,7 @@ pub mod fsutil;
 pub mod http;
 pub mod policy;
 pub mod referrals;
+pub mod routing;
+pub mod schedule;
 pub mod storage;
 pub mod telemetry;

@@ -1,0 +1,1149 @@
+//! Schedule tests. Expected dates are computed here independently of the module: plain date
+//! arithmetic for the rules, hard-coded tables for Easter and the holidays.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, TimeZone, Timelike, Utc, Weekday};
+use chrono_tz::Tz;
+
+use super::*;
+
+fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, day).expect("valid test date")
+}
+
+fn schedule(rrule: &str, on_holiday: HolidayRule) -> Schedule {
+    Schedule {
+        rrule: rrule.into(),
+        start_time: "14:00".into(),
+        time_zone: "Europe/Paris".into(),
+        duration_minutes: 120,
+        minutes_per_new_case: 20,
+        minutes_per_follow_up: 10,
+        location: "Mairie, salle du conseil".into(),
+        on_holiday,
+        starts_on: Some(d(2026, 1, 1)),
+    }
+}
+
+// ---------------------------------------------------------------- Easter and holidays
+
+/// Easter Sunday 2000–2040, from published tables (checked against two sources).
+const EASTER: [(i32, u32, u32); 41] = [
+    (2000, 4, 23),
+    (2001, 4, 15),
+    (2002, 3, 31),
+    (2003, 4, 20),
+    (2004, 4, 11),
+    (2005, 3, 27),
+    (2006, 4, 16),
+    (2007, 4, 8),
+    (2008, 3, 23),
+    (2009, 4, 12),
+    (2010, 4, 4),
+    (2011, 4, 24),
+    (2012, 4, 8),
+    (2013, 3, 31),
+    (2014, 4, 20),
+    (2015, 4, 5),
+    (2016, 3, 27),
+    (2017, 4, 16),
+    (2018, 4, 1),
+    (2019, 4, 21),
+    (2020, 4, 12),
+    (2021, 4, 4),
+    (2022, 4, 17),
+    (2023, 4, 9),
+    (2024, 3, 31),
+    (2025, 4, 20),
+    (2026, 4, 5),
+    (2027, 3, 28),
+    (2028, 4, 16),
+    (2029, 4, 1),
+    (2030, 4, 21),
+    (2031, 4, 13),
+    (2032, 3, 28),
+    (2033, 4, 17),
+    (2034, 4, 9),
+    (2035, 3, 25),
+    (2036, 4, 13),
+    (2037, 4, 5),
+    (2038, 4, 25),
+    (2039, 4, 10),
+    (2040, 4, 1),
+];
+
+#[test]
+fn easter_sunday_matches_the_published_table() {
+    for (y, m, day) in EASTER {
+        assert_eq!(easter_sunday(y), d(y, m, day), "Easter {y}");
+        assert_eq!(easter_sunday(y).weekday(), Weekday::Sun);
+    }
+    // Extremes of the Gregorian range: 22 March (1818, 2285) and 25 April (1943, 2038).
+    assert_eq!(easter_sunday(1818), d(1818, 3, 22));
+    assert_eq!(easter_sunday(2285), d(2285, 3, 22));
+    assert_eq!(easter_sunday(1943), d(1943, 4, 25));
+}
+
+#[test]
+fn french_holidays_2026_and_2027_exactly() {
+    assert_eq!(
+        french_holidays(2026),
+        vec![
+            (d(2026, 1, 1), "Jour de l'an"),
+            (d(2026, 4, 6), "Lundi de Pâques"),
+            (d(2026, 5, 1), "Fête du Travail"),
+            (d(2026, 5, 8), "Victoire 1945"),
+            (d(2026, 5, 14), "Ascension"),
+            (d(2026, 5, 25), "Lundi de Pentecôte"),
+            (d(2026, 7, 14), "Fête nationale"),
+            (d(2026, 8, 15), "Assomption"),
+            (d(2026, 11, 1), "Toussaint"),
+            (d(2026, 11, 11), "Armistice 1918"),
+            (d(2026, 12, 25), "Noël"),
+        ]
+    );
+    assert_eq!(
+        french_holidays(2027),
+        vec![
+            (d(2027, 1, 1), "Jour de l'an"),
+            (d(2027, 3, 29), "Lundi de Pâques"),
+            (d(2027, 5, 1), "Fête du Travail"),
+            (d(2027, 5, 6), "Ascension"),
+            (d(2027, 5, 8), "Victoire 1945"),
+            (d(2027, 5, 17), "Lundi de Pentecôte"),
+            (d(2027, 7, 14), "Fête nationale"),
+            (d(2027, 8, 15), "Assomption"),
+            (d(2027, 11, 1), "Toussaint"),
+            (d(2027, 11, 11), "Armistice 1918"),
+            (d(2027, 12, 25), "Noël"),
+        ]
+    );
+    // 2008: Ascension on 1 May; both kept.
+    let h2008 = french_holidays(2008);
+    assert_eq!(h2008.len(), 11);
+    assert_eq!(
+        h2008
+            .iter()
+            .filter(|(day, _)| *day == d(2008, 5, 1))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn french_holiday_lookup() {
+    assert_eq!(french_holiday(d(2026, 5, 14)), Some("Ascension"));
+    assert_eq!(french_holiday(d(2027, 3, 29)), Some("Lundi de Pâques"));
+    assert_eq!(french_holiday(d(2030, 6, 10)), Some("Lundi de Pentecôte"));
+    assert_eq!(
+        french_holiday(d(2026, 4, 5)),
+        None,
+        "Easter Sunday itself is not listed"
+    );
+    assert_eq!(french_holiday(d(2026, 12, 26)), None);
+    assert_eq!(french_holiday(d(2026, 5, 15)), None);
+}
+
+/// Holidays of 2025–2036, hard-coded: fixed days plus the Easter-based ones written out by hand
+/// (Easter Monday, Ascension = Easter + 39, Whit Monday = Easter + 50).
+fn holiday_table() -> BTreeSet<NaiveDate> {
+    const MOVABLE: [(i32, [(u32, u32); 3]); 12] = [
+        (2025, [(4, 21), (5, 29), (6, 9)]),
+        (2026, [(4, 6), (5, 14), (5, 25)]),
+        (2027, [(3, 29), (5, 6), (5, 17)]),
+        (2028, [(4, 17), (5, 25), (6, 5)]),
+        (2029, [(4, 2), (5, 10), (5, 21)]),
+        (2030, [(4, 22), (5, 30), (6, 10)]),
+        (2031, [(4, 14), (5, 22), (6, 2)]),
+        (2032, [(3, 29), (5, 6), (5, 17)]),
+        (2033, [(4, 18), (5, 26), (6, 6)]),
+        (2034, [(4, 10), (5, 18), (5, 29)]),
+        (2035, [(3, 26), (5, 3), (5, 14)]),
+        (2036, [(4, 14), (5, 22), (6, 2)]),
+    ];
+    const FIXED: [(u32, u32); 8] = [
+        (1, 1),
+        (5, 1),
+        (5, 8),
+        (7, 14),
+        (8, 15),
+        (11, 1),
+        (11, 11),
+        (12, 25),
+    ];
+    let mut set = BTreeSet::new();
+    for (year, movable) in MOVABLE {
+        for (m, day) in FIXED.into_iter().chain(movable) {
+            set.insert(d(year, m, day));
+        }
+    }
+    set
+}
+
+#[test]
+fn hard_coded_holiday_table_agrees_with_the_module() {
+    let table = holiday_table();
+    let module: BTreeSet<NaiveDate> = (2025..=2036)
+        .flat_map(french_holidays)
+        .map(|(day, _)| day)
+        .collect();
+    assert_eq!(table, module);
+}
+
+// ---------------------------------------------------------------- ten years of sessions
+
+fn nth_weekday(year: i32, month: u32, weekday: Weekday, n: u8) -> NaiveDate {
+    NaiveDate::from_weekday_of_month_opt(year, month, weekday, n).expect("nth weekday exists")
+}
+
+fn last_weekday(year: i32, month: u32, weekday: Weekday) -> NaiveDate {
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    let mut day = d(ny, nm, 1).pred_opt().expect("previous day");
+    while day.weekday() != weekday {
+        day = day.pred_opt().expect("previous day");
+    }
+    day
+}
+
+fn months_2026_2035() -> impl Iterator<Item = (i32, u32)> {
+    (2026..=2035).flat_map(|y| (1..=12).map(move |m| (y, m)))
+}
+
+/// Europe/Paris is on summer time (+02:00) from 01:00Z on the last Sunday of March to 01:00Z on
+/// the last Sunday of October; a 14:00 local session is then 12:00Z, else 13:00Z.
+fn expected_utc_hour_for_14h(date: NaiveDate) -> u32 {
+    let spring = last_weekday(date.year(), 3, Weekday::Sun);
+    let autumn = last_weekday(date.year(), 10, Weekday::Sun);
+    if date >= spring && date < autumn {
+        12
+    } else {
+        13
+    }
+}
+
+/// The holiday rules, written out again for the test: (key, date, flagged).
+fn apply_rule(
+    keys: &[NaiveDate],
+    rule: HolidayRule,
+    holidays: &BTreeSet<NaiveDate>,
+    until: NaiveDate,
+) -> Vec<(NaiveDate, NaiveDate, bool)> {
+    let mut out = Vec::new();
+    for &key in keys {
+        if !holidays.contains(&key) {
+            out.push((key, key, false));
+            continue;
+        }
+        match rule {
+            HolidayRule::Skip => {}
+            HolidayRule::Keep => out.push((key, key, true)),
+            HolidayRule::NextWeek => {
+                let mut date = key.checked_add_days(Days::new(7)).expect("date");
+                while holidays.contains(&date) {
+                    date = date.checked_add_days(Days::new(7)).expect("date");
+                }
+                if !keys.contains(&date) && date <= until {
+                    out.push((key, date, true));
+                }
+            }
+        }
+    }
+    out.sort_by_key(|&(key, date, _)| (date, key));
+    out
+}
+
+fn check_ten_years(rrule: &str, keys: &[NaiveDate], collisions: &[NaiveDate]) {
+    let holidays = holiday_table();
+    let (from, until) = (d(2026, 1, 1), d(2035, 12, 31));
+    // The collisions the test expects are really there (guards the test itself).
+    let found: Vec<NaiveDate> = keys
+        .iter()
+        .copied()
+        .filter(|k| holidays.contains(k))
+        .collect();
+    assert_eq!(found, collisions, "{rrule}: holiday collisions");
+    for rule in [HolidayRule::NextWeek, HolidayRule::Skip, HolidayRule::Keep] {
+        let got = schedule(rrule, rule)
+            .occurrences(from, until)
+            .expect("expands");
+        let got_triples: Vec<_> = got
+            .iter()
+            .map(|o| (o.key, o.date, o.moved_from_holiday.is_some()))
+            .collect();
+        assert_eq!(
+            got_triples,
+            apply_rule(keys, rule, &holidays, until),
+            "{rrule} {rule:?}"
+        );
+        for o in &got {
+            assert_eq!(o.starts_at.date_naive(), o.date);
+            assert_eq!((o.starts_at.hour(), o.starts_at.minute()), (14, 0));
+            let utc = o.starts_at.with_timezone(&Utc);
+            assert_eq!(
+                utc.hour(),
+                expected_utc_hour_for_14h(o.date),
+                "{rrule} {o:?}"
+            );
+            assert_eq!(utc.minute(), 0);
+            let offset = if utc.hour() == 12 { 7200 } else { 3600 };
+            assert_eq!(o.starts_at.offset().local_minus_utc(), offset);
+            if let Some(name) = o.moved_from_holiday {
+                assert_eq!(french_holiday(o.key), Some(name));
+            }
+        }
+        match rule {
+            HolidayRule::Skip => assert_eq!(got.len(), keys.len() - collisions.len()),
+            HolidayRule::Keep => assert_eq!(got.len(), keys.len()),
+            HolidayRule::NextWeek => {}
+        }
+    }
+}
+
+#[test]
+fn second_thursday_2026_2035() {
+    let keys: Vec<_> = months_2026_2035()
+        .map(|(y, m)| nth_weekday(y, m, Weekday::Thu, 2))
+        .collect();
+    assert_eq!(keys.len(), 120);
+    let collisions = [
+        d(2026, 5, 14),
+        d(2027, 11, 11),
+        d(2029, 5, 10),
+        d(2031, 5, 8),
+        d(2032, 11, 11),
+        d(2033, 7, 14),
+    ];
+    check_ten_years("FREQ=MONTHLY;BYDAY=+2TH", &keys, &collisions);
+
+    // Spot checks written out by hand.
+    let s = schedule("FREQ=MONTHLY;BYDAY=+2TH", HolidayRule::NextWeek);
+    let got = s
+        .occurrences(d(2026, 1, 1), d(2035, 12, 31))
+        .expect("expands");
+    let by_key: BTreeMap<_, _> = got.iter().map(|o| (o.key, o)).collect();
+    let ascension = by_key[&d(2026, 5, 14)];
+    assert_eq!(ascension.date, d(2026, 5, 21));
+    assert_eq!(ascension.moved_from_holiday, Some("Ascension"));
+    assert_eq!(
+        ascension.starts_at,
+        DateTime::parse_from_rfc3339("2026-05-21T14:00:00+02:00").expect("rfc3339")
+    );
+    let armistice = by_key[&d(2027, 11, 11)];
+    assert_eq!(armistice.date, d(2027, 11, 18));
+    assert_eq!(armistice.moved_from_holiday, Some("Armistice 1918"));
+    assert_eq!(
+        armistice.starts_at,
+        DateTime::parse_from_rfc3339("2027-11-18T14:00:00+01:00").expect("rfc3339")
+    );
+    assert_eq!(by_key[&d(2033, 7, 14)].date, d(2033, 7, 21));
+    // Either side of the March 2026 change: 12 March is winter time, 9 April summer time.
+    assert_eq!(
+        by_key[&d(2026, 3, 12)].starts_at.with_timezone(&Utc),
+        Utc.with_ymd_and_hms(2026, 3, 12, 13, 0, 0).unwrap()
+    );
+    assert_eq!(
+        by_key[&d(2026, 4, 9)].starts_at.with_timezone(&Utc),
+        Utc.with_ymd_and_hms(2026, 4, 9, 12, 0, 0).unwrap()
+    );
+    assert_eq!(
+        by_key[&d(2026, 11, 12)].starts_at.with_timezone(&Utc),
+        Utc.with_ymd_and_hms(2026, 11, 12, 13, 0, 0).unwrap()
+    );
+}
+
+#[test]
+fn last_tuesday_2026_2035() {
+    let keys: Vec<_> = months_2026_2035()
+        .map(|(y, m)| last_weekday(y, m, Weekday::Tue))
+        .collect();
+    assert_eq!(keys.len(), 120);
+    check_ten_years(
+        "FREQ=MONTHLY;BYDAY=-1TU",
+        &keys,
+        &[d(2029, 12, 25), d(2035, 12, 25)],
+    );
+
+    let s = schedule("FREQ=MONTHLY;BYDAY=-1TU", HolidayRule::NextWeek);
+    let got = s
+        .occurrences(d(2026, 1, 1), d(2035, 12, 31))
+        .expect("expands");
+    // 25 Dec 2029 → 1 Jan 2030 is a holiday too → 8 Jan 2030.
+    let christmas = got
+        .iter()
+        .find(|o| o.key == d(2029, 12, 25))
+        .expect("moved");
+    assert_eq!(christmas.date, d(2030, 1, 8));
+    assert_eq!(christmas.moved_from_holiday, Some("Noël"));
+    // 25 Dec 2035 would move to 8 Jan 2036: outside the window.
+    assert!(got.iter().all(|o| o.key != d(2035, 12, 25)));
+    // Last Tuesday of March 2030 (26th) is before the change (31st): winter time.
+    let march_2030 = got
+        .iter()
+        .find(|o| o.key == d(2030, 3, 26))
+        .expect("present");
+    assert_eq!(march_2030.starts_at.with_timezone(&Utc).hour(), 13);
+    // Last Tuesday of October 2026 (27th) is after the change (25th): winter time again.
+    let oct_2026 = got
+        .iter()
+        .find(|o| o.key == d(2026, 10, 27))
+        .expect("present");
+    assert_eq!(oct_2026.starts_at.with_timezone(&Utc).hour(), 13);
+    let mar_2026 = got
+        .iter()
+        .find(|o| o.key == d(2026, 3, 31))
+        .expect("present");
+    assert_eq!(mar_2026.starts_at.with_timezone(&Utc).hour(), 12);
+}
+
+#[test]
+fn every_other_monday_2026_2035() {
+    // DTSTART 2026-01-01 is a Thursday: its week's Monday (29 Dec) is before the start, and
+    // INTERVAL=2 counts weeks from that week, so the first session is Monday 12 January.
+    let mut keys = Vec::new();
+    let mut day = d(2026, 1, 12);
+    while day <= d(2035, 12, 31) {
+        keys.push(day);
+        day = day.checked_add_days(Days::new(14)).expect("date");
+    }
+    let collisions = [
+        d(2026, 4, 6),
+        d(2027, 5, 17),
+        d(2027, 11, 1),
+        d(2028, 4, 17),
+        d(2028, 5, 1),
+        d(2028, 12, 25),
+        d(2029, 4, 2),
+        d(2030, 6, 10),
+        d(2030, 11, 11),
+        d(2031, 4, 14),
+        d(2032, 3, 29),
+        d(2033, 6, 6),
+        d(2033, 8, 15),
+        d(2034, 4, 10),
+        d(2034, 5, 8),
+        d(2035, 1, 1),
+        d(2035, 3, 26),
+    ];
+    check_ten_years("FREQ=WEEKLY;INTERVAL=2;BYDAY=MO", &keys, &collisions);
+    let s = schedule("FREQ=WEEKLY;INTERVAL=2;BYDAY=MO", HolidayRule::NextWeek);
+    let got = s
+        .occurrences(d(2026, 4, 1), d(2026, 4, 30))
+        .expect("expands");
+    let dates: Vec<_> = got.iter().map(|o| (o.key, o.date)).collect();
+    assert_eq!(
+        dates,
+        vec![
+            (d(2026, 4, 6), d(2026, 4, 13)),
+            (d(2026, 4, 20), d(2026, 4, 20))
+        ]
+    );
+}
+
+#[test]
+fn next_week_skips_three_holidays_in_a_row() {
+    // 2042: 1 May, 8 May and Ascension (15 May) are all Thursdays.
+    let mut s = schedule("FREQ=MONTHLY;BYDAY=+1TH", HolidayRule::NextWeek);
+    s.starts_on = Some(d(2042, 1, 1));
+    let got = s
+        .occurrences(d(2042, 5, 1), d(2042, 5, 31))
+        .expect("expands");
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].key, got[0].date), (d(2042, 5, 1), d(2042, 5, 22)));
+    assert_eq!(got[0].moved_from_holiday, Some("Fête du Travail"));
+}
+
+#[test]
+fn weekly_rule_merges_a_moved_session_into_next_weeks() {
+    let mut s = schedule("FREQ=WEEKLY;BYDAY=MO", HolidayRule::NextWeek);
+    s.starts_on = Some(d(2026, 3, 30));
+    let got = s
+        .occurrences(d(2026, 3, 30), d(2026, 4, 20))
+        .expect("expands");
+    let dates: Vec<_> = got
+        .iter()
+        .map(|o| (o.key, o.date, o.moved_from_holiday))
+        .collect();
+    assert_eq!(
+        dates,
+        vec![
+            (d(2026, 3, 30), d(2026, 3, 30), None),
+            (d(2026, 4, 13), d(2026, 4, 13), None),
+            (d(2026, 4, 20), d(2026, 4, 20), None),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------- DST edge cases, windows
+
+#[test]
+fn start_time_in_the_dst_gap_moves_forward_and_in_the_overlap_takes_the_earlier() {
+    let mut s = schedule("FREQ=DAILY", HolidayRule::Keep);
+    s.start_time = "02:30".into();
+    s.starts_on = Some(d(2026, 3, 27));
+    let got = s
+        .occurrences(d(2026, 3, 28), d(2026, 3, 30))
+        .expect("expands");
+    let starts: Vec<String> = got.iter().map(|o| o.starts_at.to_rfc3339()).collect();
+    assert_eq!(
+        starts,
+        [
+            "2026-03-28T02:30:00+01:00",
+            "2026-03-29T03:30:00+02:00", // 02:30 does not exist that night
+            "2026-03-30T02:30:00+02:00",
+        ]
+    );
+    assert_eq!(got[1].date, d(2026, 3, 29));
+    let got = s
+        .occurrences(d(2026, 10, 24), d(2026, 10, 26))
+        .expect("expands");
+    let utc: Vec<DateTime<Utc>> = got
+        .iter()
+        .map(|o| o.starts_at.with_timezone(&Utc))
+        .collect();
+    assert_eq!(
+        utc,
+        [
+            Utc.with_ymd_and_hms(2026, 10, 24, 0, 30, 0).unwrap(),
+            Utc.with_ymd_and_hms(2026, 10, 25, 0, 30, 0).unwrap(), // first 02:30 (+02:00)
+            Utc.with_ymd_and_hms(2026, 10, 26, 1, 30, 0).unwrap(),
+        ]
+    );
+    // Another zone: New York springs forward at 02:00 on 8 March 2026.
+    s.time_zone = "America/New_York".into();
+    s.starts_on = Some(d(2026, 3, 1));
+    let got = s
+        .occurrences(d(2026, 3, 8), d(2026, 3, 8))
+        .expect("expands");
+    assert_eq!(got[0].starts_at.to_rfc3339(), "2026-03-08T03:30:00-04:00");
+}
+
+#[test]
+fn overlapping_windows_give_the_same_keys() {
+    for rrule in [
+        "FREQ=MONTHLY;BYDAY=+2TH",
+        "FREQ=MONTHLY;BYDAY=-1TU",
+        "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO",
+    ] {
+        for rule in [HolidayRule::NextWeek, HolidayRule::Skip, HolidayRule::Keep] {
+            let s = schedule(rrule, rule);
+            let a = s.occurrences(d(2026, 1, 1), d(2026, 12, 31)).expect("a");
+            let b = s.occurrences(d(2026, 5, 15), d(2027, 6, 30)).expect("b");
+            let c = s.occurrences(d(2026, 1, 1), d(2027, 6, 30)).expect("c");
+            let in_ab = |o: &&Occurrence| o.date >= d(2026, 5, 15) && o.date <= d(2026, 12, 31);
+            let a_part: Vec<_> = a.iter().filter(in_ab).collect();
+            let b_part: Vec<_> = b.iter().filter(in_ab).collect();
+            assert!(!a_part.is_empty());
+            assert_eq!(a_part, b_part, "{rrule} {rule:?}");
+            let union: BTreeSet<_> = a.iter().chain(&b).map(|o| o.key).collect();
+            let whole: BTreeSet<_> = c.iter().map(|o| o.key).collect();
+            assert_eq!(union, whole, "{rrule} {rule:?}");
+            // Re-running is identical.
+            assert_eq!(s.occurrences(d(2026, 5, 15), d(2027, 6, 30)).expect("b"), b);
+        }
+    }
+    // A session moved from before the window's start into it keeps its key.
+    let s = schedule("FREQ=MONTHLY;BYDAY=+2TH", HolidayRule::NextWeek);
+    let got = s
+        .occurrences(d(2026, 5, 15), d(2026, 5, 31))
+        .expect("expands");
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].key, got[0].date), (d(2026, 5, 14), d(2026, 5, 21)));
+}
+
+#[test]
+fn until_count_and_windows() {
+    let mut s = schedule(
+        "FREQ=MONTHLY;BYDAY=+2TH;UNTIL=20260611",
+        HolidayRule::NextWeek,
+    );
+    let dates: Vec<_> = s
+        .occurrences(d(2026, 1, 1), d(2026, 12, 31))
+        .expect("expands")
+        .iter()
+        .map(|o| o.date)
+        .collect();
+    assert_eq!(dates.last(), Some(&d(2026, 6, 11)));
+    assert_eq!(dates.len(), 6);
+    // 11 June 14:00 Paris is 12:00Z: an UNTIL one second earlier excludes it.
+    s.rrule = "RRULE:FREQ=MONTHLY;BYDAY=+2TH;UNTIL=20260611T115959Z".into();
+    let got = s
+        .occurrences(d(2026, 1, 1), d(2026, 12, 31))
+        .expect("expands");
+    assert_eq!(got.last().map(|o| o.key), Some(d(2026, 5, 14)));
+    s.rrule = "FREQ=MONTHLY;BYDAY=+2TH;COUNT=3".into();
+    let got = s
+        .occurrences(d(2026, 2, 1), d(2026, 12, 31))
+        .expect("expands");
+    let keys: Vec<_> = got.iter().map(|o| o.key).collect();
+    assert_eq!(
+        keys,
+        [d(2026, 2, 12), d(2026, 3, 12)],
+        "COUNT counts from starts_on"
+    );
+    // No starts_on: the rule runs from the window's start.
+    s.starts_on = None;
+    let got = s
+        .occurrences(d(2026, 2, 1), d(2026, 12, 31))
+        .expect("expands");
+    assert_eq!(got.len(), 3);
+    assert!(matches!(
+        s.occurrences(d(2026, 2, 2), d(2026, 2, 1)),
+        Err(ScheduleError::Window { .. })
+    ));
+    s.starts_on = Some(d(2030, 1, 1));
+    assert_eq!(s.occurrences(d(2026, 1, 1), d(2026, 12, 31)), Ok(vec![]));
+    s.time_zone = "Mars/Olympus".into();
+    assert!(matches!(
+        s.occurrences(d(2026, 1, 1), d(2026, 12, 31)),
+        Err(ScheduleError::TimeZone(_))
+    ));
+}
+
+// ---------------------------------------------------------------- validation, serde
+
+fn pointers(s: &Schedule) -> Vec<String> {
+    s.validate()
+        .expect_err("invalid")
+        .into_iter()
+        .map(|e| {
+            assert!(!e.detail.is_empty() && !e.detail.contains('\n'));
+            e.pointer
+        })
+        .collect()
+}
+
+#[test]
+fn validation() {
+    let ok = schedule("FREQ=MONTHLY;BYDAY=+2TH", HolidayRule::NextWeek);
+    assert_eq!(ok.validate(), Ok(()));
+    let mut prefixed = ok.clone();
+    prefixed.rrule = "RRULE:FREQ=MONTHLY;BYDAY=+2TH".into();
+    assert_eq!(prefixed.validate(), Ok(()));
+    assert_eq!(
+        prefixed.normalized_rrule().as_deref(),
+        Ok("FREQ=MONTHLY;BYDAY=2TH")
+    );
+    let mut no_start = ok.clone();
+    no_start.starts_on = None;
+    assert_eq!(no_start.validate(), Ok(()));
+
+    // (rule, also refused by occurrences(): the last ones only make an empty expansion)
+    for (bad, unparsable) in [
+        ("", true),
+        ("FREQ=FORTNIGHTLY", true),
+        ("BYDAY=MO", true),
+        ("FREQ=MONTHLY;BYDAY=+9TH", true),
+        ("FREQ=MONTHLY;BYDAY=XX", true),
+        ("FREQ=HOURLY", true),
+        ("FREQ=MINUTELY;INTERVAL=30", true),
+        ("FREQ=SECONDLY", true),
+        ("FREQ=DAILY;BYHOUR=14", true),
+        ("FREQ=MONTHLY;INTERVAL=0", true),
+        ("DTSTART:20260101T140000\nRRULE:FREQ=MONTHLY", true),
+        ("FREQ=MONTHLY;UNTIL=tomorrow", true),
+        ("FREQ=MONTHLY;BYEASTER=0", true),
+        ("FREQ=MONTHLY;BYDAY=+2TH;UNTIL=20251231", false),
+        ("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", false),
+    ] {
+        let mut s = ok.clone();
+        s.rrule = bad.into();
+        assert_eq!(pointers(&s), ["/rrule"], "{bad:?}");
+        let expanded = s.occurrences(d(2026, 1, 1), d(2026, 12, 31));
+        if unparsable {
+            assert!(matches!(expanded, Err(ScheduleError::Rule(_))), "{bad:?}");
+        } else {
+            assert_eq!(expanded, Ok(vec![]), "{bad:?}");
+        }
+    }
+    let hourly = {
+        let mut s = ok.clone();
+        s.rrule = "FREQ=HOURLY".into();
+        s.validate().expect_err("hourly")
+    };
+    assert!(hourly[0].detail.contains("HOURLY"), "{hourly:?}");
+
+    for bad in ["25:00", "14:60", "14h00", "2:30", "14:00:00", " 14:00", ""] {
+        let mut s = ok.clone();
+        s.start_time = bad.into();
+        assert_eq!(pointers(&s), ["/start_time"], "{bad:?}");
+    }
+    for good in ["00:00", "23:59", "09:05"] {
+        let mut s = ok.clone();
+        s.start_time = good.into();
+        assert_eq!(s.validate(), Ok(()), "{good:?}");
+    }
+    for bad in ["Europe/Pariss", "europe/paris", "CET+1", ""] {
+        let mut s = ok.clone();
+        s.time_zone = bad.into();
+        assert_eq!(pointers(&s), ["/time_zone"], "{bad:?}");
+    }
+    let mut s = ok.clone();
+    s.time_zone = "America/Cayenne".into();
+    assert_eq!(s.validate(), Ok(()));
+    assert_eq!(s.tz(), Ok(Tz::America__Cayenne));
+
+    for (duration, valid) in [
+        (14, false),
+        (15, true),
+        (600, true),
+        (601, false),
+        (0, false),
+    ] {
+        let mut s = ok.clone();
+        s.duration_minutes = duration;
+        s.minutes_per_new_case = 1;
+        s.minutes_per_follow_up = 1;
+        if valid {
+            assert_eq!(s.validate(), Ok(()), "{duration}");
+        } else {
+            assert_eq!(pointers(&s), ["/duration_minutes"], "{duration}");
+        }
+    }
+    let mut s = ok.clone();
+    s.minutes_per_new_case = 0;
+    s.minutes_per_follow_up = 121;
+    assert_eq!(
+        pointers(&s),
+        ["/minutes_per_new_case", "/minutes_per_follow_up"]
+    );
+    s.minutes_per_new_case = 120;
+    s.minutes_per_follow_up = 120;
+    assert_eq!(s.validate(), Ok(()));
+
+    let mut s = ok.clone();
+    s.location = "é".repeat(200);
+    assert_eq!(s.validate(), Ok(()));
+    s.location = "é".repeat(201);
+    assert_eq!(pointers(&s), ["/location"]);
+    s.location = "Salle\n2".into();
+    assert_eq!(pointers(&s), ["/location"]);
+
+    // Everything wrong at once: every problem reported.
+    let all = Schedule {
+        rrule: "FREQ=HOURLY".into(),
+        start_time: "noon".into(),
+        time_zone: "Nowhere/Land".into(),
+        duration_minutes: 5,
+        minutes_per_new_case: 0,
+        minutes_per_follow_up: 0,
+        location: "x".repeat(201),
+        on_holiday: HolidayRule::Skip,
+        starts_on: None,
+    };
+    let mut got = pointers(&all);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "/duration_minutes",
+            "/location",
+            "/minutes_per_follow_up",
+            "/minutes_per_new_case",
+            "/rrule",
+            "/start_time",
+            "/time_zone"
+        ]
+    );
+}
+
+#[test]
+fn serde_shape() {
+    let body = r#"{"rrule": "FREQ=MONTHLY;BYDAY=+2TH", "start_time": "14:00",
+        "time_zone": "Europe/Paris", "duration_minutes": 120, "minutes_per_new_case": 20,
+        "minutes_per_follow_up": 10, "location": "…", "on_holiday": "next_week"}"#;
+    let s: Schedule = serde_json::from_str(body).expect("spec example");
+    assert_eq!(s.on_holiday, HolidayRule::NextWeek);
+    assert_eq!(s.starts_on, None);
+    assert_eq!(s.validate(), Ok(()));
+
+    let minimal = r#"{"rrule": "FREQ=WEEKLY;BYDAY=MO", "start_time": "09:30",
+        "duration_minutes": 60, "minutes_per_new_case": 15, "minutes_per_follow_up": 5,
+        "starts_on": "2026-09-01"}"#;
+    let s: Schedule = serde_json::from_str(minimal).expect("defaults");
+    assert_eq!(s.time_zone, "Europe/Paris");
+    assert_eq!(s.location, "");
+    assert_eq!(s.on_holiday, HolidayRule::NextWeek);
+    assert_eq!(s.starts_on, Some(d(2026, 9, 1)));
+
+    for (text, rule) in [
+        ("\"next_week\"", HolidayRule::NextWeek),
+        ("\"skip\"", HolidayRule::Skip),
+        ("\"keep\"", HolidayRule::Keep),
+    ] {
+        assert_eq!(
+            serde_json::from_str::<HolidayRule>(text).expect("rule"),
+            rule
+        );
+        assert_eq!(serde_json::to_string(&rule).expect("json"), text);
+    }
+    assert!(serde_json::from_str::<HolidayRule>("\"NextWeek\"").is_err());
+    let unknown = minimal.replace("\"starts_on\"", "\"colour\": 1, \"starts_on\"");
+    assert!(serde_json::from_str::<Schedule>(&unknown).is_err());
+    let json = serde_json::to_value(&s).expect("json");
+    assert_eq!(json["on_holiday"], "next_week");
+    assert_eq!(json["starts_on"], "2026-09-01");
+}
+
+// ---------------------------------------------------------------- iCalendar
+
+fn event(uid: &str, starts_at: DateTime<FixedOffset>) -> IcsEvent {
+    IcsEvent {
+        uid: uid.into(),
+        starts_at,
+        duration_minutes: 120,
+        summary: "Cellule cas complexes".into(),
+        location: String::new(),
+        description: String::new(),
+        cancelled: false,
+        sequence: 0,
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 15, 9, 30, 0).unwrap()
+}
+
+type Parsed<'a> = icalendar::parser::Calendar<'a>;
+
+fn prop<'a>(props: &'a [icalendar::parser::Property<'a>], name: &str) -> Option<&'a str> {
+    props
+        .iter()
+        .find(|p| p.name.as_str() == name)
+        .map(|p| p.val.as_str())
+}
+
+fn param<'a>(p: &'a icalendar::parser::Property<'a>, key: &str) -> Option<&'a str> {
+    p.params
+        .iter()
+        .find(|x| x.key.as_str() == key)
+        .and_then(|x| x.val.as_ref())
+        .map(|v| v.as_str())
+}
+
+fn check_wire_format(ics: &str) {
+    assert!(ics.ends_with("\r\n"));
+    assert!(
+        !ics.replace("\r\n", "").contains(['\r', '\n']),
+        "bare CR or LF"
+    );
+    for line in ics.split("\r\n") {
+        assert!(line.len() <= 75, "{} octets: {line:?}", line.len());
+    }
+}
+
+#[test]
+fn ics_parses_and_carries_the_paris_vtimezone() {
+    let s = schedule("FREQ=MONTHLY;BYDAY=+2TH", HolidayRule::NextWeek);
+    let occ = s
+        .occurrences(d(2026, 3, 1), d(2026, 5, 31))
+        .expect("expands");
+    assert_eq!(
+        occ.iter().map(|o| o.date).collect::<Vec<_>>(),
+        [d(2026, 3, 12), d(2026, 4, 9), d(2026, 5, 21)]
+    );
+    let mut events: Vec<IcsEvent> = occ
+        .iter()
+        .map(|o| event(&format!("session-{}@cellule.example", o.key), o.starts_at))
+        .collect();
+    events[2].cancelled = true;
+    events[2].sequence = 3;
+    let ics = calendar("CLSM Perpignan", "Europe/Paris", &events, now());
+    check_wire_format(&ics);
+
+    let unfolded = icalendar::parser::unfold(&ics);
+    let cal: Parsed = icalendar::parser::read_calendar(&unfolded).expect("parses");
+    assert_eq!(prop(&cal.properties, "VERSION"), Some("2.0"));
+    assert!(prop(&cal.properties, "PRODID").is_some());
+    assert_eq!(prop(&cal.properties, "CALSCALE"), Some("GREGORIAN"));
+    assert_eq!(prop(&cal.properties, "METHOD"), Some("PUBLISH"));
+    assert_eq!(
+        prop(&cal.properties, "X-WR-CALNAME"),
+        Some("CLSM Perpignan")
+    );
+
+    let tzs: Vec<_> = cal
+        .components
+        .iter()
+        .filter(|c| c.name.as_str() == "VTIMEZONE")
+        .collect();
+    assert_eq!(tzs.len(), 1);
+    assert_eq!(prop(&tzs[0].properties, "TZID"), Some("Europe/Paris"));
+    let sub = |kind: &str| {
+        let found: Vec<_> = tzs[0]
+            .components
+            .iter()
+            .filter(|c| c.name.as_str() == kind)
+            .collect();
+        assert_eq!(found.len(), 1, "{kind}");
+        found[0]
+    };
+    let daylight = sub("DAYLIGHT");
+    assert_eq!(prop(&daylight.properties, "TZOFFSETFROM"), Some("+0100"));
+    assert_eq!(prop(&daylight.properties, "TZOFFSETTO"), Some("+0200"));
+    assert_eq!(prop(&daylight.properties, "TZNAME"), Some("CEST"));
+    assert_eq!(
+        prop(&daylight.properties, "DTSTART"),
+        Some("20250330T020000")
+    );
+    assert_eq!(
+        prop(&daylight.properties, "RRULE"),
+        Some("FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU")
+    );
+    let standard = sub("STANDARD");
+    assert_eq!(prop(&standard.properties, "TZOFFSETFROM"), Some("+0200"));
+    assert_eq!(prop(&standard.properties, "TZOFFSETTO"), Some("+0100"));
+    assert_eq!(prop(&standard.properties, "TZNAME"), Some("CET"));
+    assert_eq!(
+        prop(&standard.properties, "DTSTART"),
+        Some("20251026T030000")
+    );
+    assert_eq!(
+        prop(&standard.properties, "RRULE"),
+        Some("FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU")
+    );
+
+    let vevents: Vec<_> = cal
+        .components
+        .iter()
+        .filter(|c| c.name.as_str() == "VEVENT")
+        .collect();
+    assert_eq!(vevents.len(), 3);
+    let expected = [
+        (
+            "20260312T140000",
+            Utc.with_ymd_and_hms(2026, 3, 12, 13, 0, 0).unwrap(),
+            "CONFIRMED",
+            "0",
+        ),
+        (
+            "20260409T140000",
+            Utc.with_ymd_and_hms(2026, 4, 9, 12, 0, 0).unwrap(),
+            "CONFIRMED",
+            "0",
+        ),
+        (
+            "20260521T140000",
+            Utc.with_ymd_and_hms(2026, 5, 21, 12, 0, 0).unwrap(),
+            "CANCELLED",
+            "3",
+        ),
+    ];
+    for (ev, (local, utc, status, sequence)) in vevents.iter().zip(expected) {
+        let dtstart = ev
+            .properties
+            .iter()
+            .find(|p| p.name.as_str() == "DTSTART")
+            .expect("DTSTART");
+        assert_eq!(param(dtstart, "TZID"), Some("Europe/Paris"));
+        assert_eq!(dtstart.val.as_str(), local);
+        // Read back the local time in the named zone: the right instant on both sides of DST.
+        let naive = chrono::NaiveDateTime::parse_from_str(local, "%Y%m%dT%H%M%S").expect("local");
+        let back = chrono_tz::Europe::Paris
+            .from_local_datetime(&naive)
+            .single()
+            .expect("single");
+        assert_eq!(back.with_timezone(&Utc), utc);
+        assert_eq!(prop(&ev.properties, "DURATION"), Some("PT2H"));
+        assert_eq!(prop(&ev.properties, "DTSTAMP"), Some("20260115T093000Z"));
+        assert_eq!(prop(&ev.properties, "STATUS"), Some(status));
+        assert_eq!(prop(&ev.properties, "SEQUENCE"), Some(sequence));
+        assert_eq!(
+            prop(&ev.properties, "SUMMARY"),
+            Some("Cellule cas complexes")
+        );
+        assert!(prop(&ev.properties, "UID").is_some_and(|u| u.starts_with("session-2026-")));
+        assert_eq!(
+            prop(&ev.properties, "LOCATION"),
+            None,
+            "empty location omitted"
+        );
+    }
+    // An instant given with another offset is still written as Paris local time.
+    let utc_given = event(
+        "u",
+        DateTime::parse_from_rfc3339("2026-07-01T12:00:00Z").unwrap(),
+    );
+    let ics = calendar("x", "Europe/Paris", &[utc_given], now());
+    assert!(ics.contains("DTSTART;TZID=Europe/Paris:20260701T140000\r\n"));
+    // Events spanning several years still get one pair, starting the year before the first.
+    let far = vec![
+        event(
+            "a",
+            DateTime::parse_from_rfc3339("2026-03-12T14:00:00+01:00").unwrap(),
+        ),
+        event(
+            "b",
+            DateTime::parse_from_rfc3339("2035-06-14T14:00:00+02:00").unwrap(),
+        ),
+    ];
+    let ics = calendar("x", "Europe/Paris", &far, now());
+    assert_eq!(ics.matches("BEGIN:DAYLIGHT").count(), 1);
+    assert!(ics.contains("DTSTART;TZID=Europe/Paris:20350614T140000\r\n"));
+}
+
+#[test]
+fn ics_text_is_escaped_folded_and_round_trips() {
+    let tricky_summary = "Cellule: ordre du jour; cas n°3, suivi \\ relance";
+    let tricky_location = "Maison des associations, 2e étage; salle « Émile-Zola »\nentrée par la cour, côté parking — accès PMR";
+    let tricky_description = format!("Ligne 1\r\nLigne 2\nLigne 3, fin; {}", "é".repeat(120));
+    let mut ev = event(
+        "session-42@cellule.example",
+        DateTime::parse_from_rfc3339("2026-06-11T14:00:00+02:00").unwrap(),
+    );
+    ev.summary = tricky_summary.into();
+    ev.location = tricky_location.into();
+    ev.description = tricky_description.clone();
+    ev.duration_minutes = 90;
+    let ics = calendar("Cellule, Perpignan; test", "Europe/Paris", &[ev], now());
+    check_wire_format(&ics);
+    assert!(ics.contains("\r\n "), "long lines are folded");
+    assert!(ics.contains("SUMMARY:Cellule: ordre du jour\\; cas n°3\\, suivi \\\\ relance"));
+
+    let unfolded = icalendar::parser::unfold(&ics);
+    let cal = icalendar::parser::read_calendar(&unfolded).expect("parses");
+    // NAME (RFC 7986) is TEXT, but this parser does not unescape it: check the escaped form.
+    assert_eq!(
+        prop(&cal.properties, "NAME"),
+        Some("Cellule\\, Perpignan\\; test")
+    );
+    let ev = cal
+        .components
+        .iter()
+        .find(|c| c.name.as_str() == "VEVENT")
+        .expect("event");
+    assert_eq!(prop(&ev.properties, "SUMMARY"), Some(tricky_summary));
+    assert_eq!(prop(&ev.properties, "LOCATION"), Some(tricky_location));
+    assert_eq!(
+        prop(&ev.properties, "DESCRIPTION"),
+        Some(tricky_description.replace("\r\n", "\n").as_str())
+    );
+    assert_eq!(prop(&ev.properties, "DURATION"), Some("PT1H30M"));
+}
+
+#[test]
+fn ics_other_zones() {
+    let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap();
+    let parse_ok = |ics: &str| {
+        check_wire_format(ics);
+        let unfolded = icalendar::parser::unfold(ics);
+        assert!(icalendar::parser::read_calendar(&unfolded).is_ok());
+    };
+
+    // New York: not the EU rule, so each change is listed (2025–2027).
+    let ny = calendar(
+        "x",
+        "America/New_York",
+        &[event("a", at("2026-03-10T14:00:00-04:00"))],
+        now(),
+    );
+    parse_ok(&ny);
+    assert!(ny.contains("DTSTART;TZID=America/New_York:20260310T140000\r\n"));
+    assert!(!ny.contains("RRULE"));
+    assert!(ny.contains(
+        "BEGIN:DAYLIGHT\r\nDTSTART:20260308T020000\r\nTZOFFSETFROM:-0500\r\nTZOFFSETTO:-0400\r\nTZNAME:EDT\r\nEND:DAYLIGHT"
+    ));
+    assert!(ny.contains(
+        "BEGIN:STANDARD\r\nDTSTART:20261101T020000\r\nTZOFFSETFROM:-0400\r\nTZOFFSETTO:-0500\r\nTZNAME:EST\r\nEND:STANDARD"
+    ));
+    assert_eq!(ny.matches("BEGIN:DAYLIGHT").count(), 3);
+    assert_eq!(ny.matches("BEGIN:STANDARD").count(), 4); // initial + 3
+
+    // London follows the EU rule with other offsets.
+    let london = calendar(
+        "x",
+        "Europe/London",
+        &[event("a", at("2026-07-01T10:00:00+01:00"))],
+        now(),
+    );
+    parse_ok(&london);
+    assert!(london.contains(
+        "BEGIN:DAYLIGHT\r\nDTSTART:20250330T010000\r\nTZOFFSETFROM:+0000\r\nTZOFFSETTO:+0100\r\nTZNAME:BST\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nEND:DAYLIGHT"
+    ));
+    assert!(london.contains("DTSTART:20251026T020000\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0000"));
+
+    // La Réunion: no DST, a single STANDARD.
+    let reunion = calendar(
+        "x",
+        "Indian/Reunion",
+        &[event("a", at("2026-07-01T14:00:00+04:00"))],
+        now(),
+    );
+    parse_ok(&reunion);
+    assert_eq!(reunion.matches("BEGIN:STANDARD").count(), 1);
+    assert!(!reunion.contains("BEGIN:DAYLIGHT"));
+    assert!(reunion.contains("TZOFFSETFROM:+0400\r\nTZOFFSETTO:+0400"));
+    assert!(reunion.contains("DTSTART;TZID=Indian/Reunion:20260701T140000\r\n"));
+
+    // Unknown zone or UTC: UTC times, no VTIMEZONE.
+    for zone in ["Nowhere/Land", "UTC"] {
+        let utc = calendar(
+            "x",
+            zone,
+            &[event("a", at("2026-07-01T14:00:00+02:00"))],
+            now(),
+        );
+        parse_ok(&utc);
+        assert!(!utc.contains("VTIMEZONE"));
+        assert!(utc.contains("DTSTART:20260701T120000Z\r\n"));
+    }
+
+    // No events: still a valid calendar with the zone.
+    let empty = calendar("", "Europe/Paris", &[], now());
+    parse_ok(&empty);
+    assert!(empty.contains("BEGIN:VTIMEZONE") && !empty.contains("VEVENT"));
+}
+
+#[test]
+fn ics_durations() {
+    for (minutes, text) in [
+        (120, "PT2H"),
+        (90, "PT1H30M"),
+        (45, "PT45M"),
+        (600, "PT10H"),
+    ] {
+        let mut ev = event(
+            "a",
+            DateTime::parse_from_rfc3339("2026-07-01T14:00:00+02:00").unwrap(),
+        );
+        ev.duration_minutes = minutes;
+        let ics = calendar("x", "Europe/Paris", &[ev], now());
+        assert!(ics.contains(&format!("DURATION:{text}\r\n")), "{minutes}");
+    }
+}
+
+#[test]
+fn openapi_schemas() {
+    use utoipa::PartialSchema;
+    let schedule = serde_json::to_value(Schedule::schema()).expect("schema");
+    let required: Vec<&str> = schedule["required"]
+        .as_array()
+        .expect("required")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        required,
+        [
+            "rrule",
+            "start_time",
+            "duration_minutes",
+            "minutes_per_new_case",
+            "minutes_per_follow_up"
+        ]
+    );
+    assert_eq!(
+        schedule["properties"]["time_zone"]["default"],
+        "Europe/Paris"
+    );
+    assert_eq!(schedule["additionalProperties"], false);
+    let rule = serde_json::to_value(HolidayRule::schema()).expect("schema");
+    assert_eq!(
+        rule["enum"],
+        serde_json::json!(["next_week", "skip", "keep"])
+    );
+}
