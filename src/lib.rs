@@ -31,5 +31,6 @@ pub mod policy;
 pub mod referrals;
 pub mod routing;
 pub mod schedule;
+pub mod sessions;
 pub mod storage;
 pub mod telemetry;

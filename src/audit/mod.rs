@@ -82,6 +82,13 @@ pub enum Action {
     CheckpointAudit,
     PurgeAudit,
     AcceptCharter,
+    CancelSession,
+    BuildAgenda,
+    EditAgenda,
+    PublishAgenda,
+    ReadAgenda,
+    RecordDecision,
+    ExportCalendar,
 }
 
 impl Action {
@@ -103,6 +110,13 @@ impl Action {
         Action::CheckpointAudit,
         Action::PurgeAudit,
         Action::AcceptCharter,
+        Action::CancelSession,
+        Action::BuildAgenda,
+        Action::EditAgenda,
+        Action::PublishAgenda,
+        Action::ReadAgenda,
+        Action::RecordDecision,
+        Action::ExportCalendar,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -124,6 +138,13 @@ impl Action {
             Action::CheckpointAudit => "checkpoint_audit",
             Action::PurgeAudit => "purge_audit",
             Action::AcceptCharter => "accept_charter",
+            Action::CancelSession => "cancel_session",
+            Action::BuildAgenda => "build_agenda",
+            Action::EditAgenda => "edit_agenda",
+            Action::PublishAgenda => "publish_agenda",
+            Action::ReadAgenda => "read_agenda",
+            Action::RecordDecision => "record_decision",
+            Action::ExportCalendar => "export_calendar",
         }
     }
 
@@ -145,7 +166,14 @@ impl Action {
             | Action::EnterCellule
             | Action::ReadAudit
             | Action::ReadAccessLog => "R",
-            Action::TransitionCase => "U",
+            Action::TransitionCase
+            | Action::CancelSession
+            | Action::BuildAgenda
+            | Action::EditAgenda
+            | Action::PublishAgenda
+            | Action::RecordDecision => "U",
+            Action::ReadAgenda => "R",
+            Action::ExportCalendar => "E",
             Action::EraseCase | Action::RetentionErase | Action::PurgeAudit => "D",
             Action::VerifyAudit | Action::ExportAudit => "E",
         }

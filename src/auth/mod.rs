@@ -141,7 +141,9 @@ async fn record_outsider(
         draft = draft.target("route", route.as_str());
     }
     if let Ok(params) = RawPathParams::from_request_parts(parts, state).await
-        && let Some((_, id)) = params.iter().find(|(name, _)| *name == "id")
+        && let Some((_, id)) = params
+            .iter()
+            .find(|(name, _)| *name == "id" || *name == "case_id")
         && let Ok(id) = uuid::Uuid::parse_str(id)
     {
         draft = draft.case(&id.to_string(), None);

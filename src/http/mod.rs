@@ -10,6 +10,7 @@ pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod middleware;
+pub mod sessions;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -54,7 +55,8 @@ pub struct AppState {
         (name = "memberships", description = "Who the caller is and where"),
         (name = "administration", description = "Cellules and memberships (administrators only)"),
         (name = "cases", description = "Referrals, cases, notes and the charter"),
-        (name = "audit", description = "The tamper-evident audit log (auditors)")
+        (name = "audit", description = "The tamper-evident audit log (auditors)"),
+        (name = "sessions", description = "Monthly review: schedule, sessions, agenda, decisions, routing, statistics")
     )
 )]
 struct ApiDoc;
@@ -84,6 +86,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(admin::router())
         .merge(cases::router())
         .merge(audit::router())
+        .merge(sessions::router())
         .split_for_parts()
 }
 

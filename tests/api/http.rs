@@ -226,6 +226,18 @@ async fn openapi_matches_the_router(backend: Backend) {
         "/v1/cellules/{cellule}/audit/verify",
         "/v1/cellules/{cellule}/audit/checkpoints",
         "/v1/cellules/{cellule}/audit/export",
+        "/v1/cellules/{cellule}/schedule",
+        "/v1/cellules/{cellule}/sessions",
+        "/v1/cellules/{cellule}/sessions/plan",
+        "/v1/cellules/{cellule}/sessions/{sid}/cancel",
+        "/v1/cellules/{cellule}/sessions/{sid}/agenda",
+        "/v1/cellules/{cellule}/sessions/{sid}/agenda/build",
+        "/v1/cellules/{cellule}/sessions/{sid}/agenda/publish",
+        "/v1/cellules/{cellule}/sessions/{sid}/items/{case_id}/decision",
+        "/v1/cellules/{cellule}/sessions/{sid}/calendar.ics",
+        "/v1/cellules/{cellule}/interlocutors",
+        "/v1/cellules/{cellule}/routing",
+        "/v1/cellules/{cellule}/stats",
     ];
     let documented: HashSet<&str> = paths.keys().map(String::as_str).collect();
     assert_eq!(

@@ -11,4 +11,5 @@ mod keys;
 mod matrix;
 mod policies;
 mod resilience;
+mod sessions;
 mod tokens;

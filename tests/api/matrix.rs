@@ -44,6 +44,7 @@ struct AuditSpec {
     enter: Vec<String>,
     case_level: Vec<String>,
     lists: Vec<String>,
+    refusals: Vec<String>,
 }
 
 /// An audit entry reduced to what the matrix predicts.
@@ -69,6 +70,9 @@ struct Row {
     body: Option<String>,
     #[serde(default)]
     query: Option<String>,
+    /// The fixture session `{sid}` names (`s1` by default).
+    #[serde(default)]
+    session: Option<String>,
     expect: BTreeMap<String, u16>,
     #[serde(default)]
     ids: BTreeMap<String, Vec<String>>,
@@ -244,6 +248,38 @@ async fn fixture(app: &TestApp) -> HashMap<String, String> {
             assert_eq!(a.status, 201, "{}", a.text);
         }
     }
+    // A schedule and two sessions (s2 gets cancelled).
+    let coord = app.token(COORD);
+    let a = app
+        .request(
+            Method::PUT,
+            "/v1/cellules/perpignan/schedule",
+            Some(&coord),
+            Some(
+                json!({"rrule": "FREQ=MONTHLY;BYDAY=+2TH", "start_time": "14:00",
+                "duration_minutes": 120, "minutes_per_new_case": 20, "minutes_per_follow_up": 10}),
+            ),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    for (name, at) in [
+        ("s1", "2030-12-12T14:00:00+01:00"),
+        ("s2", "2031-02-13T14:00:00+01:00"),
+    ] {
+        let a = app
+            .request(
+                Method::POST,
+                "/v1/cellules/perpignan/sessions",
+                Some(&coord),
+                Some(json!({"starts_at": at})),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{}", a.text);
+        cases.insert(
+            name.to_owned(),
+            a.body["id"].as_str().expect("id").to_owned(),
+        );
+    }
     cases
 }
 
@@ -284,19 +320,28 @@ fn expected_entries(
     let case_level = spec.case_level.iter().any(|a| a == action);
     match status {
         200..=299 => {
-            let is_list = spec.lists.iter().any(|a| a == action);
-            if let Some(list) = body
-                .get("items")
-                .or(Some(body))
-                .and_then(Value::as_array)
-                .filter(|_| is_list)
-            {
-                if list.is_empty() {
+            if spec.lists.iter().any(|a| a == action) {
+                let mut shown: Vec<&Value> = body
+                    .get("items")
+                    .or(Some(body))
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().collect())
+                    .unwrap_or_default();
+                shown.extend(
+                    body.get("deferred")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten(),
+                );
+                if shown.is_empty() {
                     return vec![entry(action, "allowed", None, None)];
                 }
-                return list
+                return shown
                     .iter()
-                    .map(|i| entry(action, "allowed", None, i["id"].as_str()))
+                    .map(|i| {
+                        let id = i["id"].as_str().or_else(|| i["case_id"].as_str());
+                        entry(action, "allowed", None, id)
+                    })
                     .collect();
             }
             let case = case_id.or_else(|| body["id"].as_str());
@@ -323,7 +368,7 @@ fn expected_entries(
             };
             vec![entry(action, "denied", Some(reason), case_id)]
         }
-        409 | 422 if case_level => {
+        409 | 422 if spec.refusals.iter().any(|a| a == action) => {
             let reason = if status == 409 { "conflict" } else { "invalid" };
             vec![entry(action, "denied", Some(reason), case_id)]
         }
@@ -340,11 +385,13 @@ async fn head(app: &TestApp, cellule: &str) -> i64 {
         .map_or(0, |h| h.seq)
 }
 
-fn path_of(endpoint: &str, case: Option<&String>) -> (Method, String) {
+fn path_of(endpoint: &str, case: Option<&String>, session: &str) -> (Method, String) {
     let (method, path) = endpoint.split_once(' ').expect("METHOD /path");
     let path = path
         .replace("{cellule}", "perpignan")
         .replace("{sub}", "matrix-someone")
+        .replace("{sid}", session)
+        .replace("{case_id}", case.map_or("none", String::as_str))
         .replace("{id}", case.map_or("none", String::as_str));
     (method.parse().expect("method"), path)
 }
@@ -368,7 +415,8 @@ async fn access_matrix(backend: Backend) {
             .case
             .as_ref()
             .map(|c| cases.get(c).unwrap_or_else(|| panic!("unknown case {c}")));
-        let (method, mut path) = path_of(&r.endpoint, case_id);
+        let session = &cases[r.session.as_deref().unwrap_or("s1")];
+        let (method, mut path) = path_of(&r.endpoint, case_id, session);
         if let Some(q) = &r.query {
             path = format!("{path}?{q}");
         }
@@ -412,6 +460,7 @@ async fn access_matrix(backend: Backend) {
                 .expect("audit entries");
             let body_json = if r.query.as_deref() == Some("format=jsonl")
                 || r.query.as_deref() == Some("format=fhir")
+                || r.endpoint.ends_with("calendar.ics")
             {
                 Value::Null
             } else {

@@ -1,0 +1,396 @@
+//! The monthly review: schedule, sessions, agenda, decisions, calendar, routing directory and
+//! statistics (SPEC §10-§11). Handlers are thin: the rules live in [`crate::sessions`].
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::auth::CelluleMember;
+use crate::error::{ApiError, Problem};
+use crate::schedule::Schedule;
+use crate::sessions::{
+    self, AdHocRequest, AgendaEdit, AgendaView, DecisionRequest, DecisionView, Interlocutors,
+    PlanRequest, PlanResult, RoutingRules, SessionQuery, SessionView, Stats, StatsQuery,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_schedule, put_schedule))
+        .routes(routes!(plan_sessions))
+        .routes(routes!(list_sessions, add_session))
+        .routes(routes!(cancel_session))
+        .routes(routes!(build_agenda))
+        .routes(routes!(get_agenda, edit_agenda))
+        .routes(routes!(publish_agenda))
+        .routes(routes!(record_decision))
+        .routes(routes!(session_calendar))
+        .routes(routes!(get_interlocutors, put_interlocutors))
+        .routes(routes!(get_routing, put_routing))
+        .routes(routes!(get_stats))
+}
+
+/// The cellule's session schedule (coordinator, members).
+#[utoipa::path(get, path = "/v1/cellules/{cellule}/schedule", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    responses(
+        (status = 200, description = "The schedule", body = Schedule),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role without access", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No schedule yet, no such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_schedule(
+    State(state): State<AppState>,
+    member: CelluleMember,
+) -> Result<Json<Schedule>, ApiError> {
+    Ok(Json(sessions::get_schedule(&state, &member).await?))
+}
+
+/// Sets the schedule (coordinator).
+#[utoipa::path(put, path = "/v1/cellules/{cellule}/schedule", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    request_body = Schedule,
+    responses(
+        (status = 200, description = "The stored schedule", body = Schedule),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid schedule", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_schedule(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiJson(body): ApiJson<Schedule>,
+) -> Result<Json<Schedule>, ApiError> {
+    Ok(Json(sessions::put_schedule(&state, &member, body).await?))
+}
+
+/// Plans the sessions of the coming months from the schedule, idempotently (coordinator).
+#[utoipa::path(post, path = "/v1/cellules/{cellule}/sessions/plan", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    request_body = PlanRequest,
+    responses(
+        (status = 200, description = "Sessions created now, and every planned session of the window", body = PlanResult),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No schedule yet", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid number of months", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn plan_sessions(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiJson(body): ApiJson<PlanRequest>,
+) -> Result<Json<PlanResult>, ApiError> {
+    Ok(Json(sessions::plan(&state, &member, body).await?))
+}
+
+/// Sessions, by start (coordinator, members).
+#[utoipa::path(get, path = "/v1/cellules/{cellule}/sessions", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), SessionQuery),
+    responses(
+        (status = 200, description = "The sessions", body = Vec<SessionView>),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role without access", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiQuery(query): ApiQuery<SessionQuery>,
+) -> Result<Json<Vec<SessionView>>, ApiError> {
+    Ok(Json(sessions::list_sessions(&state, &member, query).await?))
+}
+
+/// Adds an ad-hoc session (coordinator).
+#[utoipa::path(post, path = "/v1/cellules/{cellule}/sessions", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    request_body = AdHocRequest,
+    responses(
+        (status = 201, description = "The session", body = SessionView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid session", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn add_session(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiJson(body): ApiJson<AdHocRequest>,
+) -> Result<(StatusCode, Json<SessionView>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(sessions::add_session(&state, &member, body).await?),
+    ))
+}
+
+/// Cancels a session; its agenda returns to the pool (coordinator).
+#[utoipa::path(post, path = "/v1/cellules/{cellule}/sessions/{sid}/cancel", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The cancelled session", body = SessionView),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel_session(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiPath((_, sid)): ApiPath<(String, String)>,
+) -> Result<Json<SessionView>, ApiError> {
+    Ok(Json(sessions::cancel(&state, &member, &sid).await?))
+}
+
+/// Builds the agenda: eligible cases by urgency, deferrals and waiting time, within capacity;
+/// the rest is deferred (coordinator).
+#[utoipa::path(post, path = "/v1/cellules/{cellule}/sessions/{sid}/agenda/build", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The agenda", body = AgendaView),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator, or charter not accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Session cancelled or agenda published", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn build_agenda(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiPath((_, sid)): ApiPath<(String, String)>,
+) -> Result<Json<AgendaView>, ApiError> {
+    Ok(Json(sessions::build(&state, &member, &sid).await?))
+}
+
+/// The agenda with time slots and routing proposals; also the printable view of the meeting.
+/// Members see the items they may see.
+#[utoipa::path(get, path = "/v1/cellules/{cellule}/sessions/{sid}/agenda", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The agenda", body = AgendaView),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role without access, or charter not accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_agenda(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiPath((_, sid)): ApiPath<(String, String)>,
+) -> Result<Json<AgendaView>, ApiError> {
+    Ok(Json(sessions::get_agenda(&state, &member, &sid).await?))
+}
+
+/// Sets the agenda's items in the given order (coordinator).
+#[utoipa::path(put, path = "/v1/cellules/{cellule}/sessions/{sid}/agenda", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id")),
+    request_body = AgendaEdit,
+    responses(
+        (status = 200, description = "The agenda", body = AgendaView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator, or charter not accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Session cancelled or agenda published", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown, repeated or ineligible case", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn edit_agenda(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiPath((_, sid)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<AgendaEdit>,
+) -> Result<Json<AgendaView>, ApiError> {
+    Ok(Json(sessions::edit(&state, &member, &sid, body).await?))
+}
+
+/// Publishes the agenda: its cases become `scheduled` and members get access (coordinator).
+#[utoipa::path(post, path = "/v1/cellules/{cellule}/sessions/{sid}/agenda/publish", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The published agenda", body = AgendaView),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator, or charter not accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Cancelled, already published, or empty", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn publish_agenda(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiPath((_, sid)): ApiPath<(String, String)>,
+) -> Result<Json<AgendaView>, ApiError> {
+    Ok(Json(sessions::publish(&state, &member, &sid).await?))
+}
+
+/// Records the session's decision on one item and moves the case on (coordinator).
+#[utoipa::path(post, path = "/v1/cellules/{cellule}/sessions/{sid}/items/{case_id}/decision", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id"), ("case_id" = String, Path, description = "Case id")),
+    request_body = DecisionRequest,
+    responses(
+        (status = 201, description = "The decision", body = DecisionView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator, or charter not accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session or item", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Agenda not published, item decided, or case not scheduled", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid decision, or direct identifiers in text", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Integrity failure", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn record_decision(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiPath((_, sid, case_id)): ApiPath<(String, String, String)>,
+    ApiJson(body): ApiJson<DecisionRequest>,
+) -> Result<(StatusCode, Json<DecisionView>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(sessions::decide(&state, &member, &sid, &case_id, body).await?),
+    ))
+}
+
+/// The session as an iCalendar file: time, place, item references only (coordinator, members).
+#[utoipa::path(get, path = "/v1/cellules/{cellule}/sessions/{sid}/calendar.ics", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "`text/calendar` (RFC 5545)", body = String),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role without access", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn session_calendar(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiPath((_, sid)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let text = sessions::calendar(&state, &member, &sid).await?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/calendar; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+/// The directory of interlocutors (coordinator).
+#[utoipa::path(get, path = "/v1/cellules/{cellule}/interlocutors", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    responses(
+        (status = 200, description = "The interlocutors", body = Interlocutors),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_interlocutors(
+    State(state): State<AppState>,
+    member: CelluleMember,
+) -> Result<Json<Interlocutors>, ApiError> {
+    Ok(Json(sessions::get_interlocutors(&state, &member).await?))
+}
+
+/// Replaces the interlocutors (coordinator); the routing rules must still refer to them.
+#[utoipa::path(put, path = "/v1/cellules/{cellule}/interlocutors", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    request_body = Interlocutors,
+    responses(
+        (status = 200, description = "The interlocutors", body = Interlocutors),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid directory", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_interlocutors(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiJson(body): ApiJson<Interlocutors>,
+) -> Result<Json<Interlocutors>, ApiError> {
+    Ok(Json(
+        sessions::put_interlocutors(&state, &member, body).await?,
+    ))
+}
+
+/// The ordered routing rules (coordinator).
+#[utoipa::path(get, path = "/v1/cellules/{cellule}/routing", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    responses(
+        (status = 200, description = "The rules", body = RoutingRules),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_routing(
+    State(state): State<AppState>,
+    member: CelluleMember,
+) -> Result<Json<RoutingRules>, ApiError> {
+    Ok(Json(sessions::get_rules(&state, &member).await?))
+}
+
+/// Replaces the ordered routing rules (coordinator).
+#[utoipa::path(put, path = "/v1/cellules/{cellule}/routing", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    request_body = RoutingRules,
+    responses(
+        (status = 200, description = "The rules", body = RoutingRules),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid rules", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_routing(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiJson(body): ApiJson<RoutingRules>,
+) -> Result<Json<RoutingRules>, ApiError> {
+    Ok(Json(sessions::put_rules(&state, &member, body).await?))
+}
+
+/// Yearly statistics, every count below 5 suppressed (coordinator, auditor).
+#[utoipa::path(get, path = "/v1/cellules/{cellule}/stats", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), StatsQuery),
+    responses(
+        (status = 200, description = "The statistics", body = Stats),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role without access", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid year", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_stats(
+    State(state): State<AppState>,
+    member: CelluleMember,
+    ApiQuery(query): ApiQuery<StatsQuery>,
+) -> Result<Json<Stats>, ApiError> {
+    Ok(Json(sessions::stats(&state, &member, query.year).await?))
+}

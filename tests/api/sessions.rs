@@ -1,0 +1,911 @@
+//! The monthly review over HTTP on both backends: schedule and idempotent planning (with a
+//! holiday move and DST offsets), agenda building (capacity, urgency, deferrals counted once,
+//! follow-ups due), routing proposals with their rule and uncovered cases, publication (member
+//! and guest access), cancellation releasing items, decisions moving cases, the calendar parsed
+//! by an independent iCalendar parser without case content, and suppressed statistics.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::helpers::{
+    AUDITOR, Backend, CITY, COORD, GUEST, PSY, REF1, TestApp, referral, spawn_app,
+};
+
+const CANARY: &str = "SITUATIONCANARY";
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    sub: &str,
+    body: Option<Value>,
+) -> crate::helpers::Answer {
+    app.request(
+        method,
+        &format!("/v1/cellules/perpignan{path}"),
+        Some(&app.token(sub)),
+        body,
+    )
+    .await
+}
+
+fn schedule() -> Value {
+    json!({"rrule": "FREQ=MONTHLY;BYDAY=+2TH", "start_time": "14:00", "time_zone": "Europe/Paris",
+        "duration_minutes": 120, "minutes_per_new_case": 20, "minutes_per_follow_up": 10,
+        "location": "Mairie, salle du conseil", "on_holiday": "next_week"})
+}
+
+/// A directory: CMP 66G03 leads care access in its sector with the EMPP (guest) invited;
+/// housing goes to the CCAS; nothing covers `addiction` alone.
+fn directory() -> (Value, Value) {
+    (
+        json!({"interlocutors": [
+            {"id": "cmp-66g03", "name": "CMP 66G03", "sphere": "psychiatry", "kind": "cmp", "sectors": ["66G03"], "needs": ["care_access"], "contact": "accueil CMP : 04 00 00 00 01"},
+            {"id": "empp", "name": "EMPP", "sphere": "psychiatry", "kind": "mobile_team", "guest": true},
+            {"id": "ccas", "name": "CCAS Perpignan", "sphere": "city", "kind": "ccas", "communes": ["66136"]}
+        ]}),
+        json!({"rules": [
+            {"id": "soins-66g03", "needs": ["care_access"], "sectors": ["66G03"], "lead": "cmp-66g03", "others": ["empp"]},
+            {"id": "logement", "needs": ["housing"], "communes": ["66136"], "lead": "ccas"}
+        ]}),
+    )
+}
+
+async fn setup(app: &TestApp) {
+    app.standard_cellule().await;
+    let a = call(app, Method::PUT, "/schedule", COORD, Some(schedule())).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let (interlocutors, rules) = directory();
+    let a = call(
+        app,
+        Method::PUT,
+        "/interlocutors",
+        COORD,
+        Some(interlocutors),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let a = call(app, Method::PUT, "/routing", COORD, Some(rules)).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+}
+
+/// Refers and accepts a case; returns (id, reference).
+async fn accepted(app: &TestApp, urgency: &str, needs: Value, sector: &str) -> (String, String) {
+    let mut body = referral(&format!("Situation {CANARY} suivie."));
+    body["urgency"] = json!(urgency);
+    body["needs"] = needs;
+    body["sector"] = json!(sector);
+    let a = app.refer(REF1, &body).await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let id = a.body["id"].as_str().expect("id").to_owned();
+    let reference = a.body["reference"].as_str().expect("reference").to_owned();
+    app.move_case(&id, json!({"to": "accepted"})).await;
+    (id, reference)
+}
+
+async fn ad_hoc(app: &TestApp, at: &str) -> String {
+    let a = call(
+        app,
+        Method::POST,
+        "/sessions",
+        COORD,
+        Some(json!({"starts_at": at})),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    a.body["id"].as_str().expect("id").to_owned()
+}
+
+fn item_ids(agenda: &Value) -> Vec<String> {
+    agenda["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["case_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn schedule_and_idempotent_planning(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    // No schedule yet.
+    call(&app, Method::GET, "/schedule", PSY, None)
+        .await
+        .assert_problem(404);
+    call(
+        &app,
+        Method::POST,
+        "/sessions/plan",
+        COORD,
+        Some(json!({"months": 3})),
+    )
+    .await
+    .assert_problem(409);
+    // Bad schedules.
+    for (field, value) in [
+        ("rrule", json!("FREQ=HOURLY")),
+        ("rrule", json!("EVERY OTHER THURSDAY")),
+        ("start_time", json!("25:00")),
+        ("time_zone", json!("Europe/Atlantis")),
+        ("duration_minutes", json!(5)),
+    ] {
+        let mut body = schedule();
+        body[field] = value;
+        let a = call(&app, Method::PUT, "/schedule", COORD, Some(body)).await;
+        a.assert_problem(422);
+        assert!(a.text.contains(&format!("/{field}")), "{field}: {}", a.text);
+    }
+    let a = call(&app, Method::PUT, "/schedule", COORD, Some(schedule())).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert!(
+        a.body["starts_on"].is_string(),
+        "starts_on filled in: {}",
+        a.text
+    );
+    let a = call(&app, Method::GET, "/schedule", PSY, None).await;
+    assert_eq!(a.body["rrule"], "FREQ=MONTHLY;BYDAY=+2TH");
+
+    // Twelve months: second Thursdays at 14:00 Paris, the one on a holiday moved a week.
+    let a = call(
+        &app,
+        Method::POST,
+        "/sessions/plan",
+        COORD,
+        Some(json!({"months": 12})),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let created = a.body["created"].as_array().expect("created").len();
+    assert!((11..=13).contains(&created), "{created}");
+    for s in a.body["sessions"].as_array().expect("sessions") {
+        let start = chrono::DateTime::parse_from_rfc3339(s["starts_at"].as_str().expect("start"))
+            .expect("RFC 3339");
+        assert_eq!(start.format("%H:%M").to_string(), "14:00");
+        use chrono::Datelike;
+        let expected_offset = if (4..=10).contains(&start.month()) {
+            7200
+        } else {
+            3600
+        };
+        assert_eq!(start.offset().local_minus_utc(), expected_offset, "{start}");
+        assert_eq!(start.weekday(), chrono::Weekday::Thu);
+        if s["holiday"].is_null() {
+            assert!((8..=14).contains(&start.day()), "{start}");
+        } else {
+            assert!((15..=21).contains(&start.day()), "{start}");
+        }
+    }
+    // Planning again creates nothing new.
+    let again = call(
+        &app,
+        Method::POST,
+        "/sessions/plan",
+        COORD,
+        Some(json!({"months": 12})),
+    )
+    .await;
+    assert_eq!(again.body["created"].as_array().map(Vec::len), Some(0));
+    assert_eq!(again.body["sessions"], a.body["sessions"]);
+    let listed = call(&app, Method::GET, "/sessions", CITY, None).await;
+    assert_eq!(listed.body.as_array().map(Vec::len), Some(created));
+    for months in [0, 37] {
+        call(
+            &app,
+            Method::POST,
+            "/sessions/plan",
+            COORD,
+            Some(json!({"months": months})),
+        )
+        .await
+        .assert_problem(422);
+    }
+    // Ad-hoc sessions: in the future only.
+    call(
+        &app,
+        Method::POST,
+        "/sessions",
+        COORD,
+        Some(json!({"starts_at": "2020-01-01T14:00:00+01:00"})),
+    )
+    .await
+    .assert_problem(422);
+    ad_hoc(&app, "2031-01-09T10:00:00+01:00").await;
+}
+
+async fn the_agenda_fills_capacity_by_urgency_and_counts_deferrals_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    // Eight new cases: 2 urgent, 2 priority, 4 routine; 120 min / 20 min = 6 items.
+    let mut urgent = Vec::new();
+    let mut routine = Vec::new();
+    for u in [
+        "routine", "urgent", "routine", "priority", "routine", "urgent", "priority", "routine",
+    ] {
+        let (id, _) = accepted(&app, u, json!(["care_access"]), "66G03").await;
+        if u == "urgent" {
+            urgent.push(id.clone());
+        }
+        if u == "routine" {
+            routine.push(id);
+        }
+    }
+    let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    let a = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/build"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let items = item_ids(&a.body);
+    assert_eq!(items.len(), 6);
+    assert!(a.body["minutes_used"].as_i64() <= a.body["capacity_minutes"].as_i64());
+    assert_eq!(a.body["over_capacity"], false);
+    assert_eq!(
+        items[..2].iter().collect::<std::collections::HashSet<_>>(),
+        urgent.iter().collect()
+    );
+    let deferred: Vec<&str> = a.body["deferred"]
+        .as_array()
+        .expect("deferred")
+        .iter()
+        .filter_map(|d| d["case_id"].as_str())
+        .collect();
+    assert_eq!(deferred.len(), 2);
+    // The two newest routine cases wait.
+    assert_eq!(
+        deferred
+            .iter()
+            .copied()
+            .collect::<std::collections::HashSet<_>>(),
+        routine[2..].iter().map(String::as_str).collect()
+    );
+    // Slots follow one another from 14:00.
+    let slots: Vec<&str> = a.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["starts_at"].as_str())
+        .collect();
+    assert_eq!(slots[0], "2030-12-12T14:00:00+01:00");
+    assert_eq!(slots[1], "2030-12-12T14:20:00+01:00");
+    // Every item carries its proposal and the rule that produced it.
+    for i in a.body["items"].as_array().expect("items") {
+        assert_eq!(i["proposal"]["status"], "routed");
+        assert_eq!(i["proposal"]["rule"], "soins-66g03");
+        assert_eq!(i["proposal"]["lead_name"], "CMP 66G03");
+    }
+    // Rebuilding counts nothing twice.
+    let again = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/build"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(item_ids(&again.body), items);
+    for d in again.body["deferred"].as_array().expect("deferred") {
+        assert_eq!(d["times_deferred"], 1, "{d}");
+    }
+    // Next session: a case deferred once goes before newer routine cases.
+    let (newer, _) = accepted(&app, "routine", json!(["care_access"]), "66G03").await;
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/publish"),
+        COORD,
+        None,
+    )
+    .await;
+    let next = ad_hoc(&app, "2031-01-09T14:00:00+01:00").await;
+    let b = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{next}/agenda/build"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(b.status, 200, "{}", b.text);
+    let next_items = item_ids(&b.body);
+    let first_two: std::collections::HashSet<&str> =
+        next_items[..2].iter().map(String::as_str).collect();
+    assert_eq!(first_two, deferred.iter().copied().collect());
+    assert!(next_items.contains(&newer));
+    // Items of the first session are not taken again while it is pending.
+    assert!(next_items.iter().all(|i| !items.contains(i)));
+}
+
+async fn follow_ups_uncovered_cases_and_edits(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    // A follow-up due before the session, one due after.
+    let (due, _) = accepted(&app, "routine", json!(["housing"]), "66G01").await;
+    let (later, _) = accepted(&app, "routine", json!(["housing"]), "66G01").await;
+    for (id, date) in [(&due, "2030-12-01"), (&later, "2031-06-01")] {
+        app.move_case(id, json!({"to": "scheduled"})).await;
+        app.move_case(
+            id,
+            json!({"to": "in_follow_up", "follow_up_date": date, "routed_org": "CCAS Perpignan"}),
+        )
+        .await;
+    }
+    // Nobody covers addiction alone.
+    let (lonely, lonely_ref) = accepted(&app, "priority", json!(["addiction"]), "66G01").await;
+    let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    let a = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/build"),
+        COORD,
+        None,
+    )
+    .await;
+    let items = item_ids(&a.body);
+    assert!(items.contains(&due));
+    assert!(!items.contains(&later));
+    let follow = a.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["case_id"] == due.as_str())
+        .expect("follow-up");
+    assert_eq!(follow["kind"], "follow_up");
+    assert_eq!(follow["minutes"], 10);
+    assert_eq!(follow["proposal"]["rule"], "logement");
+    let uncovered = a.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["case_id"] == lonely.as_str())
+        .expect("uncovered item");
+    assert_eq!(uncovered["proposal"]["status"], "uncovered");
+    assert!(
+        uncovered["proposal"]["explanation"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
+    assert_eq!(a.body["uncovered"], json!([lonely_ref]));
+    // The coordinator reorders and removes.
+    let a = call(
+        &app,
+        Method::PUT,
+        &format!("/sessions/{sid}/agenda"),
+        COORD,
+        Some(json!({"items": [lonely, due]})),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(item_ids(&a.body), vec![lonely.clone(), due.clone()]);
+    // Bad edits.
+    for body in [
+        json!({"items": [lonely, lonely]}),
+        json!({"items": [uuid::Uuid::new_v4().to_string()]}),
+    ] {
+        call(
+            &app,
+            Method::PUT,
+            &format!("/sessions/{sid}/agenda"),
+            COORD,
+            Some(body),
+        )
+        .await
+        .assert_problem(422);
+    }
+    // Members cannot build or edit.
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/build"),
+        PSY,
+        None,
+    )
+    .await
+    .assert_problem(403);
+}
+
+async fn publication_opens_access_and_guests_see_only_their_items(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    let (care, _) = accepted(&app, "priority", json!(["care_access"]), "66G03").await;
+    let (housing, _) = accepted(&app, "priority", json!(["housing"]), "66G01").await;
+    let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/build"),
+        COORD,
+        None,
+    )
+    .await;
+    // Before publication the city member sees no item and no case.
+    let a = call(
+        &app,
+        Method::GET,
+        &format!("/sessions/{sid}/agenda"),
+        CITY,
+        None,
+    )
+    .await;
+    assert_eq!(item_ids(&a.body).len(), 0, "{}", a.text);
+    call(&app, Method::GET, &format!("/cases/{housing}"), CITY, None)
+        .await
+        .assert_problem(404);
+    // Decisions wait for publication.
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/items/{care}/decision"),
+        COORD,
+        Some(json!({"outcome": "follow_up", "follow_up_date": "2031-03-01"})),
+    )
+    .await
+    .assert_problem(409);
+    let a = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/publish"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["published"], true);
+    for i in a.body["items"].as_array().expect("items") {
+        assert_eq!(i["status"], "scheduled");
+    }
+    // Published: permanent members see every item; the guest only the one routed to it.
+    for sub in [CITY, PSY] {
+        let a = call(
+            &app,
+            Method::GET,
+            &format!("/sessions/{sid}/agenda"),
+            sub,
+            None,
+        )
+        .await;
+        let mut got = item_ids(&a.body);
+        got.sort();
+        let mut want = vec![care.clone(), housing.clone()];
+        want.sort();
+        assert_eq!(got, want, "{sub}");
+        assert_eq!(
+            call(&app, Method::GET, &format!("/cases/{housing}"), sub, None)
+                .await
+                .status,
+            200
+        );
+    }
+    let a = call(
+        &app,
+        Method::GET,
+        &format!("/sessions/{sid}/agenda"),
+        GUEST,
+        None,
+    )
+    .await;
+    assert_eq!(item_ids(&a.body), vec![care.clone()]);
+    assert_eq!(
+        call(&app, Method::GET, &format!("/cases/{care}"), GUEST, None)
+            .await
+            .status,
+        200
+    );
+    call(&app, Method::GET, &format!("/cases/{housing}"), GUEST, None)
+        .await
+        .assert_problem(404);
+    let list = call(&app, Method::GET, "/cases", GUEST, None).await;
+    let listed: Vec<&str> = list.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    assert_eq!(listed, vec![care.as_str()]);
+    // A published agenda no longer changes.
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/build"),
+        COORD,
+        None,
+    )
+    .await
+    .assert_problem(409);
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/publish"),
+        COORD,
+        None,
+    )
+    .await
+    .assert_problem(409);
+    // The auditor never sees the agenda.
+    call(
+        &app,
+        Method::GET,
+        &format!("/sessions/{sid}/agenda"),
+        AUDITOR,
+        None,
+    )
+    .await
+    .assert_problem(403);
+}
+
+async fn cancelling_a_session_releases_its_items(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    let (id, _) = accepted(&app, "urgent", json!(["care_access"]), "66G03").await;
+    let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/build"),
+        COORD,
+        None,
+    )
+    .await;
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/publish"),
+        COORD,
+        None,
+    )
+    .await;
+    let a = call(&app, Method::GET, &format!("/cases/{id}"), COORD, None).await;
+    assert_eq!(a.body["status"], "scheduled");
+    let a = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/cancel"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["status"], "cancelled");
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/cancel"),
+        COORD,
+        None,
+    )
+    .await
+    .assert_problem(409);
+    let a = call(&app, Method::GET, &format!("/cases/{id}"), COORD, None).await;
+    assert_eq!(a.body["status"], "accepted");
+    // Access opened by the publication is gone with it.
+    call(&app, Method::GET, &format!("/cases/{id}"), CITY, None)
+        .await
+        .assert_problem(404);
+    // The case goes on the next session.
+    let next = ad_hoc(&app, "2031-01-09T14:00:00+01:00").await;
+    let b = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{next}/agenda/build"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(item_ids(&b.body), vec![id]);
+}
+
+async fn decisions_move_cases_and_feed_the_referrer(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    let (routed, _) = accepted(&app, "urgent", json!(["care_access"]), "66G03").await;
+    let (closed, _) = accepted(&app, "priority", json!(["care_access"]), "66G03").await;
+    let (deferred, _) = accepted(&app, "routine", json!(["care_access"]), "66G03").await;
+    let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/build"),
+        COORD,
+        None,
+    )
+    .await;
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/publish"),
+        COORD,
+        None,
+    )
+    .await;
+    let decide = |case: &str, body: Value| {
+        let path = format!("/sessions/{sid}/items/{case}/decision");
+        let app = &app;
+        async move { call(app, Method::POST, &path, COORD, Some(body)).await }
+    };
+    // Invalid decisions.
+    decide(
+        &routed,
+        json!({"outcome": "routed", "interlocutor": "cmp-66g03"}),
+    )
+    .await
+    .assert_problem(422);
+    decide(&closed, json!({"outcome": "closed"}))
+        .await
+        .assert_problem(422);
+    decide(
+        &routed,
+        json!({"outcome": "routed", "interlocutor": "cmp-66g03", "follow_up_date": "2031-03-01",
+        "text": "Joindre le 06 12 34 56 78."}),
+    )
+    .await
+    .assert_problem(422);
+    // Only the coordinator decides.
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/items/{routed}/decision"),
+        PSY,
+        Some(json!({"outcome": "deferred"})),
+    )
+    .await
+    .assert_problem(403);
+    let a = decide(&routed, json!({"outcome": "routed", "interlocutor": "cmp-66g03", "follow_up_date": "2031-03-01",
+        "actions": ["CMP : proposer un rendez-vous", "CCAS : point logement"], "text": "Orientation vers le CMP."})).await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(a.body["status"], "in_follow_up");
+    assert_eq!(a.body["interlocutor"], "CMP 66G03");
+    decide(&routed, json!({"outcome": "deferred"}))
+        .await
+        .assert_problem(409);
+    let a = decide(
+        &closed,
+        json!({"outcome": "closed", "text": "Situation résolue par le bailleur."}),
+    )
+    .await;
+    assert_eq!(a.body["status"], "closed");
+    let a = decide(&deferred, json!({"outcome": "deferred"})).await;
+    assert_eq!(a.body["status"], "accepted");
+    // The case views and the referrer's status view follow.
+    let a = call(&app, Method::GET, &format!("/cases/{routed}"), COORD, None).await;
+    assert_eq!(a.body["routed_org"], "CMP 66G03");
+    assert_eq!(a.body["follow_up_date"], "2031-03-01");
+    let a = call(
+        &app,
+        Method::GET,
+        &format!("/cases/{deferred}"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.body["times_deferred"], 1);
+    let a = call(&app, Method::GET, &format!("/cases/{closed}"), COORD, None).await;
+    assert_eq!(
+        a.body["history"]
+            .as_array()
+            .and_then(|h| h.last())
+            .map(|e| e["reason"].clone()),
+        Some(json!("Situation résolue par le bailleur."))
+    );
+    let mine = app
+        .get("/v1/cellules/perpignan/referrals", Some(&app.token(REF1)))
+        .await;
+    let status_of = |id: &str| {
+        mine.body
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| (r["status"].clone(), r["routed_to"].clone()))
+    };
+    assert_eq!(
+        status_of(&routed),
+        Some((json!("in_follow_up"), json!("CMP 66G03")))
+    );
+    assert_eq!(status_of(&closed).map(|s| s.0), Some(json!("closed")));
+    // The routed member organisation now sees its case.
+    assert_eq!(
+        call(&app, Method::GET, &format!("/cases/{routed}"), PSY, None)
+            .await
+            .status,
+        200
+    );
+    // The agenda shows the decisions.
+    let a = call(
+        &app,
+        Method::GET,
+        &format!("/sessions/{sid}/agenda"),
+        COORD,
+        None,
+    )
+    .await;
+    let decided: Vec<&str> = a.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["decision"].as_str())
+        .collect();
+    assert_eq!(decided.len(), 3);
+}
+
+async fn the_calendar_is_valid_icalendar_without_content(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    let (_, reference) = accepted(&app, "urgent", json!(["care_access"]), "66G03").await;
+    let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/build"),
+        COORD,
+        None,
+    )
+    .await;
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/publish"),
+        COORD,
+        None,
+    )
+    .await;
+    for sub in [COORD, CITY] {
+        let a = call(
+            &app,
+            Method::GET,
+            &format!("/sessions/{sid}/calendar.ics"),
+            sub,
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 200);
+        assert!(a.content_type().starts_with("text/calendar"));
+        assert!(!a.text.contains(CANARY), "no case content in a calendar");
+        assert!(!a.text.contains("orientation vers le CMP"));
+        let parsed: icalendar::Calendar = a.text.parse().expect("parses as iCalendar");
+        use icalendar::Component;
+        let event = parsed
+            .components
+            .iter()
+            .find_map(|c| c.as_event())
+            .expect("one event");
+        assert!(
+            event
+                .get_description()
+                .is_some_and(|d| d.contains(&reference))
+        );
+        assert!(
+            a.text.contains("DTSTART;TZID=Europe/Paris:20301212T140000"),
+            "{}",
+            a.text
+        );
+        assert!(a.text.contains("BEGIN:VTIMEZONE"));
+    }
+    // The guest is invited to the item (EMPP in the rule): it sees the reference too; a
+    // referrer cannot download the calendar.
+    call(
+        &app,
+        Method::GET,
+        &format!("/sessions/{sid}/calendar.ics"),
+        REF1,
+        None,
+    )
+    .await
+    .assert_problem(403);
+}
+
+async fn statistics_suppress_small_counts(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    use chrono::Datelike;
+    let year = chrono::Utc::now().year();
+    for i in 0..6 {
+        let needs = if i < 5 {
+            json!(["housing"])
+        } else {
+            json!(["addiction"])
+        };
+        let mut body = referral("Situation à compter.");
+        body["needs"] = needs;
+        let a = app.refer(REF1, &body).await;
+        assert_eq!(a.status, 201, "{}", a.text);
+    }
+    for sub in [COORD, AUDITOR] {
+        let a = call(&app, Method::GET, &format!("/stats?year={year}"), sub, None).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(a.body["referrals"]["count"], 6);
+        let need = |n: &str| {
+            a.body["by_need"]
+                .as_array()
+                .expect("needs")
+                .iter()
+                .find(|c| c["key"] == n)
+                .cloned()
+                .expect("need")
+        };
+        assert_eq!(need("housing")["count"], 5);
+        assert_eq!(need("addiction")["count"], Value::Null);
+        assert_eq!(need("addiction")["suppressed"], true);
+        assert_eq!(need("violence_danger")["count"], 0);
+        // Every count from 1 to 4, anywhere in the answer, is suppressed.
+        fn walk(v: &Value) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(n) = m.get("count").and_then(Value::as_i64) {
+                        assert!(n == 0 || n >= 5, "unsuppressed small count {v}");
+                    }
+                    m.values().for_each(walk);
+                }
+                Value::Array(a) => a.iter().for_each(walk),
+                _ => {}
+            }
+        }
+        walk(&a.body);
+        // The referring organisation is the CCAS of the directory.
+        let kinds = &a.body["by_referring_org_kind"];
+        assert!(
+            kinds
+                .as_array()
+                .expect("kinds")
+                .iter()
+                .any(|k| k["key"] == "ccas" && k["count"] == 6),
+            "{kinds}"
+        );
+    }
+    call(&app, Method::GET, &format!("/stats?year={year}"), PSY, None)
+        .await
+        .assert_problem(403);
+    call(&app, Method::GET, "/stats?year=1900", COORD, None)
+        .await
+        .assert_problem(422);
+    call(&app, Method::GET, "/stats", COORD, None)
+        .await
+        .assert_problem(422);
+}
+
+async fn the_directory_rejects_what_it_cannot_route(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    // Removing an interlocutor a rule leads to is refused.
+    let a = call(&app, Method::PUT, "/interlocutors", COORD, Some(json!({"interlocutors": [
+        {"id": "empp", "name": "EMPP", "sphere": "psychiatry", "kind": "mobile_team", "guest": true}]}))).await;
+    a.assert_problem(422);
+    assert!(
+        a.text.contains("/rules/0/lead") || a.text.contains("/rule/0/lead"),
+        "{}",
+        a.text
+    );
+    // A rule naming nobody, a bad sector.
+    for rules in [
+        json!({"rules": [{"id": "x", "lead": "nobody"}]}),
+        json!({"rules": [{"id": "x", "sectors": ["99Z99"], "lead": "ccas"}]}),
+    ] {
+        call(&app, Method::PUT, "/routing", COORD, Some(rules))
+            .await
+            .assert_problem(422);
+    }
+    let a = call(&app, Method::GET, "/routing", COORD, None).await;
+    assert_eq!(
+        a.body["rules"].as_array().map(Vec::len),
+        Some(2),
+        "nothing stored"
+    );
+    call(&app, Method::GET, "/routing", PSY, None)
+        .await
+        .assert_problem(403);
+}
+
+backend_tests!(
+    schedule_and_idempotent_planning,
+    the_agenda_fills_capacity_by_urgency_and_counts_deferrals_once,
+    follow_ups_uncovered_cases_and_edits,
+    publication_opens_access_and_guests_see_only_their_items,
+    cancelling_a_session_releases_its_items,
+    decisions_move_cases_and_feed_the_referrer,
+    the_calendar_is_valid_icalendar_without_content,
+    statistics_suppress_small_counts,
+    the_directory_rejects_what_it_cannot_route,
+);
