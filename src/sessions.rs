@@ -265,6 +265,24 @@ pub struct Count {
     pub suppressed: bool,
 }
 
+/// Counts of a partition of a shown total (months, organisation kinds, outcomes): small counts
+/// are suppressed, and when exactly one cell is, the smallest other non-zero cell is suppressed
+/// too, so that no suppressed count can be recovered by subtracting the others from the total.
+fn partition(cells: Vec<(String, i64)>) -> Vec<Count> {
+    let mut out: Vec<Count> = cells.iter().map(|(k, n)| count(k.clone(), *n)).collect();
+    if out.iter().filter(|c| c.suppressed).count() == 1
+        && let Some((i, _)) = cells
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, n))| *n > 0 && !out[*i].suppressed)
+            .min_by_key(|(_, (_, n))| *n)
+    {
+        out[i].count = None;
+        out[i].suppressed = true;
+    }
+    out
+}
+
 fn count(key: impl Into<String>, n: i64) -> Count {
     let suppressed = n > 0 && n < SUPPRESS_BELOW;
     Count {
@@ -1526,14 +1544,27 @@ pub async fn stats(state: &AppState, who: &CelluleMember, year: i32) -> Result<S
     Ok(Stats {
         year,
         referrals: count("total", cases.len() as i64),
-        by_month: by_month
-            .iter()
-            .enumerate()
-            .map(|(m, n)| count(format!("{year}-{:02}", m + 1), *n))
-            .collect(),
+        by_month: partition(
+            by_month
+                .iter()
+                .enumerate()
+                .map(|(m, n)| (format!("{year}-{:02}", m + 1), *n))
+                .collect(),
+        ),
+        // Needs overlap (a case has several): not a partition of the total.
         by_need: by_need.into_iter().map(|(k, n)| count(k, n)).collect(),
-        by_referring_org_kind: by_kind.into_iter().map(|(k, n)| count(k, n)).collect(),
-        decisions_by_outcome: by_outcome.into_iter().map(|(k, n)| count(k, n)).collect(),
+        by_referring_org_kind: partition(
+            by_kind
+                .into_iter()
+                .map(|(k, n)| (k.to_owned(), n))
+                .collect(),
+        ),
+        decisions_by_outcome: partition(
+            by_outcome
+                .into_iter()
+                .map(|(k, n)| (k.to_owned(), n))
+                .collect(),
+        ),
         referral_to_first_review: median(to_review),
         first_review_to_closure: median(to_close_from_review),
         referral_to_closure: median(to_close),
@@ -1554,6 +1585,25 @@ mod tests {
             assert!(c.suppressed);
         }
         assert_eq!(count("a", 5).count, Some(5));
+    }
+
+    #[test]
+    fn a_lone_suppressed_cell_takes_another_with_it() {
+        let cells = |v: &[i64]| {
+            v.iter()
+                .enumerate()
+                .map(|(i, n)| (i.to_string(), *n))
+                .collect()
+        };
+        let out = partition(cells(&[3, 7, 12, 0]));
+        let shown: Vec<Option<i64>> = out.iter().map(|c| c.count).collect();
+        assert_eq!(shown, [None, None, Some(12), Some(0)]);
+        // Two suppressed cells already hide each other.
+        let out = partition(cells(&[3, 2, 12]));
+        let shown: Vec<Option<i64>> = out.iter().map(|c| c.count).collect();
+        assert_eq!(shown, [None, None, Some(12)]);
+        // Nothing small: nothing hidden.
+        assert!(partition(cells(&[5, 9])).iter().all(|c| !c.suppressed));
     }
 
     #[test]
