@@ -183,7 +183,7 @@ pub fn list_prefilter(p: &Principal) -> (Option<String>, bool, Option<String>) {
         (
             Some(p.organisation.clone()),
             false,
-            Some(format!(",{},", p.organisation)),
+            Some(crate::storage::invitation_needle(&p.organisation)),
         )
     } else {
         (Some(p.organisation.clone()), true, None)

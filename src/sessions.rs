@@ -11,13 +11,18 @@
 //!   item for 30 days after the session; every organisation of an item's routing proposal is
 //!   invited to that item (guests see only those items).
 //! - A decision needs the published agenda: `routed` and `follow_up` move the case to
-//!   `in_follow_up` (a follow-up date is required; `routed` also needs the interlocutor),
-//!   `closed` closes it (the text is the closing reason), `deferred` returns it to the pool and
-//!   counts a deferral.
+//!   `in_follow_up` (a follow-up date is required; `routed` also needs the interlocutor, and only
+//!   `routed` assigns one), `closed` closes it (the text is the closing reason), `deferred`
+//!   returns it to the pool and counts a deferral. Once a decision is recorded the session took
+//!   place and cannot be cancelled.
+//! - A case is on at most one open agenda (planned, unpublished, still to come); build, edit,
+//!   publish and cancel re-check their cases inside their transaction and answer 409 when a case
+//!   moved meanwhile. Members see no item of an unpublished agenda.
 //! - Statistics count the cases submitted in the year (by month, need and referring organisation
 //!   kind from the directory, `unknown` when the organisation is not in it) and the decisions of
-//!   the year by outcome; delays are medians in days. Every count from 1 to 4 is shown as
-//!   suppressed (`null` with `"suppressed": true`), so that no small group can be singled out.
+//!   the year by outcome; delays are medians in days (a deferral is not a review). Every count
+//!   from 1 to 4 is shown as suppressed (`null` with `"suppressed": true`), with complementary
+//!   suppression in breakdowns of a shown total, so that no small group can be singled out.
 
 use chrono::{DateTime, Datelike, Duration, FixedOffset, Months, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,6 +44,8 @@ use crate::storage::{
     AgendaItemRecord, CaseRecord, DecisionRecord, NewAgendaItem, SessionRecord, Transition,
 };
 
+/// Most items an edited agenda may hold.
+pub const MAX_AGENDA_ITEMS: usize = 200;
 /// Longest decision text, in characters.
 pub const MAX_DECISION_TEXT: usize = 4_000;
 /// Counts below this are suppressed in statistics.
@@ -266,17 +273,31 @@ pub struct Count {
 }
 
 /// Counts of a partition of a shown total (months, organisation kinds, outcomes): small counts
-/// are suppressed, and when exactly one cell is, the smallest other non-zero cell is suppressed
-/// too, so that no suppressed count can be recovered by subtracting the others from the total.
+/// are suppressed, then the smallest shown non-zero cells are suppressed too until the hidden
+/// cells are at least two and their sum (the total minus the shown cells) can be split among
+/// them in more than one way (not all ones), so that no hidden count can be recovered by
+/// subtracting the others from the total.
 fn partition(cells: Vec<(String, i64)>) -> Vec<Count> {
     let mut out: Vec<Count> = cells.iter().map(|(k, n)| count(k.clone(), *n)).collect();
-    if out.iter().filter(|c| c.suppressed).count() == 1
-        && let Some((i, _)) = cells
+    loop {
+        let hidden: Vec<i64> = cells
+            .iter()
+            .zip(&out)
+            .filter(|(_, c)| c.suppressed)
+            .map(|((_, n), _)| *n)
+            .collect();
+        let safe = hidden.len() >= 2 && hidden.iter().sum::<i64>() > hidden.len() as i64;
+        if hidden.is_empty() || safe {
+            break;
+        }
+        let Some((i, _)) = cells
             .iter()
             .enumerate()
             .filter(|(i, (_, n))| *n > 0 && !out[*i].suppressed)
             .min_by_key(|(_, (_, n))| *n)
-    {
+        else {
+            break;
+        };
         out[i].count = None;
         out[i].suppressed = true;
     }
@@ -292,11 +313,12 @@ fn count(key: impl Into<String>, n: i64) -> Count {
     }
 }
 
-/// A median delay in days, suppressed when computed over fewer than 5 cases.
+/// A median delay in days, suppressed when computed over fewer than 5 cases. The number of cases
+/// behind it is not shown: differences between the delays' case counts would reveal small groups
+/// (closed without review, say).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Delay {
     pub median_days: Option<f64>,
-    pub cases: Option<i64>,
     pub suppressed: bool,
 }
 
@@ -400,6 +422,13 @@ pub async fn put_schedule(
 ) -> Result<Schedule, ApiError> {
     allowed(state, who, "manage_schedule").await?;
     body.validate().map_err(ApiError::Validation)?;
+    if body.starts_on.is_none() {
+        // A schedule edited without a first day keeps the one it had: the recurrence (and so
+        // the occurrences already planned) does not shift under the sessions.
+        body.starts_on = load_schedule(state, slug(who))
+            .await?
+            .and_then(|old| old.starts_on);
+    }
     if body.starts_on.is_none() {
         let tz = body
             .tz()
@@ -562,9 +591,13 @@ pub async fn add_session(
         .as_ref()
         .map(|s| s.time_zone.clone())
         .unwrap_or_else(|| schedule::DEFAULT_TIME_ZONE.to_owned());
+    let tz = schedule::parse_tz(&time_zone)
+        .map_err(|e| ApiError::Internal(format!("stored schedule: {e}")))?;
+    // Shown in the session's zone, whatever offset the request used.
+    let local = req.starts_at.with_timezone(&tz).fixed_offset();
     let record = session_record(
         cellule,
-        req.starts_at,
+        local,
         &time_zone,
         i64::from(duration),
         &location,
@@ -615,11 +648,21 @@ pub async fn cancel(
     who: &CelluleMember,
     sid: &str,
 ) -> Result<SessionView, ApiError> {
-    let p = allowed_audited(state, who, "manage_sessions", Action::CancelSession).await?;
-    let _ = p;
+    allowed_audited(state, who, "manage_sessions", Action::CancelSession).await?;
     let cellule = slug(who);
     let s = session(state, cellule, sid).await?;
+    if s.status != "planned" {
+        return Err(ApiError::Conflict(
+            "This session is already cancelled.".into(),
+        ));
+    }
     let items = state.db.agenda(&s.id).await?;
+    if items.iter().any(|i| i.decision_outcome.is_some()) {
+        return Err(ApiError::Conflict(
+            "Decisions are recorded for this session: it took place and can no longer be cancelled."
+                .into(),
+        ));
+    }
     let now = state.clock.now();
     let actor = who.membership.subject.as_str();
     let reverts: Vec<Transition> = items
@@ -640,9 +683,10 @@ pub async fn cancel(
         .map(|i| (i.case_id.as_str(), i.reference.as_str()))
         .collect();
     let drafts = per_case(&a, Action::CancelSession, now, &s.id, &touched);
+    let ids: Vec<String> = items.iter().map(|i| i.case_id.clone()).collect();
     let head = state
         .db
-        .cancel_session(cellule, &s.id, &reverts, drafts)
+        .cancel_session(cellule, &s.id, &ids, &reverts, drafts)
         .await?
         .ok_or_else(|| ApiError::Conflict("This session is already cancelled.".into()))?;
     audit::written(state, cellule, &head).await;
@@ -742,7 +786,7 @@ pub async fn build(
     let now = state.clock.now();
     let cases = state
         .db
-        .eligible_cases(cellule, &s.id, due_by, access::agenda_since(now))
+        .eligible_cases(cellule, &s.id, due_by, access::agenda_since(now), now)
         .await?;
     let dir = load_directory(state, cellule).await?;
     // A rebuild does not count this session's earlier deferrals again.
@@ -890,8 +934,15 @@ pub async fn get_agenda(
     let rows = state.db.agenda(&s.id).await?;
     let now = state.clock.now();
     let since = access::agenda_since(now);
+    let all = p.role == "coordinator";
     let mut visible = Vec::new();
     let mut shown = Vec::new();
+    // Until publication the agenda is the coordinator's draft: members see no item of it.
+    let rows = if all || s.published_at.is_some() {
+        rows
+    } else {
+        Vec::new()
+    };
     for r in &rows {
         if let Some(c) = state.db.get_case(cellule, &r.case_id, since).await?
             && access::sees(state, &p, &c)?
@@ -907,7 +958,6 @@ pub async fn get_agenda(
         .collect();
     let drafts = per_case(&a, Action::ReadAgenda, now, &s.id, &touched);
     audit::log(state, cellule, drafts).await?;
-    let all = p.role == "coordinator";
     agenda_view(
         state,
         who,
@@ -929,22 +979,43 @@ pub async fn edit(
     let cellule = slug(who);
     let s = session(state, cellule, sid).await?;
     open_for_changes(&s)?;
+    if req.items.len() > MAX_AGENDA_ITEMS {
+        return Err(ApiError::invalid(
+            "/items",
+            format!("at most {MAX_AGENDA_ITEMS} items"),
+        ));
+    }
     let now = state.clock.now();
     let since = access::agenda_since(now);
     let current = state.db.agenda(&s.id).await?;
+    let elsewhere: std::collections::HashMap<String, String> = state
+        .db
+        .other_agendas(cellule, &s.id, now)
+        .await?
+        .into_iter()
+        .collect();
     let mut errors = Vec::new();
     let mut cases = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, id) in req.items.iter().enumerate() {
         let pointer = format!("/items/{i}");
+        let Ok(id) = uuid::Uuid::parse_str(id).map(|u| u.to_string()) else {
+            errors.push(FieldError::new(pointer, "not a case id"));
+            continue;
+        };
         if !seen.insert(id.clone()) {
             errors.push(FieldError::new(pointer, "this case is listed twice"));
             continue;
         }
-        match state.db.get_case(cellule, id, since).await? {
-            Some(c) if matches!(c.status.as_str(), "accepted" | "in_follow_up" | "scheduled") => {
-                cases.push(c)
-            }
+        if let Some(other) = elsewhere.get(&id) {
+            errors.push(FieldError::new(
+                pointer,
+                format!("this case is on the agenda of session {other}: remove it there first"),
+            ));
+            continue;
+        }
+        match state.db.get_case(cellule, &id, since).await? {
+            Some(c) if matches!(c.status.as_str(), "accepted" | "in_follow_up") => cases.push(c),
             Some(_) => errors.push(FieldError::new(
                 pointer,
                 "only accepted or followed-up cases go on an agenda",
@@ -1014,6 +1085,17 @@ pub async fn publish(
             "This agenda is empty: build it first.".into(),
         ));
     }
+    let stale: Vec<&str> = rows
+        .iter()
+        .filter(|r| !matches!(r.status.as_str(), "accepted" | "in_follow_up"))
+        .map(|r| r.reference.as_str())
+        .collect();
+    if !stale.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "These cases changed since the agenda was built ({}): rebuild or edit the agenda.",
+            stale.join(", ")
+        )));
+    }
     let now = state.clock.now();
     let actor = who.membership.subject.as_str();
     let mut invited = Vec::new();
@@ -1026,22 +1108,15 @@ pub async fn publish(
                 .collect(),
             _ => Vec::new(),
         };
-        let joined = if orgs.is_empty() {
-            String::new()
-        } else {
-            format!(",{},", orgs.join(","))
-        };
-        invited.push((r.case_id.clone(), joined));
-        if matches!(r.status.as_str(), "accepted" | "in_follow_up") {
-            moves.push(transition(
-                &r.case_id,
-                cellule,
-                &r.status,
-                "scheduled",
-                actor,
-                now,
-            ));
-        }
+        invited.push((r.case_id.clone(), crate::storage::invitation_list(&orgs)));
+        moves.push(transition(
+            &r.case_id,
+            cellule,
+            &r.status,
+            "scheduled",
+            actor,
+            now,
+        ));
     }
     let a = who.audit();
     let touched: Vec<(&str, &str)> = rows
@@ -1130,10 +1205,15 @@ async fn decide_on(
             "required for routed and follow_up",
         ));
     }
-    if let Some(d) = req.follow_up_date
-        && d <= state.clock.now().date_naive()
-    {
-        errors.push(FieldError::new("/follow_up_date", "must be in the future"));
+    if let Some(d) = req.follow_up_date {
+        if !needs_date {
+            errors.push(FieldError::new(
+                "/follow_up_date",
+                "only routed and follow_up decisions take a follow-up date",
+            ));
+        } else if d <= state.clock.now().date_naive() {
+            errors.push(FieldError::new("/follow_up_date", "must be in the future"));
+        }
     }
     let dir = load_directory(state, cellule).await?;
     let interlocutor = match &req.interlocutor {
@@ -1149,8 +1229,17 @@ async fn decide_on(
         },
         None => None,
     };
-    if req.outcome == Outcome::Routed && interlocutor.is_none() && req.interlocutor.is_none() {
-        errors.push(FieldError::new("/interlocutor", "required for routed"));
+    match (req.outcome, &req.interlocutor) {
+        (Outcome::Routed, None) => {
+            errors.push(FieldError::new("/interlocutor", "required for routed"))
+        }
+        (Outcome::FollowUp | Outcome::Closed | Outcome::Deferred, Some(_)) => {
+            errors.push(FieldError::new(
+                "/interlocutor",
+                "only a routed decision names an interlocutor",
+            ))
+        }
+        _ => {}
     }
     match &req.text {
         Some(t) if t.trim().is_empty() => {
@@ -1247,7 +1336,10 @@ async fn decide_on(
         now,
     );
     t.follow_up_date = req.follow_up_date;
-    t.routed_org = interlocutor.clone();
+    // Only routing assigns an interlocutor (and so opens its members' access, SPEC §7).
+    if req.outcome == Outcome::Routed {
+        t.routed_org = interlocutor.clone();
+    }
     if req.outcome == Outcome::Closed
         && let Some(text) = &req.text
     {
@@ -1305,7 +1397,12 @@ pub async fn calendar(
     let now = state.clock.now();
     let since = access::agenda_since(now);
     let mut references = Vec::new();
-    for r in state.db.agenda(&s.id).await? {
+    let rows = if p.role == "coordinator" || s.published_at.is_some() {
+        state.db.agenda(&s.id).await?
+    } else {
+        Vec::new()
+    };
+    for r in rows {
         if let Some(c) = state.db.get_case(cellule, &r.case_id, since).await?
             && access::sees(state, &p, &c)?
         {
@@ -1455,14 +1552,12 @@ fn median(mut days: Vec<f64>) -> Delay {
     if n == 0 {
         return Delay {
             median_days: None,
-            cases: Some(0),
             suppressed: false,
         };
     }
     if n < SUPPRESS_BELOW {
         return Delay {
             median_days: None,
-            cases: None,
             suppressed: true,
         };
     }
@@ -1475,7 +1570,6 @@ fn median(mut days: Vec<f64>) -> Delay {
     };
     Delay {
         median_days: Some((m * 10.0).round() / 10.0),
-        cases: Some(n),
         suppressed: false,
     }
 }
@@ -1602,6 +1696,14 @@ mod tests {
         let out = partition(cells(&[3, 2, 12]));
         let shown: Vec<Option<i64>> = out.iter().map(|c| c.count).collect();
         assert_eq!(shown, [None, None, Some(12)]);
+        // ... unless they are all ones: their sum would give each away.
+        let out = partition(cells(&[1, 1, 12, 30]));
+        let shown: Vec<Option<i64>> = out.iter().map(|c| c.count).collect();
+        assert_eq!(shown, [None, None, None, Some(30)]);
+        // One small cell and nothing else to hide it with: it is the total, itself suppressed.
+        let out = partition(cells(&[2, 0]));
+        assert_eq!(out[0].count, None);
+        assert_eq!(out[1].count, Some(0));
         // Nothing small: nothing hidden.
         assert!(partition(cells(&[5, 9])).iter().all(|c| !c.suppressed));
     }

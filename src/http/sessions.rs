@@ -85,6 +85,7 @@ pub async fn put_schedule(
         (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No schedule yet", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid number of months", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
@@ -126,6 +127,7 @@ pub async fn list_sessions(
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid session", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
@@ -149,7 +151,7 @@ pub async fn add_session(
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already cancelled, or decisions recorded", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn cancel_session(
@@ -169,7 +171,7 @@ pub async fn cancel_session(
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not the coordinator, or charter not accepted", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Session cancelled or agenda published", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Session cancelled, agenda published, or a case changed meanwhile", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn build_agenda(
@@ -209,7 +211,8 @@ pub async fn get_agenda(
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not the coordinator, or charter not accepted", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Session cancelled or agenda published", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Session cancelled, agenda published, or a case changed meanwhile", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown, repeated or ineligible case", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
@@ -231,7 +234,7 @@ pub async fn edit_agenda(
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not the coordinator, or charter not accepted", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Cancelled, already published, or empty", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Cancelled, already published, empty, or a case changed since the agenda was built", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn publish_agenda(
@@ -253,6 +256,7 @@ pub async fn publish_agenda(
         (status = 403, description = "Not the coordinator, or charter not accepted", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session or item", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Agenda not published, item decided, or case not scheduled", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid decision, or direct identifiers in text", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Integrity failure", body = Problem, content_type = "application/problem+json"),

@@ -311,27 +311,34 @@ pub trait Database: Send + Sync + 'static {
         cellule: &str,
         id: &str,
     ) -> Result<Option<SessionRecord>, StorageError>;
-    /// Cancels a planned session: its agenda and publications go, the listed cases return to
-    /// their previous status, and the audit entries are appended, in one transaction. `None` when
-    /// the session was not planned.
+    /// Cancels a planned session: its agenda, deferrals (their counts undone) and publications
+    /// go, the listed cases return to their previous status, and the audit entries are appended,
+    /// in one transaction. `None` when the session was not planned; `Conflict` when decisions are
+    /// recorded for it, when its agenda is no longer exactly `items`, or when a revert finds its
+    /// case moved.
     async fn cancel_session(
         &self,
         cellule: &str,
         id: &str,
+        items: &[String],
         reverts: &[Transition],
         audit: Vec<Draft>,
     ) -> Result<Option<Head>, StorageError>;
     /// Cases eligible for the agenda of `session_id`: accepted ones, and followed-up ones due by
-    /// `due_by`, that are not waiting on another planned session's agenda.
+    /// `due_by`, that are not on the agenda of another open session (planned, not published,
+    /// starting at or after `now`: an agenda left unpublished in the past holds nothing).
     async fn eligible_cases(
         &self,
         cellule: &str,
         session_id: &str,
         due_by: NaiveDate,
         agenda_since: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<Vec<CaseRecord>, StorageError>;
     /// Replaces a session's agenda; with `deferred`, also replaces its deferrals (each deferred
-    /// case counted once per session). Audit entries go in the same transaction.
+    /// case counted once per session); without, withdraws the deferral of any case put back on
+    /// the agenda. Every item must still be accepted or followed up and on no other open agenda
+    /// (`Conflict` otherwise). Audit entries go in the same transaction.
     async fn replace_agenda(
         &self,
         cellule: &str,
@@ -343,8 +350,17 @@ pub trait Database: Send + Sync + 'static {
     ) -> Result<Head, StorageError>;
     async fn agenda(&self, session_id: &str) -> Result<Vec<AgendaItemRecord>, StorageError>;
     async fn agenda_deferred(&self, session_id: &str) -> Result<Vec<DeferredRecord>, StorageError>;
+    /// Cases on the agenda of another open session (planned, unpublished, starting at or after
+    /// `now`), with that session's id.
+    async fn other_agendas(
+        &self,
+        cellule: &str,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, StorageError>;
     /// Publishes a session's agenda: publication rows (with invited organisations), the moves of
-    /// its cases to `scheduled`, and the audit entries, in one transaction.
+    /// its cases to `scheduled`, and the audit entries, in one transaction. `Conflict` when the
+    /// agenda is no longer exactly the cases of `invited` or a move finds its case moved.
     async fn publish_agenda(
         &self,
         cellule: &str,
@@ -547,4 +563,13 @@ where
     T: TryFrom<R, Error = StorageError>,
 {
     rows.into_iter().map(T::try_from).collect()
+}
+
+/// Whether two lists name the same cases (order aside).
+pub(crate) fn same_cases(a: &[String], b: &[String]) -> bool {
+    let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut b: Vec<&str> = b.iter().map(String::as_str).collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
 }

@@ -77,17 +77,65 @@ pub struct CaseRecord {
     pub key_wrapped: Vec<u8>,
     /// On a published agenda whose session is not older than the window asked for.
     pub on_agenda: bool,
-    /// Organisations invited to this case's published items in that window (`,name,` each).
+    /// Organisations invited to this case's published items in that window, each enclosed in
+    /// [`INVITATION_SEPARATOR`]s.
     pub agenda_invited: String,
+}
+
+/// Encloses each name of an invitation list. Organisation names cannot hold control characters,
+/// so no name can contain it (a comma could: `Têt Habitat, office public`) and a search for
+/// `␟name␟` matches that name only.
+pub const INVITATION_SEPARATOR: char = '\u{1f}';
+
+/// The stored invitation list of these organisations (empty when none).
+pub fn invitation_list<S: AsRef<str>>(orgs: &[S]) -> String {
+    if orgs.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(INVITATION_SEPARATOR);
+    for o in orgs {
+        out.push_str(o.as_ref());
+        out.push(INVITATION_SEPARATOR);
+    }
+    out
+}
+
+/// What an invitation list contains when it names `org`.
+pub fn invitation_needle(org: &str) -> String {
+    format!("{INVITATION_SEPARATOR}{org}{INVITATION_SEPARATOR}")
+}
+
+/// The names of a stored invitation list (or of several, concatenated).
+pub fn invited_names(list: &str) -> Vec<&str> {
+    list.split(INVITATION_SEPARATOR)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 impl CaseRecord {
     /// The organisations invited to this case's published agenda items (guests' access).
     pub fn invited_organisations(&self) -> Vec<&str> {
-        self.agenda_invited
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .collect()
+        invited_names(&self.agenda_invited)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invitation_lists_keep_names_with_commas_whole() {
+        let names = ["Têt Habitat, office public de l'habitat", "EMPP"];
+        let list = invitation_list(&names);
+        assert_eq!(invited_names(&list), names);
+        // Lists of two publications, concatenated by the storage, still split right.
+        let two = format!("{list}{}", invitation_list(&["CCAS"]));
+        assert_eq!(invited_names(&two), [names[0], names[1], "CCAS"]);
+        // Neither half of a name with a comma matches on its own.
+        assert!(!list.contains(&invitation_needle("Têt Habitat")));
+        assert!(!list.contains(&invitation_needle("office public de l'habitat")));
+        assert!(list.contains(&invitation_needle("EMPP")));
+        assert_eq!(invitation_list::<&str>(&[]), "");
     }
 }
 

@@ -12,7 +12,7 @@ use super::{
     AgendaItemRecord, CaseFilter, CaseRecord, CelluleRow, CharterRecord, Database, DecisionRecord,
     DeferredRecord, EventRecord, MembershipRow, MembershipWithCelluleRow, NewAgendaItem, NewCase,
     NoteRecord, RetentionSettings, Rewrapped, SessionRecord, StatsCase, StorageError, Tombstone,
-    Transition, WrappedKey, collect,
+    Transition, WrappedKey, collect, same_cases,
 };
 use crate::audit::{
     Checkpoint, CheckpointKind, Draft, Entry, Filter, GENESIS, Head, Purged, Signer,
@@ -884,6 +884,7 @@ impl Database for SqliteDatabase {
         &self,
         cellule: &str,
         id: &str,
+        items: &[String],
         reverts: &[Transition],
         audit: Vec<Draft>,
     ) -> Result<Option<Head>, StorageError> {
@@ -899,16 +900,46 @@ impl Database for SqliteDatabase {
             tx.rollback().await?;
             return Ok(None);
         }
-        sqlx::query("DELETE FROM agenda_items WHERE session_id = ?1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM agenda_publications WHERE session_id = ?1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let decided: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM decisions WHERE session_id = ?1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if decided > 0 {
+            tx.rollback().await?;
+            return Err(StorageError::Conflict(
+                "decisions are recorded for this session",
+            ));
+        }
+        let current: Vec<String> =
+            sqlx::query_scalar("SELECT case_id FROM agenda_items WHERE session_id = ?1")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        if !same_cases(&current, items) {
+            tx.rollback().await?;
+            return Err(StorageError::Conflict("the agenda changed meanwhile"));
+        }
+        sqlx::query(
+            "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id IN \
+             (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        for table in ["agenda_deferrals", "agenda_items", "agenda_publications"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE session_id = ?1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         for t in reverts {
-            move_case(&mut tx, t).await?;
+            if !move_case(&mut tx, t).await? {
+                tx.rollback().await?;
+                return Err(StorageError::Conflict(
+                    "a case of this agenda changed meanwhile",
+                ));
+            }
         }
         let head = append(&mut tx, cellule, audit).await?;
         tx.commit().await?;
@@ -921,6 +952,7 @@ impl Database for SqliteDatabase {
         session_id: &str,
         due_by: NaiveDate,
         agenda_since: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<Vec<CaseRecord>, StorageError> {
         Ok(sqlx::query_as(
             "SELECT c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
@@ -933,14 +965,14 @@ impl Database for SqliteDatabase {
              WHERE c.cellule = ?1 \
                AND (c.status = 'accepted' OR (c.status = 'in_follow_up' AND c.follow_up_date <= ?3)) \
                AND NOT EXISTS (SELECT 1 FROM agenda_items ai JOIN sessions s ON s.id = ai.session_id \
-                    WHERE ai.case_id = c.id AND s.status = 'planned' AND s.id <> ?2 \
-                      AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.session_id = s.id AND d.case_id = c.id)) \
+                    WHERE ai.case_id = c.id AND s.id <> ?2 AND s.status = 'planned' AND s.published_at IS NULL AND s.starts_at >= ?5) \
              ORDER BY c.submitted_at, c.id",
         )
         .bind(cellule)
         .bind(session_id)
         .bind(due_by)
         .bind(agenda_since)
+        .bind(now)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -970,6 +1002,27 @@ impl Database for SqliteDatabase {
                 "the session is cancelled or its agenda is published",
             ));
         }
+        for item in items {
+            let eligible: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM cases c WHERE c.cellule = ?1 AND c.id = ?2 \
+                   AND c.status IN ('accepted', 'in_follow_up') \
+                   AND NOT EXISTS (SELECT 1 FROM agenda_items ai JOIN sessions s ON s.id = ai.session_id \
+                     WHERE ai.case_id = c.id AND s.id <> ?3 AND s.status = 'planned' \
+                       AND s.published_at IS NULL AND s.starts_at >= ?4))",
+            )
+            .bind(cellule)
+            .bind(&item.case_id)
+            .bind(session_id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            if !eligible {
+                tx.rollback().await?;
+                return Err(StorageError::Conflict(
+                    "a case changed meanwhile or went on another session's agenda: rebuild or edit again",
+                ));
+            }
+        }
         if let Some(deferred) = deferred {
             sqlx::query(
                 "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id IN \
@@ -992,6 +1045,25 @@ impl Database for SqliteDatabase {
                     .bind(case_id)
                     .execute(&mut *tx)
                     .await?;
+            }
+        } else {
+            // An edit that puts a deferred case back on the agenda withdraws its deferral.
+            for item in items {
+                let undone = sqlx::query(
+                    "DELETE FROM agenda_deferrals WHERE session_id = ?1 AND case_id = ?2",
+                )
+                .bind(session_id)
+                .bind(&item.case_id)
+                .execute(&mut *tx)
+                .await?;
+                if undone.rows_affected() == 1 {
+                    sqlx::query(
+                        "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id = ?1",
+                    )
+                    .bind(&item.case_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
         }
         sqlx::query("DELETE FROM agenda_items WHERE session_id = ?1")
@@ -1041,6 +1113,24 @@ impl Database for SqliteDatabase {
         .await?)
     }
 
+    async fn other_agendas(
+        &self,
+        cellule: &str,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT ai.case_id, s.id FROM agenda_items ai JOIN sessions s ON s.id = ai.session_id \
+             WHERE s.cellule = ?1 AND s.id <> ?2 AND s.status = 'planned' \
+               AND s.published_at IS NULL AND s.starts_at >= ?3",
+        )
+        .bind(cellule)
+        .bind(session_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn publish_agenda(
         &self,
         cellule: &str,
@@ -1066,6 +1156,16 @@ impl Database for SqliteDatabase {
                 "the session is cancelled or its agenda is published",
             ));
         }
+        let current: Vec<String> =
+            sqlx::query_scalar("SELECT case_id FROM agenda_items WHERE session_id = ?1")
+                .bind(&session.id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let expected: Vec<String> = invited.iter().map(|(id, _)| id.clone()).collect();
+        if !same_cases(&current, &expected) {
+            tx.rollback().await?;
+            return Err(StorageError::Conflict("the agenda changed meanwhile"));
+        }
         for (case_id, orgs) in invited {
             sqlx::query(
                 "INSERT INTO agenda_publications (case_id, session_id, session_at, published_at, invited) \
@@ -1080,7 +1180,12 @@ impl Database for SqliteDatabase {
             .await?;
         }
         for t in moves {
-            move_case(&mut tx, t).await?;
+            if !move_case(&mut tx, t).await? {
+                tx.rollback().await?;
+                return Err(StorageError::Conflict(
+                    "a case of this agenda changed meanwhile",
+                ));
+            }
         }
         let head = append(&mut tx, cellule, audit).await?;
         tx.commit().await?;
@@ -1134,7 +1239,7 @@ impl Database for SqliteDatabase {
     ) -> Result<Vec<StatsCase>, StorageError> {
         Ok(sqlx::query_as(
             "SELECT c.submitted_at, c.needs, c.referring_org, \
-               (SELECT MIN(d.decided_at) FROM decisions d WHERE d.case_id = c.id) AS first_review_at, \
+               (SELECT MIN(d.decided_at) FROM decisions d WHERE d.case_id = c.id AND d.outcome <> 'deferred') AS first_review_at, \
                c.closed_at \
              FROM cases c WHERE c.cellule = ?1 AND c.submitted_at >= ?2 AND c.submitted_at < ?3",
         )

@@ -8,8 +8,13 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
+use std::sync::Arc;
+
+use cellule::clock::ManualClock;
+
 use crate::helpers::{
-    AUDITOR, Backend, CITY, COORD, GUEST, PSY, REF1, TestApp, referral, spawn_app,
+    AUDITOR, Backend, CITY, COORD, GUEST, Options, PSY, REF1, TestApp, referral, spawn_app,
+    spawn_app_with,
 };
 
 const CANARY: &str = "SITUATIONCANARY";
@@ -898,6 +903,470 @@ async fn the_directory_rejects_what_it_cannot_route(backend: Backend) {
         .assert_problem(403);
 }
 
+async fn agenda_put_get(app: &TestApp, sid: &str, items: Value) -> crate::helpers::Answer {
+    call(
+        app,
+        Method::PUT,
+        &format!("/sessions/{sid}/agenda"),
+        COORD,
+        Some(json!({ "items": items })),
+    )
+    .await
+}
+
+async fn times_deferred(app: &TestApp, id: &str) -> i64 {
+    let a = call(app, Method::GET, &format!("/cases/{id}"), COORD, None).await;
+    a.body["times_deferred"].as_i64().expect("times_deferred")
+}
+
+async fn edits_publication_and_cancellation_keep_the_pool_consistent(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    // 120 minutes, 20 per new case: six fit, the seventh is deferred.
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        ids.push(
+            accepted(&app, "routine", json!(["housing"]), "66G01")
+                .await
+                .0,
+        );
+    }
+    let a_sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    let b_sid = ad_hoc(&app, "2031-01-09T14:00:00+01:00").await;
+    let build = |sid: String| {
+        let app = &app;
+        async move {
+            let a = call(
+                app,
+                Method::POST,
+                &format!("/sessions/{sid}/agenda/build"),
+                COORD,
+                None,
+            )
+            .await;
+            assert_eq!(a.status, 200, "{}", a.text);
+            a.body
+        }
+    };
+    let agenda = build(a_sid.clone()).await;
+    let on_a = item_ids(&agenda);
+    assert_eq!(on_a.len(), 6);
+    let deferred = agenda["deferred"][0]["case_id"]
+        .as_str()
+        .expect("deferred")
+        .to_owned();
+    assert_eq!(times_deferred(&app, &deferred).await, 1);
+
+    // Putting the deferred case back on the agenda withdraws its deferral.
+    let mut all = on_a.clone();
+    all.push(deferred.clone());
+    let a = agenda_put_get(&app, &a_sid, json!(all)).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["deferred"], json!([]));
+    assert_eq!(a.body["over_capacity"], true);
+    assert_eq!(times_deferred(&app, &deferred).await, 0);
+
+    // Bad edits of another session's agenda: nothing changes.
+    let a = agenda_put_get(&app, &b_sid, json!([on_a[0]])).await;
+    a.assert_problem(422);
+    assert!(
+        a.text.contains(&a_sid),
+        "names the other session: {}",
+        a.text
+    );
+    agenda_put_get(&app, &b_sid, json!(["not-a-case-id"]))
+        .await
+        .assert_problem(422);
+    let many: Vec<String> = (0..201).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    agenda_put_get(&app, &b_sid, json!(many))
+        .await
+        .assert_problem(422);
+    // Building the other session leaves A's cases alone.
+    assert_eq!(item_ids(&build(b_sid.clone()).await), Vec::<String>::new());
+
+    // Cancelling A undoes its deferral count and releases everything.
+    let agenda = build(a_sid.clone()).await;
+    let deferred = agenda["deferred"][0]["case_id"]
+        .as_str()
+        .expect("deferred")
+        .to_owned();
+    assert_eq!(times_deferred(&app, &deferred).await, 1);
+    let a = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{a_sid}/cancel"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(times_deferred(&app, &deferred).await, 0);
+
+    // A case that moved since the build stops the publication.
+    let agenda = build(b_sid.clone()).await;
+    let on_b = item_ids(&agenda);
+    assert_eq!(on_b.len(), 6);
+    app.move_case(&on_b[0], json!({"to": "scheduled"})).await;
+    let a = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{b_sid}/agenda/publish"),
+        COORD,
+        None,
+    )
+    .await;
+    a.assert_problem(409);
+    let mine = app.state.db.clone();
+    let unchanged = mine
+        .get_case("perpignan", &on_b[1], chrono::Utc::now())
+        .await
+        .expect("db")
+        .expect("case");
+    assert_eq!(unchanged.status, "accepted", "nothing published");
+    // ... and a scheduled case cannot be put on an agenda.
+    agenda_put_get(&app, &b_sid, json!(on_b))
+        .await
+        .assert_problem(422);
+    let a = agenda_put_get(&app, &b_sid, json!(on_b[1..])).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let a = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{b_sid}/agenda/publish"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+
+    // Once a decision is recorded the session took place: no cancellation.
+    let a = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{b_sid}/items/{}/decision", on_b[1]),
+        COORD,
+        Some(json!({"outcome": "deferred"})),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{b_sid}/cancel"),
+        COORD,
+        None,
+    )
+    .await
+    .assert_problem(409);
+    let a = call(
+        &app,
+        Method::GET,
+        &format!("/cases/{}", on_b[2]),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.body["status"], "scheduled", "the agenda stands");
+}
+
+async fn access_follows_routing_and_ends_by_itself(backend: Backend) {
+    let start = chrono::Utc::now();
+    let clock = Arc::new(ManualClock::new(start));
+    let app = spawn_app_with(
+        backend,
+        Options {
+            clock: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .await;
+    setup(&app).await;
+    let at = |days: i64| (start + chrono::Duration::days(days)).to_rfc3339();
+    let date = |days: i64| {
+        (start + chrono::Duration::days(days))
+            .date_naive()
+            .to_string()
+    };
+    let (care, care_ref) = accepted(&app, "urgent", json!(["care_access"]), "66G03").await;
+    let (housing, _) = accepted(&app, "urgent", json!(["housing"]), "66G01").await;
+    let sid = ad_hoc(&app, &at(2)).await;
+    for step in ["agenda/build", "agenda/publish"] {
+        let a = call(
+            &app,
+            Method::POST,
+            &format!("/sessions/{sid}/{step}"),
+            COORD,
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    let decide = |case: String, body: Value| {
+        let path = format!("/sessions/{sid}/items/{case}/decision");
+        let app = &app;
+        async move { call(app, Method::POST, &path, COORD, Some(body)).await }
+    };
+    // Only a routed decision names an interlocutor; only routed and follow-up take a date.
+    decide(
+        care.clone(),
+        json!({"outcome": "follow_up", "interlocutor": "cmp-66g03", "follow_up_date": date(60)}),
+    )
+    .await
+    .assert_problem(422);
+    decide(
+        care.clone(),
+        json!({"outcome": "closed", "text": "Résolu.", "follow_up_date": date(60)}),
+    )
+    .await
+    .assert_problem(422);
+    let a = decide(
+        care.clone(),
+        json!({"outcome": "routed", "interlocutor": "cmp-66g03", "follow_up_date": date(60)}),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    // Routed to the guest organisation, which the router had not proposed (not invited).
+    let a = decide(
+        housing.clone(),
+        json!({"outcome": "routed", "interlocutor": "EMPP", "follow_up_date": date(60)}),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let status = |sub: &'static str, id: String| {
+        let app = &app;
+        async move {
+            call(app, Method::GET, &format!("/cases/{id}"), sub, None)
+                .await
+                .status
+        }
+    };
+    assert_eq!(status(GUEST, housing.clone()).await, 200, "routed guest");
+    assert_eq!(status(CITY, care.clone()).await, 200, "published agenda");
+
+    // 40 days on: the agenda access is over; the routed member keeps its case, the guest not.
+    clock.set(start + chrono::Duration::days(40));
+    assert_eq!(status(CITY, care.clone()).await, 404);
+    assert_eq!(status(GUEST, housing.clone()).await, 404);
+    assert_eq!(
+        status(PSY, care.clone()).await,
+        200,
+        "assigned interlocutor"
+    );
+
+    // A draft agenda shows members nothing, even the cases they may read.
+    let next = ad_hoc(&app, &at(65)).await;
+    let a = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{next}/agenda/build"),
+        COORD,
+        None,
+    )
+    .await;
+    assert!(
+        item_ids(&a.body).contains(&care),
+        "follow-up due: {}",
+        a.text
+    );
+    let a = call(
+        &app,
+        Method::GET,
+        &format!("/sessions/{next}/agenda"),
+        PSY,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(item_ids(&a.body), Vec::<String>::new());
+    for (sub, shown) in [(PSY, false), (COORD, true)] {
+        let a = call(
+            &app,
+            Method::GET,
+            &format!("/sessions/{next}/calendar.ics"),
+            sub,
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(a.text.contains(&care_ref), shown, "{sub}: {}", a.text);
+    }
+
+    // An agenda left unpublished in the past holds nothing back.
+    let (late, _) = accepted(&app, "routine", json!(["housing"]), "66G01").await;
+    let past = ad_hoc(&app, &at(41)).await;
+    let a = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{past}/agenda/build"),
+        COORD,
+        None,
+    )
+    .await;
+    assert!(item_ids(&a.body).contains(&late), "{}", a.text);
+    clock.set(start + chrono::Duration::days(43));
+    let a = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{next}/agenda/build"),
+        COORD,
+        None,
+    )
+    .await;
+    assert!(item_ids(&a.body).contains(&late), "{}", a.text);
+
+    // Closing the case ends the routed organisation's access.
+    let a = call(
+        &app,
+        Method::PUT,
+        &format!("/sessions/{next}/agenda"),
+        COORD,
+        Some(json!({"items": [late]})),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    app.move_case(
+        &care,
+        json!({"to": "closed", "reason": "Suivi assuré par le CMP."}),
+    )
+    .await;
+    assert_eq!(status(PSY, care.clone()).await, 404, "closed");
+    assert_eq!(status(COORD, care.clone()).await, 200);
+}
+
+async fn sessions_keep_their_zone_and_schedule_its_first_day(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    // An ad-hoc session asked for in UTC is shown in the cellule's zone.
+    let a = call(
+        &app,
+        Method::POST,
+        "/sessions",
+        COORD,
+        Some(json!({"starts_at": "2030-12-12T13:00:00Z"})),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(a.body["starts_at"], "2030-12-12T14:00:00+01:00");
+    // A schedule edited without a first day keeps the one it had.
+    let first = call(&app, Method::GET, "/schedule", COORD, None).await;
+    let starts_on = first.body["starts_on"].clone();
+    assert!(starts_on.is_string(), "{}", first.text);
+    let mut edited = schedule();
+    edited["location"] = json!("CCAS, salle 2");
+    let a = call(&app, Method::PUT, "/schedule", COORD, Some(edited)).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["starts_on"], starts_on);
+    // Names with commas are common ("Têt Habitat, office public"): an invitation names the whole
+    // organisation, never a part of it.
+    let (mut interlocutors, mut rules) = directory();
+    interlocutors["interlocutors"]
+        .as_array_mut()
+        .expect("interlocutors")
+        .push(
+            json!({"id": "asso", "name": "Association Horizon,EMPP", "sphere": "city",
+            "kind": "association"}),
+        );
+    rules["rules"]
+        .as_array_mut()
+        .expect("rules")
+        .push(json!({"id": "addictions", "needs": ["addiction"], "lead": "asso"}));
+    for (path, body) in [("/interlocutors", interlocutors), ("/routing", rules)] {
+        let a = call(&app, Method::PUT, path, COORD, Some(body)).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    let (addiction, _) = accepted(&app, "urgent", json!(["addiction"]), "66G01").await;
+    let (care, _) = accepted(&app, "urgent", json!(["care_access"]), "66G03").await;
+    let sid = ad_hoc(&app, "2030-12-19T14:00:00+01:00").await;
+    for step in ["agenda/build", "agenda/publish"] {
+        let a = call(
+            &app,
+            Method::POST,
+            &format!("/sessions/{sid}/{step}"),
+            COORD,
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    let a = call(
+        &app,
+        Method::GET,
+        &format!("/sessions/{sid}/agenda"),
+        GUEST,
+        None,
+    )
+    .await;
+    assert_eq!(item_ids(&a.body), vec![care.clone()], "{}", a.text);
+    call(
+        &app,
+        Method::GET,
+        &format!("/cases/{addiction}"),
+        GUEST,
+        None,
+    )
+    .await
+    .assert_problem(404);
+}
+
+async fn deferred_decisions_are_not_reviews(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(
+            accepted(&app, "routine", json!(["housing"]), "66G01")
+                .await
+                .0,
+        );
+    }
+    let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    for step in ["agenda/build", "agenda/publish"] {
+        let a = call(
+            &app,
+            Method::POST,
+            &format!("/sessions/{sid}/{step}"),
+            COORD,
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    for id in &ids {
+        let a = call(
+            &app,
+            Method::POST,
+            &format!("/sessions/{sid}/items/{id}/decision"),
+            COORD,
+            Some(json!({"outcome": "deferred"})),
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.text);
+    }
+    use chrono::Datelike;
+    let year = chrono::Utc::now().year();
+    let a = call(
+        &app,
+        Method::GET,
+        &format!("/stats?year={year}"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let outcome = a.body["decisions_by_outcome"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .find(|c| c["key"] == "deferred")
+        .cloned();
+    assert_eq!(outcome.map(|c| c["count"].clone()), Some(json!(5)));
+    // Five decisions, none of them a review.
+    assert_eq!(
+        a.body["referral_to_first_review"],
+        json!({"median_days": null, "suppressed": false})
+    );
+}
+
 backend_tests!(
     schedule_and_idempotent_planning,
     the_agenda_fills_capacity_by_urgency_and_counts_deferrals_once,
@@ -908,4 +1377,8 @@ backend_tests!(
     the_calendar_is_valid_icalendar_without_content,
     statistics_suppress_small_counts,
     the_directory_rejects_what_it_cannot_route,
+    edits_publication_and_cancellation_keep_the_pool_consistent,
+    access_follows_routing_and_ends_by_itself,
+    sessions_keep_their_zone_and_schedule_its_first_day,
+    deferred_decisions_are_not_reviews,
 );
