@@ -41,7 +41,8 @@ use crate::policy::Principal;
 use crate::routing::{self, Directory};
 use crate::schedule::{self, IcsEvent, Schedule};
 use crate::storage::{
-    AgendaItemRecord, CaseRecord, DecisionRecord, NewAgendaItem, SessionRecord, Transition,
+    AgendaItemRecord, CaseRecord, DecisionRecord, EligibleCase, NewAgendaItem, SessionRecord,
+    Transition,
 };
 
 /// Most items an edited agenda may hold.
@@ -725,7 +726,7 @@ fn capacity(sched: Option<&Schedule>, s: &SessionRecord) -> Capacity {
     }
 }
 
-fn candidate(c: &CaseRecord) -> Result<Candidate, ApiError> {
+fn candidate(c: &EligibleCase) -> Result<Candidate, ApiError> {
     let follow_up = c.status == "in_follow_up";
     let waiting_since = if follow_up {
         c.follow_up_date
@@ -745,7 +746,7 @@ fn candidate(c: &CaseRecord) -> Result<Candidate, ApiError> {
     })
 }
 
-fn proposal_json(dir: &Directory, c: &CaseRecord) -> Result<String, ApiError> {
+fn proposal_json(dir: &Directory, c: &EligibleCase) -> Result<String, ApiError> {
     let needs = needs_of(&c.needs)?;
     let proposal = routing::propose(
         dir,
@@ -784,10 +785,7 @@ pub async fn build(
     let tz = schedule::parse_tz(&s.time_zone).unwrap_or(chrono_tz::Europe::Paris);
     let due_by = s.starts_at.with_timezone(&tz).date_naive();
     let now = state.clock.now();
-    let cases = state
-        .db
-        .eligible_cases(cellule, &s.id, due_by, access::agenda_since(now), now)
-        .await?;
+    let cases = state.db.eligible_cases(cellule, &s.id, due_by, now).await?;
     let dir = load_directory(state, cellule).await?;
     // A rebuild does not count this session's earlier deferrals again.
     let earlier: std::collections::HashSet<String> = state
@@ -804,7 +802,7 @@ pub async fn build(
         }
     }
     let built = agenda::build(candidates, capacity(sched.as_ref(), &s));
-    let by_id: std::collections::HashMap<&str, &CaseRecord> =
+    let by_id: std::collections::HashMap<&str, &EligibleCase> =
         cases.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut items = Vec::with_capacity(built.items.len());
     for i in &built.items {
@@ -1030,7 +1028,7 @@ pub async fn edit(
     let dir = load_directory(state, cellule).await?;
     let mut candidates = Vec::new();
     for c in &cases {
-        let mut cand = candidate(c)?;
+        let mut cand = candidate(&EligibleCase::from(c))?;
         if let Some(existing) = current.iter().find(|i| i.case_id == c.id) {
             cand.kind = if existing.kind == "follow_up" {
                 Kind::FollowUp
@@ -1045,7 +1043,7 @@ pub async fn edit(
     for (slot, c) in slots.iter().zip(&cases) {
         let proposal = match current.iter().find(|i| i.case_id == c.id) {
             Some(existing) => existing.proposal.clone(),
-            None => proposal_json(&dir, c)?,
+            None => proposal_json(&dir, &EligibleCase::from(c))?,
         };
         items.push(NewAgendaItem {
             case_id: c.id.clone(),

@@ -332,9 +332,8 @@ pub trait Database: Send + Sync + 'static {
         cellule: &str,
         session_id: &str,
         due_by: NaiveDate,
-        agenda_since: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<CaseRecord>, StorageError>;
+    ) -> Result<Vec<EligibleCase>, StorageError>;
     /// Replaces a session's agenda; with `deferred`, also replaces its deferrals (each deferred
     /// case counted once per session); without, withdraws the deferral of any case put back on
     /// the agenda. Every item must still be accepted or followed up and on no other open agenda
@@ -573,3 +572,6 @@ pub(crate) fn same_cases(a: &[String], b: &[String]) -> bool {
     b.sort_unstable();
     a == b
 }
+
+/// Audit entries per multi-row insert (16 parameters each: well under both backends' limits).
+pub(crate) const AUDIT_INSERT_ROWS: usize = 500;

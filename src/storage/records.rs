@@ -82,6 +82,40 @@ pub struct CaseRecord {
     pub agenda_invited: String,
 }
 
+/// What agenda building needs of a case (no ciphertext, no key: thousands are read at once).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EligibleCase {
+    pub id: String,
+    pub reference: String,
+    pub status: String,
+    pub urgency: String,
+    pub needs: String,
+    pub commune: Option<String>,
+    pub sector: Option<String>,
+    pub follow_up_date: Option<NaiveDate>,
+    pub times_deferred: i64,
+    pub submitted_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+impl From<&CaseRecord> for EligibleCase {
+    fn from(c: &CaseRecord) -> Self {
+        EligibleCase {
+            id: c.id.clone(),
+            reference: c.reference.clone(),
+            status: c.status.clone(),
+            urgency: c.urgency.clone(),
+            needs: c.needs.clone(),
+            commune: c.commune.clone(),
+            sector: c.sector.clone(),
+            follow_up_date: c.follow_up_date,
+            times_deferred: c.times_deferred,
+            submitted_at: c.submitted_at,
+            decided_at: c.decided_at,
+        }
+    }
+}
+
 /// Encloses each name of an invitation list. Organisation names cannot hold control characters,
 /// so no name can contain it (a comma could: `Têt Habitat, office public`) and a search for
 /// `␟name␟` matches that name only.

@@ -9,10 +9,10 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{
-    AgendaItemRecord, CaseFilter, CaseRecord, CelluleRow, CharterRecord, Database, DecisionRecord,
-    DeferredRecord, EventRecord, MembershipRow, MembershipWithCelluleRow, NewAgendaItem, NewCase,
-    NoteRecord, RetentionSettings, Rewrapped, SessionRecord, StatsCase, StorageError, Tombstone,
-    Transition, WrappedKey, collect, same_cases,
+    AUDIT_INSERT_ROWS, AgendaItemRecord, CaseFilter, CaseRecord, CelluleRow, CharterRecord,
+    Database, DecisionRecord, DeferredRecord, EligibleCase, EventRecord, MembershipRow,
+    MembershipWithCelluleRow, NewAgendaItem, NewCase, NoteRecord, RetentionSettings, Rewrapped,
+    SessionRecord, StatsCase, StorageError, Tombstone, Transition, WrappedKey, collect, same_cases,
 };
 use crate::audit::{
     Checkpoint, CheckpointKind, Draft, Entry, Filter, GENESIS, Head, Purged, Signer,
@@ -951,27 +951,22 @@ impl Database for SqliteDatabase {
         cellule: &str,
         session_id: &str,
         due_by: NaiveDate,
-        agenda_since: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<CaseRecord>, StorageError> {
+    ) -> Result<Vec<EligibleCase>, StorageError> {
         Ok(sqlx::query_as(
-            "SELECT c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
-               c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
-               c.routed_org, c.follow_up_date, c.times_deferred, c.situation, c.expectations, c.submitted_at, \
-               c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
-               EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?4) AS on_agenda, \
-               '' AS agenda_invited \
-             FROM cases c JOIN data_keys k ON k.id = c.id \
+            "SELECT c.id, c.reference, c.status, c.urgency, c.needs, c.commune, c.sector, \
+               c.follow_up_date, c.times_deferred, c.submitted_at, c.decided_at \
+             FROM cases c \
              WHERE c.cellule = ?1 \
                AND (c.status = 'accepted' OR (c.status = 'in_follow_up' AND c.follow_up_date <= ?3)) \
                AND NOT EXISTS (SELECT 1 FROM agenda_items ai JOIN sessions s ON s.id = ai.session_id \
-                    WHERE ai.case_id = c.id AND s.id <> ?2 AND s.status = 'planned' AND s.published_at IS NULL AND s.starts_at >= ?5) \
+                    WHERE ai.case_id = c.id AND s.id <> ?2 AND s.status = 'planned' \
+                      AND s.published_at IS NULL AND s.starts_at >= ?4) \
              ORDER BY c.submitted_at, c.id",
         )
         .bind(cellule)
         .bind(session_id)
         .bind(due_by)
-        .bind(agenda_since)
         .bind(now)
         .fetch_all(&self.pool)
         .await?)
@@ -1035,17 +1030,23 @@ impl Database for SqliteDatabase {
                 .bind(session_id)
                 .execute(&mut *tx)
                 .await?;
-            for case_id in deferred {
-                sqlx::query("INSERT INTO agenda_deferrals (session_id, case_id) VALUES (?1, ?2)")
-                    .bind(session_id)
-                    .bind(case_id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("UPDATE cases SET times_deferred = times_deferred + 1 WHERE id = ?1")
-                    .bind(case_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            // One statement each, however many cases are deferred.
+            let ids = serde_json::to_string(deferred)
+                .map_err(|e| StorageError::Other(format!("deferred ids: {e}")))?;
+            sqlx::query(
+                "INSERT INTO agenda_deferrals (session_id, case_id) SELECT ?1, value FROM json_each(?2)",
+            )
+            .bind(session_id)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE cases SET times_deferred = times_deferred + 1 \
+                 WHERE id IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
         } else {
             // An edit that puts a deferred case back on the agenda withdraws its deferral.
             for item in items {
@@ -1490,33 +1491,38 @@ async fn append(
     .map_err(super::not_found_on_fk)?;
     let mut hash = prev;
     let mut next = seq - n;
+    let mut entries = Vec::with_capacity(drafts.len());
     for draft in drafts {
         next += 1;
         let e = draft.into_entry(cellule, next, &hash);
-        sqlx::query(
+        hash.clone_from(&e.hash);
+        entries.push(e);
+    }
+    // Many entries (an agenda build over thousands of cases) go in a few multi-row inserts.
+    for chunk in entries.chunks(AUDIT_INSERT_ROWS) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO audit_entries (cellule, seq, at_us, actor, actor_role, actor_org, action, case_id, \
-               case_ref, target_kind, target_id, outcome, reason, request_id, prev_hash, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )
-        .bind(&e.cellule)
-        .bind(e.seq)
-        .bind(e.at_us)
-        .bind(&e.actor)
-        .bind(&e.actor_role)
-        .bind(&e.actor_org)
-        .bind(&e.action)
-        .bind(&e.case_id)
-        .bind(&e.case_ref)
-        .bind(&e.target_kind)
-        .bind(&e.target_id)
-        .bind(&e.outcome)
-        .bind(&e.reason)
-        .bind(&e.request_id)
-        .bind(&e.prev_hash)
-        .bind(&e.hash)
-        .execute(&mut *tx)
-        .await?;
-        hash = e.hash;
+               case_ref, target_kind, target_id, outcome, reason, request_id, prev_hash, hash) ",
+        );
+        q.push_values(chunk, |mut b, e| {
+            b.push_bind(&e.cellule)
+                .push_bind(e.seq)
+                .push_bind(e.at_us)
+                .push_bind(&e.actor)
+                .push_bind(&e.actor_role)
+                .push_bind(&e.actor_org)
+                .push_bind(&e.action)
+                .push_bind(&e.case_id)
+                .push_bind(&e.case_ref)
+                .push_bind(&e.target_kind)
+                .push_bind(&e.target_id)
+                .push_bind(&e.outcome)
+                .push_bind(&e.reason)
+                .push_bind(&e.request_id)
+                .push_bind(&e.prev_hash)
+                .push_bind(&e.hash);
+        });
+        q.build().execute(&mut *tx).await?;
     }
     sqlx::query("UPDATE audit_heads SET hash = ?2 WHERE cellule = ?1")
         .bind(cellule)
