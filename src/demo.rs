@@ -781,6 +781,18 @@ pub async fn run(config: &Config, slug: &CelluleSlug, ttl: Duration) -> Result<(
         })?;
         tokens.push(token);
     }
+    let summary = set_up(config, slug, real_now).await?;
+    print_summary(config, &summary, &tokens, ttl);
+    Ok(())
+}
+
+/// Sets up the demo cellule as if `now` were the present (the history before it, the next
+/// session after it); refused, changing nothing, when the cellule exists.
+pub async fn set_up(
+    config: &Config,
+    slug: &CelluleSlug,
+    now: DateTime<Utc>,
+) -> Result<Summary, CliError> {
     let db = app::open_database(config, true).await?;
     let result = async {
         if db
@@ -795,32 +807,36 @@ pub async fn run(config: &Config, slug: &CelluleSlug, ttl: Duration) -> Result<(
             )));
         }
         let keys = app::open_keys(config, db.as_ref(), &SystemClock).await?;
-        let clock = Arc::new(ManualClock::new(real_now));
+        let clock = Arc::new(ManualClock::new(now));
         let state = app::state(config.clone(), db.clone(), keys, clock.clone())?;
-        let summary = Demo::new(state, clock, slug.clone()).play(real_now).await?;
-        Ok(summary)
+        Demo::new(state, clock, slug.clone()).play(now).await
     }
     .await;
     db.close().await;
-    let summary = result?;
-    print_summary(config, &summary, &tokens, ttl);
-    Ok(())
+    result
 }
 
-/// What the demo created, for the printout.
-struct Summary {
-    slug: String,
-    counts: Vec<(CaseStatus, usize)>,
-    notes: usize,
-    interlocutors: usize,
-    rules: usize,
-    planned: usize,
-    past: Vec<(String, usize, usize)>,
-    next: SessionRecord,
-    next_items: Vec<(String, String)>,
-    next_deferred: usize,
+/// What the demo created.
+#[derive(Debug)]
+pub struct Summary {
+    pub slug: String,
+    /// Cases by status, every status listed.
+    pub counts: Vec<(CaseStatus, usize)>,
+    pub notes: usize,
+    pub interlocutors: usize,
+    pub rules: usize,
+    /// Sessions planned (past ones included).
+    pub planned: usize,
+    /// The reviewed sessions: local day, items, how many of them were deferred.
+    pub past: Vec<(String, usize, usize)>,
+    /// The next session, its agenda published.
+    pub next: SessionRecord,
+    /// Its items (case id, reference), a follow-up first.
+    pub next_items: Vec<(String, String)>,
+    pub next_deferred: usize,
     follow_up_example: NaiveDate,
-    duplicate: Option<(String, String)>,
+    /// (earlier reference, new reference) of the referral flagged as a possible duplicate.
+    pub duplicate: Option<(String, String)>,
 }
 
 struct Demo {
@@ -955,10 +971,13 @@ impl Demo {
         past_sessions.push(self.session(&p2, &next, &next).await?);
 
         // Period 2, up to now; the next session's agenda; late screening.
-        let now = SystemClock.now();
-        self.referrals(2, p2.starts_at + chrono::Duration::hours(5), now - days(1))
-            .await?;
-        self.set(SystemClock.now());
+        self.referrals(
+            2,
+            p2.starts_at + chrono::Duration::hours(5),
+            real_now - days(1),
+        )
+        .await?;
+        self.set(real_now);
         sessions::build(&self.state, &coordinator, &next.id)
             .await
             .map_err(at("building the next agenda"))?;

@@ -923,7 +923,80 @@ async fn demo_sets_up_a_cellule_the_printed_tokens_work_on(backend: Backend) {
     child.wait().expect("wait serve");
 }
 
+/// The demo's story holds whatever the day: session days (before, during and after the
+/// meeting), the days just after one, public holidays that move a session, DST changes, the turn
+/// of the year. Several demo cellules in one database, each on its own clock.
+async fn demo_holds_on_any_day(backend: Backend) {
+    use cellule::domain::case::CaseStatus;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, _pg) = database(backend, dir.path()).await;
+    std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+    let mut config = cellule::config::Config {
+        data_dir: dir.path().join("data"),
+        ..cellule::config::Config::default()
+    };
+    config.database = Some(cellule::config::DatabaseUrl::new(url));
+    let days = [
+        ("aaa", "2026-05-21T10:00:00Z"), // a session moved from Ascension (May 14), before it starts
+        ("bbb", "2026-05-22T09:00:00Z"), // the day after that session
+        ("ccc", "2026-06-12T09:00:00Z"), // the day after a session
+        ("ddd", "2026-03-30T08:00:00Z"), // just after the spring DST change
+        ("eee", "2026-10-26T08:00:00Z"), // just after the autumn DST change
+        ("fff", "2027-11-12T09:00:00Z"), // the 2nd Thursday was 11 November: moved to the 18th
+        ("ggg", "2027-01-01T00:30:00Z"), // new year
+        ("hhh", "2026-12-10T13:30:00Z"), // during a session (14:00 Paris is 13:00Z)
+    ];
+    for (slug, at) in days {
+        let now: chrono::DateTime<chrono::Utc> = at.parse().expect("instant");
+        let slug = cellule::domain::CelluleSlug::parse(slug).expect("slug");
+        let s = cellule::demo::set_up(&config, &slug, now)
+            .await
+            .unwrap_or_else(|e| panic!("{at}: {}", e.message));
+        let total: usize = s.counts.iter().map(|(_, n)| n).sum();
+        assert_eq!(total, 40, "{at}: {:?}", s.counts);
+        assert_eq!(s.counts.len(), CaseStatus::ALL.len());
+        for (status, n) in &s.counts {
+            assert!(*n >= 1, "{at}: no case {}: {:?}", status.as_str(), s.counts);
+        }
+        assert_eq!(s.past.len(), 2, "{at}");
+        for (day, items, _) in &s.past {
+            assert!(*items >= 5, "{at}: {day} had {items} items");
+            assert!(day.as_str() < at, "{at}: {day}");
+        }
+        assert!(s.next.starts_at > now, "{at}: next {}", s.next.local_start);
+        assert!(
+            s.next.starts_at < now + chrono::Duration::days(45),
+            "{at}: next {}",
+            s.next.local_start
+        );
+        assert!(!s.next_items.is_empty(), "{at}");
+        assert!(s.duplicate.is_some(), "{at}");
+        assert!(s.notes > 0, "{at}");
+        if slug.as_str() == "fff" {
+            assert!(
+                s.next.local_start.starts_with("2027-11-18T14:00:00+01:00"),
+                "{}",
+                s.next.local_start
+            );
+        }
+    }
+    let again = cellule::demo::set_up(
+        &config,
+        &cellule::domain::CelluleSlug::parse("aaa").expect("slug"),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect_err("the demo cellule exists");
+    assert_eq!(again.code, 1);
+    assert!(
+        again.message.contains("already exists"),
+        "{}",
+        again.message
+    );
+}
+
 backend_tests!(
+    demo_holds_on_any_day,
     cellule_and_member_commands,
     serve_logs_rejections_without_tokens_and_stops_on_sigterm,
     routing_export_import_round_trip,
