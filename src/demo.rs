@@ -75,6 +75,10 @@ struct Person {
     what: &'static str,
 }
 
+/// The administrator the printout suggests: an administrator holds no membership (separation of
+/// duties), so it is one only when the server runs with `CELLULE_ADMINS=demo-admin`.
+pub const ADMIN: &str = "demo-admin";
+
 const COORDINATOR: usize = 0;
 const CCAS: usize = 1;
 const CMP: usize = 2;
@@ -781,6 +785,12 @@ pub async fn run(config: &Config, slug: &CelluleSlug, ttl: Duration) -> Result<(
         })?;
         tokens.push(token);
     }
+    let admin = Subject::parse(ADMIN).map_err(|e| failure(e.to_string()))?;
+    let admin_token = dev.mint(&admin, ttl, real_now).map_err(|e| CliError {
+        message: e.to_string(),
+        code: 2,
+    })?;
+    tokens.push(admin_token);
     let summary = set_up(config, slug, real_now).await?;
     print_summary(config, &summary, &tokens, ttl);
     Ok(())
@@ -1381,17 +1391,21 @@ fn print_summary(config: &Config, s: &Summary, tokens: &[String], ttl: Duration)
         );
     }
     println!(
-        "  (an administrator is not a member: start the server with CELLULE_ADMINS=ops and use `cellule token ops`)"
+        "  {:<20} {ADMIN:<24} {:<12} memberships, never case content: only if the server runs \
+         with CELLULE_ADMINS={ADMIN}",
+        "ADMIN", "admin"
     );
     println!();
-    println!("# Paste into a shell, with `cargo run --release` serving in another terminal:");
+    println!(
+        "# Paste into a shell, with `CELLULE_ADMINS={ADMIN} cargo run --release` serving in another terminal:"
+    );
     println!("export API=http://{}/v1/cellules/{}", config.bind, s.slug);
     println!("export SESSION={}", s.next.id);
     if let Some((id, _)) = s.next_items.first() {
         println!("export CASE={id}");
     }
-    for (p, token) in PEOPLE.iter().zip(tokens) {
-        println!("export {}={token}", p.var);
+    for (var, token) in PEOPLE.iter().map(|p| p.var).chain(["ADMIN"]).zip(tokens) {
+        println!("export {var}={token}");
     }
     println!();
     for line in [
@@ -1421,6 +1435,8 @@ fn print_summary(config: &Config, s: &Summary, tokens: &[String], ttl: Duration)
         "# the auditor: who did what (every step above is there), and the chain verification",
         "curl -s \"$API/audit?limit=20\" -H \"Authorization: Bearer $AUDITOR\"",
         "curl -s $API/audit/verify -H \"Authorization: Bearer $AUDITOR\"",
+        "# the administrator: memberships, never case content",
+        "curl -s $API/members -H \"Authorization: Bearer $ADMIN\"",
     ] {
         println!("{line}");
     }
@@ -1451,6 +1467,7 @@ mod tests {
             assert!(s.commune.is_some() || s.sector.is_some());
             assert!(PEOPLE[s.by].role != Role::Auditor);
         }
+        assert!(PEOPLE.iter().all(|p| p.sub != ADMIN && p.var != "ADMIN"));
         assert_eq!(SPECS[DUPLICATE_PAIR.0].fate, Fate::Long, "still open");
         assert_eq!(SPECS[DUPLICATE_PAIR.0].needs, SPECS[DUPLICATE_PAIR.1].needs);
         assert!(Directory::from_toml(ROUTING_EXAMPLE).is_ok());

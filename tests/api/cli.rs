@@ -788,6 +788,7 @@ async fn demo_sets_up_a_cellule_the_printed_tokens_work_on(backend: Backend) {
         "REFERRER_CCAS",
         "REFERRER_MEDIATION",
         "AUDITOR",
+        "ADMIN",
     ] {
         assert!(env.contains_key(var), "{var} missing: {text}");
     }
@@ -795,7 +796,7 @@ async fn demo_sets_up_a_cellule_the_printed_tokens_work_on(backend: Backend) {
 
     let Served {
         mut child, addr, ..
-    } = serve(dir.path(), &url, &[]).await;
+    } = serve(dir.path(), &url, &[("CELLULE_ADMINS", "demo-admin")]).await;
     let api = format!("http://{addr}/v1/cellules/demo");
     let client = reqwest::Client::new();
     let get = |path: String, who: &str| {
@@ -912,6 +913,12 @@ async fn demo_sets_up_a_cellule_the_printed_tokens_work_on(backend: Backend) {
     );
     let (status, _) = get(format!("/cases/{case}"), "AUDITOR").await;
     assert_eq!(status, 404, "auditors read no case");
+    // The administrator manages memberships and reads no case.
+    let (status, members) = get("/members".into(), "ADMIN").await;
+    assert_eq!(status, 200, "{members}");
+    assert_eq!(members.as_array().map_or(0, Vec::len), 8, "{members}");
+    let (status, _) = get(format!("/cases/{case}"), "ADMIN").await;
+    assert_eq!(status, 404, "administrators read no case");
 
     // A second run is refused, one line, exit 1, and adds nothing.
     let again = run(cellule(dir.path()).args(base).arg("demo"));
