@@ -68,6 +68,19 @@ pub enum Command {
     /// The audit log: verify, export, sign checkpoints, retention
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The routing directory (interlocutors and ordered rules) of a cellule, as TOML
+    #[command(subcommand)]
+    Routing(RoutingCommand),
+    /// Set up a demo cellule with synthetic cases, members, sessions and an agenda, then print
+    /// tokens and curl commands to try the API at once (refused if the cellule already exists)
+    Demo {
+        /// Slug of the demo cellule
+        #[arg(long, default_value = crate::demo::DEFAULT_SLUG)]
+        slug: String,
+        /// Lifetime of the printed tokens, e.g. 12h (at most auth.dev_issuer.max_ttl)
+        #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
     /// Print a token from the built-in development issuer, alone on stdout
     Token {
         /// Subject of the token
@@ -130,6 +143,26 @@ pub enum AuditCommand {
         /// Confirm the removal
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoutingCommand {
+    /// Replace a cellule's directory with a TOML file (`-` for stdin); the file is checked
+    /// completely first, and a refused file changes nothing
+    Import {
+        #[arg(long)]
+        cellule: String,
+        /// TOML file (`[[interlocutor]]` … `[[rule]]` …), or `-` for stdin
+        file: PathBuf,
+    },
+    /// Write a cellule's directory as TOML to stdout or a file (reads back with `import`)
+    Export {
+        #[arg(long)]
+        cellule: String,
+        /// Write to this file instead of stdout
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -293,6 +326,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Keys(cmd) => keys(&config, cmd).await,
+        Command::Routing(cmd) => routing(&config, &clock, cmd).await,
+        Command::Demo { slug, ttl } => {
+            let slug = arg("slug", CelluleSlug::parse(&slug))?;
+            crate::demo::run(&config, &slug, ttl).await
+        }
         Command::Audit(cmd) => {
             let db = app::open_database(&config, true).await?;
             let result = audit(&config, db.clone(), &clock, cmd).await;
@@ -520,6 +558,91 @@ async fn keys(config: &Config, cmd: KeysCommand) -> Result<(), CliError> {
     .await;
     db.close().await;
     result
+}
+
+/// Longest routing directory file read, in bytes.
+const MAX_DIRECTORY_FILE: u64 = 1024 * 1024;
+
+/// `cellule routing import|export`. Like `PUT …/interlocutors` and `PUT …/routing`, the
+/// directory is not case data: it is not recorded in the audit log.
+async fn routing(config: &Config, clock: &dyn Clock, cmd: RoutingCommand) -> Result<(), CliError> {
+    use std::io::Read;
+    let fail =
+        |e: &dyn std::fmt::Display| CliError::failure(crate::config::one_line(&e.to_string()));
+    match cmd {
+        RoutingCommand::Import { cellule, file } => {
+            let slug = arg("cellule", CelluleSlug::parse(&cellule))?;
+            let shown = if file.as_os_str() == "-" {
+                "stdin".to_owned()
+            } else {
+                file.display().to_string()
+            };
+            // Read and check everything before touching the database.
+            let mut bytes = Vec::new();
+            let read = if file.as_os_str() == "-" {
+                std::io::stdin()
+                    .take(MAX_DIRECTORY_FILE + 1)
+                    .read_to_end(&mut bytes)
+            } else {
+                std::fs::File::open(&file)
+                    .and_then(|f| f.take(MAX_DIRECTORY_FILE + 1).read_to_end(&mut bytes))
+            };
+            read.map_err(|e| CliError::usage(format!("{shown}: {e}")))?;
+            if bytes.len() as u64 > MAX_DIRECTORY_FILE {
+                return Err(CliError::usage(format!(
+                    "{shown}: larger than {MAX_DIRECTORY_FILE} bytes"
+                )));
+            }
+            let text = String::from_utf8(bytes)
+                .map_err(|_| CliError::usage(format!("{shown}: not UTF-8 text")))?;
+            let dir = crate::routing::Directory::from_toml(&text).map_err(|e| {
+                let problems: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
+                CliError::usage(format!(
+                    "{shown}: refused, nothing changed: {}",
+                    problems.join("; ")
+                ))
+            })?;
+            let db = app::open_database(config, true).await?;
+            let result = async {
+                if db.get_cellule(&slug).await.map_err(|e| fail(&e))?.is_none() {
+                    return Err(CliError::failure(format!("no cellule {slug}")));
+                }
+                crate::sessions::import_directory(db.as_ref(), slug.as_str(), &dir, clock.now())
+                    .await
+                    .map_err(CliError::from)
+            }
+            .await;
+            db.close().await;
+            result?;
+            println!(
+                "imported the routing directory of {slug}: {} interlocutor(s), {} rule(s)",
+                dir.interlocutors.len(),
+                dir.rules.len()
+            );
+            Ok(())
+        }
+        RoutingCommand::Export { cellule, output } => {
+            let slug = arg("cellule", CelluleSlug::parse(&cellule))?;
+            let db = app::open_database(config, true).await?;
+            let result = async {
+                if db.get_cellule(&slug).await.map_err(|e| fail(&e))?.is_none() {
+                    return Err(CliError::failure(format!("no cellule {slug}")));
+                }
+                crate::sessions::export_directory(db.as_ref(), slug.as_str())
+                    .await
+                    .map_err(CliError::from)
+            }
+            .await;
+            db.close().await;
+            let text = result?.to_toml();
+            match output {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| fail(&format!("{}: {e}", path.display())))?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The entry an operator's command leaves in the audit log.

@@ -488,7 +488,525 @@ async fn serve_logs_rejections_without_tokens_and_stops_on_sigterm(backend: Back
     );
 }
 
+const ROUTING_EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/policies/examples/routing-perpignan.toml"
+);
+
+/// Runs the binary with `stdin` as its standard input.
+fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cellule");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait cellule")
+}
+
+/// `routing export` then `routing import` gives back the same directory, through a file, stdin
+/// and `--output`.
+async fn routing_export_import_round_trip(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, _pg) = database(backend, dir.path()).await;
+    let base = ["--data-dir", "data", "--database", url.as_str()];
+    let ok = |args: &[&str]| {
+        let out = run(cellule(dir.path()).args(base).args(args));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    ok(&["cellule", "add", "perpignan", "--name", "CLSM Perpignan"]);
+    ok(&["cellule", "add", "narbonne", "--name", "CLSM Narbonne"]);
+    // A cellule without a directory exports an empty one, which reads back.
+    let empty = ok(&["routing", "export", "--cellule", "narbonne"]);
+    assert_eq!(
+        cellule::routing::Directory::from_toml(&empty).expect("empty export reads back"),
+        cellule::routing::Directory::default()
+    );
+
+    let out = ok(&[
+        "routing",
+        "import",
+        "--cellule",
+        "perpignan",
+        ROUTING_EXAMPLE,
+    ]);
+    assert_eq!(
+        out.trim(),
+        "imported the routing directory of perpignan: 9 interlocutor(s), 9 rule(s)"
+    );
+    let exported = ok(&["routing", "export", "--cellule", "perpignan"]);
+    let example = cellule::routing::Directory::from_toml(
+        &std::fs::read_to_string(ROUTING_EXAMPLE).expect("example"),
+    )
+    .expect("example parses");
+    assert_eq!(
+        cellule::routing::Directory::from_toml(&exported).expect("export parses"),
+        example,
+        "the export is the imported directory, rules in order"
+    );
+
+    // Into another cellule through stdin; its export is the same text.
+    let out = run_with_stdin(
+        cellule(dir.path())
+            .args(base)
+            .args(["routing", "import", "--cellule", "narbonne", "-"]),
+        &exported,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        ok(&["routing", "export", "--cellule", "narbonne"]),
+        exported
+    );
+
+    // --output writes the same text to a file, which imports again unchanged.
+    let file = dir.path().join("routing.toml");
+    let file_arg = file.to_str().expect("utf-8 path");
+    assert_eq!(
+        ok(&[
+            "routing",
+            "export",
+            "--cellule",
+            "perpignan",
+            "--output",
+            file_arg
+        ]),
+        ""
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read export"),
+        exported
+    );
+    ok(&["routing", "import", "--cellule", "perpignan", file_arg]);
+    assert_eq!(
+        ok(&["routing", "export", "--cellule", "perpignan"]),
+        exported
+    );
+
+    // The API serves what the CLI imported.
+    let Served {
+        mut child, addr, ..
+    } = serve(dir.path(), &url, &[]).await;
+    ok(&[
+        "member",
+        "add",
+        "narbonne",
+        "coord",
+        "--role",
+        "coordinator",
+        "--sphere",
+        "city",
+        "--org",
+        "CLSM",
+    ]);
+    let token = dev_token(dir.path(), "coord");
+    let rules: Value = reqwest::Client::new()
+        .get(format!("http://{addr}/v1/cellules/narbonne/routing"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<&str> = rules["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    let expected: Vec<&str> = example.rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, expected);
+    child.kill().expect("kill serve");
+    child.wait().expect("wait serve");
+}
+
+/// A bad file is refused with one line and a non-zero exit, and changes nothing.
+async fn routing_import_refuses_bad_files(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, _pg) = database(backend, dir.path()).await;
+    let base = ["--data-dir", "data", "--database", url.as_str()];
+    let ok = |args: &[&str]| {
+        let out = run(cellule(dir.path()).args(base).args(args));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    ok(&["cellule", "add", "perpignan", "--name", "CLSM Perpignan"]);
+    ok(&[
+        "routing",
+        "import",
+        "--cellule",
+        "perpignan",
+        ROUTING_EXAMPLE,
+    ]);
+    let before = ok(&["routing", "export", "--cellule", "perpignan"]);
+
+    let interlocutor = "[[interlocutor]]\nid = \"ccas\"\nname = \"CCAS\"\nsphere = \"city\"\nkind = \"ccas\"\ncommunes = [\"66136\"]\n";
+    let bad: [(&str, String, &str); 6] = [
+        (
+            "syntax error",
+            format!("{interlocutor}\n[[rule]\nid = \"tout\"\nlead = \"ccas\"\n"),
+            "line 8",
+        ),
+        (
+            "unknown field",
+            format!("{interlocutor}colour = \"blue\"\n"),
+            "colour",
+        ),
+        (
+            "unreachable rule",
+            format!(
+                "{interlocutor}\n[[rule]]\nid = \"tout\"\nlead = \"ccas\"\n\n[[rule]]\nid = \"logement\"\nneeds = [\"housing\"]\nlead = \"ccas\"\n"
+            ),
+            "/rule/1: never applies: rule 1 `tout` comes first",
+        ),
+        (
+            "unknown interlocutor",
+            format!("{interlocutor}\n[[rule]]\nid = \"cmp\"\nlead = \"cmp-66g03\"\n"),
+            "/rule/0/lead: no interlocutor has the id `cmp-66g03`",
+        ),
+        (
+            "several problems, still one line",
+            format!(
+                "{interlocutor}\n[[rule]]\nid = \"a\"\nlead = \"nobody\"\nothers = [\"ccas\", \"ccas\"]\n"
+            ),
+            "/rule/0/id",
+        ),
+        ("not UTF-8", String::new(), "not UTF-8"),
+    ];
+    for (what, text, contains) in &bad {
+        let file = dir.path().join("bad.toml");
+        if *what == "not UTF-8" {
+            std::fs::write(&file, [0xff, 0xfe, 0x00]).expect("write");
+        } else {
+            std::fs::write(&file, text).expect("write");
+        }
+        let out = run(cellule(dir.path()).args(base).args([
+            "routing",
+            "import",
+            "--cellule",
+            "perpignan",
+            file.to_str().expect("utf-8 path"),
+        ]));
+        assert_one_line_failure(&out, 2, contains);
+        assert!(
+            stderr(&out).contains("refused, nothing changed") || *what == "not UTF-8",
+            "{what}: {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            ok(&["routing", "export", "--cellule", "perpignan"]),
+            before,
+            "{what}: the directory is unchanged"
+        );
+        // The same through stdin.
+        if *what != "not UTF-8" {
+            let out = run_with_stdin(
+                cellule(dir.path()).args(base).args([
+                    "routing",
+                    "import",
+                    "--cellule",
+                    "perpignan",
+                    "-",
+                ]),
+                text,
+            );
+            assert_one_line_failure(&out, 2, contains);
+            assert!(stderr(&out).contains("stdin"), "{}", stderr(&out));
+        }
+    }
+    assert_one_line_failure(
+        &run(cellule(dir.path()).args(base).args([
+            "routing",
+            "import",
+            "--cellule",
+            "perpignan",
+            "missing.toml",
+        ])),
+        2,
+        "missing.toml",
+    );
+    assert_one_line_failure(
+        &run(cellule(dir.path()).args(base).args([
+            "routing",
+            "import",
+            "--cellule",
+            "nowhere",
+            ROUTING_EXAMPLE,
+        ])),
+        1,
+        "no cellule nowhere",
+    );
+    assert_one_line_failure(
+        &run(cellule(dir.path())
+            .args(base)
+            .args(["routing", "export", "--cellule", "nowhere"])),
+        1,
+        "no cellule nowhere",
+    );
+    assert_eq!(ok(&["routing", "export", "--cellule", "perpignan"]), before);
+}
+
+/// `export NAME=value` lines of the demo's output.
+fn exports(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// `cellule demo` on a fresh database: the cellule it prints works through the API with the
+/// tokens it prints; a second run is refused and changes nothing.
+async fn demo_sets_up_a_cellule_the_printed_tokens_work_on(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, _pg) = database(backend, dir.path()).await;
+    let base = ["--data-dir", "data", "--database", url.as_str()];
+    let out = run(cellule(dir.path()).args(base).arg("demo"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("Demo cellule `demo`"), "{text}");
+    assert!(text.contains("40 cases: "), "{text}");
+    assert!(text.contains("possible duplicate"), "{text}");
+    let env = exports(&text);
+    for var in [
+        "API",
+        "SESSION",
+        "CASE",
+        "COORDINATOR",
+        "MEMBER_CCAS",
+        "MEMBER_CMP",
+        "MEMBER_LANDLORD",
+        "GUEST_EMPP",
+        "REFERRER_CCAS",
+        "REFERRER_MEDIATION",
+        "AUDITOR",
+        "ADMIN",
+    ] {
+        assert!(env.contains_key(var), "{var} missing: {text}");
+    }
+    assert_eq!(env["API"], "http://127.0.0.1:8080/v1/cellules/demo");
+
+    let Served {
+        mut child, addr, ..
+    } = serve(dir.path(), &url, &[("CELLULE_ADMINS", "demo-admin")]).await;
+    let api = format!("http://{addr}/v1/cellules/demo");
+    let client = reqwest::Client::new();
+    let get = |path: String, who: &str| {
+        let token = env[who].clone();
+        let client = client.clone();
+        let api = api.clone();
+        async move {
+            let r = client
+                .get(format!("{api}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("send");
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+    let (session, case) = (env["SESSION"].clone(), env["CASE"].clone());
+
+    // The next session's agenda: published, with items, and CASE on it.
+    let (status, agenda) = get(format!("/sessions/{session}/agenda"), "COORDINATOR").await;
+    assert_eq!(status, 200, "{agenda}");
+    assert_eq!(agenda["published"], true);
+    let items = agenda["items"].as_array().expect("items");
+    assert!(!items.is_empty());
+    assert!(items.iter().any(|i| i["case_id"] == case.as_str()));
+    assert!(
+        items
+            .iter()
+            .all(|i| i["proposal"]["status"] == "routed" && i["status"] == "scheduled"),
+        "{agenda}"
+    );
+    let starts_at = chrono::DateTime::parse_from_rfc3339(
+        agenda["session"]["starts_at"].as_str().expect("starts_at"),
+    )
+    .expect("rfc3339");
+    assert!(
+        starts_at > chrono::Utc::now(),
+        "the next session is to come"
+    );
+
+    // A permanent member reads the case, decrypted; the guest sees only its invited items.
+    let (status, c) = get(format!("/cases/{case}"), "MEMBER_CMP").await;
+    assert_eq!(status, 200, "{c}");
+    assert!(
+        c["situation"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Situation fictive (démo)")),
+        "{c}"
+    );
+    assert!(c["history"].as_array().is_some_and(|h| h.len() >= 2), "{c}");
+    let (status, guest) = get(format!("/sessions/{session}/agenda"), "GUEST_EMPP").await;
+    assert_eq!(status, 200, "{guest}");
+    let guest_items = guest["items"].as_array().expect("items");
+    assert!(!guest_items.is_empty() && guest_items.len() < items.len());
+    assert!(guest_items.iter().all(|i| {
+        i["proposal"]["lead"] == "empp"
+            || i["proposal"]["others"]
+                .as_array()
+                .is_some_and(|o| o.contains(&Value::from("empp")))
+    }));
+
+    // Cases in every status of the lifecycle, 40 in all, with notes.
+    let mut total = 0;
+    for status_name in [
+        "submitted",
+        "accepted",
+        "declined",
+        "scheduled",
+        "in_follow_up",
+        "closed",
+    ] {
+        let (status, page) = get(
+            format!("/cases?status={status_name}&limit=200"),
+            "COORDINATOR",
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        let n = page["items"].as_array().map_or(0, Vec::len);
+        assert!(n >= 1, "no case {status_name}");
+        total += n;
+    }
+    assert_eq!(total, 40);
+    let (_, all) = get("/cases?limit=200".into(), "COORDINATOR").await;
+    let mut notes = 0;
+    for c in all["items"].as_array().expect("items") {
+        let (status, list) = get(
+            format!("/cases/{}/notes", c["id"].as_str().expect("id")),
+            "COORDINATOR",
+        )
+        .await;
+        assert_eq!(status, 200);
+        notes += list.as_array().map_or(0, Vec::len);
+    }
+    assert!(notes > 0, "notes were written");
+
+    // Referrers see their own referrals; the auditor's chain verifies and names the actors.
+    let (status, mine) = get("/referrals".into(), "REFERRER_CCAS").await;
+    assert_eq!(status, 200);
+    assert!(mine.as_array().is_some_and(|m| !m.is_empty()));
+    let (status, report) = get("/audit/verify".into(), "AUDITOR").await;
+    assert_eq!(status, 200);
+    assert_eq!(report["valid"], true, "{report}");
+    assert!(report["entries_checked"].as_i64().unwrap_or(0) > 100);
+    let (_, entries) = get(
+        "/audit?actor=demo-coordinator&action=record_decision&limit=500".into(),
+        "AUDITOR",
+    )
+    .await;
+    assert!(
+        entries["items"].as_array().is_some_and(|e| e.len() >= 10),
+        "{entries}"
+    );
+    let (status, _) = get(format!("/cases/{case}"), "AUDITOR").await;
+    assert_eq!(status, 404, "auditors read no case");
+    // The administrator manages memberships and reads no case.
+    let (status, members) = get("/members".into(), "ADMIN").await;
+    assert_eq!(status, 200, "{members}");
+    assert_eq!(members.as_array().map_or(0, Vec::len), 8, "{members}");
+    let (status, _) = get(format!("/cases/{case}"), "ADMIN").await;
+    assert_eq!(status, 404, "administrators read no case");
+
+    // A second run is refused, one line, exit 1, and adds nothing.
+    let again = run(cellule(dir.path()).args(base).arg("demo"));
+    assert_one_line_failure(&again, 1, "cellule demo already exists");
+    assert!(stdout(&again).is_empty());
+    let (_, all) = get("/cases?limit=200".into(), "COORDINATOR").await;
+    assert_eq!(all["items"].as_array().map_or(0, Vec::len), 40);
+    child.kill().expect("kill serve");
+    child.wait().expect("wait serve");
+}
+
+/// The demo's story holds whatever the day: session days (before, during and after the
+/// meeting), the days just after one, public holidays that move a session, DST changes, the turn
+/// of the year. Several demo cellules in one database, each on its own clock.
+async fn demo_holds_on_any_day(backend: Backend) {
+    use cellule::domain::case::CaseStatus;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, _pg) = database(backend, dir.path()).await;
+    std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+    let mut config = cellule::config::Config {
+        data_dir: dir.path().join("data"),
+        ..cellule::config::Config::default()
+    };
+    config.database = Some(cellule::config::DatabaseUrl::new(url));
+    let days = [
+        ("aaa", "2026-05-21T10:00:00Z"), // a session moved from Ascension (May 14), before it starts
+        ("bbb", "2026-05-22T09:00:00Z"), // the day after that session
+        ("ccc", "2026-06-12T09:00:00Z"), // the day after a session
+        ("ddd", "2026-03-30T08:00:00Z"), // just after the spring DST change
+        ("eee", "2026-10-26T08:00:00Z"), // just after the autumn DST change
+        ("fff", "2027-11-12T09:00:00Z"), // the 2nd Thursday was 11 November: moved to the 18th
+        ("ggg", "2027-01-01T00:30:00Z"), // new year
+        ("hhh", "2026-12-10T13:30:00Z"), // during a session (14:00 Paris is 13:00Z)
+    ];
+    for (slug, at) in days {
+        let now: chrono::DateTime<chrono::Utc> = at.parse().expect("instant");
+        let slug = cellule::domain::CelluleSlug::parse(slug).expect("slug");
+        let s = cellule::demo::set_up(&config, &slug, now)
+            .await
+            .unwrap_or_else(|e| panic!("{at}: {}", e.message));
+        let total: usize = s.counts.iter().map(|(_, n)| n).sum();
+        assert_eq!(total, 40, "{at}: {:?}", s.counts);
+        assert_eq!(s.counts.len(), CaseStatus::ALL.len());
+        for (status, n) in &s.counts {
+            assert!(*n >= 1, "{at}: no case {}: {:?}", status.as_str(), s.counts);
+        }
+        assert_eq!(s.past.len(), 2, "{at}");
+        for (day, items, _) in &s.past {
+            assert!(*items >= 5, "{at}: {day} had {items} items");
+            assert!(day.as_str() < at, "{at}: {day}");
+        }
+        assert!(s.next.starts_at > now, "{at}: next {}", s.next.local_start);
+        assert!(
+            s.next.starts_at < now + chrono::Duration::days(45),
+            "{at}: next {}",
+            s.next.local_start
+        );
+        assert!(!s.next_items.is_empty(), "{at}");
+        assert!(s.duplicate.is_some(), "{at}");
+        assert!(s.notes > 0, "{at}");
+        if slug.as_str() == "fff" {
+            assert!(
+                s.next.local_start.starts_with("2027-11-18T14:00:00+01:00"),
+                "{}",
+                s.next.local_start
+            );
+        }
+    }
+    let again = cellule::demo::set_up(
+        &config,
+        &cellule::domain::CelluleSlug::parse("aaa").expect("slug"),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect_err("the demo cellule exists");
+    assert_eq!(again.code, 1);
+    assert!(
+        again.message.contains("already exists"),
+        "{}",
+        again.message
+    );
+}
+
 backend_tests!(
+    demo_holds_on_any_day,
     cellule_and_member_commands,
-    serve_logs_rejections_without_tokens_and_stops_on_sigterm
+    serve_logs_rejections_without_tokens_and_stops_on_sigterm,
+    routing_export_import_round_trip,
+    routing_import_refuses_bad_files,
+    demo_sets_up_a_cellule_the_printed_tokens_work_on
 );

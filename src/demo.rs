@@ -1,0 +1,1052 @@
+//! `cellule demo`: a demo cellule to try the whole monthly cycle at once.
+//!
+//! It creates the cellule `demo` (or `--slug`), then plays about three months of its life through
+//! the same service functions the HTTP handlers call — so every referral is guarded and
+//! encrypted, every status change follows the lifecycle graph, and every step is in the audit
+//! log under the name of the (fictional) person who did it:
+//!
+//! - members of every role: a coordinator, permanent members of both spheres, a guest
+//!   organisation (the mobile team), two referrers and an auditor; each accepts the charter;
+//! - the routing directory and rules of `policies/examples/routing-perpignan.toml` (a fictional
+//!   town, Ville-sur-Têt) and a schedule (second Thursday of the month, 14:00, Paris time);
+//! - 40 synthetic, pseudonymised referrals submitted over the months, screened (accepted or
+//!   declined), reviewed at the last two past sessions (agendas built and published, decisions
+//!   routed / follow-up / closed / deferred, notes of every audience);
+//! - the agenda of the next session, built and published, and a few referrals left to screen.
+//!
+//! To have a history, the demo runs on a clock of its own that starts about two months back and
+//! ends at the present: what it records (cases, events, audit entries) is dated as if it had
+//! happened over those months. Sessions are planned twelve months ahead from that start.
+//!
+//! Data are fixed lists (no randomness besides ids and keys): fictional communes (`66901` to
+//! `66904`), no names, situations written to be obviously fictional. The synthetic identity
+//! given for two referrals (to show duplicate detection) is only hashed, like any identity.
+//!
+//! A second run on a database where the cellule already exists is **refused** (exit 1) and
+//! changes nothing: the demo never touches an existing cellule. Use `--slug` for another one.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde_json::json;
+
+use crate::app;
+use crate::auth::{Caller, CelluleMember};
+use crate::cases::{self, NoteRequest, ReferralRequest, TransitionRequest};
+use crate::cellules;
+use crate::cli::CliError;
+use crate::clock::{Clock, ManualClock, SystemClock};
+use crate::config::Config;
+use crate::domain::case::{Audience, CaseStatus};
+use crate::domain::{
+    Cellule, CelluleName, CelluleSlug, MembershipSpec, Organisation, Role, Sphere, Subject,
+};
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::routing::Directory;
+use crate::schedule::Schedule;
+use crate::sessions::{self, AgendaView, DecisionRequest, Outcome, PlanRequest};
+use crate::storage::SessionRecord;
+
+/// Slug of the demo cellule unless `--slug` says otherwise.
+pub const DEFAULT_SLUG: &str = "demo";
+
+const NAME: &str = "Démo — CLSM de Ville-sur-Têt (fictif)";
+
+/// The worked routing example, a fictional town.
+pub const ROUTING_EXAMPLE: &str = include_str!("../policies/examples/routing-perpignan.toml");
+
+const SCHEDULE: &str = r#"{"rrule": "FREQ=MONTHLY;BYDAY=+2TH", "start_time": "14:00",
+  "time_zone": "Europe/Paris", "duration_minutes": 180, "minutes_per_new_case": 15,
+  "minutes_per_follow_up": 10, "location": "Mairie de Ville-sur-Têt, salle du conseil (fictive)",
+  "on_holiday": "next_week"}"#;
+
+/// A fictional person of the demo.
+struct Person {
+    /// Shell variable of the printed token.
+    var: &'static str,
+    sub: &'static str,
+    role: Role,
+    sphere: Option<Sphere>,
+    org: Option<&'static str>,
+    guest: bool,
+    what: &'static str,
+}
+
+/// The administrator the printout suggests: an administrator holds no membership (separation of
+/// duties), so it is one only when the server runs with `CELLULE_ADMINS=demo-admin`.
+pub const ADMIN: &str = "demo-admin";
+
+const COORDINATOR: usize = 0;
+const CCAS: usize = 1;
+const CMP: usize = 2;
+const LANDLORD: usize = 3;
+const REFERRER_CCAS: usize = 5;
+const REFERRER_MEDIATION: usize = 6;
+
+const PEOPLE: &[Person] = &[
+    Person {
+        var: "COORDINATOR",
+        sub: "demo-coordinator",
+        role: Role::Coordinator,
+        sphere: Some(Sphere::City),
+        org: Some("CLSM de Ville-sur-Têt"),
+        guest: false,
+        what: "screens referrals, builds agendas, records decisions",
+    },
+    Person {
+        var: "MEMBER_CCAS",
+        sub: "demo-ccas",
+        role: Role::Member,
+        sphere: Some(Sphere::City),
+        org: Some("CCAS de Ville-sur-Têt"),
+        guest: false,
+        what: "permanent member, city sphere",
+    },
+    Person {
+        var: "MEMBER_CMP",
+        sub: "demo-cmp",
+        role: Role::Member,
+        sphere: Some(Sphere::Psychiatry),
+        org: Some("CMP adultes secteur 66G03"),
+        guest: false,
+        what: "permanent member, psychiatry sphere",
+    },
+    Person {
+        var: "MEMBER_LANDLORD",
+        sub: "demo-bailleur",
+        role: Role::Member,
+        sphere: Some(Sphere::City),
+        org: Some("Têt Habitat, office public de l'habitat"),
+        guest: false,
+        what: "permanent member, social landlord",
+    },
+    Person {
+        var: "GUEST_EMPP",
+        sub: "demo-empp",
+        role: Role::Member,
+        sphere: Some(Sphere::Psychiatry),
+        org: Some("EMPP Têt-Aspres, équipe mobile psychiatrie précarité"),
+        guest: true,
+        what: "guest organisation: sees only the items it is invited to",
+    },
+    Person {
+        var: "REFERRER_CCAS",
+        sub: "demo-referrer-ccas",
+        role: Role::Referrer,
+        sphere: None,
+        org: Some("CCAS de Ville-sur-Têt"),
+        guest: false,
+        what: "field worker: submits referrals, sees their status",
+    },
+    Person {
+        var: "REFERRER_MEDIATION",
+        sub: "demo-referrer-mediation",
+        role: Role::Referrer,
+        sphere: None,
+        org: Some("Service de médiation sociale de Ville-sur-Têt"),
+        guest: false,
+        what: "field worker: submits referrals, sees their status",
+    },
+    Person {
+        var: "AUDITOR",
+        sub: "demo-auditor",
+        role: Role::Auditor,
+        sphere: None,
+        org: None,
+        guest: false,
+        what: "reads and verifies the audit log, never case content",
+    },
+];
+
+/// What happens to a synthetic case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Left to screen: stays `submitted`.
+    Pending,
+    /// Declined at screening.
+    Decline,
+    /// Closed at its first review.
+    Close,
+    /// Routed with a follow-up after the next session: stays `in_follow_up`.
+    Long,
+    /// Routed with a follow-up due at the next session, and so on.
+    Short,
+    /// Routed, then closed at its follow-up review.
+    CloseLater,
+    /// Deferred at its first review, then routed (long).
+    DeferOnce,
+    /// Accepted before the next session's agenda is built: on it (or deferred by capacity).
+    Review,
+    /// Accepted after the next session's agenda is published: waits, `accepted`.
+    LateAccept,
+}
+
+/// Themes of the synthetic situations: (situation, expectations). Obviously fictional, no
+/// identifiers.
+const THEMES: &[(&str, &str)] = &[
+    (
+        "Situation fictive (démo). Impayés de loyer depuis plusieurs mois, courriers non ouverts, procédure d'expulsion engagée. La personne refuse les visites mais parle au gardien.",
+        "Éviter l'expulsion et renouer un contact de soin.",
+    ),
+    (
+        "Situation fictive (démo). Rupture de suivi au CMP depuis l'été, traitement arrêté, repli à domicile signalé par la famille.",
+        "Reprise d'un suivi psychiatrique.",
+    ),
+    (
+        "Situation fictive (démo). Sortie d'hospitalisation sans relais organisé, rendez-vous manqués, entourage épuisé.",
+        "Organiser le relais de soins et soutenir l'entourage.",
+    ),
+    (
+        "Situation fictive (démo). Personne âgée très isolée, ne sort plus, refuse l'aide à domicile ; voisinage inquiet.",
+        "Trouver une porte d'entrée acceptée par la personne.",
+    ),
+    (
+        "Situation fictive (démo). Consommation d'alcool importante, chutes répétées, passages fréquents aux urgences.",
+        "Orientation vers un accompagnement en addictologie.",
+    ),
+    (
+        "Situation fictive (démo). Parent seul en grande souffrance psychique, enfants scolarisés, absentéisme signalé par l'école.",
+        "Soutien au parent et évaluation de la situation des enfants.",
+    ),
+    (
+        "Situation fictive (démo). Conflit familial avec menaces, la personne dit avoir peur de rentrer chez elle.",
+        "Mise en sécurité et accompagnement social.",
+    ),
+    (
+        "Situation fictive (démo). Plaintes répétées du voisinage pour bruit nocturne et propos incohérents dans la cage d'escalier.",
+        "Apaiser le voisinage et proposer une évaluation.",
+    ),
+    (
+        "Situation fictive (démo). Droits non renouvelés (allocation, complémentaire santé), plus aucune ressource depuis deux mois.",
+        "Rétablir les droits.",
+    ),
+    (
+        "Situation fictive (démo). Personne sans domicile stable rencontrée par l'équipe de rue, propos délirants, aucun suivi connu.",
+        "Aller vers la personne et trouver le secteur compétent.",
+    ),
+    (
+        "Situation fictive (démo). Logement encombré et insalubre, refus d'intervention, risque d'incendie signalé par le bailleur.",
+        "Intervention coordonnée acceptable par la personne.",
+    ),
+    (
+        "Situation fictive (démo). Demandes répétées en mairie, sentiment de persécution, aucune demande d'aide explicite.",
+        "Savoir qui peut rencontrer la personne.",
+    ),
+];
+
+/// A synthetic referral: period (0 before the first reviewed session, 1 between the two, 2
+/// since the last one), attributes, who submits it, its theme and its fate.
+struct Spec {
+    period: u8,
+    age: &'static str,
+    gender: &'static str,
+    commune: Option<&'static str>,
+    sector: Option<&'static str>,
+    needs: &'static [&'static str],
+    urgency: &'static str,
+    by: usize,
+    theme: usize,
+    fate: Fate,
+}
+
+macro_rules! spec {
+    ($p:literal, $age:literal, $g:literal, $c:expr, $s:expr, [$($n:literal),+], $u:literal, $by:expr, $t:literal, $f:ident) => {
+        Spec { period: $p, age: $age, gender: $g, commune: $c, sector: $s, needs: &[$($n),+],
+               urgency: $u, by: $by, theme: $t, fate: Fate::$f }
+    };
+}
+
+const C1: Option<&str> = Some("66901");
+const C2: Option<&str> = Some("66902");
+const C3: Option<&str> = Some("66903");
+const C4: Option<&str> = Some("66904");
+const G1: Option<&str> = Some("66G01");
+const G3: Option<&str> = Some("66G03");
+const G4: Option<&str> = Some("66G04");
+const NO: Option<&str> = None;
+const RC: usize = REFERRER_CCAS;
+const RM: usize = REFERRER_MEDIATION;
+const LL: usize = LANDLORD;
+
+/// Index of the first referral given the shared synthetic identity, and of its possible duplicate.
+const DUPLICATE_PAIR: (usize, usize) = (0, 31);
+
+#[rustfmt::skip]
+const SPECS: &[Spec] = &[
+    // Period 0: reviewed at the first session (capacity permitting).
+    spec!(0, "45-54", "m", C1, G3, ["housing", "care_access"], "priority", RC, 0, Long),
+    spec!(0, "35-44", "f", C2, G3, ["care_continuity"], "routine", RC, 2, Short),
+    spec!(0, "75+", "f", C1, NO, ["isolation"], "routine", RM, 3, Long),
+    spec!(0, "25-34", "m", C3, G4, ["addiction", "care_access"], "priority", RC, 4, Close),
+    spec!(0, "55-64", "x", C4, NO, ["other"], "routine", RM, 11, Decline),
+    spec!(0, "35-44", "f", C1, G3, ["family_minors", "care_access"], "urgent", RC, 5, CloseLater),
+    spec!(0, "45-54", "m", C2, NO, ["neighbourhood_nuisance"], "routine", RM, 7, Long),
+    spec!(0, "18-24", "m", NO, G1, ["care_access", "housing"], "priority", RM, 9, Short),
+    spec!(0, "65-74", "f", C3, G4, ["care_continuity", "isolation"], "routine", RC, 2, Close),
+    spec!(0, "55-64", "m", C1, G3, ["housing"], "routine", LL, 10, DeferOnce),
+    spec!(0, "25-34", "f", C4, G4, ["rights_income"], "routine", RC, 8, Long),
+    spec!(0, "45-54", "f", C1, G3, ["violence_danger"], "urgent", RM, 6, CloseLater),
+    spec!(0, "35-44", "m", C2, G3, ["care_access"], "routine", RC, 1, Close),
+    spec!(0, "55-64", "unknown", C1, G3, ["housing", "rights_income"], "routine", LL, 0, Long),
+    // Period 1: reviewed at the second session.
+    spec!(1, "45-54", "m", C3, G4, ["care_access"], "priority", RC, 1, Long),
+    spec!(1, "75+", "m", C4, NO, ["isolation", "rights_income"], "routine", RC, 3, Close),
+    spec!(1, "25-34", "f", C1, G3, ["care_continuity", "housing"], "routine", RM, 2, Short),
+    spec!(1, "35-44", "m", C2, G3, ["neighbourhood_nuisance", "care_access"], "priority", LL, 7, Long),
+    spec!(1, "18-24", "f", C1, NO, ["other"], "routine", RM, 11, Decline),
+    spec!(1, "45-54", "m", C1, G3, ["addiction"], "routine", RC, 4, Long),
+    spec!(1, "55-64", "f", C3, NO, ["housing", "neighbourhood_nuisance"], "routine", RM, 10, CloseLater),
+    spec!(1, "35-44", "f", C4, G4, ["family_minors"], "priority", RC, 5, Close),
+    spec!(1, "65-74", "m", C2, G3, ["isolation"], "routine", RC, 3, Long),
+    spec!(1, "25-34", "x", NO, G1, ["care_access"], "urgent", RM, 9, Short),
+    spec!(1, "45-54", "f", C1, G3, ["rights_income"], "routine", RC, 8, Long),
+    spec!(1, "55-64", "m", C3, G4, ["care_continuity"], "routine", RC, 1, Close),
+    // Period 2: since the last session; on the next agenda, or still to screen.
+    spec!(2, "35-44", "m", C1, G3, ["housing", "care_access"], "priority", RC, 0, Review),
+    spec!(2, "45-54", "f", NO, G1, ["care_access"], "urgent", RM, 9, Review),
+    spec!(2, "25-34", "m", C3, G4, ["care_continuity"], "routine", RC, 2, Review),
+    spec!(2, "65-74", "f", C2, NO, ["isolation"], "routine", RM, 3, Review),
+    spec!(2, "55-64", "m", C1, G3, ["neighbourhood_nuisance"], "routine", LL, 7, Review),
+    spec!(2, "45-54", "m", C1, G3, ["housing", "care_access"], "priority", RC, 0, Review),
+    spec!(2, "35-44", "f", C4, G4, ["violence_danger", "family_minors"], "urgent", RC, 6, Review),
+    spec!(2, "18-24", "m", C2, G3, ["addiction"], "routine", RM, 4, Pending),
+    spec!(2, "75+", "f", C3, NO, ["isolation", "care_access"], "routine", RC, 3, LateAccept),
+    spec!(2, "25-34", "f", C1, NO, ["other"], "routine", RM, 11, Decline),
+    spec!(2, "45-54", "x", C4, G4, ["rights_income", "housing"], "routine", RC, 8, LateAccept),
+    spec!(2, "55-64", "m", C2, G3, ["care_continuity"], "priority", RC, 2, Pending),
+    spec!(2, "35-44", "m", NO, G1, ["housing"], "routine", RM, 9, Pending),
+    spec!(2, "65-74", "f", C1, G3, ["housing", "isolation"], "routine", LL, 10, Pending),
+];
+
+fn failure(message: impl Into<String>) -> CliError {
+    CliError {
+        message: crate::config::one_line(&message.into()),
+        code: 1,
+    }
+}
+
+/// An error of a step of the demo, with what it was doing.
+fn at(step: &'static str) -> impl Fn(ApiError) -> CliError {
+    move |e| {
+        let e = CliError::from(e);
+        failure(format!("demo: {step}: {}", e.message))
+    }
+}
+
+fn days(n: i64) -> chrono::Duration {
+    chrono::Duration::days(n)
+}
+
+/// Sets up the demo cellule `slug` and prints what it holds, tokens and curl commands.
+pub async fn run(config: &Config, slug: &CelluleSlug, ttl: Duration) -> Result<(), CliError> {
+    let dev = app::dev_issuer(config)?.ok_or_else(|| CliError {
+        message: "the demo prints development tokens: enable auth.dev_issuer".into(),
+        code: 2,
+    })?;
+    // Mint first: a refused --ttl stops before anything is written.
+    let real_now = SystemClock.now();
+    let mut tokens = Vec::new();
+    for p in PEOPLE {
+        let subject = Subject::parse(p.sub).map_err(|e| failure(e.to_string()))?;
+        let token = dev.mint(&subject, ttl, real_now).map_err(|e| CliError {
+            message: e.to_string(),
+            code: 2,
+        })?;
+        tokens.push(token);
+    }
+    let admin = Subject::parse(ADMIN).map_err(|e| failure(e.to_string()))?;
+    let admin_token = dev.mint(&admin, ttl, real_now).map_err(|e| CliError {
+        message: e.to_string(),
+        code: 2,
+    })?;
+    tokens.push(admin_token);
+    let summary = set_up(config, slug, real_now).await?;
+    print_summary(config, &summary, &tokens, ttl);
+    Ok(())
+}
+
+/// Sets up the demo cellule as if `now` were the present (the history before it, the next
+/// session after it); refused, changing nothing, when the cellule exists.
+pub async fn set_up(
+    config: &Config,
+    slug: &CelluleSlug,
+    now: DateTime<Utc>,
+) -> Result<Summary, CliError> {
+    let db = app::open_database(config, true).await?;
+    let result = async {
+        if db
+            .get_cellule(slug)
+            .await
+            .map_err(|e| failure(e.to_string()))?
+            .is_some()
+        {
+            return Err(failure(format!(
+                "cellule {slug} already exists: the demo only sets up a new cellule and changed \
+                 nothing (choose another with --slug, or mint tokens with `cellule token <sub>`)"
+            )));
+        }
+        let keys = app::open_keys(config, db.as_ref(), &SystemClock).await?;
+        let clock = Arc::new(ManualClock::new(now));
+        let state = app::state(config.clone(), db.clone(), keys, clock.clone())?;
+        Demo::new(state, clock, slug.clone()).play(now).await
+    }
+    .await;
+    db.close().await;
+    result
+}
+
+/// What the demo created.
+#[derive(Debug)]
+pub struct Summary {
+    pub slug: String,
+    /// Cases by status, every status listed.
+    pub counts: Vec<(CaseStatus, usize)>,
+    pub notes: usize,
+    pub interlocutors: usize,
+    pub rules: usize,
+    /// Sessions planned (past ones included).
+    pub planned: usize,
+    /// The reviewed sessions: local day, items, how many of them were deferred.
+    pub past: Vec<(String, usize, usize)>,
+    /// The next session, its agenda published.
+    pub next: SessionRecord,
+    /// Its items (case id, reference), a follow-up first.
+    pub next_items: Vec<(String, String)>,
+    pub next_deferred: usize,
+    follow_up_example: NaiveDate,
+    /// (earlier reference, new reference) of the referral flagged as a possible duplicate.
+    pub duplicate: Option<(String, String)>,
+}
+
+struct Demo {
+    state: AppState,
+    clock: Arc<ManualClock>,
+    slug: CelluleSlug,
+    members: Vec<Option<CelluleMember>>,
+    /// Case id and reference, by spec index.
+    cases: Vec<Option<(String, String)>>,
+    deferred_once: HashSet<String>,
+    notes: usize,
+    /// A referral flagged as a possible duplicate: (earlier reference, new reference).
+    duplicate: Option<(String, String)>,
+}
+
+impl Demo {
+    fn new(state: AppState, clock: Arc<ManualClock>, slug: CelluleSlug) -> Self {
+        Self {
+            state,
+            clock,
+            slug,
+            members: Vec::new(),
+            cases: Vec::new(),
+            deferred_once: HashSet::new(),
+            notes: 0,
+            duplicate: None,
+        }
+    }
+
+    fn who(&self, person: usize) -> Result<&CelluleMember, CliError> {
+        self.members
+            .get(person)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| failure("demo: a person has no membership"))
+    }
+
+    fn set(&self, at: DateTime<Utc>) {
+        self.clock.set(at);
+    }
+
+    async fn play(mut self, real_now: DateTime<Utc>) -> Result<Summary, CliError> {
+        // The sessions the story needs: the last two well in the past, and the next one.
+        let schedule: Schedule =
+            serde_json::from_str(SCHEDULE).map_err(|e| failure(format!("demo schedule: {e}")))?;
+        let from = (real_now - days(130)).date_naive();
+        let until = (real_now + days(80)).date_naive();
+        let mut probe = schedule.clone();
+        probe.starts_on = Some(from);
+        let occurrences = probe
+            .occurrences(from, until)
+            .map_err(|e| failure(format!("demo schedule: {e}")))?;
+        let past: Vec<_> = occurrences
+            .iter()
+            .filter(|o| o.starts_at.with_timezone(&Utc) < real_now - days(2))
+            .collect();
+        let [.., first, _] = past.as_slice() else {
+            return Err(failure(
+                "demo: the schedule gave fewer than two past sessions",
+            ));
+        };
+        let start = first.starts_at.with_timezone(&Utc) - days(20);
+        self.set(start);
+
+        // The cellule, its people, their charter.
+        let cellule = cellules::create(
+            self.state.db.as_ref(),
+            self.clock.as_ref(),
+            self.slug.clone(),
+            CelluleName::parse(NAME).map_err(|e| failure(e.to_string()))?,
+            None,
+        )
+        .await
+        .map_err(at("creating the cellule"))?;
+        self.people(&cellule).await?;
+
+        // Routing directory and rules, as the coordinator would PUT them.
+        let dir = Directory::from_toml(ROUTING_EXAMPLE)
+            .map_err(|e| failure(format!("demo: routing example: {e}")))?;
+        let (interlocutors, rules) = (dir.interlocutors.len(), dir.rules.len());
+        let coordinator = self.who(COORDINATOR)?.clone();
+        sessions::put_interlocutors(
+            &self.state,
+            &coordinator,
+            sessions::Interlocutors {
+                interlocutors: dir.interlocutors,
+            },
+        )
+        .await
+        .map_err(at("routing directory"))?;
+        sessions::put_rules(
+            &self.state,
+            &coordinator,
+            sessions::RoutingRules { rules: dir.rules },
+        )
+        .await
+        .map_err(at("routing rules"))?;
+
+        // Schedule, and a year of sessions.
+        sessions::put_schedule(&self.state, &coordinator, schedule)
+            .await
+            .map_err(at("schedule"))?;
+        let plan = sessions::plan(&self.state, &coordinator, PlanRequest { months: 12 })
+            .await
+            .map_err(at("planning sessions"))?;
+        let planned = plan.created.len();
+        let all = self
+            .state
+            .db
+            .list_sessions(self.slug.as_str(), None, None)
+            .await
+            .map_err(|e| failure(e.to_string()))?;
+        let earlier: Vec<&SessionRecord> = all
+            .iter()
+            .filter(|s| s.starts_at < real_now - days(2))
+            .collect();
+        let [.., p1, p2] = earlier.as_slice() else {
+            return Err(failure("demo: fewer than two past sessions were planned"));
+        };
+        let (p1, p2) = ((*p1).clone(), (*p2).clone());
+        let next = all
+            .iter()
+            .find(|s| s.starts_at > real_now)
+            .cloned()
+            .ok_or_else(|| failure("demo: no session planned after today"))?;
+
+        // Period 0, first session; period 1, second session.
+        self.referrals(0, start, p1.starts_at - days(8)).await?;
+        let mut past_sessions = Vec::new();
+        past_sessions.push(self.session(&p1, &p2, &next).await?);
+        self.referrals(1, p1.starts_at + days(1), p2.starts_at - days(8))
+            .await?;
+        past_sessions.push(self.session(&p2, &next, &next).await?);
+
+        // Period 2, up to now; the next session's agenda; late screening.
+        self.referrals(
+            2,
+            p2.starts_at + chrono::Duration::hours(5),
+            real_now - days(1),
+        )
+        .await?;
+        self.set(real_now);
+        sessions::build(&self.state, &coordinator, &next.id)
+            .await
+            .map_err(at("building the next agenda"))?;
+        let agenda = sessions::publish(&self.state, &coordinator, &next.id)
+            .await
+            .map_err(at("publishing the next agenda"))?;
+        for (i, spec) in SPECS.iter().enumerate() {
+            if spec.fate == Fate::LateAccept {
+                self.screen(i, CaseStatus::Accepted).await?;
+            }
+        }
+
+        // What each case became.
+        let mut by_status: HashMap<CaseStatus, usize> = HashMap::new();
+        let since = crate::access::agenda_since(self.clock.now());
+        for (id, _) in self.cases.iter().flatten() {
+            let c = self
+                .state
+                .db
+                .get_case(self.slug.as_str(), id, since)
+                .await
+                .map_err(|e| failure(e.to_string()))?
+                .ok_or_else(|| failure("demo: a case vanished"))?;
+            let status = CaseStatus::parse(&c.status).map_err(|e| failure(e.to_string()))?;
+            *by_status.entry(status).or_default() += 1;
+        }
+        Ok(Summary {
+            slug: self.slug.as_str().to_owned(),
+            counts: CaseStatus::ALL
+                .iter()
+                .map(|s| (*s, by_status.get(s).copied().unwrap_or(0)))
+                .collect(),
+            notes: self.notes,
+            interlocutors,
+            rules,
+            planned,
+            past: past_sessions,
+            // A follow-up first: it has a history and notes to show.
+            next_items: agenda
+                .items
+                .iter()
+                .filter(|i| i.kind == "follow_up")
+                .chain(agenda.items.iter().filter(|i| i.kind != "follow_up"))
+                .map(|i| (i.case_id.clone(), i.reference.clone()))
+                .collect(),
+            next_deferred: agenda.deferred.len(),
+            follow_up_example: local_date(&next) + Days::new(28),
+            next,
+            duplicate: self.duplicate,
+        })
+    }
+
+    async fn people(&mut self, cellule: &Cellule) -> Result<(), CliError> {
+        let admins = self.state.admins.as_ref().clone();
+        for p in PEOPLE {
+            let subject = Subject::parse(p.sub).map_err(|e| failure(e.to_string()))?;
+            let org = p
+                .org
+                .map(Organisation::parse)
+                .transpose()
+                .map_err(|e| failure(e.to_string()))?;
+            let spec = MembershipSpec::new(p.role, p.sphere, org, p.guest)
+                .map_err(|(field, e)| failure(format!("demo: {}: {field}: {e}", p.sub)))?;
+            let (membership, _) = cellules::put_member(
+                self.state.db.as_ref(),
+                self.clock.as_ref(),
+                &admins,
+                &self.slug,
+                &subject,
+                &spec,
+            )
+            .await
+            .map_err(at("memberships"))?;
+            let member = CelluleMember {
+                caller: Caller {
+                    subject,
+                    issuer: self.state.config.auth.dev_issuer.issuer.clone(),
+                },
+                cellule: cellule.clone(),
+                membership,
+                request_id: None,
+            };
+            if matches!(p.role, Role::Member | Role::Coordinator) {
+                let version = self
+                    .state
+                    .db
+                    .current_charter(self.slug.as_str())
+                    .await
+                    .map_err(|e| failure(e.to_string()))?
+                    .map_or(1, |c| c.version);
+                let _accepted = crate::http::cases::accept_charter(
+                    axum::extract::State(self.state.clone()),
+                    member.clone(),
+                    crate::http::extract::ApiJson(crate::http::cases::AcceptCharter { version }),
+                )
+                .await
+                .map_err(at("charter"))?;
+            }
+            self.members.push(Some(member));
+        }
+        Ok(())
+    }
+
+    /// Submits the referrals of `period` evenly between `from` and `to`, each screened soon
+    /// after (accepted or declined) unless it is left to screen.
+    async fn referrals(
+        &mut self,
+        period: u8,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(), CliError> {
+        let batch: Vec<usize> = (0..SPECS.len())
+            .filter(|i| SPECS[*i].period == period)
+            .collect();
+        let step = (to - from) / i32::try_from(batch.len() + 1).unwrap_or(1);
+        for (k, &i) in batch.iter().enumerate() {
+            let t = from + step * i32::try_from(k + 1).unwrap_or(1);
+            self.set(t);
+            self.submit(i).await?;
+            self.set(t + step / 2);
+            match SPECS[i].fate {
+                Fate::Pending | Fate::LateAccept => {}
+                Fate::Decline => self.screen(i, CaseStatus::Declined).await?,
+                _ => self.screen(i, CaseStatus::Accepted).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn submit(&mut self, i: usize) -> Result<(), CliError> {
+        let spec = &SPECS[i];
+        let (situation, expectations) = THEMES[spec.theme % THEMES.len()];
+        let mut body = json!({
+            "age_band": spec.age, "gender": spec.gender, "needs": spec.needs,
+            "urgency": spec.urgency, "situation": situation, "expectations": expectations,
+            "consent": match i % 5 {
+                4 => json!({"status": "not_informed",
+                            "justification": "Personne injoignable malgré plusieurs tentatives (fictif)."}),
+                1 | 3 => json!({"status": "agreed"}),
+                _ => json!({"status": "informed"}),
+            },
+        });
+        if let Some(c) = spec.commune {
+            body["commune"] = json!(c);
+        }
+        if let Some(s) = spec.sector {
+            body["sector"] = json!(s);
+        }
+        if i == DUPLICATE_PAIR.0 || i == DUPLICATE_PAIR.1 {
+            // Only its linkage key (an HMAC) is stored: it shows duplicate detection.
+            body["identity"] = json!({"last_name": "Exemple-Fictif", "first_name": "Demo",
+                                      "birth_date": "1978-01-01"});
+        }
+        let req: ReferralRequest = serde_json::from_value(body)
+            .map_err(|e| failure(format!("demo: referral {i}: {e}")))?;
+        let who = self.who(spec.by)?.clone();
+        let created = cases::submit(&self.state, &who, req)
+            .await
+            .map_err(at("submitting a referral"))?;
+        while self.cases.len() <= i {
+            self.cases.push(None);
+        }
+        if let Some(earlier) = created.possible_duplicates.first() {
+            self.duplicate = Some((earlier.clone(), created.reference.clone()));
+        }
+        self.cases[i] = Some((created.id, created.reference));
+        Ok(())
+    }
+
+    fn case_id(&self, i: usize) -> Result<String, CliError> {
+        self.cases
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(|(id, _)| id.clone())
+            .ok_or_else(|| failure("demo: case not submitted"))
+    }
+
+    async fn screen(&mut self, i: usize, to: CaseStatus) -> Result<(), CliError> {
+        let id = self.case_id(i)?;
+        let reason = (to == CaseStatus::Declined).then(|| {
+            "Hors du champ de la cellule : situation déjà suivie par un service compétent (fictif)."
+                .to_owned()
+        });
+        let coordinator = self.who(COORDINATOR)?.clone();
+        cases::transition(
+            &self.state,
+            &coordinator,
+            &id,
+            TransitionRequest {
+                to,
+                reason,
+                follow_up_date: None,
+                routed_org: None,
+            },
+        )
+        .await
+        .map_err(at("screening"))?;
+        Ok(())
+    }
+
+    /// A past session: agenda built a week before, published, every item decided after the
+    /// meeting, with notes. `following` is the session after it (short follow-ups are due by
+    /// then); `next` is the first session still to come (long follow-ups go past it).
+    async fn session(
+        &mut self,
+        s: &SessionRecord,
+        following: &SessionRecord,
+        next: &SessionRecord,
+    ) -> Result<(String, usize, usize), CliError> {
+        let coordinator = self.who(COORDINATOR)?.clone();
+        self.set(s.starts_at - days(7));
+        sessions::build(&self.state, &coordinator, &s.id)
+            .await
+            .map_err(at("building an agenda"))?;
+        self.set(s.starts_at - days(6));
+        let agenda: AgendaView = sessions::publish(&self.state, &coordinator, &s.id)
+            .await
+            .map_err(at("publishing an agenda"))?;
+        self.set(s.starts_at + chrono::Duration::hours(2));
+        let due = local_date(following) - Days::new(1);
+        let long = local_date(next) + Days::new(28);
+        let by_id: HashMap<String, usize> = self
+            .cases
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|(id, _)| (id.clone(), i)))
+            .collect();
+        let mut decided = Vec::new();
+        for item in &agenda.items {
+            let Some(&i) = by_id.get(&item.case_id) else {
+                continue;
+            };
+            let lead = item.proposal["lead"].as_str().unwrap_or("ccas").to_owned();
+            let follow_up = item.kind == "follow_up";
+            let fate = SPECS[i].fate;
+            let routed = |date: NaiveDate, text: &str| DecisionRequest {
+                outcome: Outcome::Routed,
+                interlocutor: Some(lead.clone()),
+                actions: vec![
+                    "Premier contact proposé par l'interlocuteur désigné (fictif).".into(),
+                    "Point d'étape à la prochaine séance si besoin.".into(),
+                ],
+                follow_up_date: Some(date),
+                text: Some(text.into()),
+            };
+            let req = match (fate, follow_up) {
+                (Fate::Close, _) | (Fate::CloseLater, true) => DecisionRequest {
+                    outcome: Outcome::Closed,
+                    interlocutor: None,
+                    actions: Vec::new(),
+                    follow_up_date: None,
+                    text: Some(
+                        "Relais en place et accepté par la personne : la cellule clôt la situation (fictif)."
+                            .into(),
+                    ),
+                },
+                (Fate::DeferOnce, false) if self.deferred_once.insert(item.case_id.clone()) => {
+                    DecisionRequest {
+                        outcome: Outcome::Deferred,
+                        interlocutor: None,
+                        actions: Vec::new(),
+                        follow_up_date: None,
+                        text: Some(
+                            "Informations manquantes : le bailleur complète la fiche (fictif)."
+                                .into(),
+                        ),
+                    }
+                }
+                (Fate::Short, true) => DecisionRequest {
+                    outcome: Outcome::FollowUp,
+                    interlocutor: None,
+                    actions: vec!["Nouveau point à la prochaine séance.".into()],
+                    follow_up_date: Some(due),
+                    text: Some("Suivi en cours, la situation reste fragile (fictif).".into()),
+                },
+                (Fate::Short | Fate::CloseLater, false) => routed(
+                    due,
+                    "Orientation proposée, retour attendu à la prochaine séance (fictif).",
+                ),
+                _ => routed(
+                    long,
+                    "Orientation vers l'interlocuteur proposé par la règle de routage (fictif).",
+                ),
+            };
+            let outcome = req.outcome;
+            sessions::decide(&self.state, &coordinator, &s.id, &item.case_id, req)
+                .await
+                .map_err(at("recording a decision"))?;
+            decided.push((i, item.case_id.clone(), outcome, lead));
+        }
+        self.set(s.starts_at + chrono::Duration::hours(3));
+        for (k, (_, id, outcome, lead)) in decided.iter().enumerate() {
+            if matches!(outcome, Outcome::Deferred) {
+                continue;
+            }
+            let note = match lead.as_str() {
+                "cmp-66g03" => Some((
+                    CMP,
+                    Audience::Psychiatry,
+                    "Note fictive (démo) : la personne est connue du CMP, un rendez-vous infirmier est proposé.",
+                )),
+                "ccas" if k % 2 == 0 => Some((
+                    CCAS,
+                    Audience::City,
+                    "Note fictive (démo) : dossier de droits repris par le CCAS, visite à domicile prévue.",
+                )),
+                _ if k % 3 == 0 => Some((
+                    COORDINATOR,
+                    Audience::Cellule,
+                    "Note fictive (démo) : synthèse de la séance transmise aux interlocuteurs.",
+                )),
+                _ => None,
+            };
+            if let Some((person, audience, body)) = note {
+                let who = self.who(person)?.clone();
+                cases::add_note(
+                    &self.state,
+                    &who,
+                    id,
+                    NoteRequest {
+                        audience,
+                        body: body.into(),
+                        corrects: None,
+                    },
+                )
+                .await
+                .map_err(at("writing a note"))?;
+                self.notes += 1;
+            }
+        }
+        Ok((
+            local_day(s),
+            agenda.items.len(),
+            decided
+                .iter()
+                .filter(|(_, _, o, _)| matches!(o, Outcome::Deferred))
+                .count(),
+        ))
+    }
+}
+
+fn local_date(s: &SessionRecord) -> NaiveDate {
+    DateTime::parse_from_rfc3339(&s.local_start)
+        .map(|t| t.date_naive())
+        .unwrap_or_else(|_| s.starts_at.date_naive())
+}
+
+fn local_day(s: &SessionRecord) -> String {
+    local_date(s).to_string()
+}
+
+fn print_summary(config: &Config, s: &Summary, tokens: &[String], ttl: Duration) {
+    let total: usize = s.counts.iter().map(|(_, n)| n).sum();
+    println!(
+        "Demo cellule `{}` « {NAME} » is ready. Everything in it is synthetic.",
+        s.slug
+    );
+    println!(
+        "  {total} cases: {}; {} notes",
+        s.counts
+            .iter()
+            .map(|(st, n)| format!("{n} {}", st.as_str()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        s.notes
+    );
+    if let Some((a, b)) = &s.duplicate {
+        println!("  {b} was flagged as a possible duplicate of {a} (same linkage key)");
+    }
+    println!(
+        "  routing: {} interlocutors, {} rules (policies/examples/routing-perpignan.toml)",
+        s.interlocutors, s.rules
+    );
+    println!(
+        "  schedule: second Thursday of the month, 14:00 Europe/Paris; {} sessions planned",
+        s.planned
+    );
+    for (day, items, deferred) in &s.past {
+        println!(
+            "  past session {day}: {items} items decided ({deferred} deferred to the next one)"
+        );
+    }
+    println!(
+        "  next session {}: agenda published, {} items, {} deferred (capacity)",
+        s.next.local_start,
+        s.next_items.len(),
+        s.next_deferred
+    );
+    println!();
+    println!(
+        "People (tokens from the development issuer, valid {}):",
+        humantime::format_duration(ttl)
+    );
+    for p in PEOPLE {
+        println!(
+            "  {:<20} {:<24} {:<12} {}",
+            p.var,
+            p.sub,
+            p.role.as_str(),
+            p.what
+        );
+    }
+    println!(
+        "  {:<20} {ADMIN:<24} {:<12} memberships, never case content: only if the server runs \
+         with CELLULE_ADMINS={ADMIN}",
+        "ADMIN", "admin"
+    );
+    println!();
+    println!(
+        "# Paste into a shell, with `CELLULE_ADMINS={ADMIN} cargo run --release` serving in another terminal:"
+    );
+    println!("export API=http://{}/v1/cellules/{}", config.bind, s.slug);
+    println!("export SESSION={}", s.next.id);
+    if let Some((id, _)) = s.next_items.first() {
+        println!("export CASE={id}");
+    }
+    for (var, token) in PEOPLE.iter().map(|p| p.var).chain(["ADMIN"]).zip(tokens) {
+        println!("export {var}={token}");
+    }
+    println!();
+    for line in [
+        "# the next session's agenda (slots, routing proposals with the rule that matched)",
+        "curl -s $API/sessions/$SESSION/agenda -H \"Authorization: Bearer $COORDINATOR\"",
+        "# a case on it, as a permanent member of the psychiatry sphere (psychiatry notes included)",
+        "curl -s $API/cases/$CASE -H \"Authorization: Bearer $MEMBER_CMP\"",
+        "curl -s $API/cases/$CASE/notes -H \"Authorization: Bearer $MEMBER_CMP\"",
+        "# the guest organisation sees only the items it is invited to",
+        "curl -s $API/sessions/$SESSION/agenda -H \"Authorization: Bearer $GUEST_EMPP\"",
+        "# the coordinator's lists: cases to screen, cases in follow-up",
+        "curl -s \"$API/cases?status=submitted\" -H \"Authorization: Bearer $COORDINATOR\"",
+        "curl -s \"$API/cases?status=in_follow_up\" -H \"Authorization: Bearer $COORDINATOR\"",
+        "# after the meeting: the decision on an item",
+    ] {
+        println!("{line}");
+    }
+    println!(
+        "curl -s -X POST $API/sessions/$SESSION/items/$CASE/decision -H \"Authorization: Bearer $COORDINATOR\" \\\n  -H 'Content-Type: application/json' -d '{{\"outcome\": \"follow_up\", \"follow_up_date\": \"{}\", \"text\": \"Point dans un mois.\"}}'",
+        s.follow_up_example
+    );
+    for line in [
+        "# a referrer's status view, the calendar, the yearly statistics",
+        "curl -s $API/referrals -H \"Authorization: Bearer $REFERRER_CCAS\"",
+        "curl -s $API/sessions/$SESSION/calendar.ics -H \"Authorization: Bearer $MEMBER_CCAS\"",
+        "curl -s \"$API/stats?year=$(date +%Y)\" -H \"Authorization: Bearer $COORDINATOR\"",
+        "# the auditor: who did what (every step above is there), and the chain verification",
+        "curl -s \"$API/audit?limit=20\" -H \"Authorization: Bearer $AUDITOR\"",
+        "curl -s $API/audit/verify -H \"Authorization: Bearer $AUDITOR\"",
+        "# the administrator: memberships, never case content",
+        "curl -s $API/members -H \"Authorization: Bearer $ADMIN\"",
+    ] {
+        println!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fixed_lists_hold_together() {
+        assert_eq!(SPECS.len(), 40);
+        for fate in [
+            Fate::Pending,
+            Fate::Decline,
+            Fate::Close,
+            Fate::Long,
+            Fate::Short,
+            Fate::CloseLater,
+            Fate::DeferOnce,
+            Fate::Review,
+            Fate::LateAccept,
+        ] {
+            assert!(SPECS.iter().any(|s| s.fate == fate), "{fate:?}");
+        }
+        for s in SPECS {
+            assert!(s.theme < THEMES.len());
+            assert!(s.commune.is_some() || s.sector.is_some());
+            assert!(PEOPLE[s.by].role != Role::Auditor);
+        }
+        assert!(PEOPLE.iter().all(|p| p.sub != ADMIN && p.var != "ADMIN"));
+        assert_eq!(SPECS[DUPLICATE_PAIR.0].fate, Fate::Long, "still open");
+        assert_eq!(SPECS[DUPLICATE_PAIR.0].needs, SPECS[DUPLICATE_PAIR.1].needs);
+        assert!(Directory::from_toml(ROUTING_EXAMPLE).is_ok());
+        let guard = crate::referrals::guard::Guard::new(Utc::now().date_naive());
+        for (situation, expectations) in THEMES {
+            assert!(guard.scan("situation", situation).is_empty(), "{situation}");
+            assert!(guard.scan("expectations", expectations).is_empty());
+        }
+    }
+}
