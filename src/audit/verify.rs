@@ -17,7 +17,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::checkpoint::{PublicKey, PublicKeys};
-use super::{Checkpoint, GENESIS, Head, hex};
+use super::{Checkpoint, Entry, GENESIS, Head, hex};
 use crate::storage::{Database, StorageError};
 
 /// Entries read per query.
@@ -99,6 +99,17 @@ pub async fn verify(
     cellule: &str,
     keys: &PublicKeys,
 ) -> Result<VerifyReport, StorageError> {
+    verify_paged(db, cellule, keys, PAGE).await
+}
+
+/// [`verify`] reading `page` entries per query (tests use small pages to cross page boundaries).
+pub async fn verify_paged(
+    db: &dyn Database,
+    cellule: &str,
+    keys: &PublicKeys,
+    page_size: i64,
+) -> Result<VerifyReport, StorageError> {
+    let page_size = page_size.max(1);
     let head = db.audit_head(cellule).await?.unwrap_or_else(Head::empty);
     let checkpoints = db.audit_checkpoints(cellule).await?;
     let mut broken: Option<Broken> = None;
@@ -150,82 +161,58 @@ pub async fn verify(
             ),
         );
     }
-    let mut expected = start + 1;
-    let mut checked = 0i64;
-    let mut chain_broken = false;
-    'pages: while expected <= head.seq {
-        let page = db.audit_entries(cellule, expected - 1, PAGE).await?;
-        let n = page.len();
-        for e in page {
-            if e.seq > head.seq {
-                break 'pages;
+    // Pages are hashed on a blocking thread while the next one is read: the database and the
+    // hashing overlap (two cores on a modest server).
+    let by_seq = std::sync::Arc::new(by_seq_hashes(&checkpoints));
+    let mut walk = Walk {
+        start,
+        head_seq: head.seq,
+        prev,
+        expected: start + 1,
+        checked: 0,
+        broken: None,
+        chain_broken: false,
+        done: start >= head.seq,
+    };
+    let mut page = if walk.done {
+        Vec::new()
+    } else {
+        db.audit_entries(cellule, start, page_size).await?
+    };
+    while !walk.done {
+        let full = page.len() as i64 == page_size;
+        let after = page.last().map(|e| e.seq);
+        let hashes = by_seq.clone();
+        let current = std::mem::take(&mut page);
+        let checking = tokio::task::spawn_blocking(move || {
+            walk.check(current, &hashes);
+            walk
+        });
+        let reading = async {
+            match after {
+                Some(after) if full && after < head.seq => {
+                    db.audit_entries(cellule, after, page_size).await.map(Some)
+                }
+                _ => Ok(None),
             }
-            if e.seq != expected {
-                keep_first(
-                    &mut broken,
-                    expected,
-                    format!("entry {expected} is missing"),
-                );
-                chain_broken = true;
-                break 'pages;
-            }
-            let consistent =
-                e.compute_hash().as_slice() == e.hash.as_slice() && e.cellule == cellule;
-            if !consistent {
-                keep_first(
-                    &mut broken,
-                    e.seq,
-                    format!(
-                        "entry {} was altered: its content does not match its hash",
-                        e.seq
-                    ),
-                );
-                chain_broken = true;
-                break 'pages;
-            }
-            if e.prev_hash != prev {
-                // This entry is intact, so the one before it was replaced (re-hashed).
-                let (seq, reason) = if e.seq > start + 1 {
-                    (
-                        e.seq - 1,
-                        format!(
-                            "entry {} was altered or replaced: entry {} no longer follows it",
-                            e.seq - 1,
-                            e.seq
-                        ),
-                    )
-                } else {
-                    (
-                        e.seq,
-                        format!("entry {} does not follow the purge anchor", e.seq),
-                    )
-                };
-                keep_first(&mut broken, seq, reason);
-                chain_broken = true;
-                break 'pages;
-            }
-            if let Some(cs) = by_seq.get(&e.seq)
-                && cs.iter().any(|c| c.hash != e.hash)
-            {
-                keep_first(
-                    &mut broken,
-                    e.seq,
-                    format!(
-                        "entry {} differs from the signed checkpoint: the history was rewritten",
-                        e.seq
-                    ),
-                );
-                chain_broken = true;
-                break 'pages;
-            }
-            prev = e.hash;
-            expected += 1;
-            checked += 1;
-        }
-        if (n as i64) < PAGE {
-            break;
+        };
+        let (checked, next) = tokio::join!(checking, reading);
+        walk = checked.map_err(|e| StorageError::Other(format!("verification task: {e}")))?;
+        match next? {
+            Some(next) if !walk.done => page = next,
+            _ => walk.done = true,
         }
     }
+    if let Some(b) = walk.broken.take() {
+        keep_first(&mut broken, b.seq, b.reason);
+    }
+    let Walk {
+        expected,
+        checked,
+        chain_broken,
+        prev,
+        ..
+    } = walk;
     if !chain_broken {
         let last = expected - 1;
         if let Some(c) = checkpoints
@@ -277,4 +264,98 @@ pub async fn verify(
         broken,
         public_keys: keys.published(),
     })
+}
+
+/// The hashes signed by checkpoints, by sequence.
+fn by_seq_hashes(checkpoints: &[Checkpoint]) -> HashMap<i64, Vec<Vec<u8>>> {
+    let mut out: HashMap<i64, Vec<Vec<u8>>> = HashMap::new();
+    for c in checkpoints {
+        out.entry(c.seq).or_default().push(c.hash.clone());
+    }
+    out
+}
+
+/// The state of a walk along the chain, page after page.
+struct Walk {
+    /// The purge mark (0 when nothing was purged).
+    start: i64,
+    head_seq: i64,
+    /// The hash the next entry must name as its previous one.
+    prev: Vec<u8>,
+    /// The sequence number the next entry must have.
+    expected: i64,
+    checked: i64,
+    broken: Option<Broken>,
+    /// The walk stopped at a broken entry.
+    chain_broken: bool,
+    /// Nothing more to read.
+    done: bool,
+}
+
+impl Walk {
+    /// Checks one page (entries in sequence order, following the previous page).
+    fn check(&mut self, page: Vec<Entry>, signed: &HashMap<i64, Vec<Vec<u8>>>) {
+        let (start, cellule_seq_end) = (self.start, self.head_seq);
+        for e in page {
+            if e.seq > cellule_seq_end {
+                self.done = true;
+                return;
+            }
+            if e.seq != self.expected {
+                let expected = self.expected;
+                self.stop(expected, format!("entry {expected} is missing"));
+                return;
+            }
+            if e.compute_hash().as_slice() != e.hash.as_slice() {
+                self.stop(
+                    e.seq,
+                    format!(
+                        "entry {} was altered: its content does not match its hash",
+                        e.seq
+                    ),
+                );
+                return;
+            }
+            if e.prev_hash != self.prev {
+                // This entry is intact, so the one before it was replaced (re-hashed).
+                if e.seq > start + 1 {
+                    self.stop(
+                        e.seq - 1,
+                        format!(
+                            "entry {} was altered or replaced: entry {} no longer follows it",
+                            e.seq - 1,
+                            e.seq
+                        ),
+                    );
+                } else {
+                    self.stop(
+                        e.seq,
+                        format!("entry {} does not follow the purge anchor", e.seq),
+                    );
+                }
+                return;
+            }
+            if let Some(hashes) = signed.get(&e.seq)
+                && hashes.iter().any(|h| *h != e.hash)
+            {
+                self.stop(
+                    e.seq,
+                    format!(
+                        "entry {} differs from the signed checkpoint: the history was rewritten",
+                        e.seq
+                    ),
+                );
+                return;
+            }
+            self.prev = e.hash;
+            self.expected += 1;
+            self.checked += 1;
+        }
+    }
+
+    fn stop(&mut self, seq: i64, reason: String) {
+        keep_first(&mut self.broken, seq, reason);
+        self.chain_broken = true;
+        self.done = true;
+    }
 }

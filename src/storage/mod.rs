@@ -575,3 +575,62 @@ pub(crate) fn same_cases(a: &[String], b: &[String]) -> bool {
 
 /// Audit entries per multi-row insert (16 parameters each: well under both backends' limits).
 pub(crate) const AUDIT_INSERT_ROWS: usize = 500;
+
+/// One audit entry as the page queries build it: the columns in table order, hashes in hex.
+type EntryJson = (
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+);
+
+/// The entries of a page the database aggregated into one JSON array (`None` or `[]`: none), in
+/// sequence order.
+pub(crate) fn entries_from_json(
+    cellule: &str,
+    page: Option<&str>,
+) -> Result<Vec<Entry>, StorageError> {
+    let Some(page) = page else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<EntryJson> = serde_json::from_str(page)
+        .map_err(|e| StorageError::Corrupt(format!("audit page: {e}")))?;
+    let hash =
+        |h: &str| hex::decode(h).map_err(|e| StorageError::Corrupt(format!("audit hash: {e}")));
+    let mut entries = rows
+        .into_iter()
+        .map(|r| {
+            Ok(Entry {
+                cellule: cellule.to_owned(),
+                seq: r.0,
+                at_us: r.1,
+                actor: r.2,
+                actor_role: r.3,
+                actor_org: r.4,
+                action: r.5,
+                case_id: r.6,
+                case_ref: r.7,
+                target_kind: r.8,
+                target_id: r.9,
+                outcome: r.10,
+                reason: r.11,
+                request_id: r.12,
+                prev_hash: hash(&r.13)?,
+                hash: hash(&r.14)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StorageError>>()?;
+    entries.sort_by_key(|e| e.seq);
+    Ok(entries)
+}

@@ -1119,7 +1119,67 @@ async fn two_server_processes_keep_one_linear_chain(backend: Backend) {
     stop(second);
 }
 
+async fn verification_holds_across_page_boundaries(backend: Backend) {
+    let app = spawn_app(backend).await;
+    busy_cellule(&app).await;
+    let keys = cellule::audit::Signer::new(app.state.keys.keyring())
+        .expect("signer")
+        .public_keys();
+    let paged = |page: i64| {
+        let app = &app;
+        let keys = &keys;
+        async move {
+            cellule::audit::verify::verify_paged(app.state.db.as_ref(), "perpignan", keys, page)
+                .await
+                .expect("verify")
+        }
+    };
+    let head = head_seq(&app).await;
+    assert!(head > 12, "enough entries for several pages: {head}");
+    for page in [1, 4, 5, head, head + 1] {
+        let report = paged(page).await;
+        assert!(report.valid, "page {page}: {:?}", report.broken);
+        assert_eq!(report.entries_checked, head, "page {page}");
+    }
+    let original = app
+        .state
+        .db
+        .audit_entries("perpignan", 7, 1)
+        .await
+        .expect("entries")[0]
+        .actor
+        .clone();
+    drop_guards(&app).await;
+    // The last entry of a page (4 per page: 5-8) edited, the first of the next one deleted.
+    sql(
+        &app,
+        &[
+            "UPDATE audit_entries SET actor = 'mallory' WHERE cellule = 'perpignan' AND seq = 8",
+            "DELETE FROM audit_entries WHERE cellule = 'perpignan' AND seq = 9",
+        ],
+    )
+    .await
+    .expect("tamper");
+    for page in [1, 3, 4, 5, 8, head] {
+        let broken = paged(page).await.broken.expect("broken");
+        assert_eq!(broken.seq, 8, "page {page}: {}", broken.reason);
+        assert!(broken.reason.contains("altered"), "{}", broken.reason);
+    }
+    // Entry 8 restored: the gap at 9 is what remains, found at any page size.
+    let restore = format!(
+        "UPDATE audit_entries SET actor = '{}' WHERE cellule = 'perpignan' AND seq = 8",
+        original.replace('\'', "''")
+    );
+    sql(&app, &[&restore]).await.expect("restore");
+    for page in [1, 4, 5, 9, head] {
+        let broken = paged(page).await.broken.expect("broken");
+        assert_eq!(broken.seq, 9, "page {page}: {}", broken.reason);
+        assert!(broken.reason.contains("missing"), "{}", broken.reason);
+    }
+}
+
 backend_tests!(
+    verification_holds_across_page_boundaries,
     the_database_refuses_to_change_entries,
     an_edited_field_is_found_at_its_sequence,
     a_deleted_entry_is_found_at_its_sequence,
