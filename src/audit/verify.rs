@@ -13,6 +13,8 @@
 
 use std::collections::HashMap;
 
+use futures_util::StreamExt;
+
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -22,6 +24,8 @@ use crate::storage::{Database, StorageError};
 
 /// Entries read per query.
 pub const PAGE: i64 = 5_000;
+/// Pages read at once.
+const READERS: usize = 2;
 
 /// The first broken point of a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -161,10 +165,11 @@ pub async fn verify_paged(
             ),
         );
     }
-    // Pages are hashed on a blocking thread while the next one is read: the database and the
-    // hashing overlap (two cores on a modest server).
+    // Pages are sequence ranges read by up to `READERS` queries at once and hashed, in order,
+    // on a blocking thread while the next ones are read: the database and the hashing overlap
+    // (two cores on a modest server). A gap shows as a short page; the walk stops at it.
     let by_seq = std::sync::Arc::new(by_seq_hashes(&checkpoints));
-    let mut walk = Walk {
+    let walk = Walk {
         start,
         head_seq: head.seq,
         prev,
@@ -174,35 +179,45 @@ pub async fn verify_paged(
         chain_broken: false,
         done: start >= head.seq,
     };
-    let mut page = if walk.done {
-        Vec::new()
-    } else {
-        db.audit_entries(cellule, start, page_size).await?
-    };
-    while !walk.done {
-        let full = page.len() as i64 == page_size;
-        let after = page.last().map(|e| e.seq);
-        let hashes = by_seq.clone();
-        let current = std::mem::take(&mut page);
-        let checking = tokio::task::spawn_blocking(move || {
-            walk.check(current, &hashes);
-            walk
-        });
-        let reading = async {
-            match after {
-                Some(after) if full && after < head.seq => {
-                    db.audit_entries(cellule, after, page_size).await.map(Some)
-                }
-                _ => Ok(None),
+    let step = usize::try_from(page_size).unwrap_or(usize::MAX);
+    let mut pages = futures_util::stream::iter((start..head.seq).step_by(step))
+        .map(|after| db.audit_entries(cellule, after, page_size))
+        .buffered(READERS);
+    let mut idle = Some(walk);
+    let mut running: Option<tokio::task::JoinHandle<Walk>> = None;
+    loop {
+        let (page, finished) = tokio::join!(pages.next(), async {
+            match running.take() {
+                Some(task) => Some(task.await),
+                None => None,
             }
+        });
+        if let Some(finished) = finished {
+            idle = Some(
+                finished.map_err(|e| StorageError::Other(format!("verification task: {e}")))?,
+            );
+        }
+        let Some(mut walk) = idle.take() else {
+            return Err(StorageError::Other("verification lost its walk".into()));
         };
-        let (checked, next) = tokio::join!(checking, reading);
-        walk = checked.map_err(|e| StorageError::Other(format!("verification task: {e}")))?;
-        match next? {
-            Some(next) if !walk.done => page = next,
-            _ => walk.done = true,
+        match page {
+            Some(page) if !walk.done => {
+                let page = page?;
+                let signed = by_seq.clone();
+                running = Some(tokio::task::spawn_blocking(move || {
+                    walk.check(page, &signed);
+                    walk
+                }));
+            }
+            _ => {
+                idle = Some(walk);
+                break;
+            }
         }
     }
+    let Some(mut walk) = idle else {
+        return Err(StorageError::Other("verification lost its walk".into()));
+    };
     if let Some(b) = walk.broken.take() {
         keep_first(&mut broken, b.seq, b.reason);
     }
