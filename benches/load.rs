@@ -45,11 +45,12 @@ use bytes::Bytes;
 use cellule::app::Application;
 use cellule::audit::{Action, Actor, AuditCtx, Draft};
 use cellule::auth::{CelluleMember, DevIssuer};
-use cellule::config::{Config, DatabaseUrl};
+use cellule::config::{Config, DatabaseUrl, PoolConfig};
 use cellule::crypto::envelope::FieldContext;
+use cellule::crypto::keys::KeyService;
 use cellule::domain::Subject;
 use cellule::http::AppState;
-use cellule::storage::{NewCase, NoteRecord, Transition};
+use cellule::storage::{Database, NewCase, NoteRecord, Transition};
 use chrono::{Datelike, Utc};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::digest::{SHA256, digest};
@@ -643,15 +644,15 @@ fn coordinator_ctx(cellule: &str) -> AuditCtx {
 
 /// One case with its note(s), accepted when `accept`.
 async fn seed_case(
-    state: &AppState,
+    db: &dyn Database,
+    keys: &KeyService,
     i: usize,
     notes: usize,
     accept: bool,
 ) -> Res<(String, String, [usize; 3])> {
-    let db = state.db.as_ref();
     let now = Utc::now();
     let id = uuid::Uuid::new_v4().to_string();
-    let (key, wrapped) = state.keys.new_case_key(CELLULE, &id)?;
+    let (key, wrapped) = keys.new_case_key(CELLULE, &id)?;
     let seal = |record: &str, f: &str, text: &str| {
         key.seal(
             &FieldContext {
@@ -751,12 +752,18 @@ async fn seed_case(
     Ok((id, reference, [sizes[0], sizes[1], note_len]))
 }
 
-async fn seed(state: &AppState, size: usize, hot: usize, workers: usize) -> Res<Seeded> {
+async fn seed(
+    db: Arc<dyn Database>,
+    keys: Arc<KeyService>,
+    size: usize,
+    hot: usize,
+    workers: usize,
+) -> Res<Seeded> {
     let t = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..workers {
-        let (state, next) = (state.clone(), next.clone());
+        let (db, keys, next) = (db.clone(), keys.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             loop {
@@ -767,7 +774,8 @@ async fn seed(state: &AppState, size: usize, hot: usize, workers: usize) -> Res<
                 let is_hot = i >= size - hot;
                 let notes = if is_hot { NOTES_PER_HOT_CASE } else { 1 };
                 let accept = !is_hot && i.is_multiple_of(10);
-                let (id, reference, sizes) = seed_case(&state, i, notes, accept).await?;
+                let (id, reference, sizes) =
+                    seed_case(db.as_ref(), &keys, i, notes, accept).await?;
                 out.push((i, id, reference, sizes, is_hot, accept, notes));
             }
             Ok::<_, Box<dyn Error + Send + Sync>>(out)
@@ -802,15 +810,11 @@ async fn seed(state: &AppState, size: usize, hot: usize, workers: usize) -> Res<
 }
 
 /// Grows the ledger cellule's chain to `n` entries with realistic drafts.
-async fn seed_ledger(state: &AppState, n: usize) -> Res<f64> {
+async fn seed_ledger(db: &dyn Database, n: usize) -> Res<f64> {
     let t = Instant::now();
     let ctx = coordinator_ctx(LEDGER);
     let start = Utc::now() - chrono::Duration::days(400);
-    let have = state
-        .db
-        .audit_head(LEDGER)
-        .await?
-        .map_or(0, |h| h.seq as usize);
+    let have = db.audit_head(LEDGER).await?.map_or(0, |h| h.seq as usize);
     let mut next = have;
     while next < n {
         let end = (next + AUDIT_BATCH).min(n);
@@ -828,7 +832,7 @@ async fn seed_ledger(state: &AppState, n: usize) -> Res<f64> {
                 ctx.entry(action, at).case(&case, Some(&reference))
             })
             .collect();
-        state.db.append_audit(LEDGER, drafts).await?;
+        db.append_audit(LEDGER, drafts).await?;
         next = end;
     }
     Ok(t.elapsed().as_secs_f64())
@@ -988,7 +992,24 @@ async fn run_dataset(
     let rss_start_mib = status_kib("VmRSS:") / 1024.0;
     let workers = if backend == "postgres" { 6 } else { 2 };
     eprintln!("[{backend} {size}] seeding {size} cases with notes and audit entries…");
-    let seeded = seed(&server.state, size, opts.hot_cases.min(size / 2), workers).await?;
+    // Seeding goes through its own handle; on PostgreSQL its commits do not wait for the WAL
+    // flush (`synchronous_commit = off`): same rows, same chain, less waiting. The server keeps
+    // the default.
+    let seed_db: Arc<dyn Database> = if backend == "postgres" {
+        let sep = if db_url.contains('?') { '&' } else { '?' };
+        let url = format!("{db_url}{sep}options[synchronous_commit]=off");
+        cellule::storage::connect(&DatabaseUrl::new(url), &PoolConfig::default(), false).await?
+    } else {
+        server.state.db.clone()
+    };
+    let seeded = seed(
+        seed_db.clone(),
+        server.state.keys.clone(),
+        size,
+        opts.hot_cases.min(size / 2),
+        workers,
+    )
+    .await?;
     eprintln!(
         "[{backend} {size}] seeded {} cases, {} notes, {} accepted in {:.1} s",
         seeded.cases.len(),
@@ -1210,7 +1231,7 @@ async fn run_dataset(
             "[{backend}] growing the ledger chain to {} entries…",
             opts.audit_entries
         );
-        let seed_secs = seed_ledger(&server.state, opts.audit_entries).await?;
+        let seed_secs = seed_ledger(seed_db.as_ref(), opts.audit_entries).await?;
         let reset = reset_peak_rss();
         let mut verify_secs = Vec::new();
         for _ in 0..opts.verify_reps {
@@ -1245,6 +1266,9 @@ async fn run_dataset(
     } else {
         None
     };
+    if backend == "postgres" {
+        seed_db.close().await;
+    }
     server.stop().await;
     Ok(Dataset {
         backend,
