@@ -3,7 +3,8 @@
 //! durations; add `CELLULE_BENCH_POSTGRES_URL=postgres://…` for PostgreSQL: a throw-away
 //! database is created on that server per dataset and dropped at the end).
 //!
-//! For each backend and each dataset size (1,000 and 100,000 cases; `--quick`: 200 and 2,000):
+//! For each backend and each dataset size (1,000 and 100,000 cases; `--quick`: 200 and 2,000;
+//! `--sizes SMALL,LARGE` to choose; `--concurrency N`, `--duration SECONDS` per path):
 //!
 //! 1. The real application (`Application::build`: migrations, keyring, dev token issuer, the
 //!    real axum router) is started on a loopback TCP port, in this process.
@@ -107,6 +108,8 @@ fn options() -> Options {
     let mut quick = false;
     let mut concurrency = 16;
     let mut duration: Option<f64> = None;
+    let mut sizes: Option<[usize; 2]> = None;
+    let mut audit: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -124,6 +127,22 @@ fn options() -> Options {
                         .expect("--duration SECONDS"),
                 )
             }
+            "--sizes" => {
+                let v: Vec<usize> = args
+                    .next()
+                    .expect("--sizes SMALL,LARGE")
+                    .split(',')
+                    .map(|n| n.replace('_', "").parse().expect("--sizes SMALL,LARGE"))
+                    .collect();
+                sizes = Some([v[0], v[1]]);
+            }
+            "--audit-entries" => {
+                audit = Some(
+                    args.next()
+                        .and_then(|v| v.replace('_', "").parse().ok())
+                        .expect("--audit-entries N"),
+                )
+            }
             // Anything else (cargo passes `--bench`) is ignored.
             _ => {}
         }
@@ -131,7 +150,7 @@ fn options() -> Options {
     let postgres = std::env::var("CELLULE_BENCH_POSTGRES_URL")
         .ok()
         .filter(|u| !u.trim().is_empty());
-    if quick {
+    let mut o = if quick {
         Options {
             quick,
             sizes: [200, 2_000],
@@ -157,7 +176,14 @@ fn options() -> Options {
             verify_reps: 3,
             postgres,
         }
+    };
+    if let Some(s) = sizes {
+        o.sizes = s;
     }
+    if let Some(n) = audit {
+        o.audit_entries = n;
+    }
+    o
 }
 
 // ---------------------------------------------------------------------------------------------
