@@ -315,9 +315,22 @@ fn status_kib(field: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Resets `VmHWM` to the current RSS (Linux ≥ 4.0); false when not possible.
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", b"5").is_ok()
+unsafe extern "C" {
+    /// glibc: gives freed heap memory back to the system.
+    fn malloc_trim(pad: usize) -> i32;
+}
+
+/// Gives memory freed by earlier phases (seeding, previous datasets) back to the system, then
+/// resets `VmHWM` to the current RSS (Linux ≥ 4.0). Returns the RSS at the reset in MiB, `None`
+/// when the peak cannot be reset.
+fn reset_peak_rss() -> Option<f64> {
+    // SAFETY: malloc_trim only releases free pages of the allocator's arenas.
+    unsafe {
+        malloc_trim(0);
+    }
+    std::fs::write("/proc/self/clear_refs", b"5")
+        .is_ok()
+        .then(|| status_kib("VmRSS:") / 1024.0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -923,7 +936,8 @@ struct Dataset {
     agenda: Option<Agenda>,
     audit: Option<AuditRun>,
     rss_load_mib: f64,
-    rss_start_mib: f64,
+    /// RSS when the load starts: the idle server with its dataset, and the load client's lists.
+    rss_idle_mib: f64,
 }
 
 struct Agenda {
@@ -1015,7 +1029,6 @@ async fn run_dataset(
     use reqwest::Method;
     let mut server = Server::start(db_url).await?;
     server.cellule(CELLULE).await?;
-    let rss_start_mib = status_kib("VmRSS:") / 1024.0;
     let workers = if backend == "postgres" { 6 } else { 2 };
     eprintln!("[{backend} {size}] seeding {size} cases with notes and audit entries…");
     // Seeding goes through its own handle; on PostgreSQL its commits do not wait for the WAL
@@ -1108,7 +1121,7 @@ async fn run_dataset(
         })
     };
 
-    let rss_reset = reset_peak_rss();
+    let rss_idle_mib = reset_peak_rss();
     let mut paths = Vec::new();
     let aes_iters = if opts.quick { 200 } else { 5000 };
     let c = opts.concurrency;
@@ -1248,7 +1261,11 @@ async fn run_dataset(
         deferred,
         lat: Latencies::new(lat),
     });
-    let rss_load_mib = if rss_reset { peak_rss_mib() } else { f64::NAN };
+    let rss_load_mib = if rss_idle_mib.is_some() {
+        peak_rss_mib()
+    } else {
+        f64::NAN
+    };
 
     // Audit verification of a long chain, with the large dataset only.
     let audit = if large {
@@ -1258,7 +1275,7 @@ async fn run_dataset(
             opts.audit_entries
         );
         let seed_secs = seed_ledger(seed_db.as_ref(), opts.audit_entries).await?;
-        let reset = reset_peak_rss();
+        let reset = reset_peak_rss().is_some();
         let mut verify_secs = Vec::new();
         for _ in 0..opts.verify_reps {
             let t = Instant::now();
@@ -1304,7 +1321,7 @@ async fn run_dataset(
         agenda,
         audit,
         rss_load_mib,
-        rss_start_mib,
+        rss_idle_mib: rss_idle_mib.unwrap_or(f64::NAN),
     })
 }
 
@@ -1411,8 +1428,8 @@ async fn main() -> Res<()> {
             );
         }
         println!(
-            "{:<9} {:>7} peak RSS under load {:.1} MiB (at start {:.1} MiB); seeding {:.1} s ({} notes)",
-            d.backend, d.size, d.rss_load_mib, d.rss_start_mib, d.seeded.secs, d.seeded.notes
+            "{:<9} {:>7} peak RSS under load {:.1} MiB (idle before the load {:.1} MiB); seeding {:.1} s ({} notes)",
+            d.backend, d.size, d.rss_load_mib, d.rss_idle_mib, d.seeded.secs, d.seeded.notes
         );
     }
     println!();
@@ -1469,7 +1486,7 @@ async fn main() -> Res<()> {
                 "hot_cases_with_20_notes": d.seeded.hot.len(),
             },
             "peak_rss_mib_under_load": d.rss_load_mib,
-            "rss_mib_at_start": d.rss_start_mib,
+            "rss_mib_idle_before_load": d.rss_idle_mib,
             "paths": d.paths.iter().map(|p| {
                 let mut v = p.m.json();
                 v["path"] = json!(p.name);
