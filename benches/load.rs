@@ -1,0 +1,1528 @@
+//! The real paths under concurrent HTTP load, next to the baselines that bound them, measured in
+//! one run. Run with `cargo bench --bench load` (`-- --quick` for tiny sizes and short
+//! durations; add `CELLULE_BENCH_POSTGRES_URL=postgres://…` for PostgreSQL: a throw-away
+//! database is created on that server per dataset and dropped at the end).
+//!
+//! For each backend and each dataset size (1,000 and 100,000 cases; `--quick`: 200 and 2,000;
+//! `--sizes SMALL,LARGE` to choose; `--concurrency N`, `--duration SECONDS` per path):
+//!
+//! 1. The real application (`Application::build`: migrations, keyring, dev token issuer, the
+//!    real axum router) is started on a loopback TCP port, in this process.
+//! 2. The dataset is seeded through the library's storage functions (`Database::insert_case`,
+//!    `insert_note`, `transition_case`, `append_audit`) with real per-case data keys, real
+//!    AES-256-GCM ciphertexts and real audit chains: no row is written around the service's
+//!    storage layer. Every case has one note, 1 in 10 is accepted (eligible for the agenda), a
+//!    hot set of cases has 20 notes each. Members and the charter go through the admin HTTP API.
+//! 3. A fixed number of in-flight requests (`--concurrency`, default 16) over a `reqwest`
+//!    client with real dev-issuer tokens drive, each for a fixed duration after a warm-up:
+//!    referral submission, case read (decrypted), notes list (20 notes decrypted), and the
+//!    static-JSON baseline: a tiny router behind the same `CelluleMember` extractor (token
+//!    verification + membership lookup) and the same middleware, answering the bytes of a real
+//!    case read. The raw-insert baseline runs with the same concurrency through `sqlx` on the
+//!    same database: one parameterised insert of a row as large as a case row, committed.
+//! 4. The agenda build (`POST …/agenda/build`) of a session over the accepted cases (10,000 in
+//!    the large dataset) runs sequentially: it is a coordinator's action, not a crowd's.
+//! 5. With the large dataset, a separate cellule's chain is grown to 1,000,000 entries
+//!    (`--quick`: 20,000) and verified through `GET …/audit/verify`, next to raw `ring` SHA-256
+//!    over exactly the bytes the chain hashes (read back from the database).
+//!
+//! Raw `ring` AES-256-GCM over the same bytes as each path's ciphertexts gives the crypto floor
+//! of each request. Peak RSS is this process's `VmHWM` (server and load client together), reset
+//! through `/proc/self/clear_refs` before each phase. Prints a table and writes
+//! `target/bench/load.json`; asserts nothing about speed (only correctness: statuses, counts,
+//! a valid chain).
+
+use std::error::Error;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::http::header::CONTENT_TYPE;
+use bytes::Bytes;
+use cellule::app::Application;
+use cellule::audit::{Action, Actor, AuditCtx, Draft};
+use cellule::auth::{CelluleMember, DevIssuer};
+use cellule::config::{Config, DatabaseUrl, PoolConfig};
+use cellule::crypto::envelope::FieldContext;
+use cellule::crypto::keys::KeyService;
+use cellule::domain::Subject;
+use cellule::http::AppState;
+use cellule::storage::{Database, NewCase, NoteRecord, Transition};
+use chrono::{Datelike, Utc};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::digest::{SHA256, digest};
+use serde_json::{Value, json};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, PgPool, SqlitePool};
+use tokio::sync::oneshot;
+
+type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+const CELLULE: &str = "bench";
+const LEDGER: &str = "ledger";
+const ADMIN: &str = "bench-admin";
+const COORD: &str = "bench-coord";
+const AUDITOR: &str = "bench-dpo";
+const COORD_ORG: &str = "CLSM Bench";
+/// The chain's domain tag, prefixed to every hashed entry.
+const DOMAIN: &[u8] = b"cellule-audit-v1";
+const NOTES_PER_HOT_CASE: usize = 20;
+const AUDIT_BATCH: usize = 2000;
+
+/// About 600 characters of free text with no direct identifier (the guard would refuse it).
+const SITUATION: &str = "Personne isolée, en rupture de soins depuis plusieurs mois. Le bailleur \
+signale des impayés de loyer et des conflits de voisinage répétés; la personne refuse les visites \
+à domicile mais accepte un contact avec l'infirmière de secteur. Pas de suivi social connu, droits \
+à renouveler, alimentation irrégulière. Le médiateur municipal a été sollicité par les voisins à \
+plusieurs reprises. Une hospitalisation ancienne est mentionnée par la famille, sans suivi depuis. \
+La situation se dégrade depuis l'été: courriers non ouverts, compteur coupé, isolement croissant. \
+Demande d'appui pour une évaluation partagée et une orientation coordonnée.";
+const EXPECTATIONS: &str = "Coordonner une visite conjointe du secteur et du CCAS, vérifier les \
+droits et prévenir l'expulsion; désigner un interlocuteur unique pour la famille.";
+const NOTE: &str = "Point de situation après la visite conjointe: accueil réservé mais dialogue \
+possible, rendez-vous proposé au centre médico-psychologique, dossier de droits à compléter avec \
+l'assistante sociale, le bailleur accepte de suspendre la procédure un mois. À revoir à la \
+prochaine séance avec les éléments du secteur et du CCAS.";
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+struct Options {
+    quick: bool,
+    sizes: [usize; 2],
+    warmup: Duration,
+    duration: Duration,
+    concurrency: usize,
+    hot_cases: usize,
+    agenda_builds: usize,
+    audit_entries: usize,
+    verify_reps: usize,
+    postgres: Option<String>,
+}
+
+fn options() -> Options {
+    let mut quick = false;
+    let mut concurrency = 16;
+    let mut duration: Option<f64> = None;
+    let mut sizes: Option<[usize; 2]> = None;
+    let mut audit: Option<usize> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--concurrency" => {
+                concurrency = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--concurrency N")
+            }
+            "--duration" => {
+                duration = Some(
+                    args.next()
+                        .and_then(|v| v.parse().ok())
+                        .expect("--duration SECONDS"),
+                )
+            }
+            "--sizes" => {
+                let v: Vec<usize> = args
+                    .next()
+                    .expect("--sizes SMALL,LARGE")
+                    .split(',')
+                    .map(|n| n.replace('_', "").parse().expect("--sizes SMALL,LARGE"))
+                    .collect();
+                sizes = Some([v[0], v[1]]);
+            }
+            "--audit-entries" => {
+                audit = Some(
+                    args.next()
+                        .and_then(|v| v.replace('_', "").parse().ok())
+                        .expect("--audit-entries N"),
+                )
+            }
+            // Anything else (cargo passes `--bench`) is ignored.
+            _ => {}
+        }
+    }
+    let postgres = std::env::var("CELLULE_BENCH_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    let mut o = if quick {
+        Options {
+            quick,
+            sizes: [200, 2_000],
+            warmup: Duration::from_millis(200),
+            duration: Duration::from_secs_f64(duration.unwrap_or(1.0)),
+            concurrency,
+            hot_cases: 10,
+            agenda_builds: 2,
+            audit_entries: 20_000,
+            verify_reps: 1,
+            postgres,
+        }
+    } else {
+        Options {
+            quick,
+            sizes: [1_000, 100_000],
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs_f64(duration.unwrap_or(5.0)),
+            concurrency,
+            hot_cases: 200,
+            agenda_builds: 5,
+            audit_entries: 1_000_000,
+            verify_reps: 3,
+            postgres,
+        }
+    };
+    if let Some(s) = sizes {
+        o.sizes = s;
+    }
+    if let Some(n) = audit {
+        o.audit_entries = n;
+    }
+    o
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring
+
+/// Microseconds, sorted.
+struct Latencies(Vec<f64>);
+
+impl Latencies {
+    fn new(mut us: Vec<f64>) -> Self {
+        us.sort_by(f64::total_cmp);
+        Latencies(us)
+    }
+    /// Nearest-rank percentile, in milliseconds.
+    fn ms(&self, p: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((p / 100.0) * self.0.len() as f64).ceil() as usize;
+        self.0[rank.clamp(1, self.0.len()) - 1] / 1000.0
+    }
+}
+
+struct Measure {
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+    secs: f64,
+    lat: Latencies,
+}
+
+impl Measure {
+    fn rps(&self) -> f64 {
+        self.ok as f64 / self.secs
+    }
+    fn json(&self) -> Value {
+        json!({
+            "requests": self.ok,
+            "errors": self.errors,
+            "seconds": self.secs,
+            "per_s": self.rps(),
+            "p50_ms": self.lat.ms(50.0),
+            "p99_ms": self.lat.ms(99.0),
+        })
+    }
+}
+
+type Fut = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+type Job = Arc<dyn Fn(u64) -> Fut + Send + Sync>;
+
+/// `concurrency` loops, each issuing one request after the other, for warm-up + duration;
+/// requests started after the warm-up are counted, until the last of them completes.
+async fn drive(concurrency: usize, warmup: Duration, duration: Duration, job: Job) -> Measure {
+    let counter = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let from = start + warmup;
+    let end = from + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (job, counter) = (job.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let (mut ok, mut errors, mut first_error) = (0u64, 0u64, None);
+            let mut last = from;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let outcome = job(i).await;
+                let t1 = Instant::now();
+                if t0 < from {
+                    continue;
+                }
+                last = last.max(t1);
+                match outcome {
+                    Ok(()) => {
+                        ok += 1;
+                        lat.push((t1 - t0).as_secs_f64() * 1e6);
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            (lat, ok, errors, first_error, last)
+        }));
+    }
+    let mut m = Measure {
+        ok: 0,
+        errors: 0,
+        first_error: None,
+        secs: 0.0,
+        lat: Latencies(Vec::new()),
+    };
+    let mut all = Vec::new();
+    let mut last = from;
+    for t in tasks {
+        let (lat, ok, errors, first_error, l) = t.await.expect("load task panicked");
+        all.extend(lat);
+        m.ok += ok;
+        m.errors += errors;
+        if m.first_error.is_none() {
+            m.first_error = first_error;
+        }
+        last = last.max(l);
+    }
+    m.secs = (last - from).as_secs_f64().max(1e-9);
+    m.lat = Latencies::new(all);
+    m
+}
+
+/// Peak resident set of this process since the last reset, in MiB.
+fn peak_rss_mib() -> f64 {
+    status_kib("VmHWM:") / 1024.0
+}
+
+fn status_kib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
+unsafe extern "C" {
+    /// glibc: gives freed heap memory back to the system.
+    fn malloc_trim(pad: usize) -> i32;
+}
+
+/// Gives memory freed by earlier phases (seeding, previous datasets) back to the system, then
+/// resets `VmHWM` to the current RSS (Linux ≥ 4.0). Returns the RSS at the reset in MiB, `None`
+/// when the peak cannot be reset.
+fn reset_peak_rss() -> Option<f64> {
+    // SAFETY: malloc_trim only releases free pages of the allocator's arenas.
+    unsafe {
+        malloc_trim(0);
+    }
+    std::fs::write("/proc/self/clear_refs", b"5")
+        .is_ok()
+        .then(|| status_kib("VmRSS:") / 1024.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw baselines: ring and sqlx alone
+
+/// Microseconds to open (or seal) ciphertexts of these sizes once each with a prepared key:
+/// the AES-256-GCM floor of one request. Median of 5 runs of `iters` requests.
+fn raw_aes_us(sizes: &[usize], seal: bool, iters: usize) -> f64 {
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).expect("AES key"));
+    let nonce = |n: u64| {
+        let mut b = [0u8; 12];
+        b[4..].copy_from_slice(&n.to_be_bytes());
+        Nonce::assume_unique_for_key(b)
+    };
+    let sealed: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let mut buf = vec![0x41u8; n];
+            key.seal_in_place_append_tag(nonce(i as u64), Aad::from(b"aad"), &mut buf)
+                .expect("seal");
+            buf
+        })
+        .collect();
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let mut counter = 0u64;
+        for _ in 0..iters {
+            for (i, c) in sealed.iter().enumerate() {
+                let mut buf = c.clone();
+                if seal {
+                    buf.truncate(buf.len() - 16);
+                    counter += 1;
+                    key.seal_in_place_append_tag(nonce(counter), Aad::from(b"aad"), &mut buf)
+                        .expect("seal");
+                } else {
+                    key.open_in_place(nonce(i as u64), Aad::from(b"aad"), &mut buf)
+                        .expect("open");
+                }
+                black_box(&buf);
+            }
+        }
+        runs.push(t.elapsed().as_secs_f64() * 1e6 / iters as f64);
+    }
+    runs.sort_by(f64::total_cmp);
+    runs[runs.len() / 2]
+}
+
+enum Raw {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Raw {
+    /// A pool with the service's options (SQLite: WAL, synchronous NORMAL, 10 connections).
+    async fn connect(url: &str) -> Res<Raw> {
+        let raw = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .pragma("secure_delete", "ON")
+                .busy_timeout(Duration::from_secs(5));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(10)
+                .connect_with(options)
+                .await?;
+            sqlx::raw_sql(
+                "CREATE TABLE IF NOT EXISTS bench_raw (id TEXT PRIMARY KEY, cellule TEXT NOT NULL, \
+                 attrs TEXT NOT NULL, body BLOB NOT NULL, created_at TEXT NOT NULL)",
+            )
+            .execute(&pool)
+            .await?;
+            Raw::Sqlite(pool)
+        } else {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(10)
+                .connect(url)
+                .await?;
+            sqlx::raw_sql(
+                "CREATE TABLE IF NOT EXISTS bench_raw (id TEXT PRIMARY KEY, cellule TEXT NOT NULL, \
+                 attrs TEXT NOT NULL, body BYTEA NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
+            )
+            .execute(&pool)
+            .await?;
+            Raw::Postgres(pool)
+        };
+        Ok(raw)
+    }
+
+    async fn insert(&self, id: String, attrs: &str, body: &[u8]) -> Result<(), sqlx::Error> {
+        let now = Utc::now();
+        match self {
+            Raw::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO bench_raw (id, cellule, attrs, body, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .bind(id)
+                .bind(CELLULE)
+                .bind(attrs)
+                .bind(body)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await
+            }
+            Raw::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO bench_raw (id, cellule, attrs, body, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(id)
+                .bind(CELLULE)
+                .bind(attrs)
+                .bind(body)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await
+            }
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Raw::Sqlite(p) => p.close().await,
+            Raw::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+async fn create_pg_database(admin_url: &str) -> Res<(String, String)> {
+    let name = format!("cellule_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+    // The name is generated above, never input.
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let mut url = url::Url::parse(admin_url)?;
+    url.set_path(&format!("/{name}"));
+    Ok((name, url.to_string()))
+}
+
+async fn drop_pg_database(admin_url: &str, name: &str) -> Res<()> {
+    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server under test
+
+struct Server {
+    base: String,
+    state: AppState,
+    client: reqwest::Client,
+    coord: String,
+    auditor: String,
+    admin: String,
+    db_url: String,
+    stops: Vec<oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(db_url: &str) -> Res<Server> {
+        let dir = tempfile::tempdir()?;
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            bind: "127.0.0.1:0".parse()?,
+            admins: vec![ADMIN.to_owned()],
+            ..Config::default()
+        };
+        config.database = Some(DatabaseUrl::new(db_url));
+        let app = Application::build(config.clone()).await?;
+        let addr = app.local_addr()?;
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run_until(async move {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server failed");
+        });
+        let dev = DevIssuer::load_or_create(dir.path(), &config.auth.dev_issuer)?;
+        let mint = |sub: &str| -> Res<String> {
+            Ok(dev.mint(
+                &Subject::parse(sub).map_err(|e| e.to_string())?,
+                Duration::from_secs(6 * 3600),
+                Utc::now(),
+            )?)
+        };
+        Ok(Server {
+            base: format!("http://{addr}"),
+            state,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()?,
+            coord: mint(COORD)?,
+            auditor: mint(AUDITOR)?,
+            admin: mint(ADMIN)?,
+            db_url: db_url.to_owned(),
+            stops: vec![tx],
+            tasks: vec![task],
+            _dir: dir,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Res<Value> {
+        let mut req = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            // Problem documents carry no case content.
+            return Err(format!("{method} {path}: {status} {text}").into());
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Cellule `slug` with a coordinator (city sphere, charter accepted) and an auditor.
+    async fn cellule(&self, slug: &str) -> Res<()> {
+        use reqwest::Method;
+        self.call(
+            Method::POST,
+            "/v1/cellules",
+            &self.admin,
+            Some(json!({"slug": slug, "name": format!("Cellule {slug}")})),
+        )
+        .await?;
+        for (sub, body) in [
+            (
+                COORD,
+                json!({"role": "coordinator", "sphere": "city", "organisation": COORD_ORG}),
+            ),
+            (AUDITOR, json!({"role": "auditor"})),
+        ] {
+            self.call(
+                Method::PUT,
+                &format!("/v1/cellules/{slug}/members/{sub}"),
+                &self.admin,
+                Some(body),
+            )
+            .await?;
+        }
+        self.call(
+            Method::POST,
+            &format!("/v1/cellules/{slug}/charter/accept"),
+            &self.coord,
+            Some(json!({"version": 1})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The static-JSON baseline: the same extractor and middleware as the real routes, then
+    /// `body` as it is. Returns its base URL.
+    async fn static_baseline(&mut self, body: Bytes) -> Res<String> {
+        let state = self.state.clone();
+        let router = axum::Router::new()
+            .route(
+                "/v1/cellules/{cellule}/static",
+                axum::routing::get(move |_who: CelluleMember| {
+                    let body = body.clone();
+                    async move { ([(CONTENT_TYPE, "application/json")], body) }
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                cellule::http::middleware::timeout,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                cellule::http::middleware::envelope,
+            ))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        self.stops.push(tx);
+        self.tasks.push(tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("baseline server failed");
+        }));
+        Ok(format!("http://{addr}"))
+    }
+
+    async fn stop(self) {
+        for tx in self.stops {
+            let _ = tx.send(());
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeding through the storage layer
+
+struct Seeded {
+    /// (id, reference) of every case, in order.
+    cases: Vec<(String, String)>,
+    hot: Vec<String>,
+    accepted: usize,
+    notes: usize,
+    secs: f64,
+    /// Bytes of one case's ciphertexts (situation + expectations) and one note's.
+    case_cipher: [usize; 2],
+    note_cipher: usize,
+}
+
+fn coordinator_ctx(cellule: &str) -> AuditCtx {
+    AuditCtx {
+        cellule: cellule.to_owned(),
+        actor: Actor {
+            subject: COORD.to_owned(),
+            role: "coordinator".to_owned(),
+            organisation: Some(COORD_ORG.to_owned()),
+        },
+        request_id: None,
+    }
+}
+
+/// One case with its note(s), accepted when `accept`.
+async fn seed_case(
+    db: &dyn Database,
+    keys: &KeyService,
+    i: usize,
+    notes: usize,
+    accept: bool,
+) -> Res<(String, String, [usize; 3])> {
+    let now = Utc::now();
+    let id = uuid::Uuid::new_v4().to_string();
+    let (key, wrapped) = keys.new_case_key(CELLULE, &id)?;
+    let seal = |record: &str, f: &str, text: &str| {
+        key.seal(
+            &FieldContext {
+                cellule: CELLULE,
+                case_id: &id,
+                record_id: record,
+                field: f,
+            },
+            text,
+        )
+    };
+    let situation = seal(&id, "situation", SITUATION)?;
+    let expectations = seal(&id, "expectations", EXPECTATIONS)?;
+    let sizes = [situation.len(), expectations.len()];
+    let mut linkage = [0u8; 32];
+    linkage[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    let linkage_key: String = digest(&SHA256, &linkage)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let needs = [
+        ",housing,care_access,",
+        ",isolation,",
+        ",rights_income,housing,",
+    ];
+    let case = NewCase {
+        id: id.clone(),
+        cellule: CELLULE.to_owned(),
+        code: "BENCH".to_owned(),
+        year: now.year(),
+        urgency: ["routine", "priority", "urgent"][i % 3].to_owned(),
+        age_band: ["25-34", "35-44", "45-54", "55-64"][i % 4].to_owned(),
+        gender: ["f", "m", "x", "unknown"][i % 4].to_owned(),
+        commune: Some("66136".to_owned()),
+        sector: Some("66G03".to_owned()),
+        needs: needs[i % 3].to_owned(),
+        consent_status: "informed".to_owned(),
+        consent_justification: None,
+        referring_org: "CCAS Perpignan".to_owned(),
+        referrer: COORD.to_owned(),
+        linkage_key: Some(linkage_key),
+        situation,
+        expectations: Some(expectations),
+        submitted_at: now,
+    };
+    let ctx = coordinator_ctx(CELLULE);
+    let draft = ctx.entry(Action::SubmitReferral, now).case(&id, None);
+    let (reference, _) = db.insert_case(&case, &wrapped, draft).await?;
+    let mut note_len = 0;
+    for _ in 0..notes {
+        let note_id = uuid::Uuid::new_v4().to_string();
+        let body = seal(&note_id, "body", NOTE)?;
+        note_len = body.len();
+        let at = Utc::now();
+        let record = NoteRecord {
+            id: note_id.clone(),
+            case_id: id.clone(),
+            author: COORD.to_owned(),
+            author_role: "coordinator".to_owned(),
+            author_sphere: Some("city".to_owned()),
+            author_organisation: Some(COORD_ORG.to_owned()),
+            audience: "cellule".to_owned(),
+            corrects: None,
+            body,
+            created_at: at,
+        };
+        let draft = ctx
+            .entry(Action::WriteNote, at)
+            .case(&id, Some(&reference))
+            .target("note", &note_id);
+        db.insert_note(CELLULE, &record, draft).await?;
+    }
+    if accept {
+        let at = Utc::now();
+        let event_id = uuid::Uuid::new_v4().to_string();
+        let t = Transition {
+            event_id: event_id.clone(),
+            case_id: id.clone(),
+            cellule: CELLULE.to_owned(),
+            from: "submitted".to_owned(),
+            to: "accepted".to_owned(),
+            reason: None,
+            follow_up_date: None,
+            routed_org: None,
+            actor: COORD.to_owned(),
+            at,
+        };
+        let draft = ctx
+            .entry(Action::TransitionCase, at)
+            .case(&id, Some(&reference))
+            .target("event", &event_id);
+        db.transition_case(&t, draft)
+            .await?
+            .ok_or("the seeded case was not in `submitted`")?;
+    }
+    Ok((id, reference, [sizes[0], sizes[1], note_len]))
+}
+
+async fn seed(
+    db: Arc<dyn Database>,
+    keys: Arc<KeyService>,
+    size: usize,
+    hot: usize,
+    workers: usize,
+) -> Res<Seeded> {
+    let t = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (db, keys, next) = (db.clone(), keys.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= size {
+                    break;
+                }
+                let is_hot = i >= size - hot;
+                let notes = if is_hot { NOTES_PER_HOT_CASE } else { 1 };
+                let accept = i.is_multiple_of(10);
+                let (id, reference, sizes) =
+                    seed_case(db.as_ref(), &keys, i, notes, accept).await?;
+                out.push((i, id, reference, sizes, is_hot, accept, notes));
+            }
+            Ok::<_, Box<dyn Error + Send + Sync>>(out)
+        }));
+    }
+    let mut all = Vec::with_capacity(size);
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    all.sort_by_key(|r| r.0);
+    let mut seeded = Seeded {
+        cases: Vec::with_capacity(size),
+        hot: Vec::new(),
+        accepted: 0,
+        notes: 0,
+        secs: 0.0,
+        case_cipher: [0, 0],
+        note_cipher: 0,
+    };
+    for (_, id, reference, sizes, is_hot, accept, notes) in all {
+        seeded.case_cipher = [sizes[0], sizes[1]];
+        seeded.note_cipher = sizes[2];
+        if is_hot {
+            seeded.hot.push(id.clone());
+        }
+        seeded.accepted += usize::from(accept);
+        seeded.notes += notes;
+        seeded.cases.push((id, reference));
+    }
+    seeded.secs = t.elapsed().as_secs_f64();
+    Ok(seeded)
+}
+
+/// Grows the ledger cellule's chain to `n` entries with realistic drafts.
+async fn seed_ledger(db: &dyn Database, n: usize) -> Res<f64> {
+    let t = Instant::now();
+    let ctx = coordinator_ctx(LEDGER);
+    let start = Utc::now() - chrono::Duration::days(400);
+    let have = db.audit_head(LEDGER).await?.map_or(0, |h| h.seq as usize);
+    let mut next = have;
+    while next < n {
+        let end = (next + AUDIT_BATCH).min(n);
+        let drafts: Vec<Draft> = (next..end)
+            .map(|i| {
+                let at = start + chrono::Duration::milliseconds(i as i64 * 30_000);
+                let case = uuid::Uuid::from_u128(i as u128 % 100_000 + 1).to_string();
+                let reference = format!("LED-2025-{:05}", i % 100_000 + 1);
+                let action = match i % 10 {
+                    0..=3 => Action::ReadCase,
+                    4..=6 => Action::ReadNotes,
+                    7..=8 => Action::WriteNote,
+                    _ => Action::TransitionCase,
+                };
+                ctx.entry(action, at).case(&case, Some(&reference))
+            })
+            .collect();
+        db.append_audit(LEDGER, drafts).await?;
+        next = end;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Raw SHA-256 over exactly the bytes the ledger chain hashes, read back from the database;
+/// returns (seconds hashing, entries, bytes). Checks each digest against the stored hash.
+async fn raw_sha_over_ledger(state: &AppState) -> Res<(f64, usize, usize)> {
+    let (mut secs, mut entries, mut bytes) = (0.0, 0usize, 0usize);
+    let mut after = 0i64;
+    loop {
+        let page = state.db.audit_entries(LEDGER, after, 20_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        let mut buf = Vec::with_capacity(page.len() * 320);
+        let mut ends = Vec::with_capacity(page.len());
+        for e in &page {
+            buf.extend_from_slice(DOMAIN);
+            buf.extend_from_slice(&e.prev_hash);
+            buf.extend_from_slice(&e.canonical());
+            ends.push(buf.len());
+        }
+        let t = Instant::now();
+        let mut digests = Vec::with_capacity(page.len());
+        let mut from = 0;
+        for &end in &ends {
+            digests.push(digest(&SHA256, black_box(&buf[from..end])));
+            from = end;
+        }
+        secs += t.elapsed().as_secs_f64();
+        for (e, d) in page.iter().zip(&digests) {
+            assert_eq!(
+                d.as_ref(),
+                e.hash.as_slice(),
+                "baseline bytes differ at {}",
+                e.seq
+            );
+        }
+        entries += page.len();
+        bytes += buf.len();
+    }
+    Ok((secs, entries, bytes))
+}
+
+// ---------------------------------------------------------------------------------------------
+// One dataset
+
+struct Path {
+    name: &'static str,
+    m: Measure,
+    /// Name of the baseline this path is compared with, and the ratio of throughputs.
+    baseline: Option<&'static str>,
+    /// Raw AES-256-GCM microseconds over the same bytes (per request).
+    raw_aes_us: Option<f64>,
+}
+
+struct Dataset {
+    backend: &'static str,
+    size: usize,
+    seeded: Seeded,
+    paths: Vec<Path>,
+    agenda: Option<Agenda>,
+    audit: Option<AuditRun>,
+    rss_load_mib: f64,
+    /// RSS when the load starts: the idle server with its dataset, and the load client's lists.
+    rss_idle_mib: f64,
+}
+
+struct Agenda {
+    eligible: usize,
+    items: usize,
+    deferred: usize,
+    lat: Latencies,
+}
+
+struct AuditRun {
+    entries: usize,
+    seed_secs: f64,
+    verify_secs: Vec<f64>,
+    raw_secs: f64,
+    raw_entries: usize,
+    raw_bytes: usize,
+    rss_mib: f64,
+}
+
+impl AuditRun {
+    fn verify_rate(&self) -> f64 {
+        let mut v = self.verify_secs.clone();
+        v.sort_by(f64::total_cmp);
+        self.entries as f64 / v[v.len() / 2]
+    }
+    fn raw_rate(&self) -> f64 {
+        self.raw_entries as f64 / self.raw_secs
+    }
+}
+
+fn referral_body(i: u64) -> Bytes {
+    // A distinct, letters-only identity per request: every referral gets its own linkage key.
+    let mut name = String::new();
+    let mut n = i + 1;
+    while n > 0 {
+        name.push((b'a' + (n % 26) as u8) as char);
+        n /= 26;
+    }
+    let body = json!({
+        "age_band": "35-44", "gender": "m", "commune": "66136", "sector": "66G03",
+        "needs": ["housing", "care_access"], "urgency": "priority",
+        "consent": {"status": "informed"},
+        "referring_org": "CCAS Perpignan",
+        "situation": SITUATION, "expectations": EXPECTATIONS,
+        "identity": {"last_name": format!("Bench{name}"), "first_name": "Alex", "birth_date": "1980-04-02"}
+    });
+    Bytes::from(serde_json::to_vec(&body).expect("json"))
+}
+
+fn http_job(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    urls: Arc<Vec<String>>,
+    token: &str,
+    body: Option<fn(u64) -> Bytes>,
+    expect: u16,
+) -> Job {
+    let client = client.clone();
+    let auth = format!("Bearer {token}");
+    Arc::new(move |i| {
+        let url = &urls[(i as usize).wrapping_mul(7919) % urls.len()];
+        let mut req = client
+            .request(method.clone(), url)
+            .header("authorization", &auth);
+        if let Some(f) = body {
+            req = req.header(CONTENT_TYPE, "application/json").body(f(i));
+        }
+        Box::pin(async move {
+            let resp = req.send().await.map_err(|e| format!("send: {e}"))?;
+            let status = resp.status().as_u16();
+            let bytes = resp.bytes().await.map_err(|e| format!("body: {e}"))?;
+            black_box(&bytes);
+            if status == expect {
+                Ok(())
+            } else {
+                Err(format!("status {status}"))
+            }
+        })
+    })
+}
+
+async fn run_dataset(
+    backend: &'static str,
+    db_url: &str,
+    size: usize,
+    large: bool,
+    opts: &Options,
+) -> Res<Dataset> {
+    use reqwest::Method;
+    let mut server = Server::start(db_url).await?;
+    server.cellule(CELLULE).await?;
+    let workers = if backend == "postgres" { 6 } else { 2 };
+    eprintln!("[{backend} {size}] seeding {size} cases with notes and audit entries…");
+    // Seeding goes through its own handle; on PostgreSQL its commits do not wait for the WAL
+    // flush (`synchronous_commit = off`): same rows, same chain, less waiting. The server keeps
+    // the default.
+    let seed_db: Arc<dyn Database> = if backend == "postgres" {
+        let sep = if db_url.contains('?') { '&' } else { '?' };
+        let url = format!("{db_url}{sep}options[synchronous_commit]=off");
+        cellule::storage::connect(&DatabaseUrl::new(url), &PoolConfig::default(), false).await?
+    } else {
+        server.state.db.clone()
+    };
+    let seeded = seed(
+        seed_db.clone(),
+        server.state.keys.clone(),
+        size,
+        opts.hot_cases.min(size / 2),
+        workers,
+    )
+    .await?;
+    eprintln!(
+        "[{backend} {size}] seeded {} cases, {} notes, {} accepted in {:.1} s",
+        seeded.cases.len(),
+        seeded.notes,
+        seeded.accepted,
+        seeded.secs
+    );
+    let base = format!("{}/v1/cellules/{CELLULE}", server.base);
+    let read_urls: Arc<Vec<String>> = Arc::new(
+        seeded
+            .cases
+            .iter()
+            .map(|(id, _)| format!("{base}/cases/{id}"))
+            .collect(),
+    );
+    let note_urls: Arc<Vec<String>> = Arc::new(
+        seeded
+            .hot
+            .iter()
+            .map(|id| format!("{base}/cases/{id}/notes"))
+            .collect(),
+    );
+    // Correctness of what is measured, once.
+    let one = server
+        .call(
+            Method::GET,
+            &format!("/v1/cellules/{CELLULE}/cases/{}", seeded.cases[0].0),
+            &server.coord,
+            None,
+        )
+        .await?;
+    assert_eq!(
+        one["situation"], SITUATION,
+        "the case read does not decrypt"
+    );
+    let notes = server
+        .call(
+            Method::GET,
+            &format!("/v1/cellules/{CELLULE}/cases/{}/notes", seeded.hot[0]),
+            &server.coord,
+            None,
+        )
+        .await?;
+    let count = notes
+        .as_array()
+        .or_else(|| notes["items"].as_array())
+        .or_else(|| notes["notes"].as_array())
+        .map_or(0, Vec::len);
+    assert_eq!(
+        count, NOTES_PER_HOT_CASE,
+        "the notes list does not hold 20 notes"
+    );
+    let static_body = Bytes::from(serde_json::to_vec(&one)?);
+    let static_base = server.static_baseline(static_body).await?;
+    let static_urls = Arc::new(vec![format!("{static_base}/v1/cellules/{CELLULE}/static")]);
+
+    let raw = Raw::connect(&server.db_url).await?;
+    let raw = Arc::new(raw);
+    let row_body = vec![0x5Au8; seeded.case_cipher[0] + seeded.case_cipher[1] + 60];
+    let attrs = "priority|35-44|m|66136|66G03|,housing,care_access,|informed|CCAS Perpignan|bench-coord|BENCH-2026-000001|submitted";
+    let raw_job: Job = {
+        let (raw, body) = (raw.clone(), Arc::new(row_body));
+        Arc::new(move |_| {
+            let (raw, body) = (raw.clone(), body.clone());
+            Box::pin(async move {
+                raw.insert(uuid::Uuid::new_v4().to_string(), attrs, &body)
+                    .await
+                    .map_err(|e| format!("insert: {e}"))
+            })
+        })
+    };
+
+    let rss_idle_mib = reset_peak_rss();
+    let mut paths = Vec::new();
+    let aes_iters = if opts.quick { 200 } else { 5000 };
+    let c = opts.concurrency;
+    let plan: Vec<(&'static str, Job, Option<&'static str>, Option<f64>)> = vec![
+        ("raw insert+commit (sqlx)", raw_job, None, None),
+        (
+            "referral submission",
+            http_job(
+                &server.client,
+                Method::POST,
+                Arc::new(vec![format!("{base}/referrals")]),
+                &server.coord,
+                Some(referral_body),
+                201,
+            ),
+            Some("raw insert+commit (sqlx)"),
+            Some(raw_aes_us(&seeded.case_cipher, true, aes_iters)),
+        ),
+        (
+            "static JSON, same token check",
+            http_job(
+                &server.client,
+                Method::GET,
+                static_urls,
+                &server.coord,
+                None,
+                200,
+            ),
+            None,
+            None,
+        ),
+        (
+            "case read (decrypted)",
+            http_job(
+                &server.client,
+                Method::GET,
+                read_urls,
+                &server.coord,
+                None,
+                200,
+            ),
+            Some("static JSON, same token check"),
+            Some(raw_aes_us(&seeded.case_cipher, false, aes_iters)),
+        ),
+        (
+            "notes list (20 decrypted)",
+            http_job(
+                &server.client,
+                Method::GET,
+                note_urls,
+                &server.coord,
+                None,
+                200,
+            ),
+            Some("static JSON, same token check"),
+            Some(raw_aes_us(
+                &[seeded.note_cipher; NOTES_PER_HOT_CASE],
+                false,
+                aes_iters / 10 + 1,
+            )),
+        ),
+    ];
+    for (name, job, baseline, raw_aes_us) in plan {
+        eprintln!(
+            "[{backend} {size}] {name}: {c} in flight for {:.1} s…",
+            opts.duration.as_secs_f64()
+        );
+        let m = drive(c, opts.warmup, opts.duration, job).await;
+        if m.errors > 0 {
+            eprintln!(
+                "[{backend} {size}] {name}: {} errors (first: {})",
+                m.errors,
+                m.first_error.as_deref().unwrap_or("?")
+            );
+        }
+        paths.push(Path {
+            name,
+            m,
+            baseline,
+            raw_aes_us,
+        });
+    }
+    raw.close().await;
+
+    // Agenda build over the accepted cases, sequential.
+    eprintln!(
+        "[{backend} {size}] agenda build over {} eligible cases…",
+        seeded.accepted
+    );
+    let cpath = format!("/v1/cellules/{CELLULE}");
+    server
+        .call(
+            Method::PUT,
+            &format!("{cpath}/schedule"),
+            &server.coord,
+            Some(json!({"rrule": "FREQ=MONTHLY;BYDAY=+2TH", "start_time": "14:00", "time_zone": "Europe/Paris",
+                "duration_minutes": 180, "minutes_per_new_case": 15, "minutes_per_follow_up": 10,
+                "location": "Salle du conseil", "on_holiday": "next_week"})),
+        )
+        .await?;
+    let plan = server
+        .call(
+            Method::POST,
+            &format!("{cpath}/sessions/plan"),
+            &server.coord,
+            Some(json!({"months": 3})),
+        )
+        .await?;
+    let sid = plan["sessions"][0]["id"]
+        .as_str()
+        .ok_or("no planned session")?
+        .to_owned();
+    let mut lat = Vec::new();
+    let (mut items, mut deferred) = (0, 0);
+    for _ in 0..opts.agenda_builds {
+        let t = Instant::now();
+        let agenda = server
+            .call(
+                Method::POST,
+                &format!("{cpath}/sessions/{sid}/agenda/build"),
+                &server.coord,
+                Some(json!({})),
+            )
+            .await?;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        items = agenda["items"].as_array().map_or(0, Vec::len);
+        deferred = agenda["deferred"].as_array().map_or(0, Vec::len);
+    }
+    assert_eq!(
+        items + deferred,
+        seeded.accepted,
+        "the agenda does not cover the eligible cases"
+    );
+    let agenda = Some(Agenda {
+        eligible: seeded.accepted,
+        items,
+        deferred,
+        lat: Latencies::new(lat),
+    });
+    let rss_load_mib = if rss_idle_mib.is_some() {
+        peak_rss_mib()
+    } else {
+        f64::NAN
+    };
+
+    // Audit verification of a long chain, with the large dataset only.
+    let audit = if large {
+        server.cellule(LEDGER).await?;
+        eprintln!(
+            "[{backend}] growing the ledger chain to {} entries…",
+            opts.audit_entries
+        );
+        let seed_secs = seed_ledger(seed_db.as_ref(), opts.audit_entries).await?;
+        let reset = reset_peak_rss().is_some();
+        let mut verify_secs = Vec::new();
+        for _ in 0..opts.verify_reps {
+            let t = Instant::now();
+            let report = server
+                .call(
+                    Method::GET,
+                    &format!("/v1/cellules/{LEDGER}/audit/verify"),
+                    &server.auditor,
+                    None,
+                )
+                .await?;
+            verify_secs.push(t.elapsed().as_secs_f64());
+            assert_eq!(report["valid"], true, "the ledger chain does not verify");
+            assert!(
+                report["entries_checked"].as_i64().unwrap_or(0) >= opts.audit_entries as i64,
+                "verification checked fewer entries than seeded"
+            );
+        }
+        let rss_mib = if reset { peak_rss_mib() } else { f64::NAN };
+        eprintln!("[{backend}] raw SHA-256 over the same bytes…");
+        let (raw_secs, raw_entries, raw_bytes) = raw_sha_over_ledger(&server.state).await?;
+        Some(AuditRun {
+            entries: opts.audit_entries,
+            seed_secs,
+            verify_secs,
+            raw_secs,
+            raw_entries,
+            raw_bytes,
+            rss_mib,
+        })
+    } else {
+        None
+    };
+    if backend == "postgres" {
+        seed_db.close().await;
+    }
+    server.stop().await;
+    Ok(Dataset {
+        backend,
+        size,
+        seeded,
+        paths,
+        agenda,
+        audit,
+        rss_load_mib,
+        rss_idle_mib: rss_idle_mib.unwrap_or(f64::NAN),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    format!("{cpus} CPUs, {model}")
+}
+
+fn find<'a>(d: &'a Dataset, name: &str) -> Option<&'a Path> {
+    d.paths.iter().find(|p| p.name == name)
+}
+
+fn ratio(d: &Dataset, p: &Path) -> Option<f64> {
+    let b = find(d, p.baseline?)?;
+    Some(p.m.rps() / b.m.rps())
+}
+
+#[tokio::main]
+async fn main() -> Res<()> {
+    let wall = Instant::now();
+    let opts = options();
+    let mut backends: Vec<(&'static str, Option<String>)> = vec![("sqlite", None)];
+    if let Some(pg) = &opts.postgres {
+        backends.push(("postgres", Some(pg.clone())));
+    }
+    println!(
+        "load bench: sizes {:?} cases, {} in flight, {:.1} s per path after {:.1} s warm-up, \
+         backends: {}; machine: {}; figures for this machine and this run only",
+        opts.sizes,
+        opts.concurrency,
+        opts.duration.as_secs_f64(),
+        opts.warmup.as_secs_f64(),
+        backends.iter().map(|b| b.0).collect::<Vec<_>>().join(", "),
+        machine()
+    );
+    let mut datasets = Vec::new();
+    for (backend, admin) in &backends {
+        for (k, &size) in opts.sizes.iter().enumerate() {
+            let large = k == 1;
+            let dir = tempfile::tempdir()?;
+            let (url, pg_name) = match admin {
+                None => (
+                    format!("sqlite://{}", dir.path().join("cellule.db").display()),
+                    None,
+                ),
+                Some(admin) => {
+                    let (name, url) = create_pg_database(admin).await?;
+                    (url, Some(name))
+                }
+            };
+            let outcome = run_dataset(backend, &url, size, large, &opts).await;
+            if let (Some(admin), Some(name)) = (admin, pg_name) {
+                drop_pg_database(admin, &name).await?;
+            }
+            datasets.push(outcome?);
+        }
+    }
+
+    // Tables.
+    println!();
+    println!(
+        "{:<9} {:>7} {:<32} {:>9} {:>9} {:>9} {:>7} {:>10} {:>11}",
+        "backend", "cases", "path", "req/s", "p50 ms", "p99 ms", "errors", "vs base", "raw AES µs"
+    );
+    for d in &datasets {
+        for p in &d.paths {
+            println!(
+                "{:<9} {:>7} {:<32} {:>9.0} {:>9.2} {:>9.2} {:>7} {:>10} {:>11}",
+                d.backend,
+                d.size,
+                p.name,
+                p.m.rps(),
+                p.m.lat.ms(50.0),
+                p.m.lat.ms(99.0),
+                p.m.errors,
+                ratio(d, p).map_or("-".to_owned(), |r| format!("{:.0} %", r * 100.0)),
+                p.raw_aes_us.map_or("-".to_owned(), |u| format!("{u:.1}")),
+            );
+        }
+        if let Some(a) = &d.agenda {
+            println!(
+                "{:<9} {:>7} {:<32} {:>9} {:>9.2} {:>9.2} {:>7} {:>10} {:>11}",
+                d.backend,
+                d.size,
+                format!("agenda build, {} eligible", a.eligible),
+                "-",
+                a.lat.ms(50.0),
+                a.lat.ms(100.0),
+                0,
+                "< 50 ms?",
+                "-",
+            );
+        }
+        println!(
+            "{:<9} {:>7} peak RSS under load {:.1} MiB (idle before the load {:.1} MiB); seeding {:.1} s ({} notes)",
+            d.backend, d.size, d.rss_load_mib, d.rss_idle_mib, d.seeded.secs, d.seeded.notes
+        );
+    }
+    println!();
+    for b in &backends {
+        let of = |size| datasets.iter().find(|d| d.backend == b.0 && d.size == size);
+        if let (Some(small), Some(large)) = (of(opts.sizes[0]), of(opts.sizes[1])) {
+            for p in &large.paths {
+                if let Some(q) = find(small, p.name) {
+                    println!(
+                        "{:<9} throughput {} cases / {} cases, {:<32} {:>6.0} %",
+                        b.0,
+                        opts.sizes[1],
+                        opts.sizes[0],
+                        p.name,
+                        p.m.rps() / q.m.rps() * 100.0
+                    );
+                }
+            }
+        }
+    }
+    println!();
+    for d in &datasets {
+        if let Some(a) = &d.audit {
+            println!(
+                "{:<9} audit verify via HTTP, {} entries: {:.0} entries/s ({:.2} s); raw SHA-256 same bytes \
+                 ({:.0} B/entry): {:.0} entries/s; ratio {:.1} %; peak RSS {:.1} MiB; chain grown in {:.1} s",
+                d.backend,
+                a.entries,
+                a.verify_rate(),
+                a.entries as f64 / a.verify_rate(),
+                a.raw_bytes as f64 / a.raw_entries as f64,
+                a.raw_rate(),
+                a.verify_rate() / a.raw_rate() * 100.0,
+                a.rss_mib,
+                a.seed_secs
+            );
+        }
+    }
+
+    let report = json!({
+        "machine": machine(),
+        "measured_at": Utc::now().to_rfc3339(),
+        "quick": opts.quick,
+        "concurrency": opts.concurrency,
+        "duration_s": opts.duration.as_secs_f64(),
+        "warmup_s": opts.warmup.as_secs_f64(),
+        "datasets": datasets.iter().map(|d| json!({
+            "backend": d.backend,
+            "cases": d.size,
+            "seeding": {
+                "seconds": d.seeded.secs,
+                "notes": d.seeded.notes,
+                "accepted": d.seeded.accepted,
+                "hot_cases_with_20_notes": d.seeded.hot.len(),
+            },
+            "peak_rss_mib_under_load": d.rss_load_mib,
+            "rss_mib_idle_before_load": d.rss_idle_mib,
+            "paths": d.paths.iter().map(|p| {
+                let mut v = p.m.json();
+                v["path"] = json!(p.name);
+                v["baseline"] = json!(p.baseline);
+                v["ratio_to_baseline"] = json!(ratio(d, p));
+                v["raw_aes_gcm_us_same_bytes"] = json!(p.raw_aes_us);
+                v
+            }).collect::<Vec<_>>(),
+            "agenda_build": d.agenda.as_ref().map(|a| json!({
+                "eligible": a.eligible,
+                "items": a.items,
+                "deferred": a.deferred,
+                "builds": a.lat.0.len(),
+                "p50_ms": a.lat.ms(50.0),
+                "max_ms": a.lat.ms(100.0),
+            })),
+            "audit_verify": d.audit.as_ref().map(|a| json!({
+                "entries": a.entries,
+                "verify_seconds": a.verify_secs,
+                "verify_entries_per_s": a.verify_rate(),
+                "raw_sha256_entries_per_s": a.raw_rate(),
+                "raw_bytes_per_entry": a.raw_bytes as f64 / a.raw_entries as f64,
+                "ratio_to_raw_sha256": a.verify_rate() / a.raw_rate(),
+                "peak_rss_mib": a.rss_mib,
+                "chain_seed_seconds": a.seed_secs,
+            })),
+        })).collect::<Vec<_>>(),
+    });
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&target)?;
+    let path = target.join("load.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    println!(
+        "\nJSON: {}; wall time {:.1} s",
+        path.display(),
+        wall.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
