@@ -37,7 +37,11 @@ macro_rules! entry_columns {
 }
 
 pub struct SqliteDatabase {
+    /// Reads (any number at once: WAL readers do not block each other or the writer).
     pool: SqlitePool,
+    /// Writes, one connection: writers of this process queue here, in order, instead of
+    /// sleeping in SQLite's busy handler (several processes on one file still meet there).
+    writer: SqlitePool,
 }
 
 impl SqliteDatabase {
@@ -51,13 +55,28 @@ impl SqliteDatabase {
             .pragma("secure_delete", "ON")
             .busy_timeout(pool.acquire_timeout);
         prepare_file(options.get_filename())?;
-        let pool = SqlitePoolOptions::new()
+        let in_memory = options.get_filename().to_str() == Some(":memory:");
+        let readers = SqlitePoolOptions::new()
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| StorageError::Unavailable(e.to_string()))?;
-        Ok(Self { pool })
+        // An in-memory database exists once per connection: it keeps one pool.
+        let writer = if in_memory {
+            readers.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(pool.acquire_timeout)
+                .connect_with(options)
+                .await
+                .map_err(|e| StorageError::Unavailable(e.to_string()))?
+        };
+        Ok(Self {
+            pool: readers,
+            writer,
+        })
     }
 
     /// The pool, for tests and benchmarks that need raw access.
@@ -106,7 +125,7 @@ impl Database for SqliteDatabase {
         now: DateTime<Utc>,
     ) -> Result<Cellule, StorageError> {
         let conflict = |e| StorageError::from_sqlx(e, "a cellule with this slug or code exists");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let row: CelluleRow = sqlx::query_as(
             "INSERT INTO cellules (slug, name, code, created_at) VALUES (?1, ?2, ?3, ?4) \
              RETURNING slug, name, code, created_at",
@@ -186,7 +205,7 @@ impl Database for SqliteDatabase {
         let done = sqlx::query("DELETE FROM memberships WHERE cellule = ?1 AND subject = ?2")
             .bind(cellule.as_str())
             .bind(subject.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -257,7 +276,7 @@ impl Database for SqliteDatabase {
         .bind(version)
         .bind(check)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -282,7 +301,7 @@ impl Database for SqliteDatabase {
     }
 
     async fn replace_wrapped_keys(&self, batch: &[Rewrapped]) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for key in batch {
             let done = sqlx::query("UPDATE data_keys SET kek_version = ?1, wrapped = ?2 WHERE id = ?3 AND kek_version = ?4")
                 .bind(key.new_version)
@@ -321,7 +340,7 @@ impl Database for SqliteDatabase {
         .bind(&key.case_id)
         .bind(key.kek_version)
         .bind(&key.wrapped)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -332,7 +351,7 @@ impl Database for SqliteDatabase {
         key: &WrappedKey,
         mut audit: Draft,
     ) -> Result<(String, Head), StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         // The counter is the first statement: the transaction takes the write lock at once.
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO reference_counters (cellule, year, last_seq) VALUES (?1, ?2, 1) \
@@ -479,7 +498,7 @@ impl Database for SqliteDatabase {
         t: &Transition,
         audit: Draft,
     ) -> Result<Option<Head>, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE cases SET status = ?1, updated_at = ?2, \
                decided_at = CASE WHEN ?1 IN ('accepted', 'declined') THEN ?2 ELSE decided_at END, \
@@ -534,7 +553,7 @@ impl Database for SqliteDatabase {
         n: &NoteRecord,
         audit: Draft,
     ) -> Result<Head, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO notes (id, case_id, author, author_role, author_sphere, author_organisation, audience, \
                corrects, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -596,7 +615,7 @@ impl Database for SqliteDatabase {
         tomb: &Tombstone,
         mut audit: Draft,
     ) -> Result<Option<(String, Head)>, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let reference: Option<String> = sqlx::query_scalar(
             "DELETE FROM cases WHERE cellule = ?1 AND id = ?2 RETURNING reference",
         )
@@ -664,7 +683,7 @@ impl Database for SqliteDatabase {
         .bind(closed_months)
         .bind(declined_months)
         .bind(cellule)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -739,7 +758,7 @@ impl Database for SqliteDatabase {
         now: DateTime<Utc>,
         audit: Draft,
     ) -> Result<Head, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO charter_acceptances (cellule, subject, version, accepted_at) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (cellule, subject, version) DO NOTHING",
@@ -777,7 +796,7 @@ impl Database for SqliteDatabase {
         .bind(cellule)
         .bind(document)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(super::not_found_on_fk)?;
         Ok(())
@@ -805,7 +824,7 @@ impl Database for SqliteDatabase {
         .bind(cellule)
         .bind(document)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(super::not_found_on_fk)?;
         Ok(())
@@ -815,7 +834,7 @@ impl Database for SqliteDatabase {
         &self,
         sessions: &[SessionRecord],
     ) -> Result<Vec<SessionRecord>, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let mut inserted = Vec::new();
         for s in sessions {
             let row: Option<SessionRecord> = sqlx::query_as(concat!(
@@ -888,7 +907,7 @@ impl Database for SqliteDatabase {
         reverts: &[Transition],
         audit: Vec<Draft>,
     ) -> Result<Option<Head>, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET status = 'cancelled' WHERE cellule = ?1 AND id = ?2 AND status = 'planned'",
         )
@@ -981,7 +1000,7 @@ impl Database for SqliteDatabase {
         now: DateTime<Utc>,
         audit: Vec<Draft>,
     ) -> Result<Head, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET agenda_built_at = ?3 WHERE cellule = ?1 AND id = ?2 \
              AND status = 'planned' AND published_at IS NULL",
@@ -1141,7 +1160,7 @@ impl Database for SqliteDatabase {
         now: DateTime<Utc>,
         audit: Vec<Draft>,
     ) -> Result<Head, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET published_at = ?3 WHERE cellule = ?1 AND id = ?2 \
              AND status = 'planned' AND published_at IS NULL",
@@ -1199,7 +1218,7 @@ impl Database for SqliteDatabase {
         t: &Transition,
         audit: Draft,
     ) -> Result<Option<Head>, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO decisions (id, session_id, case_id, outcome, interlocutor, follow_up_date, \
                actions, text, decided_by, decided_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -1269,7 +1288,7 @@ impl Database for SqliteDatabase {
     }
 
     async fn append_audit(&self, cellule: &str, drafts: Vec<Draft>) -> Result<Head, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let head = append(&mut tx, cellule, drafts).await?;
         tx.commit().await?;
         Ok(head)
@@ -1384,7 +1403,7 @@ impl Database for SqliteDatabase {
         kind: CheckpointKind,
         now: DateTime<Utc>,
     ) -> Result<Option<Checkpoint>, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         // First statement writes: the transaction holds the write lock from here on.
         let head: Option<(i64, Vec<u8>)> = sqlx::query_as(
             "UPDATE audit_heads SET checkpoint_seq = seq WHERE cellule = ?1 AND seq > 0 \
@@ -1418,7 +1437,7 @@ impl Database for SqliteDatabase {
         signer: &Signer,
         now: DateTime<Utc>,
     ) -> Result<Purged, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let head: Option<i64> = sqlx::query_scalar(
             "UPDATE audit_heads SET purged_through = purged_through WHERE cellule = ?1 \
              RETURNING purged_through",
