@@ -193,9 +193,8 @@ pub async fn verify_paged(
             }
         });
         if let Some(finished) = finished {
-            idle = Some(
-                finished.map_err(|e| StorageError::Other(format!("verification task: {e}")))?,
-            );
+            idle =
+                Some(finished.map_err(|e| StorageError::Other(format!("verification task: {e}")))?);
         }
         let Some(mut walk) = idle.take() else {
             return Err(StorageError::Other("verification lost its walk".into()));
