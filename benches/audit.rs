@@ -13,7 +13,6 @@
 //! The only checks are correctness checks (the chain verifies, the baseline hashes the same
 //! bytes); a failed one panics.
 
-use std::error::Error;
 use std::hint::black_box;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -29,9 +28,11 @@ use chrono::{DateTime, Datelike, Utc};
 use ring::digest::{SHA256, digest};
 use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, PgPool, SqlitePool};
+use sqlx::{PgPool, SqlitePool};
 
-type Res<T> = Result<T, Box<dyn Error>>;
+mod common;
+
+use common::{Res, create_pg_database, drop_pg_database, machine};
 
 const CELLULE: &str = "bench";
 /// The chain's domain tag (`cellule-audit-v1`), prefixed to every hashed entry.
@@ -635,44 +636,8 @@ async fn exercise(
     })
 }
 
-/// A fresh database on the server of `admin_url`; returns its name and URL.
-async fn create_pg_database(admin_url: &str) -> Res<(String, String)> {
-    let name = format!("cellule_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await?;
-    conn.close().await?;
-    let mut url = url::Url::parse(admin_url)?;
-    url.set_path(&format!("/{name}"));
-    Ok((name, url.to_string()))
-}
-
-async fn drop_pg_database(admin_url: &str, name: &str) -> Res<()> {
-    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await?;
-    conn.close().await?;
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------------
 // Report
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    format!("{cpus} CPUs, {model}")
-}
 
 fn stats_json(s: &Stats, raw: &Stats) -> Value {
     json!({

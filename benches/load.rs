@@ -57,10 +57,12 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::digest::{SHA256, digest};
 use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, PgPool, SqlitePool};
+use sqlx::{PgPool, SqlitePool};
 use tokio::sync::oneshot;
 
-type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
+mod common;
+
+use common::{Res, create_pg_database, drop_pg_database, machine};
 
 const CELLULE: &str = "bench";
 const LEDGER: &str = "ledger";
@@ -464,28 +466,6 @@ impl Raw {
             Raw::Postgres(p) => p.close().await,
         }
     }
-}
-
-async fn create_pg_database(admin_url: &str) -> Res<(String, String)> {
-    let name = format!("cellule_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-    // The name is generated above, never input.
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await?;
-    conn.close().await?;
-    let mut url = url::Url::parse(admin_url)?;
-    url.set_path(&format!("/{name}"));
-    Ok((name, url.to_string()))
-}
-
-async fn drop_pg_database(admin_url: &str, name: &str) -> Res<()> {
-    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await?;
-    conn.close().await?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1327,20 +1307,6 @@ async fn run_dataset(
 
 // ---------------------------------------------------------------------------------------------
 // Report
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    format!("{cpus} CPUs, {model}")
-}
 
 fn find<'a>(d: &'a Dataset, name: &str) -> Option<&'a Path> {
     d.paths.iter().find(|p| p.name == name)
