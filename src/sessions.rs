@@ -389,19 +389,17 @@ async fn load_schedule(state: &AppState, cellule: &str) -> Result<Option<Schedul
 }
 
 async fn load_directory(state: &AppState, cellule: &str) -> Result<Directory, ApiError> {
-    match state.db.get_directory(cellule).await? {
-        Some(doc) => serde_json::from_str(&doc)
-            .map_err(|e| ApiError::Internal(format!("stored directory does not parse: {e}"))),
-        None => Ok(Directory::default()),
-    }
+    export_directory(state.db.as_ref(), cellule).await
 }
 
-async fn store_directory(state: &AppState, cellule: &str, dir: &Directory) -> Result<(), ApiError> {
+async fn store_directory(
+    db: &dyn crate::storage::Database,
+    cellule: &str,
+    dir: &Directory,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
     let doc = serde_json::to_string(dir).map_err(|e| ApiError::Internal(e.to_string()))?;
-    state
-        .db
-        .put_directory(cellule, &doc, state.clock.now())
-        .await?;
+    db.put_directory(cellule, &doc, now).await?;
     Ok(())
 }
 
@@ -832,25 +830,58 @@ pub async fn build(
         .replace_agenda(cellule, &s.id, &items, Some(&deferred), now, drafts)
         .await?;
     audit::written(state, cellule, &head).await;
-    agenda_view(state, who, &s, sched.as_ref(), None).await
+    current_view(state, who, &s.id, sched.as_ref()).await
 }
 
-/// The agenda as `who` may see it (items filtered case by case).
-async fn agenda_view(
+/// The agenda of a session just written, read back whole (the coordinator's view).
+async fn current_view(
     state: &AppState,
     who: &CelluleMember,
+    sid: &str,
+    sched: Option<&Schedule>,
+) -> Result<AgendaView, ApiError> {
+    let s = session(state, slug(who), sid).await?;
+    let rows = state.db.agenda(&s.id).await?;
+    agenda_view(state, &s, &rows, sched, None).await
+}
+
+/// The items of a session's agenda `p` may see, as (case id, reference): an unpublished agenda
+/// is the coordinator's draft and shows others nothing; then each item whose case `p` may see.
+async fn items_seen(
+    state: &AppState,
+    p: &Principal,
     s: &SessionRecord,
+    rows: &[AgendaItemRecord],
+) -> Result<Vec<(String, String)>, ApiError> {
+    if p.role != "coordinator" && s.published_at.is_none() {
+        return Ok(Vec::new());
+    }
+    let since = access::agenda_since(state.clock.now());
+    let mut seen = Vec::new();
+    for r in rows {
+        if let Some(c) = state.db.get_case(&s.cellule, &r.case_id, since).await?
+            && access::sees(state, p, &c)?
+        {
+            seen.push((r.case_id.clone(), r.reference.clone()));
+        }
+    }
+    Ok(seen)
+}
+
+/// The agenda with the items of `visible` (all of them, with the deferrals, for `None`).
+async fn agenda_view(
+    state: &AppState,
+    session: &SessionRecord,
+    rows: &[AgendaItemRecord],
     sched: Option<&Schedule>,
     visible: Option<&[String]>,
 ) -> Result<AgendaView, ApiError> {
-    let session = session(state, slug(who), &s.id).await?;
-    let rows = state.db.agenda(&session.id).await?;
     let start = DateTime::parse_from_rfc3339(&session.local_start)
         .map_err(|e| ApiError::Internal(format!("stored session start: {e}")))?;
     let mut items = Vec::new();
     let mut offset = 0i64;
     let mut uncovered = Vec::new();
-    for r in &rows {
+    for r in rows {
         let item_start = start + Duration::minutes(offset);
         offset += r.minutes;
         if let Some(v) = visible
@@ -865,7 +896,7 @@ async fn agenda_view(
         }
         items.push(item_view(r, item_start, proposal)?);
     }
-    let cap = capacity(sched, &session);
+    let cap = capacity(sched, session);
     let minutes_used: i64 = rows.iter().map(|r| r.minutes).sum();
     let deferred = if visible.is_none() {
         state
@@ -887,7 +918,7 @@ async fn agenda_view(
         capacity_minutes: cap.duration_minutes,
         minutes_used,
         over_capacity: minutes_used > cap.duration_minutes,
-        session: SessionView::from(&session),
+        session: SessionView::from(session),
         items,
         deferred,
         uncovered,
@@ -930,36 +961,20 @@ pub async fn get_agenda(
     let s = session(state, cellule, sid).await?;
     let sched = load_schedule(state, cellule).await?;
     let rows = state.db.agenda(&s.id).await?;
-    let now = state.clock.now();
-    let since = access::agenda_since(now);
-    let all = p.role == "coordinator";
-    let mut visible = Vec::new();
-    let mut shown = Vec::new();
-    // Until publication the agenda is the coordinator's draft: members see no item of it.
-    let rows = if all || s.published_at.is_some() {
-        rows
-    } else {
-        Vec::new()
-    };
-    for r in &rows {
-        if let Some(c) = state.db.get_case(cellule, &r.case_id, since).await?
-            && access::sees(state, &p, &c)?
-        {
-            visible.push(r.case_id.clone());
-            shown.push((r.case_id.clone(), r.reference.clone()));
-        }
-    }
+    let shown = items_seen(state, &p, &s, &rows).await?;
     let a = who.audit();
     let touched: Vec<(&str, &str)> = shown
         .iter()
         .map(|(id, reference)| (id.as_str(), reference.as_str()))
         .collect();
-    let drafts = per_case(&a, Action::ReadAgenda, now, &s.id, &touched);
+    let drafts = per_case(&a, Action::ReadAgenda, state.clock.now(), &s.id, &touched);
     audit::log(state, cellule, drafts).await?;
+    let visible: Vec<String> = shown.into_iter().map(|(id, _)| id).collect();
+    let all = p.role == "coordinator";
     agenda_view(
         state,
-        who,
         &s,
+        &rows,
         sched.as_ref(),
         if all { None } else { Some(&visible) },
     )
@@ -1064,7 +1079,7 @@ pub async fn edit(
         .replace_agenda(cellule, &s.id, &items, None, now, drafts)
         .await?;
     audit::written(state, cellule, &head).await;
-    agenda_view(state, who, &s, sched.as_ref(), None).await
+    current_view(state, who, &s.id, sched.as_ref()).await
 }
 
 /// `POST …/sessions/{sid}/agenda/publish`.
@@ -1128,7 +1143,7 @@ pub async fn publish(
         .await?;
     audit::written(state, cellule, &head).await;
     let sched = load_schedule(state, cellule).await?;
-    agenda_view(state, who, &s, sched.as_ref(), None).await
+    current_view(state, who, &s.id, sched.as_ref()).await
 }
 
 // --- decisions --------------------------------------------------------------------------------
@@ -1393,20 +1408,8 @@ pub async fn calendar(
     let cellule = slug(who);
     let s = session(state, cellule, sid).await?;
     let now = state.clock.now();
-    let since = access::agenda_since(now);
-    let mut references = Vec::new();
-    let rows = if p.role == "coordinator" || s.published_at.is_some() {
-        state.db.agenda(&s.id).await?
-    } else {
-        Vec::new()
-    };
-    for r in rows {
-        if let Some(c) = state.db.get_case(cellule, &r.case_id, since).await?
-            && access::sees(state, &p, &c)?
-        {
-            references.push((r.case_id.clone(), r.reference.clone()));
-        }
-    }
+    let rows = state.db.agenda(&s.id).await?;
+    let references = items_seen(state, &p, &s, &rows).await?;
     let a = who.audit();
     let touched: Vec<(&str, &str)> = references
         .iter()
@@ -1482,7 +1485,7 @@ pub async fn put_interlocutors(
                 .collect(),
         )
     })?;
-    store_directory(state, cellule, &dir).await?;
+    store_directory(state.db.as_ref(), cellule, &dir, state.clock.now()).await?;
     Ok(Interlocutors {
         interlocutors: dir.interlocutors,
     })
@@ -1514,7 +1517,7 @@ pub async fn put_rules(
                 .collect(),
         )
     })?;
-    store_directory(state, cellule, &dir).await?;
+    store_directory(state.db.as_ref(), cellule, &dir, state.clock.now()).await?;
     Ok(RoutingRules { rules: dir.rules })
 }
 
@@ -1526,9 +1529,7 @@ pub async fn import_directory(
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
     dir.validate().map_err(ApiError::Validation)?;
-    let doc = serde_json::to_string(dir).map_err(|e| ApiError::Internal(e.to_string()))?;
-    db.put_directory(cellule, &doc, now).await?;
-    Ok(())
+    store_directory(db, cellule, dir, now).await
 }
 
 /// A cellule's directory (CLI export).

@@ -129,18 +129,12 @@ pub async fn verify_paged(
             );
         }
     }
-    let mut by_seq: HashMap<i64, Vec<&Checkpoint>> = HashMap::new();
-    for c in &checkpoints {
-        by_seq.entry(c.seq).or_default().push(c);
-    }
-
     let start = head.purged_through;
     let mut prev: Vec<u8> = GENESIS.to_vec();
     if start > 0 {
-        let anchor = by_seq.get(&start).and_then(|cs| {
-            cs.iter()
-                .find(|c| c.kind == "retention" && keys.verifies(c))
-        });
+        let anchor = checkpoints
+            .iter()
+            .find(|c| c.seq == start && c.kind == "retention" && keys.verifies(c));
         match anchor {
             Some(anchor) => prev = anchor.hash.clone(),
             None => keep_first(
@@ -168,7 +162,7 @@ pub async fn verify_paged(
     // Pages are sequence ranges read by up to `READERS` queries at once and hashed, in order,
     // on a blocking thread while the next ones are read: the database and the hashing overlap
     // (two cores on a modest server). A gap shows as a short page; the walk stops at it.
-    let by_seq = std::sync::Arc::new(by_seq_hashes(&checkpoints));
+    let signed_hashes = std::sync::Arc::new(by_seq_hashes(&checkpoints));
     let walk = Walk {
         start,
         head_seq: head.seq,
@@ -202,7 +196,7 @@ pub async fn verify_paged(
         match page {
             Some(page) if !walk.done => {
                 let page = page?;
-                let signed = by_seq.clone();
+                let signed = signed_hashes.clone();
                 running = Some(tokio::task::spawn_blocking(move || {
                     walk.check(page, &signed);
                     walk
@@ -309,9 +303,9 @@ struct Walk {
 impl Walk {
     /// Checks one page (entries in sequence order, following the previous page).
     fn check(&mut self, page: Vec<Entry>, signed: &HashMap<i64, Vec<Vec<u8>>>) {
-        let (start, cellule_seq_end) = (self.start, self.head_seq);
+        let (start, head_seq) = (self.start, self.head_seq);
         for e in page {
-            if e.seq > cellule_seq_end {
+            if e.seq > head_seq {
                 self.done = true;
                 return;
             }
