@@ -126,7 +126,13 @@ pub fn state(
     let dev = dev_issuer(&config)?;
     let policies = load_policies(&config)?;
     let verifier = TokenVerifier::new(&config.auth, dev.as_ref(), clock.clone())?;
+    let audit = Arc::new(crate::audit::appender::Appender::new(
+        db.clone(),
+        keys.clone(),
+        config.audit.checkpoint_every,
+    ));
     Ok(AppState {
+        audit,
         admins: Arc::new(config.admins.iter().cloned().collect::<HashSet<_>>()),
         config: Arc::new(config),
         db,

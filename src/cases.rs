@@ -509,8 +509,9 @@ pub async fn submit(
         submitted_at: now,
     };
     let draft = a.entry(Action::SubmitReferral, now).case(&id, None);
-    let (reference, head) = state.db.insert_case(&new, &wrapped, draft).await?;
-    audit::written(state, cellule, &head).await;
+    // Group-committed with the other submissions and reads of the moment (same transaction as
+    // its entry; answered once committed).
+    let reference = state.audit.insert_case(new, wrapped, draft).await?;
     Ok(ReferralCreated {
         id,
         reference,

@@ -38,6 +38,7 @@
 //! backends. The only deletion is audit retention ([`purge`]), an explicit operation that first
 //! signs a `retention` checkpoint at the last removed entry, which then anchors verification.
 
+pub mod appender;
 pub mod auditor;
 pub mod checkpoint;
 pub mod fhir;
@@ -449,19 +450,15 @@ pub fn signer(state: &AppState) -> Result<Signer, ApiError> {
     Signer::new(state.keys.keyring()).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-/// Records entries of a request that changes nothing else (a read, a denial): the request fails
+/// Records entries of a request that changes nothing else (a read, a denial): returns once they
+/// are committed (grouped with other requests' entries by the [`appender`]); the request fails
 /// when they cannot be written.
 pub async fn log(state: &AppState, cellule: &str, drafts: Vec<Draft>) -> Result<(), ApiError> {
-    let signer = signer(state)?;
-    record(
-        state.db.as_ref(),
-        &signer,
-        state.config.audit.checkpoint_every,
-        cellule,
-        drafts,
-    )
-    .await
-    .map_err(ApiError::from)
+    state
+        .audit
+        .append(cellule, drafts)
+        .await
+        .map_err(ApiError::from)
 }
 
 /// After a write that appended its own entry: a count-based checkpoint if due.

@@ -39,6 +39,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     pub keys: Arc<crate::crypto::keys::KeyService>,
     pub policies: Arc<crate::policy::Policies>,
+    /// Group commit of the audit entries of reads and denials.
+    pub audit: Arc<crate::audit::appender::Appender>,
 }
 
 #[derive(OpenApi)]

@@ -81,6 +81,83 @@ impl StorageError {
     }
 }
 
+/// A new case for [`Database::commit_batch`]: its row, its wrapped data key and the audit entry
+/// of its submission (the reference is filled in by storage).
+pub struct CaseWrite<'a> {
+    pub case: &'a NewCase,
+    pub key: &'a WrappedKey,
+    pub audit: &'a Draft,
+}
+
+/// What a group commit wrote: each case's reference (in order), each cellule's new head.
+#[derive(Debug)]
+pub struct Committed {
+    pub references: Vec<String>,
+    pub heads: Vec<(String, Head)>,
+}
+
+/// New cases of one cellule and year: their reference counter is bumped once for all of them.
+pub(crate) struct CounterGroup<'a> {
+    pub cellule: &'a str,
+    pub code: &'a str,
+    pub year: i32,
+    /// Indexes into the batch, in order.
+    pub members: Vec<usize>,
+}
+
+pub(crate) fn counter_groups<'a>(cases: &[CaseWrite<'a>]) -> Vec<CounterGroup<'a>> {
+    let mut groups: Vec<CounterGroup<'a>> = Vec::new();
+    for (i, w) in cases.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|g| g.cellule == w.case.cellule && g.year == w.case.year)
+        {
+            Some(g) => g.members.push(i),
+            None => groups.push(CounterGroup {
+                cellule: &w.case.cellule,
+                code: &w.case.code,
+                year: w.case.year,
+                members: vec![i],
+            }),
+        }
+    }
+    groups
+}
+
+/// The references of a counter group whose counter now stands at `last`.
+pub(crate) fn assign_references(g: &CounterGroup<'_>, last: i64, references: &mut [String]) {
+    let first = last - i64::try_from(g.members.len()).unwrap_or(i64::MAX) + 1;
+    for (k, &i) in g.members.iter().enumerate() {
+        let seq = first + i64::try_from(k).unwrap_or(i64::MAX);
+        references[i] = crate::domain::case::format_reference(g.code, g.year, seq);
+    }
+}
+
+/// The entries of a group commit by cellule, in order of first appearance: each new case's
+/// submission entry (with its reference), then the other entries in the order given.
+pub(crate) fn audit_groups(
+    cases: &[CaseWrite<'_>],
+    references: &[String],
+    entries: &[(&str, &[Draft])],
+) -> Vec<(String, Vec<Draft>)> {
+    let mut groups: Vec<(String, Vec<Draft>)> = Vec::new();
+    let mut push = |cellule: &str, draft: Draft| match groups.iter_mut().find(|g| g.0 == cellule) {
+        Some(g) => g.1.push(draft),
+        None => groups.push((cellule.to_owned(), vec![draft])),
+    };
+    for (w, reference) in cases.iter().zip(references) {
+        let mut d = w.audit.clone();
+        d.case_ref = Some(reference.clone());
+        push(&w.case.cellule, d);
+    }
+    for (cellule, drafts) in entries {
+        for d in drafts.iter() {
+            push(cellule, d.clone());
+        }
+    }
+    groups
+}
+
 /// A foreign-key violation on insert means the parent cellule does not exist.
 pub(crate) fn not_found_on_fk(e: sqlx::Error) -> StorageError {
     if let sqlx::Error::Database(db) = &e
@@ -174,7 +251,30 @@ pub trait Database: Send + Sync + 'static {
         case: &NewCase,
         key: &WrappedKey,
         audit: Draft,
-    ) -> Result<(String, Head), StorageError>;
+    ) -> Result<(String, Head), StorageError> {
+        let write = CaseWrite {
+            case,
+            key,
+            audit: &audit,
+        };
+        let done = self.commit_batch(std::slice::from_ref(&write), &[]).await?;
+        let reference = done.references.into_iter().next();
+        let head = done.heads.into_iter().next().map(|(_, h)| h);
+        match (reference, head) {
+            (Some(r), Some(h)) => Ok((r, h)),
+            _ => Err(StorageError::Other(
+                "a case insert returned no reference".into(),
+            )),
+        }
+    }
+    /// Group commit: inserts new cases (each with its wrapped key and the entry of its
+    /// submission, references allocated here in the order of `cases`) and appends other entries,
+    /// all in **one** transaction. See [`crate::audit::appender`].
+    async fn commit_batch(
+        &self,
+        cases: &[CaseWrite<'_>],
+        entries: &[(&str, &[Draft])],
+    ) -> Result<Committed, StorageError>;
     /// References of open cases of the cellule with this linkage key.
     async fn open_cases_with_linkage(
         &self,
@@ -575,6 +675,8 @@ pub(crate) fn same_cases(a: &[String], b: &[String]) -> bool {
 
 /// Audit entries per multi-row insert (16 parameters each: well under both backends' limits).
 pub(crate) const AUDIT_INSERT_ROWS: usize = 500;
+/// New cases per multi-row insert of a group commit (19 parameters each).
+pub(crate) const CASE_INSERT_ROWS: usize = 100;
 
 /// One audit entry as the page queries build it: the columns in table order, hashes in hex.
 type EntryJson = (

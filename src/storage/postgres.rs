@@ -9,10 +9,11 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{
-    AUDIT_INSERT_ROWS, AgendaItemRecord, CaseFilter, CaseRecord, CelluleRow, CharterRecord,
-    Database, DecisionRecord, DeferredRecord, EligibleCase, EventRecord, MembershipRow,
-    MembershipWithCelluleRow, NewAgendaItem, NewCase, NoteRecord, RetentionSettings, Rewrapped,
-    SessionRecord, StatsCase, StorageError, Tombstone, Transition, WrappedKey, collect, same_cases,
+    AUDIT_INSERT_ROWS, AgendaItemRecord, CASE_INSERT_ROWS, CaseFilter, CaseRecord, CaseWrite,
+    CelluleRow, CharterRecord, Committed, Database, DecisionRecord, DeferredRecord, EligibleCase,
+    EventRecord, MembershipRow, MembershipWithCelluleRow, NewAgendaItem, NoteRecord,
+    RetentionSettings, Rewrapped, SessionRecord, StatsCase, StorageError, Tombstone, Transition,
+    WrappedKey, collect, same_cases,
 };
 use crate::audit::{
     Checkpoint, CheckpointKind, Draft, Entry, Filter, GENESIS, Head, Purged, Signer,
@@ -311,62 +312,78 @@ impl Database for PostgresDatabase {
         Ok(())
     }
 
-    async fn insert_case(
+    async fn commit_batch(
         &self,
-        case: &NewCase,
-        key: &WrappedKey,
-        mut audit: Draft,
-    ) -> Result<(String, Head), StorageError> {
+        cases: &[CaseWrite<'_>],
+        entries: &[(&str, &[Draft])],
+    ) -> Result<Committed, StorageError> {
         let mut tx = self.pool.begin().await?;
-        // The counter row lock serialises concurrent submissions of one cellule and year.
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO reference_counters (cellule, year, last_seq) VALUES ($1, $2, 1) \
-             ON CONFLICT (cellule, year) DO UPDATE SET last_seq = reference_counters.last_seq + 1 \
-             RETURNING last_seq",
-        )
-        .bind(&case.cellule)
-        .bind(i64::from(case.year))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(super::not_found_on_fk)?;
-        let reference = crate::domain::case::format_reference(&case.code, case.year, seq);
-        sqlx::query(
-            "INSERT INTO cases (id, cellule, reference, status, urgency, age_band, gender, commune, sector, \
-               needs, consent_status, consent_justification, referring_org, referrer, linkage_key, \
-               situation, expectations, submitted_at, updated_at) \
-             VALUES ($1, $2, $3, 'submitted', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
-        )
-        .bind(&case.id)
-        .bind(&case.cellule)
-        .bind(&reference)
-        .bind(&case.urgency)
-        .bind(&case.age_band)
-        .bind(&case.gender)
-        .bind(&case.commune)
-        .bind(&case.sector)
-        .bind(&case.needs)
-        .bind(&case.consent_status)
-        .bind(&case.consent_justification)
-        .bind(&case.referring_org)
-        .bind(&case.referrer)
-        .bind(&case.linkage_key)
-        .bind(&case.situation)
-        .bind(&case.expectations)
-        .bind(case.submitted_at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO data_keys (id, cellule, case_id, kek_version, wrapped) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&key.id)
-            .bind(&key.cellule)
-            .bind(&key.case_id)
-            .bind(key.kek_version)
-            .bind(&key.wrapped)
-            .execute(&mut *tx)
-            .await?;
-        audit.case_ref = Some(reference.clone());
-        let head = append(&mut tx, &case.cellule, vec![audit]).await?;
+        // The counters first: their row locks serialise submissions of one cellule and year.
+        let mut references = vec![String::new(); cases.len()];
+        for g in super::counter_groups(cases) {
+            let n = i64::try_from(g.members.len()).unwrap_or(i64::MAX);
+            let last: i64 = sqlx::query_scalar(
+                "INSERT INTO reference_counters (cellule, year, last_seq) VALUES ($1, $2, $3) \
+                 ON CONFLICT (cellule, year) DO UPDATE SET last_seq = reference_counters.last_seq + $3 \
+                 RETURNING last_seq",
+            )
+            .bind(g.cellule)
+            .bind(i64::from(g.year))
+            .bind(n)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(super::not_found_on_fk)?;
+            super::assign_references(&g, last, &mut references);
+        }
+        let rows: Vec<(&CaseWrite<'_>, &String)> = cases.iter().zip(&references).collect();
+        for chunk in rows.chunks(CASE_INSERT_ROWS) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "INSERT INTO cases (id, cellule, reference, status, urgency, age_band, gender, commune, sector, \
+                   needs, consent_status, consent_justification, referring_org, referrer, linkage_key, \
+                   situation, expectations, submitted_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, (w, reference)| {
+                let c = w.case;
+                b.push_bind(&c.id)
+                    .push_bind(&c.cellule)
+                    .push_bind(*reference)
+                    .push("'submitted'")
+                    .push_bind(&c.urgency)
+                    .push_bind(&c.age_band)
+                    .push_bind(&c.gender)
+                    .push_bind(&c.commune)
+                    .push_bind(&c.sector)
+                    .push_bind(&c.needs)
+                    .push_bind(&c.consent_status)
+                    .push_bind(&c.consent_justification)
+                    .push_bind(&c.referring_org)
+                    .push_bind(&c.referrer)
+                    .push_bind(&c.linkage_key)
+                    .push_bind(&c.situation)
+                    .push_bind(&c.expectations)
+                    .push_bind(c.submitted_at)
+                    .push_bind(c.submitted_at);
+            });
+            q.build().execute(&mut *tx).await?;
+            let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "INSERT INTO data_keys (id, cellule, case_id, kek_version, wrapped) ",
+            );
+            q.push_values(chunk, |mut b, (w, _)| {
+                b.push_bind(&w.key.id)
+                    .push_bind(&w.key.cellule)
+                    .push_bind(&w.key.case_id)
+                    .push_bind(w.key.kek_version)
+                    .push_bind(&w.key.wrapped);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        let mut heads = Vec::new();
+        for (cellule, drafts) in super::audit_groups(cases, &references, entries) {
+            let head = append(&mut tx, &cellule, drafts).await?;
+            heads.push((cellule, head));
+        }
         tx.commit().await?;
-        Ok((reference, head))
+        Ok(Committed { references, heads })
     }
 
     async fn open_cases_with_linkage(

@@ -1178,6 +1178,177 @@ async fn verification_holds_across_page_boundaries(backend: Backend) {
     }
 }
 
+/// Reads and denials of concurrent requests are committed together (group commit, SPEC §9: each
+/// answered only once its entry is committed) and keep one linear chain; an entry that cannot be
+/// written fails only its own request.
+async fn concurrent_reads_share_commits_and_keep_one_chain(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ids = busy_cellule(&app).await;
+    let before = head_seq(&app).await;
+    let coord = app.token(COORD);
+    let psy = app.token(PSY);
+    let reads = (0..32).map(|i| {
+        let path = format!("/v1/cellules/perpignan/cases/{}", ids[i % ids.len()]);
+        let token = if i % 4 == 3 { &psy } else { &coord };
+        let app = &app;
+        async move { app.get(&path, Some(token)).await.status }
+    });
+    let statuses = futures_util::future::join_all(reads).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        24,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 404).count(),
+        8,
+        "{statuses:?}"
+    );
+    assert_eq!(head_seq(&app).await, before + 32, "one entry per request");
+    let recent = app
+        .state
+        .db
+        .search_audit(
+            "perpignan",
+            &cellule::audit::Filter {
+                action: Some("read_case".into()),
+                limit: 32,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("search");
+    assert_eq!(recent.len(), 32);
+    assert!(recent.iter().all(|e| e.seq > before), "the 32 newest reads");
+    let denied = recent.iter().filter(|e| e.outcome == "denied").count();
+    assert_eq!(denied, 8);
+    let report = verify_lib(&app).await;
+    assert!(report.valid, "{report:?}");
+    assert_eq!(report.entries_checked, before + 32);
+
+    // Nine requests at once, one of them for a cellule that does not exist: that one fails, the
+    // eight others are committed whether or not they shared its transaction.
+    let draft = || {
+        cellule::audit::AuditCtx {
+            cellule: "perpignan".into(),
+            actor: cellule::audit::Actor::system("group-commit-test"),
+            request_id: None,
+        }
+        .entry(cellule::audit::Action::ReadCase, chrono::Utc::now())
+        .case(&ids[0], None)
+    };
+    let jobs = (0..9).map(|i| {
+        let cellule = if i == 4 { "nowhere" } else { "perpignan" };
+        let app = &app;
+        async move { app.state.audit.append(cellule, vec![draft()]).await }
+    });
+    let results = futures_util::future::join_all(jobs).await;
+    for (i, r) in results.iter().enumerate() {
+        if i == 4 {
+            assert!(
+                matches!(r, Err(cellule::storage::StorageError::NotFound(_))),
+                "{r:?}"
+            );
+        } else {
+            assert!(r.is_ok(), "{i}: {r:?}");
+        }
+    }
+    assert_eq!(head_seq(&app).await, before + 40);
+    assert!(verify_lib(&app).await.valid);
+    assert!(
+        app.state
+            .db
+            .audit_head("nowhere")
+            .await
+            .expect("head")
+            .is_none()
+    );
+
+    // Six submissions at once, one reusing an existing case id: that one is refused (conflict),
+    // the five others get the next five references with no gap, each with its entry.
+    let year = chrono::Datelike::year(&chrono::Utc::now());
+    let submit = |i: usize| {
+        let id = if i == 2 {
+            ids[0].clone()
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        };
+        let (_, key) = app
+            .state
+            .keys
+            .new_case_key("perpignan", &id)
+            .expect("case key");
+        let case = cellule::storage::NewCase {
+            id: id.clone(),
+            cellule: "perpignan".into(),
+            code: "PER".into(),
+            year,
+            urgency: "routine".into(),
+            age_band: "35-44".into(),
+            gender: "f".into(),
+            commune: None,
+            sector: None,
+            needs: ",housing,".into(),
+            consent_status: "informed".into(),
+            consent_justification: None,
+            referring_org: "CCAS Perpignan".into(),
+            referrer: REF1.into(),
+            linkage_key: None,
+            situation: vec![0; 32],
+            expectations: None,
+            submitted_at: chrono::Utc::now(),
+        };
+        let draft = cellule::audit::AuditCtx {
+            cellule: "perpignan".into(),
+            actor: cellule::audit::Actor::system("group-commit-test"),
+            request_id: None,
+        }
+        .entry(cellule::audit::Action::SubmitReferral, chrono::Utc::now())
+        .case(&id, None);
+        let app = &app;
+        async move { app.state.audit.insert_case(case, key, draft).await }
+    };
+    let results = futures_util::future::join_all((0..6).map(submit)).await;
+    let mut references = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        if i == 2 {
+            assert!(
+                matches!(r, Err(cellule::storage::StorageError::Conflict(_))),
+                "{r:?}"
+            );
+        } else {
+            references.push(r.expect("a reference"));
+        }
+    }
+    references.sort();
+    let expected: Vec<String> = (5..=9).map(|n| format!("PER-{year}-{n:04}")).collect();
+    assert_eq!(references, expected);
+    assert_eq!(head_seq(&app).await, before + 45);
+    let submitted = app
+        .state
+        .db
+        .search_audit(
+            "perpignan",
+            &cellule::audit::Filter {
+                action: Some("submit_referral".into()),
+                limit: 5,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("search");
+    let mut logged: Vec<String> = submitted
+        .iter()
+        .filter_map(|e| e.case_ref.clone())
+        .collect();
+    logged.sort();
+    assert_eq!(
+        logged, expected,
+        "each new case's entry carries its reference"
+    );
+    assert!(verify_lib(&app).await.valid);
+}
+
 backend_tests!(
     verification_holds_across_page_boundaries,
     the_database_refuses_to_change_entries,
@@ -1192,4 +1363,5 @@ backend_tests!(
     exports_are_chained_jsonl_and_valid_fhir_r4,
     the_cli_verifies_exports_checkpoints_and_purges,
     two_server_processes_keep_one_linear_chain,
+    concurrent_reads_share_commits_and_keep_one_chain,
 );
