@@ -4,7 +4,8 @@
 //! database is created on that server per dataset and dropped at the end).
 //!
 //! For each backend and each dataset size (1,000 and 100,000 cases; `--quick`: 200 and 2,000;
-//! `--sizes SMALL,LARGE` to choose; `--concurrency N`, `--duration SECONDS` per path):
+//! `--sizes SMALL,LARGE` to choose; `--concurrency N`, `--duration SECONDS` per path; `--only NAME`
+//! runs only the HTTP paths whose name contains NAME, to profile one):
 //!
 //! 1. The real application (`Application::build`: migrations, keyring, dev token issuer, the
 //!    real axum router) is started on a loopback TCP port, in this process.
@@ -104,6 +105,8 @@ struct Options {
     audit_entries: usize,
     verify_reps: usize,
     postgres: Option<String>,
+    /// Only the HTTP paths whose name contains this (for profiling one path).
+    only: Option<String>,
 }
 
 fn options() -> Options {
@@ -112,6 +115,7 @@ fn options() -> Options {
     let mut duration: Option<f64> = None;
     let mut sizes: Option<[usize; 2]> = None;
     let mut audit: Option<usize> = None;
+    let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -145,6 +149,7 @@ fn options() -> Options {
                         .expect("--audit-entries N"),
                 )
             }
+            "--only" => only = Some(args.next().expect("--only PATH-NAME-PART")),
             // Anything else (cargo passes `--bench`) is ignored.
             _ => {}
         }
@@ -164,6 +169,7 @@ fn options() -> Options {
             audit_entries: 20_000,
             verify_reps: 1,
             postgres,
+            only,
         }
     } else {
         Options {
@@ -177,6 +183,7 @@ fn options() -> Options {
             audit_entries: 1_000_000,
             verify_reps: 3,
             postgres,
+            only,
         }
     };
     if let Some(s) = sizes {
@@ -1165,6 +1172,13 @@ async fn run_dataset(
         ),
     ];
     for (name, job, baseline, raw_aes_us) in plan {
+        if opts
+            .only
+            .as_ref()
+            .is_some_and(|o| !name.contains(o.as_str()))
+        {
+            continue;
+        }
         eprintln!(
             "[{backend} {size}] {name}: {c} in flight for {:.1} s…",
             opts.duration.as_secs_f64()

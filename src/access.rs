@@ -30,15 +30,12 @@ pub fn agenda_since(now: DateTime<Utc>) -> DateTime<Utc> {
 pub async fn principal(state: &AppState, m: &Membership) -> Result<Principal, ApiError> {
     let cellule = m.cellule.as_str();
     let charter_accepted = match m.spec.role {
-        Role::Member | Role::Coordinator => match state.db.current_charter(cellule).await? {
-            Some(charter) => {
-                state
-                    .db
-                    .has_accepted_charter(cellule, m.subject.as_str(), charter.version)
-                    .await?
-            }
-            None => false,
-        },
+        Role::Member | Role::Coordinator => {
+            state
+                .db
+                .accepted_current_charter(cellule, m.subject.as_str())
+                .await?
+        }
         Role::Referrer | Role::Auditor => false,
     };
     Ok(Principal {

@@ -664,8 +664,13 @@ async fn view(state: &AppState, case: &CaseRecord) -> Result<CaseView, ApiError>
         .as_deref()
         .map(|b| open(&key, ctx(case, &case.id, "consent_justification"), b))
         .transpose()?;
+    // History and possible duplicates in one round trip.
+    let (events, duplicates) = state
+        .db
+        .case_history(&case.cellule, &case.id, case.linkage_key.as_deref())
+        .await?;
     let mut history = Vec::new();
-    for e in state.db.case_events(&case.id).await? {
+    for e in events {
         let reason = e
             .reason
             .as_deref()
@@ -679,16 +684,10 @@ async fn view(state: &AppState, case: &CaseRecord) -> Result<CaseView, ApiError>
             at: e.at,
         });
     }
-    let possible_duplicates = match &case.linkage_key {
-        Some(k) => state
-            .db
-            .open_cases_with_linkage(&case.cellule, k)
-            .await?
-            .into_iter()
-            .filter(|r| *r != case.reference)
-            .collect(),
-        None => Vec::new(),
-    };
+    let possible_duplicates = duplicates
+        .into_iter()
+        .filter(|r| *r != case.reference)
+        .collect();
     Ok(CaseView {
         summary: summary(case)?,
         consent_status: parse(&case.consent_status, ConsentStatus::parse, "consent")?,

@@ -301,6 +301,14 @@ pub trait Database: Send + Sync + 'static {
         audit: Draft,
     ) -> Result<Option<Head>, StorageError>;
     async fn case_events(&self, case_id: &str) -> Result<Vec<EventRecord>, StorageError>;
+    /// The case view's extras in one round trip: the status history (in order) and the
+    /// references of the open cases of the cellule sharing `linkage_key` (oldest first).
+    async fn case_history(
+        &self,
+        cellule: &str,
+        case_id: &str,
+        linkage_key: Option<&str>,
+    ) -> Result<(Vec<EventRecord>, Vec<String>), StorageError>;
     /// Inserts a note and its audit entry in one transaction.
     async fn insert_note(
         &self,
@@ -359,6 +367,13 @@ pub trait Database: Send + Sync + 'static {
         text: &str,
         now: DateTime<Utc>,
     ) -> Result<i64, StorageError>;
+    /// Whether `subject` accepted the cellule's current charter (false when there is none): the
+    /// one charter question of every content request, in one round trip.
+    async fn accepted_current_charter(
+        &self,
+        cellule: &str,
+        subject: &str,
+    ) -> Result<bool, StorageError>;
     async fn has_accepted_charter(
         &self,
         cellule: &str,
@@ -696,6 +711,73 @@ type EntryJson = (
     String,
     String,
 );
+
+/// A time the database put into a JSON aggregate: RFC 3339 text (as `sqlx` stores it in SQLite)
+/// or UTC microseconds (PostgreSQL).
+fn json_time(v: &serde_json::Value) -> Result<DateTime<Utc>, StorageError> {
+    let bad = || StorageError::Corrupt(format!("time in an aggregate: {v}"));
+    match v {
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .and_then(DateTime::<Utc>::from_timestamp_micros)
+            .ok_or_else(bad),
+        serde_json::Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z"))
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| bad()),
+        _ => Err(bad()),
+    }
+}
+
+/// One event as [`Database::case_history`] aggregates it: id, from, to, reason (hex or null),
+/// actor, time.
+type EventJson = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    serde_json::Value,
+);
+
+/// Decodes [`Database::case_history`]'s two aggregates (`None`: empty).
+pub(crate) fn history_from_json(
+    events: Option<&str>,
+    duplicates: Option<&str>,
+) -> Result<(Vec<EventRecord>, Vec<String>), StorageError> {
+    let corrupt = |e: serde_json::Error| StorageError::Corrupt(format!("case history: {e}"));
+    let rows: Vec<EventJson> = match events {
+        Some(j) => serde_json::from_str(j).map_err(corrupt)?,
+        None => Vec::new(),
+    };
+    let mut events = rows
+        .into_iter()
+        .map(|(id, from_status, to_status, reason, actor, at)| {
+            Ok(EventRecord {
+                id,
+                from_status,
+                to_status,
+                reason: reason
+                    .map(hex::decode)
+                    .transpose()
+                    .map_err(|e| StorageError::Corrupt(format!("event reason: {e}")))?,
+                actor,
+                at: json_time(&at)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StorageError>>()?;
+    events.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.id.cmp(&b.id)));
+    let rows: Vec<(String, serde_json::Value)> = match duplicates {
+        Some(j) => serde_json::from_str(j).map_err(corrupt)?,
+        None => Vec::new(),
+    };
+    let mut dups = rows
+        .into_iter()
+        .map(|(reference, at)| Ok((json_time(&at)?, reference)))
+        .collect::<Result<Vec<_>, StorageError>>()?;
+    dups.sort();
+    Ok((events, dups.into_iter().map(|(_, r)| r).collect()))
+}
 
 /// The entries of a page the database aggregated into one JSON array (`None` or `[]`: none), in
 /// sequence order.

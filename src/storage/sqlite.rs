@@ -564,6 +564,28 @@ impl Database for SqliteDatabase {
         .await?)
     }
 
+    async fn case_history(
+        &self,
+        cellule: &str,
+        case_id: &str,
+        linkage_key: Option<&str>,
+    ) -> Result<(Vec<EventRecord>, Vec<String>), StorageError> {
+        let (events, dups): (Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT \
+               (SELECT json_group_array(json_array(id, from_status, to_status, \
+                    CASE WHEN reason IS NULL THEN NULL ELSE hex(reason) END, actor, at)) \
+                  FROM case_events WHERE case_id = ?2), \
+               (SELECT json_group_array(json_array(reference, submitted_at)) FROM cases \
+                  WHERE cellule = ?1 AND linkage_key = ?3 AND status NOT IN ('declined', 'closed'))",
+        )
+        .bind(cellule)
+        .bind(case_id)
+        .bind(linkage_key)
+        .fetch_one(&self.pool)
+        .await?;
+        super::history_from_json(events.as_deref(), dups.as_deref())
+    }
+
     async fn insert_note(
         &self,
         cellule: &str,
@@ -748,6 +770,21 @@ impl Database for SqliteDatabase {
         .fetch_one(&self.pool)
         .await
         .map_err(super::not_found_on_fk)
+    }
+
+    async fn accepted_current_charter(
+        &self,
+        cellule: &str,
+        subject: &str,
+    ) -> Result<bool, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM charter_acceptances a WHERE a.cellule = ?1 AND a.subject = ?2 \
+               AND a.version = (SELECT MAX(c.version) FROM charters c WHERE c.cellule = ?1))",
+        )
+        .bind(cellule)
+        .bind(subject)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     async fn has_accepted_charter(

@@ -420,6 +420,37 @@ async fn state_machine_table(backend: Backend) {
     let c = app.get(&case_path(&id), Some(&app.token(COORD))).await;
     assert_eq!(c.body["history"][0]["reason"], "hors champ");
     assert_eq!(c.body["history"][0]["from"], "submitted");
+    // The history comes back in order, with its times, whatever the backend's aggregate.
+    let started = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let id = case_in(&app, "in_follow_up").await;
+    let c = app.get(&case_path(&id), Some(&app.token(COORD))).await;
+    let steps: Vec<(String, String)> = c.body["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|e| (e["from"].to_string(), e["to"].to_string()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("\"submitted\"", "\"accepted\""),
+            ("\"accepted\"", "\"scheduled\""),
+            ("\"scheduled\"", "\"in_follow_up\"")
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    let times: Vec<chrono::DateTime<chrono::Utc>> = c.body["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|e| e["at"].as_str().expect("at").parse().expect("RFC 3339"))
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert!(
+        times
+            .iter()
+            .all(|t| *t >= started && *t <= chrono::Utc::now())
+    );
     let id = case_in(&app, "scheduled").await;
     app.transition(COORD, &id, json!({"to": "closed"}))
         .await
