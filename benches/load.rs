@@ -1006,6 +1006,19 @@ fn http_job(
     })
 }
 
+/// The handle seeding goes through. On PostgreSQL its own pool, whose commits do not wait for the
+/// WAL flush (`synchronous_commit = off`): same rows, same chain, less waiting; the server keeps
+/// the default. On SQLite the server's own handle (one writer per file).
+async fn seeding_handle(backend: &str, db_url: &str, server: &Server) -> Res<Arc<dyn Database>> {
+    Ok(if backend == "postgres" {
+        let sep = if db_url.contains('?') { '&' } else { '?' };
+        let url = format!("{db_url}{sep}options[synchronous_commit]=off");
+        cellule::storage::connect(&DatabaseUrl::new(url), &PoolConfig::default(), false).await?
+    } else {
+        server.state.db.clone()
+    })
+}
+
 async fn run_dataset(
     backend: &'static str,
     db_url: &str,
@@ -1018,16 +1031,7 @@ async fn run_dataset(
     server.cellule(CELLULE).await?;
     let workers = if backend == "postgres" { 6 } else { 2 };
     eprintln!("[{backend} {size}] seeding {size} cases with notes and audit entries…");
-    // Seeding goes through its own handle; on PostgreSQL its commits do not wait for the WAL
-    // flush (`synchronous_commit = off`): same rows, same chain, less waiting. The server keeps
-    // the default.
-    let seed_db: Arc<dyn Database> = if backend == "postgres" {
-        let sep = if db_url.contains('?') { '&' } else { '?' };
-        let url = format!("{db_url}{sep}options[synchronous_commit]=off");
-        cellule::storage::connect(&DatabaseUrl::new(url), &PoolConfig::default(), false).await?
-    } else {
-        server.state.db.clone()
-    };
+    let seed_db = seeding_handle(backend, db_url, &server).await?;
     let seeded = seed(
         seed_db.clone(),
         server.state.keys.clone(),
@@ -1036,6 +1040,12 @@ async fn run_dataset(
         workers,
     )
     .await?;
+    // The seeding handle's connections (and the buffers they grew) are not the server's: closed
+    // before the load so that the peak RSS is the server's and the load client's.
+    if backend == "postgres" {
+        seed_db.close().await;
+    }
+    drop(seed_db);
     eprintln!(
         "[{backend} {size}] seeded {} cases, {} notes, {} accepted in {:.1} s",
         seeded.cases.len(),
@@ -1268,7 +1278,12 @@ async fn run_dataset(
             "[{backend}] growing the ledger chain to {} entries…",
             opts.audit_entries
         );
+        let seed_db = seeding_handle(backend, db_url, &server).await?;
         let seed_secs = seed_ledger(seed_db.as_ref(), opts.audit_entries).await?;
+        if backend == "postgres" {
+            seed_db.close().await;
+        }
+        drop(seed_db);
         let reset = reset_peak_rss().is_some();
         let mut verify_secs = Vec::new();
         for _ in 0..opts.verify_reps {
@@ -1303,9 +1318,6 @@ async fn run_dataset(
     } else {
         None
     };
-    if backend == "postgres" {
-        seed_db.close().await;
-    }
     server.stop().await;
     Ok(Dataset {
         backend,
