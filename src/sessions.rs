@@ -738,7 +738,8 @@ fn candidate(c: &EligibleCase) -> Result<Candidate, ApiError> {
         case_id: c.id.clone(),
         reference: c.reference.clone(),
         urgency: parse(&c.urgency, Urgency::parse, "urgency")?,
-        times_deferred: c.times_deferred,
+        // A rebuild does not count this session's earlier deferral again.
+        times_deferred: c.times_deferred - i64::from(c.deferred_here),
         waiting_since,
         kind: if follow_up { Kind::FollowUp } else { Kind::New },
     })
@@ -785,20 +786,7 @@ pub async fn build(
     let now = state.clock.now();
     let cases = state.db.eligible_cases(cellule, &s.id, due_by, now).await?;
     let dir = load_directory(state, cellule).await?;
-    // A rebuild does not count this session's earlier deferrals again.
-    let earlier: std::collections::HashSet<String> = state
-        .db
-        .agenda_deferred(&s.id)
-        .await?
-        .into_iter()
-        .map(|d| d.case_id)
-        .collect();
-    let mut candidates = cases.iter().map(candidate).collect::<Result<Vec<_>, _>>()?;
-    for c in &mut candidates {
-        if earlier.contains(&c.case_id) {
-            c.times_deferred -= 1;
-        }
-    }
+    let candidates = cases.iter().map(candidate).collect::<Result<Vec<_>, _>>()?;
     let built = agenda::build(candidates, capacity(sched.as_ref(), &s));
     let by_id: std::collections::HashMap<&str, &EligibleCase> =
         cases.iter().map(|c| (c.id.as_str(), c)).collect();

@@ -989,10 +989,12 @@ impl Database for PostgresDatabase {
     ) -> Result<Vec<EligibleCase>, StorageError> {
         Ok(sqlx::query_as(
             "SELECT c.id, c.reference, c.status, c.urgency, c.needs, c.commune, c.sector, \
-               c.follow_up_date, c.times_deferred, c.submitted_at, c.decided_at \
+               c.follow_up_date, c.times_deferred, c.submitted_at, c.decided_at, \
+               EXISTS (SELECT 1 FROM agenda_deferrals d WHERE d.session_id = $2 AND d.case_id = c.id) \
+                 AS deferred_here \
              FROM cases c \
-             WHERE c.cellule = $1 \
-               AND (c.status = 'accepted' OR (c.status = 'in_follow_up' AND c.follow_up_date <= $3)) \
+             WHERE c.cellule = $1 AND c.status IN ('accepted', 'in_follow_up') \
+               AND (c.status = 'accepted' OR c.follow_up_date <= $3) \
                AND NOT EXISTS (SELECT 1 FROM agenda_items ai JOIN sessions s ON s.id = ai.session_id \
                     WHERE ai.case_id = c.id AND s.id <> $2 AND s.status = 'planned' \
                       AND s.published_at IS NULL AND s.starts_at >= $4) \
@@ -1053,28 +1055,38 @@ impl Database for PostgresDatabase {
             }
         }
         if let Some(deferred) = deferred {
+            // Only the difference with this session's earlier deferrals changes the counts: a
+            // rebuild that defers the same cases rewrites no case. One statement each, however
+            // many cases are deferred.
             sqlx::query(
                 "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id IN \
-                 (SELECT case_id FROM agenda_deferrals WHERE session_id = $1)",
-            )
-            .bind(session_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM agenda_deferrals WHERE session_id = $1")
-                .bind(session_id)
-                .execute(&mut *tx)
-                .await?;
-            // One statement each, however many cases are deferred.
-            sqlx::query(
-                "INSERT INTO agenda_deferrals (session_id, case_id) SELECT $1, unnest($2::text[])",
+                 (SELECT case_id FROM agenda_deferrals WHERE session_id = $1 \
+                    AND NOT (case_id = ANY($2::text[])))",
             )
             .bind(session_id)
             .bind(deferred)
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "UPDATE cases SET times_deferred = times_deferred + 1 WHERE id = ANY($1::text[])",
+                "DELETE FROM agenda_deferrals WHERE session_id = $1 AND NOT (case_id = ANY($2::text[]))",
             )
+            .bind(session_id)
+            .bind(deferred)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE cases SET times_deferred = times_deferred + 1 WHERE id = ANY($2::text[]) \
+                 AND id NOT IN (SELECT case_id FROM agenda_deferrals WHERE session_id = $1)",
+            )
+            .bind(session_id)
+            .bind(deferred)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO agenda_deferrals (session_id, case_id) SELECT $1, unnest($2::text[]) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(session_id)
             .bind(deferred)
             .execute(&mut *tx)
             .await?;

@@ -96,6 +96,9 @@ pub struct EligibleCase {
     pub times_deferred: i64,
     pub submitted_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
+    /// Whether the session asked about already deferred the case (an earlier build of its
+    /// agenda): a rebuild does not count that deferral again.
+    pub deferred_here: bool,
 }
 
 impl From<&CaseRecord> for EligibleCase {
@@ -112,6 +115,7 @@ impl From<&CaseRecord> for EligibleCase {
             times_deferred: c.times_deferred,
             submitted_at: c.submitted_at,
             decided_at: c.decided_at,
+            deferred_here: false,
         }
     }
 }

@@ -43,6 +43,48 @@ pub struct SqliteDatabase {
     /// Writes, one connection: writers of this process queue here, in order, instead of
     /// sleeping in SQLite's busy handler (several processes on one file still meet there).
     writer: SqlitePool,
+    /// Copies the write-ahead log back into the database file, off the writer (see
+    /// [`checkpoints`]); stopped when the database is dropped.
+    _checkpointer: Option<AbortOnDrop>,
+}
+
+/// How often the write-ahead log is copied back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Checkpoints the write-ahead log every [`CHECKPOINT_EVERY`] from a reader connection.
+///
+/// SQLite's default runs the checkpoint inside the commit that pushes the log past 1,000 pages:
+/// that commit (an agenda build, a batch of referrals) then also writes those pages into the
+/// database file and waits for its `fsync`, tens of milliseconds while every other write
+/// queues. The writer turns that off (`wal_autocheckpoint = 0`) and this task does the same
+/// work beside it: a passive checkpoint never blocks the writer or the readers, and copies
+/// what no reader still needs. `journal_size_limit` keeps the log file from staying large.
+fn checkpoints(readers: SqlitePool) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if readers.is_closed() {
+                return;
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&readers)
+                .await
+            {
+                tracing::warn!(error = %e, "SQLite checkpoint failed; retrying");
+            }
+        }
+    }))
 }
 
 impl SqliteDatabase {
@@ -64,19 +106,25 @@ impl SqliteDatabase {
             .await
             .map_err(|e| StorageError::Unavailable(e.to_string()))?;
         // An in-memory database exists once per connection: it keeps one pool.
-        let writer = if in_memory {
-            readers.clone()
+        let (writer, checkpointer) = if in_memory {
+            (readers.clone(), None)
         } else {
-            SqlitePoolOptions::new()
+            let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(pool.acquire_timeout)
-                .connect_with(options)
+                .connect_with(
+                    options
+                        .pragma("wal_autocheckpoint", "0")
+                        .pragma("journal_size_limit", "67108864"),
+                )
                 .await
-                .map_err(|e| StorageError::Unavailable(e.to_string()))?
+                .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+            (writer, Some(checkpoints(readers.clone())))
         };
         Ok(Self {
             pool: readers,
             writer,
+            _checkpointer: checkpointer,
         })
     }
 
@@ -1027,11 +1075,15 @@ impl Database for SqliteDatabase {
         now: DateTime<Utc>,
     ) -> Result<Vec<EligibleCase>, StorageError> {
         Ok(sqlx::query_as(
+            // The status index, not the submission-order one (SQLite prefers the latter to
+            // save the sort, and then reads every case of the cellule).
             "SELECT c.id, c.reference, c.status, c.urgency, c.needs, c.commune, c.sector, \
-               c.follow_up_date, c.times_deferred, c.submitted_at, c.decided_at \
-             FROM cases c \
-             WHERE c.cellule = ?1 \
-               AND (c.status = 'accepted' OR (c.status = 'in_follow_up' AND c.follow_up_date <= ?3)) \
+               c.follow_up_date, c.times_deferred, c.submitted_at, c.decided_at, \
+               EXISTS (SELECT 1 FROM agenda_deferrals d WHERE d.session_id = ?2 AND d.case_id = c.id) \
+                 AS deferred_here \
+             FROM cases c INDEXED BY cases_by_cellule_status \
+             WHERE c.cellule = ?1 AND c.status IN ('accepted', 'in_follow_up') \
+               AND (c.status = 'accepted' OR c.follow_up_date <= ?3) \
                AND NOT EXISTS (SELECT 1 FROM agenda_items ai JOIN sessions s ON s.id = ai.session_id \
                     WHERE ai.case_id = c.id AND s.id <> ?2 AND s.status = 'planned' \
                       AND s.published_at IS NULL AND s.starts_at >= ?4) \
@@ -1092,22 +1144,23 @@ impl Database for SqliteDatabase {
             }
         }
         if let Some(deferred) = deferred {
-            sqlx::query(
-                "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id IN \
-                 (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1)",
-            )
-            .bind(session_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM agenda_deferrals WHERE session_id = ?1")
-                .bind(session_id)
-                .execute(&mut *tx)
-                .await?;
-            // One statement each, however many cases are deferred.
+            // Only the difference with this session's earlier deferrals changes the counts: a
+            // rebuild that defers the same cases rewrites no case. One statement each, however
+            // many cases are deferred.
             let ids = serde_json::to_string(deferred)
                 .map_err(|e| StorageError::Other(format!("deferred ids: {e}")))?;
             sqlx::query(
-                "INSERT INTO agenda_deferrals (session_id, case_id) SELECT ?1, value FROM json_each(?2)",
+                "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id IN \
+                 (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1 \
+                    AND case_id NOT IN (SELECT value FROM json_each(?2)))",
+            )
+            .bind(session_id)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM agenda_deferrals WHERE session_id = ?1 \
+                 AND case_id NOT IN (SELECT value FROM json_each(?2))",
             )
             .bind(session_id)
             .bind(&ids)
@@ -1115,8 +1168,18 @@ impl Database for SqliteDatabase {
             .await?;
             sqlx::query(
                 "UPDATE cases SET times_deferred = times_deferred + 1 \
-                 WHERE id IN (SELECT value FROM json_each(?1))",
+                 WHERE id IN (SELECT value FROM json_each(?2)) \
+                   AND id NOT IN (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1)",
             )
+            .bind(session_id)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO agenda_deferrals (session_id, case_id) \
+                 SELECT ?1, value FROM json_each(?2)",
+            )
+            .bind(session_id)
             .bind(&ids)
             .execute(&mut *tx)
             .await?;

@@ -903,6 +903,81 @@ async fn the_directory_rejects_what_it_cannot_route(backend: Backend) {
         .assert_problem(403);
 }
 
+/// A rebuild changes only the counts of the cases whose fate changed: a case deferred by the
+/// first build that now fits loses that deferral, newly deferred cases gain one, and the cases
+/// deferred both times keep theirs.
+async fn rebuilds_move_only_the_deferrals_that_changed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    // 120 minutes, 20 per new case: six fit.
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(
+            accepted(&app, "routine", json!(["housing"]), "66G01")
+                .await
+                .0,
+        );
+    }
+    let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    let build = || async {
+        let a = call(
+            &app,
+            Method::POST,
+            &format!("/sessions/{sid}/agenda/build"),
+            COORD,
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        let deferred: Vec<String> = a.body["deferred"]
+            .as_array()
+            .expect("deferred")
+            .iter()
+            .filter_map(|d| d["case_id"].as_str().map(str::to_owned))
+            .collect();
+        (item_ids(&a.body), deferred)
+    };
+    let (items, first) = build().await;
+    assert_eq!((items.len(), first.len()), (6, 2));
+    for id in &first {
+        assert_eq!(times_deferred(&app, id).await, 1);
+    }
+    // Two agenda cases leave the pool: both deferred cases now fit.
+    app.move_case(&items[0], json!({"to": "scheduled"})).await;
+    app.move_case(&items[1], json!({"to": "scheduled"})).await;
+    let (items, deferred) = build().await;
+    assert_eq!((items.len(), deferred.len()), (6, 0));
+    for id in &first {
+        assert!(items.contains(id), "{id} now fits");
+        assert_eq!(
+            times_deferred(&app, id).await,
+            0,
+            "its deferral is withdrawn"
+        );
+    }
+    // Three newer cases: the three newest are deferred, once each, and again after a rebuild.
+    let mut newer = Vec::new();
+    for _ in 0..3 {
+        newer.push(
+            accepted(&app, "routine", json!(["housing"]), "66G01")
+                .await
+                .0,
+        );
+    }
+    for _ in 0..2 {
+        let (items, deferred) = build().await;
+        assert_eq!(items.len(), 6);
+        assert_eq!(deferred.len(), 3);
+        for id in &newer {
+            assert!(deferred.contains(id), "{id} is deferred");
+            assert_eq!(times_deferred(&app, id).await, 1);
+        }
+        for id in &items {
+            assert_eq!(times_deferred(&app, id).await, 0);
+        }
+    }
+}
+
 async fn agenda_put_get(app: &TestApp, sid: &str, items: Value) -> crate::helpers::Answer {
     call(
         app,
@@ -1381,4 +1456,5 @@ backend_tests!(
     access_follows_routing_and_ends_by_itself,
     sessions_keep_their_zone_and_schedule_its_first_day,
     deferred_decisions_are_not_reviews,
+    rebuilds_move_only_the_deferrals_that_changed,
 );
