@@ -43,48 +43,6 @@ pub struct SqliteDatabase {
     /// Writes, one connection: writers of this process queue here, in order, instead of
     /// sleeping in SQLite's busy handler (several processes on one file still meet there).
     writer: SqlitePool,
-    /// Copies the write-ahead log back into the database file, off the writer (see
-    /// [`checkpoints`]); stopped when the database is dropped.
-    _checkpointer: Option<AbortOnDrop>,
-}
-
-/// How often the write-ahead log is copied back into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Aborts a background task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Checkpoints the write-ahead log every [`CHECKPOINT_EVERY`] from a reader connection.
-///
-/// SQLite's default runs the checkpoint inside the commit that pushes the log past 1,000 pages:
-/// that commit (an agenda build, a batch of referrals) then also writes those pages into the
-/// database file and waits for its `fsync`, tens of milliseconds while every other write
-/// queues. The writer turns that off (`wal_autocheckpoint = 0`) and this task does the same
-/// work beside it: a passive checkpoint never blocks the writer or the readers, and copies
-/// what no reader still needs. `journal_size_limit` keeps the log file from staying large.
-fn checkpoints(readers: SqlitePool) -> AbortOnDrop {
-    AbortOnDrop(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if readers.is_closed() {
-                return;
-            }
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&readers)
-                .await
-            {
-                tracing::warn!(error = %e, "SQLite checkpoint failed; retrying");
-            }
-        }
-    }))
 }
 
 impl SqliteDatabase {
@@ -106,25 +64,19 @@ impl SqliteDatabase {
             .await
             .map_err(|e| StorageError::Unavailable(e.to_string()))?;
         // An in-memory database exists once per connection: it keeps one pool.
-        let (writer, checkpointer) = if in_memory {
-            (readers.clone(), None)
+        let writer = if in_memory {
+            readers.clone()
         } else {
-            let writer = SqlitePoolOptions::new()
+            SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(pool.acquire_timeout)
-                .connect_with(
-                    options
-                        .pragma("wal_autocheckpoint", "0")
-                        .pragma("journal_size_limit", "67108864"),
-                )
+                .connect_with(options)
                 .await
-                .map_err(|e| StorageError::Unavailable(e.to_string()))?;
-            (writer, Some(checkpoints(readers.clone())))
+                .map_err(|e| StorageError::Unavailable(e.to_string()))?
         };
         Ok(Self {
             pool: readers,
             writer,
-            _checkpointer: checkpointer,
         })
     }
 
