@@ -5,7 +5,8 @@
 //!
 //! For each backend and each dataset size (1,000 and 100,000 cases; `--quick`: 200 and 2,000;
 //! `--sizes SMALL,LARGE` to choose; `--concurrency N`, `--duration SECONDS` per path; `--only NAME`
-//! runs only the HTTP paths whose name contains NAME, to profile one):
+//! runs only the HTTP paths whose name contains NAME, to profile one; `--backend sqlite|postgres`
+//! runs one backend, whose RSS figures then do not start from what another left resident):
 //!
 //! 1. The real application (`Application::build`: migrations, keyring, dev token issuer, the
 //!    real axum router) is started on a loopback TCP port, in this process.
@@ -105,6 +106,9 @@ struct Options {
     audit_entries: usize,
     verify_reps: usize,
     postgres: Option<String>,
+    /// Run one backend only (`--backend sqlite|postgres`): a second backend in the same process
+    /// starts with the memory the first left resident, which inflates its RSS figures.
+    backend: Option<String>,
     /// Only the HTTP paths whose name contains this (for profiling one path).
     only: Option<String>,
 }
@@ -116,6 +120,7 @@ fn options() -> Options {
     let mut sizes: Option<[usize; 2]> = None;
     let mut audit: Option<usize> = None;
     let mut only: Option<String> = None;
+    let mut backend: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -150,6 +155,14 @@ fn options() -> Options {
                 )
             }
             "--only" => only = Some(args.next().expect("--only PATH-NAME-PART")),
+            "--backend" => {
+                let b = args.next().expect("--backend sqlite|postgres");
+                assert!(
+                    b == "sqlite" || b == "postgres",
+                    "--backend sqlite|postgres, not {b}"
+                );
+                backend = Some(b);
+            }
             // Anything else (cargo passes `--bench`) is ignored.
             _ => {}
         }
@@ -170,6 +183,7 @@ fn options() -> Options {
             verify_reps: 1,
             postgres,
             only,
+            backend,
         }
     } else {
         Options {
@@ -184,6 +198,7 @@ fn options() -> Options {
             verify_reps: 3,
             postgres,
             only,
+            backend,
         }
     };
     if let Some(s) = sizes {
@@ -1350,6 +1365,13 @@ async fn main() -> Res<()> {
     let mut backends: Vec<(&'static str, Option<String>)> = vec![("sqlite", None)];
     if let Some(pg) = &opts.postgres {
         backends.push(("postgres", Some(pg.clone())));
+    }
+    if let Some(only) = &opts.backend {
+        backends.retain(|b| b.0 == only);
+        assert!(
+            !backends.is_empty(),
+            "--backend postgres needs CELLULE_BENCH_POSTGRES_URL"
+        );
     }
     println!(
         "load bench: sizes {:?} cases, {} in flight, {:.1} s per path after {:.1} s warm-up, \
