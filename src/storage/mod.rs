@@ -441,7 +441,9 @@ pub trait Database: Send + Sync + 'static {
     ) -> Result<Option<Head>, StorageError>;
     /// Cases eligible for the agenda of `session_id`: accepted ones, and followed-up ones due by
     /// `due_by`, that are not on the agenda of another open session (planned, not published,
-    /// starting at or after `now`: an agenda left unpublished in the past holds nothing).
+    /// starting at or after `now`: an agenda left unpublished in the past holds nothing). Each
+    /// says whether this session already deferred it (`deferred_here`). Read through the status
+    /// index: the cellule's other cases are not visited.
     async fn eligible_cases(
         &self,
         cellule: &str,
@@ -450,7 +452,8 @@ pub trait Database: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<EligibleCase>, StorageError>;
     /// Replaces a session's agenda; with `deferred`, also replaces its deferrals (each deferred
-    /// case counted once per session); without, withdraws the deferral of any case put back on
+    /// case counted once per session; a rebuild changes only the counts of the cases whose
+    /// deferral came or went); without, withdraws the deferral of any case put back on
     /// the agenda. Every item must still be accepted or followed up and on no other open agenda
     /// (`Conflict` otherwise). Audit entries go in the same transaction.
     async fn replace_agenda(
