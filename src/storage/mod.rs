@@ -158,6 +158,94 @@ pub(crate) fn audit_groups(
     groups
 }
 
+/// The multi-row `INSERT`s of a chunk of new cases (with their references) and of their data
+/// keys, the same for both backends (the builder writes each one's placeholders).
+pub(crate) fn case_inserts<'a, DB>(
+    chunk: &'a [(&'a CaseWrite<'a>, &'a String)],
+) -> [sqlx::QueryBuilder<'a, DB>; 2]
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Vec<u8>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<Vec<u8>>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut cases = sqlx::QueryBuilder::<DB>::new(
+        "INSERT INTO cases (id, cellule, reference, status, urgency, age_band, gender, commune, sector, \
+           needs, consent_status, consent_justification, referring_org, referrer, linkage_key, \
+           situation, expectations, submitted_at, updated_at) ",
+    );
+    cases.push_values(chunk, |mut b, (w, reference)| {
+        let c = w.case;
+        b.push_bind(&c.id)
+            .push_bind(&c.cellule)
+            .push_bind(*reference)
+            .push("'submitted'")
+            .push_bind(&c.urgency)
+            .push_bind(&c.age_band)
+            .push_bind(&c.gender)
+            .push_bind(&c.commune)
+            .push_bind(&c.sector)
+            .push_bind(&c.needs)
+            .push_bind(&c.consent_status)
+            .push_bind(&c.consent_justification)
+            .push_bind(&c.referring_org)
+            .push_bind(&c.referrer)
+            .push_bind(&c.linkage_key)
+            .push_bind(&c.situation)
+            .push_bind(&c.expectations)
+            .push_bind(c.submitted_at)
+            .push_bind(c.submitted_at);
+    });
+    let mut keys = sqlx::QueryBuilder::<DB>::new(
+        "INSERT INTO data_keys (id, cellule, case_id, kek_version, wrapped) ",
+    );
+    keys.push_values(chunk, |mut b, (w, _)| {
+        b.push_bind(&w.key.id)
+            .push_bind(&w.key.cellule)
+            .push_bind(&w.key.case_id)
+            .push_bind(w.key.kek_version)
+            .push_bind(&w.key.wrapped);
+    });
+    [cases, keys]
+}
+
+/// The multi-row `INSERT` of a chunk of audit entries, the same for both backends.
+pub(crate) fn entry_insert<'a, DB>(chunk: &'a [Entry]) -> sqlx::QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Vec<u8>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut q = sqlx::QueryBuilder::<DB>::new(
+        "INSERT INTO audit_entries (cellule, seq, at_us, actor, actor_role, actor_org, action, case_id, \
+           case_ref, target_kind, target_id, outcome, reason, request_id, prev_hash, hash) ",
+    );
+    q.push_values(chunk, |mut b, e| {
+        b.push_bind(&e.cellule)
+            .push_bind(e.seq)
+            .push_bind(e.at_us)
+            .push_bind(&e.actor)
+            .push_bind(&e.actor_role)
+            .push_bind(&e.actor_org)
+            .push_bind(&e.action)
+            .push_bind(&e.case_id)
+            .push_bind(&e.case_ref)
+            .push_bind(&e.target_kind)
+            .push_bind(&e.target_id)
+            .push_bind(&e.outcome)
+            .push_bind(&e.reason)
+            .push_bind(&e.request_id)
+            .push_bind(&e.prev_hash)
+            .push_bind(&e.hash);
+    });
+    q
+}
+
 /// A foreign-key violation on insert means the parent cellule does not exist.
 pub(crate) fn not_found_on_fk(e: sqlx::Error) -> StorageError {
     if let sqlx::Error::Database(db) = &e
@@ -300,7 +388,6 @@ pub trait Database: Send + Sync + 'static {
         t: &Transition,
         audit: Draft,
     ) -> Result<Option<Head>, StorageError>;
-    async fn case_events(&self, case_id: &str) -> Result<Vec<EventRecord>, StorageError>;
     /// The case view's extras in one round trip: the status history (in order) and the
     /// references of the open cases of the cellule sharing `linkage_key` (oldest first).
     async fn case_history(

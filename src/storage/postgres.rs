@@ -337,45 +337,9 @@ impl Database for PostgresDatabase {
         }
         let rows: Vec<(&CaseWrite<'_>, &String)> = cases.iter().zip(&references).collect();
         for chunk in rows.chunks(CASE_INSERT_ROWS) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-                "INSERT INTO cases (id, cellule, reference, status, urgency, age_band, gender, commune, sector, \
-                   needs, consent_status, consent_justification, referring_org, referrer, linkage_key, \
-                   situation, expectations, submitted_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut b, (w, reference)| {
-                let c = w.case;
-                b.push_bind(&c.id)
-                    .push_bind(&c.cellule)
-                    .push_bind(*reference)
-                    .push("'submitted'")
-                    .push_bind(&c.urgency)
-                    .push_bind(&c.age_band)
-                    .push_bind(&c.gender)
-                    .push_bind(&c.commune)
-                    .push_bind(&c.sector)
-                    .push_bind(&c.needs)
-                    .push_bind(&c.consent_status)
-                    .push_bind(&c.consent_justification)
-                    .push_bind(&c.referring_org)
-                    .push_bind(&c.referrer)
-                    .push_bind(&c.linkage_key)
-                    .push_bind(&c.situation)
-                    .push_bind(&c.expectations)
-                    .push_bind(c.submitted_at)
-                    .push_bind(c.submitted_at);
-            });
-            q.build().execute(&mut *tx).await?;
-            let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-                "INSERT INTO data_keys (id, cellule, case_id, kek_version, wrapped) ",
-            );
-            q.push_values(chunk, |mut b, (w, _)| {
-                b.push_bind(&w.key.id)
-                    .push_bind(&w.key.cellule)
-                    .push_bind(&w.key.case_id)
-                    .push_bind(w.key.kek_version)
-                    .push_bind(&w.key.wrapped);
-            });
-            q.build().execute(&mut *tx).await?;
+            for mut q in super::case_inserts::<sqlx::Postgres>(chunk) {
+                q.build().execute(&mut *tx).await?;
+            }
         }
         let mut heads = Vec::new();
         for (cellule, drafts) in super::audit_groups(cases, &references, entries) {
@@ -519,15 +483,6 @@ impl Database for PostgresDatabase {
         let head = append(&mut tx, &t.cellule, vec![audit]).await?;
         tx.commit().await?;
         Ok(Some(head))
-    }
-
-    async fn case_events(&self, case_id: &str) -> Result<Vec<EventRecord>, StorageError> {
-        Ok(sqlx::query_as(
-            "SELECT id, from_status, to_status, reason, actor, at FROM case_events WHERE case_id = $1 ORDER BY at, id",
-        )
-        .bind(case_id)
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     async fn case_history(
@@ -1544,29 +1499,10 @@ async fn append(
     }
     // Many entries (an agenda build over thousands of cases) go in a few multi-row inserts.
     for chunk in entries.chunks(AUDIT_INSERT_ROWS) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-            "INSERT INTO audit_entries (cellule, seq, at_us, actor, actor_role, actor_org, action, case_id, \
-               case_ref, target_kind, target_id, outcome, reason, request_id, prev_hash, hash) ",
-        );
-        q.push_values(chunk, |mut b, e| {
-            b.push_bind(&e.cellule)
-                .push_bind(e.seq)
-                .push_bind(e.at_us)
-                .push_bind(&e.actor)
-                .push_bind(&e.actor_role)
-                .push_bind(&e.actor_org)
-                .push_bind(&e.action)
-                .push_bind(&e.case_id)
-                .push_bind(&e.case_ref)
-                .push_bind(&e.target_kind)
-                .push_bind(&e.target_id)
-                .push_bind(&e.outcome)
-                .push_bind(&e.reason)
-                .push_bind(&e.request_id)
-                .push_bind(&e.prev_hash)
-                .push_bind(&e.hash);
-        });
-        q.build().execute(&mut *tx).await?;
+        super::entry_insert::<sqlx::Postgres>(chunk)
+            .build()
+            .execute(&mut *tx)
+            .await?;
     }
     sqlx::query("UPDATE audit_heads SET hash = $2 WHERE cellule = $1")
         .bind(cellule)

@@ -103,6 +103,22 @@ async fn verify_lib(app: &TestApp) -> cellule::audit::VerifyReport {
         .expect("verify")
 }
 
+/// The newest `limit` entries of Perpignan's chain with this action, newest first.
+async fn newest_entries(app: &TestApp, action: &str, limit: i64) -> Vec<cellule::audit::Entry> {
+    app.state
+        .db
+        .search_audit(
+            "perpignan",
+            &cellule::audit::Filter {
+                action: Some(action.into()),
+                limit,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("search")
+}
+
 async fn head_seq(app: &TestApp) -> i64 {
     app.state
         .db
@@ -1205,19 +1221,7 @@ async fn concurrent_reads_share_commits_and_keep_one_chain(backend: Backend) {
         "{statuses:?}"
     );
     assert_eq!(head_seq(&app).await, before + 32, "one entry per request");
-    let recent = app
-        .state
-        .db
-        .search_audit(
-            "perpignan",
-            &cellule::audit::Filter {
-                action: Some("read_case".into()),
-                limit: 32,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("search");
+    let recent = newest_entries(&app, "read_case", 32).await;
     assert_eq!(recent.len(), 32);
     assert!(recent.iter().all(|e| e.seq > before), "the 32 newest reads");
     let denied = recent.iter().filter(|e| e.outcome == "denied").count();
@@ -1324,19 +1328,7 @@ async fn concurrent_reads_share_commits_and_keep_one_chain(backend: Backend) {
     let expected: Vec<String> = (5..=9).map(|n| format!("PER-{year}-{n:04}")).collect();
     assert_eq!(references, expected);
     assert_eq!(head_seq(&app).await, before + 45);
-    let submitted = app
-        .state
-        .db
-        .search_audit(
-            "perpignan",
-            &cellule::audit::Filter {
-                action: Some("submit_referral".into()),
-                limit: 5,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("search");
+    let submitted = newest_entries(&app, "submit_referral", 5).await;
     let mut logged: Vec<String> = submitted
         .iter()
         .filter_map(|e| e.case_ref.clone())

@@ -910,32 +910,17 @@ async fn rebuilds_move_only_the_deferrals_that_changed(backend: Backend) {
     let app = spawn_app(backend).await;
     setup(&app).await;
     // 120 minutes, 20 per new case: six fit.
-    let mut ids = Vec::new();
-    for _ in 0..8 {
-        ids.push(
-            accepted(&app, "routine", json!(["housing"]), "66G01")
-                .await
-                .0,
-        );
-    }
+    routine_cases(&app, 8).await;
     let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
     let build = || async {
-        let a = call(
-            &app,
-            Method::POST,
-            &format!("/sessions/{sid}/agenda/build"),
-            COORD,
-            None,
-        )
-        .await;
-        assert_eq!(a.status, 200, "{}", a.text);
-        let deferred: Vec<String> = a.body["deferred"]
+        let agenda = build_agenda(&app, &sid).await;
+        let deferred: Vec<String> = agenda["deferred"]
             .as_array()
             .expect("deferred")
             .iter()
             .filter_map(|d| d["case_id"].as_str().map(str::to_owned))
             .collect();
-        (item_ids(&a.body), deferred)
+        (item_ids(&agenda), deferred)
     };
     let (items, first) = build().await;
     assert_eq!((items.len(), first.len()), (6, 2));
@@ -956,14 +941,7 @@ async fn rebuilds_move_only_the_deferrals_that_changed(backend: Backend) {
         );
     }
     // Three newer cases: the three newest are deferred, once each, and again after a rebuild.
-    let mut newer = Vec::new();
-    for _ in 0..3 {
-        newer.push(
-            accepted(&app, "routine", json!(["housing"]), "66G01")
-                .await
-                .0,
-        );
-    }
+    let newer = routine_cases(&app, 3).await;
     for _ in 0..2 {
         let (items, deferred) = build().await;
         assert_eq!(items.len(), 6);
@@ -989,6 +967,33 @@ async fn agenda_put_get(app: &TestApp, sid: &str, items: Value) -> crate::helper
     .await
 }
 
+/// Builds a session's agenda as the coordinator (200 expected) and returns it.
+async fn build_agenda(app: &TestApp, sid: &str) -> Value {
+    let a = call(
+        app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/build"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.body
+}
+
+/// `n` accepted routine housing cases of sector 66G01, oldest first (their ids).
+async fn routine_cases(app: &TestApp, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(
+            accepted(app, "routine", json!(["housing"]), "66G01")
+                .await
+                .0,
+        );
+    }
+    ids
+}
+
 async fn times_deferred(app: &TestApp, id: &str) -> i64 {
     let a = call(app, Method::GET, &format!("/cases/{id}"), COORD, None).await;
     a.body["times_deferred"].as_i64().expect("times_deferred")
@@ -998,30 +1003,12 @@ async fn edits_publication_and_cancellation_keep_the_pool_consistent(backend: Ba
     let app = spawn_app(backend).await;
     setup(&app).await;
     // 120 minutes, 20 per new case: six fit, the seventh is deferred.
-    let mut ids = Vec::new();
-    for _ in 0..7 {
-        ids.push(
-            accepted(&app, "routine", json!(["housing"]), "66G01")
-                .await
-                .0,
-        );
-    }
+    routine_cases(&app, 7).await;
     let a_sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
     let b_sid = ad_hoc(&app, "2031-01-09T14:00:00+01:00").await;
     let build = |sid: String| {
         let app = &app;
-        async move {
-            let a = call(
-                app,
-                Method::POST,
-                &format!("/sessions/{sid}/agenda/build"),
-                COORD,
-                None,
-            )
-            .await;
-            assert_eq!(a.status, 200, "{}", a.text);
-            a.body
-        }
+        async move { build_agenda(app, &sid).await }
     };
     let agenda = build(a_sid.clone()).await;
     let on_a = item_ids(&agenda);
