@@ -359,34 +359,121 @@ pub struct Entry {
     pub hash: Vec<u8>,
 }
 
-fn push_text(out: &mut Vec<u8>, value: Option<&str>) {
+fn push_text(out: &mut Vec<u8>, value: Option<&[u8]>) {
     match value {
         None => out.push(0),
         Some(v) => {
             out.push(1);
-            crate::crypto::push_lp(out, v.as_bytes());
+            crate::crypto::push_lp(out, v);
         }
     }
 }
 
+/// The hashed fields of an entry, borrowed: from an [`Entry`] or straight from a database row
+/// (the verification reader of the SQLite backend encodes the columns without building an
+/// `Entry`). Text fields are their UTF-8 bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    pub cellule: &'a [u8],
+    pub seq: i64,
+    pub at_us: i64,
+    pub actor: &'a [u8],
+    pub actor_role: &'a [u8],
+    pub actor_org: Option<&'a [u8]>,
+    pub action: &'a [u8],
+    pub case_id: Option<&'a [u8]>,
+    pub case_ref: Option<&'a [u8]>,
+    pub target_kind: Option<&'a [u8]>,
+    pub target_id: Option<&'a [u8]>,
+    pub outcome: &'a [u8],
+    pub reason: Option<&'a [u8]>,
+    pub request_id: Option<&'a [u8]>,
+}
+
+impl Fields<'_> {
+    /// Appends the canonical encoding (see the module documentation) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        push_text(out, Some(self.cellule));
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.at_us.to_be_bytes());
+        push_text(out, Some(self.actor));
+        push_text(out, Some(self.actor_role));
+        push_text(out, self.actor_org);
+        push_text(out, Some(self.action));
+        push_text(out, self.case_id);
+        push_text(out, self.case_ref);
+        push_text(out, self.target_kind);
+        push_text(out, self.target_id);
+        push_text(out, Some(self.outcome));
+        push_text(out, self.reason);
+        push_text(out, self.request_id);
+    }
+}
+
+/// What verification needs of a stored entry: its place, its stored links and the hash
+/// recomputed over its stored previous hash and columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub seq: i64,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+    pub computed: [u8; 32],
+}
+
+impl Link {
+    /// The link of a row: `canonical` is a scratch buffer, reused from row to row.
+    pub fn of(fields: &Fields<'_>, prev_hash: &[u8], hash: &[u8], canonical: &mut Vec<u8>) -> Self {
+        canonical.clear();
+        fields.encode(canonical);
+        Link {
+            seq: fields.seq,
+            prev_hash: prev_hash.to_vec(),
+            hash: hash.to_vec(),
+            computed: chain_hash(prev_hash, canonical),
+        }
+    }
+}
+
+impl From<&Entry> for Link {
+    fn from(e: &Entry) -> Self {
+        Link::of(
+            &e.fields(),
+            &e.prev_hash,
+            &e.hash,
+            &mut Vec::with_capacity(256),
+        )
+    }
+}
+
+fn opt(v: &Option<String>) -> Option<&[u8]> {
+    v.as_deref().map(str::as_bytes)
+}
+
 impl Entry {
+    /// The hashed fields, borrowed.
+    pub fn fields(&self) -> Fields<'_> {
+        Fields {
+            cellule: self.cellule.as_bytes(),
+            seq: self.seq,
+            at_us: self.at_us,
+            actor: self.actor.as_bytes(),
+            actor_role: self.actor_role.as_bytes(),
+            actor_org: opt(&self.actor_org),
+            action: self.action.as_bytes(),
+            case_id: opt(&self.case_id),
+            case_ref: opt(&self.case_ref),
+            target_kind: opt(&self.target_kind),
+            target_id: opt(&self.target_id),
+            outcome: self.outcome.as_bytes(),
+            reason: opt(&self.reason),
+            request_id: opt(&self.request_id),
+        }
+    }
+
     /// The canonical encoding hashed into the chain (see the module documentation).
     pub fn canonical(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
-        push_text(&mut out, Some(&self.cellule));
-        out.extend_from_slice(&self.seq.to_be_bytes());
-        out.extend_from_slice(&self.at_us.to_be_bytes());
-        push_text(&mut out, Some(&self.actor));
-        push_text(&mut out, Some(&self.actor_role));
-        push_text(&mut out, self.actor_org.as_deref());
-        push_text(&mut out, Some(&self.action));
-        push_text(&mut out, self.case_id.as_deref());
-        push_text(&mut out, self.case_ref.as_deref());
-        push_text(&mut out, self.target_kind.as_deref());
-        push_text(&mut out, self.target_id.as_deref());
-        push_text(&mut out, Some(&self.outcome));
-        push_text(&mut out, self.reason.as_deref());
-        push_text(&mut out, self.request_id.as_deref());
+        self.fields().encode(&mut out);
         out
     }
 
@@ -606,6 +693,35 @@ mod tests {
         }
         .entry(Action::ReadCase, Utc::now())
         .case("c1", Some("PER-2026-0001"))
+    }
+
+    /// The documented encoding, computed independently (Python's `hashlib` over the bytes the
+    /// module documentation describes): exports stay verifiable by third parties.
+    #[test]
+    fn the_chain_hash_is_the_documented_one() {
+        let e = Entry {
+            cellule: "perpignan".into(),
+            seq: 42,
+            at_us: 1_790_000_000_123_456,
+            actor: "alice".into(),
+            actor_role: "coordinator".into(),
+            actor_org: None,
+            action: "read_case".into(),
+            case_id: Some("c1".into()),
+            case_ref: Some("PER-2026-0001".into()),
+            target_kind: None,
+            target_id: Some(String::new()),
+            outcome: "allowed".into(),
+            reason: None,
+            request_id: Some("r-é".into()),
+            prev_hash: (0u8..32).collect(),
+            hash: Vec::new(),
+        };
+        assert_eq!(
+            hex(&e.compute_hash()),
+            "6be4462cf1910f2d5720e55986f97ae2ed761464b9f75d5572510c67383332c6"
+        );
+        assert_eq!(Link::from(&e).computed, e.compute_hash());
     }
 
     #[test]

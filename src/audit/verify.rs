@@ -19,7 +19,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::checkpoint::{PublicKey, PublicKeys};
-use super::{Checkpoint, Entry, GENESIS, Head, hex};
+use super::{Checkpoint, GENESIS, Head, Link, hex};
 use crate::storage::{Database, StorageError};
 
 /// Entries read per query.
@@ -159,11 +159,12 @@ pub async fn verify_paged(
             ),
         );
     }
-    // Pages are sequence ranges read by up to `READERS` queries at once and hashed, in order,
-    // on a blocking thread while the next ones are read: the database and the hashing overlap
-    // (two cores on a modest server). A gap shows as a short page; the walk stops at it.
-    let signed_hashes = std::sync::Arc::new(by_seq_hashes(&checkpoints));
-    let walk = Walk {
+    // Pages are sequence ranges read and hashed by up to `READERS` readers at once (the storage
+    // recomputes each entry's hash where it reads the row, on a blocking thread: two cores on a
+    // modest server); the walk then checks their links in order. A gap shows as a short page;
+    // the walk stops at it.
+    let signed_hashes = by_seq_hashes(&checkpoints);
+    let mut walk = Walk {
         start,
         head_seq: head.seq,
         prev,
@@ -175,42 +176,14 @@ pub async fn verify_paged(
     };
     let step = usize::try_from(page_size).unwrap_or(usize::MAX);
     let mut pages = futures_util::stream::iter((start..head.seq).step_by(step))
-        .map(|after| db.audit_entries(cellule, after, page_size))
+        .map(|after| db.audit_links(cellule, after, page_size))
         .buffered(READERS);
-    let mut idle = Some(walk);
-    let mut running: Option<tokio::task::JoinHandle<Walk>> = None;
-    loop {
-        let (page, finished) = tokio::join!(pages.next(), async {
-            match running.take() {
-                Some(task) => Some(task.await),
-                None => None,
-            }
-        });
-        if let Some(finished) = finished {
-            idle =
-                Some(finished.map_err(|e| StorageError::Other(format!("verification task: {e}")))?);
-        }
-        let Some(mut walk) = idle.take() else {
-            return Err(StorageError::Other("verification lost its walk".into()));
+    while !walk.done {
+        let Some(page) = pages.next().await else {
+            break;
         };
-        match page {
-            Some(page) if !walk.done => {
-                let page = page?;
-                let signed = signed_hashes.clone();
-                running = Some(tokio::task::spawn_blocking(move || {
-                    walk.check(page, &signed);
-                    walk
-                }));
-            }
-            _ => {
-                idle = Some(walk);
-                break;
-            }
-        }
+        walk.check(&page?, &signed_hashes);
     }
-    let Some(mut walk) = idle else {
-        return Err(StorageError::Other("verification lost its walk".into()));
-    };
     if let Some(b) = walk.broken.take() {
         keep_first(&mut broken, b.seq, b.reason);
     }
@@ -302,7 +275,7 @@ struct Walk {
 
 impl Walk {
     /// Checks one page (entries in sequence order, following the previous page).
-    fn check(&mut self, page: Vec<Entry>, signed: &HashMap<i64, Vec<Vec<u8>>>) {
+    fn check(&mut self, page: &[Link], signed: &HashMap<i64, Vec<Vec<u8>>>) {
         let (start, head_seq) = (self.start, self.head_seq);
         for e in page {
             if e.seq > head_seq {
@@ -314,7 +287,7 @@ impl Walk {
                 self.stop(expected, format!("entry {expected} is missing"));
                 return;
             }
-            if e.compute_hash().as_slice() != e.hash.as_slice() {
+            if e.computed.as_slice() != e.hash.as_slice() {
                 self.stop(
                     e.seq,
                     format!(
@@ -355,7 +328,7 @@ impl Walk {
                 );
                 return;
             }
-            self.prev = e.hash;
+            self.prev.clone_from(&e.hash);
             self.expected += 1;
             self.checked += 1;
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::audit::{Checkpoint, CheckpointKind, Draft, Entry, Filter, Head, Purged, Signer};
+use crate::audit::{Checkpoint, CheckpointKind, Draft, Entry, Filter, Head, Link, Purged, Signer};
 use crate::config::{Backend, DatabaseUrl, PoolConfig};
 use crate::domain::{
     Cellule, CelluleCode, CelluleName, CelluleSlug, Membership, MembershipSpec, NewCellule,
@@ -21,8 +21,10 @@ use crate::domain::{
 };
 
 pub mod postgres;
+mod postgres_chain;
 pub mod records;
 pub mod sqlite;
+mod sqlite_chain;
 
 pub use records::*;
 
@@ -610,6 +612,20 @@ pub trait Database: Send + Sync + 'static {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<Entry>, StorageError>;
+    /// The [`Link`]s of the entries `after_seq < seq <= after_seq + limit`, in sequence order
+    /// (fewer where entries are missing): what verification checks, each hash recomputed from
+    /// the stored columns. The default reads [`Database::audit_entries`] and hashes them on a
+    /// blocking thread; both backends read and hash the rows directly instead (`sqlite_chain`,
+    /// `postgres_chain`).
+    async fn audit_links(
+        &self,
+        cellule: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Link>, StorageError> {
+        let entries = self.audit_entries(cellule, after_seq, limit).await?;
+        hash_links(entries, after_seq.saturating_add(limit)).await
+    }
     /// Entries matching the filter, newest first.
     async fn search_audit(
         &self,
@@ -867,6 +883,20 @@ pub(crate) fn history_from_json(
         .collect::<Result<Vec<_>, StorageError>>()?;
     dups.sort();
     Ok((events, dups.into_iter().map(|(_, r)| r).collect()))
+}
+
+/// The links of `entries` up to sequence `upto`, hashed on a blocking thread (a page is some
+/// milliseconds of hashing).
+pub(crate) async fn hash_links(entries: Vec<Entry>, upto: i64) -> Result<Vec<Link>, StorageError> {
+    tokio::task::spawn_blocking(move || {
+        entries
+            .iter()
+            .filter(|e| e.seq <= upto)
+            .map(Link::from)
+            .collect()
+    })
+    .await
+    .map_err(|e| StorageError::Other(format!("audit hashing task: {e}")))
 }
 
 /// The entries of a page the database aggregated into one JSON array (`None` or `[]`: none), in

@@ -16,7 +16,7 @@ use super::{
     WrappedKey, collect, same_cases,
 };
 use crate::audit::{
-    Checkpoint, CheckpointKind, Draft, Entry, Filter, GENESIS, Head, Purged, Signer,
+    Checkpoint, CheckpointKind, Draft, Entry, Filter, GENESIS, Head, Link, Purged, Signer,
 };
 use crate::config::{Backend, DatabaseUrl, PoolConfig};
 use crate::domain::{Cellule, CelluleSlug, Membership, MembershipSpec, NewCellule, Subject};
@@ -1299,6 +1299,34 @@ impl Database for PostgresDatabase {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn audit_links(
+        &self,
+        cellule: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Link>, StorageError> {
+        use futures_util::StreamExt;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(super::postgres_chain::BIND_PAGE)
+            .bind(cellule)
+            .bind(after_seq.to_string())
+            .bind(limit.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let mut data = Vec::new();
+        {
+            let mut stream = tx.copy_out_raw(super::postgres_chain::COPY_PAGE).await?;
+            while let Some(chunk) = stream.next().await {
+                data.extend_from_slice(&chunk?);
+            }
+        }
+        tx.commit().await?;
+        let cellule = cellule.to_owned();
+        tokio::task::spawn_blocking(move || super::postgres_chain::links(&cellule, &data))
+            .await
+            .map_err(|e| StorageError::Other(format!("audit hashing task: {e}")))?
     }
 
     async fn search_audit(&self, cellule: &str, f: &Filter) -> Result<Vec<Entry>, StorageError> {

@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::sqlite_chain::ChainReader;
 use super::{
     AUDIT_INSERT_ROWS, AgendaItemRecord, CASE_INSERT_ROWS, CaseFilter, CaseRecord, CaseWrite,
     CelluleRow, CharterRecord, Committed, Database, DecisionRecord, DeferredRecord, EligibleCase,
@@ -16,7 +17,7 @@ use super::{
     WrappedKey, collect, same_cases,
 };
 use crate::audit::{
-    Checkpoint, CheckpointKind, Draft, Entry, Filter, GENESIS, Head, Purged, Signer,
+    Checkpoint, CheckpointKind, Draft, Entry, Filter, GENESIS, Head, Link, Purged, Signer,
 };
 use crate::config::{Backend, DatabaseUrl, PoolConfig};
 use crate::domain::{Cellule, CelluleSlug, Membership, MembershipSpec, NewCellule, Subject};
@@ -43,6 +44,8 @@ pub struct SqliteDatabase {
     /// Writes, one connection: writers of this process queue here, in order, instead of
     /// sleeping in SQLite's busy handler (several processes on one file still meet there).
     writer: SqlitePool,
+    /// Verification's direct reader of the database file (none for an in-memory database).
+    chain: Option<std::sync::Arc<ChainReader>>,
 }
 
 impl SqliteDatabase {
@@ -57,6 +60,12 @@ impl SqliteDatabase {
             .busy_timeout(pool.acquire_timeout);
         prepare_file(options.get_filename())?;
         let in_memory = options.get_filename().to_str() == Some(":memory:");
+        let chain = (!in_memory).then(|| {
+            std::sync::Arc::new(ChainReader::new(
+                options.get_filename().to_path_buf(),
+                pool.acquire_timeout,
+            ))
+        });
         let readers = SqlitePoolOptions::new()
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
@@ -77,6 +86,7 @@ impl SqliteDatabase {
         Ok(Self {
             pool: readers,
             writer,
+            chain,
         })
     }
 
@@ -1346,6 +1356,22 @@ impl Database for SqliteDatabase {
         .fetch_one(&self.pool)
         .await?;
         super::entries_from_json(cellule, page.as_deref())
+    }
+
+    async fn audit_links(
+        &self,
+        cellule: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Link>, StorageError> {
+        let Some(chain) = self.chain.clone() else {
+            let entries = self.audit_entries(cellule, after_seq, limit).await?;
+            return super::hash_links(entries, after_seq.saturating_add(limit)).await;
+        };
+        let cellule = cellule.to_owned();
+        tokio::task::spawn_blocking(move || chain.links(&cellule, after_seq, limit))
+            .await
+            .map_err(|e| StorageError::Other(format!("audit chain reader task: {e}")))?
     }
 
     async fn search_audit(&self, cellule: &str, f: &Filter) -> Result<Vec<Entry>, StorageError> {

@@ -1194,6 +1194,70 @@ async fn verification_holds_across_page_boundaries(backend: Backend) {
     }
 }
 
+/// The links verification walks (read and hashed by the backend: SQLite steps the rows itself)
+/// are those of the entries as the API reads them, edited columns and absent fields included.
+async fn verification_links_match_the_stored_entries(backend: Backend) {
+    let app = spawn_app(backend).await;
+    busy_cellule(&app).await;
+    let links_and_entries = || async {
+        let db = app.state.db.as_ref();
+        let links = db.audit_links("perpignan", 2, 1_000).await.expect("links");
+        let entries = db
+            .audit_entries("perpignan", 2, 1_000)
+            .await
+            .expect("entries");
+        (links, entries)
+    };
+    let (links, entries) = links_and_entries().await;
+    assert!(links.len() > 10, "{}", links.len());
+    assert_eq!(links[0].seq, 3, "the page starts above after_seq");
+    assert!(entries.iter().any(|e| e.case_id.is_none()));
+    assert!(entries.iter().any(|e| e.case_id.is_some()));
+    for (link, entry) in links.iter().zip(&entries) {
+        assert_eq!(*link, cellule::audit::Link::from(entry));
+        assert_eq!(
+            link.computed.as_slice(),
+            entry.hash.as_slice(),
+            "{}",
+            entry.seq
+        );
+    }
+    assert_eq!(links.len(), entries.len());
+    let limited = app
+        .state
+        .db
+        .audit_links("perpignan", 2, 4)
+        .await
+        .expect("links");
+    assert_eq!(limited, links[..4]);
+    drop_guards(&app).await;
+    sql(
+        &app,
+        &[
+            "UPDATE audit_entries SET request_id = NULL, actor_org = 'ailleurs' \
+             WHERE cellule = 'perpignan' AND seq = 5",
+            "DELETE FROM audit_entries WHERE cellule = 'perpignan' AND seq = 8",
+        ],
+    )
+    .await
+    .expect("tamper");
+    let (links, entries) = links_and_entries().await;
+    let edited = links.iter().find(|l| l.seq == 5).expect("entry 5");
+    assert_ne!(edited.computed.as_slice(), edited.hash.as_slice());
+    for (link, entry) in links.iter().zip(&entries) {
+        assert_eq!(*link, cellule::audit::Link::from(entry));
+    }
+    // A page is a range of sequence numbers: a missing entry leaves it short.
+    let range = app
+        .state
+        .db
+        .audit_links("perpignan", 6, 4)
+        .await
+        .expect("links");
+    let seqs: Vec<i64> = range.iter().map(|l| l.seq).collect();
+    assert_eq!(seqs, [7, 9, 10]);
+}
+
 /// Reads and denials of concurrent requests are committed together (group commit, SPEC §9: each
 /// answered only once its entry is committed) and keep one linear chain; an entry that cannot be
 /// written fails only its own request.
@@ -1343,6 +1407,7 @@ async fn concurrent_reads_share_commits_and_keep_one_chain(backend: Backend) {
 
 backend_tests!(
     verification_holds_across_page_boundaries,
+    verification_links_match_the_stored_entries,
     the_database_refuses_to_change_entries,
     an_edited_field_is_found_at_its_sequence,
     a_deleted_entry_is_found_at_its_sequence,

@@ -1,0 +1,226 @@
+//! The PostgreSQL backend's reader for audit verification.
+//!
+//! Verification reads every entry of a chain. As query rows, each entry is decoded column by
+//! column into an `Entry` (a dozen allocations) before it is hashed. Here a page comes as one
+//! `COPY … TO STDOUT (FORMAT binary)` stream, and each entry is encoded and hashed straight from
+//! the stream's bytes ([`Fields`] borrows them).
+//!
+//! `COPY` takes no bind parameters, so the statement stays static and reads the page's bounds
+//! from transaction-local settings that a parameterised `set_config` call binds first.
+
+use crate::audit::{Fields, Link};
+
+use super::StorageError;
+
+/// Binds the page's bounds (cellule, after, limit) for [`COPY_PAGE`], in the same transaction.
+pub(crate) const BIND_PAGE: &str = "SELECT set_config('cellule.chain_cellule', $1, true), \
+     set_config('cellule.chain_after', $2, true), set_config('cellule.chain_limit', $3, true)";
+
+/// One page of entries, in sequence order, in the columns [`links`] reads. The planner cannot
+/// see the settings' values: bounding the sequence on both sides keeps it on the primary key
+/// even before the table has statistics (with only a lower bound and a `LIMIT`, a fresh table
+/// was sorted whole for every page).
+pub(crate) const COPY_PAGE: &str = "COPY (SELECT seq, at_us, actor, actor_role, actor_org, action, \
+       case_id, case_ref, target_kind, target_id, outcome, reason, request_id, prev_hash, hash \
+     FROM audit_entries WHERE cellule = current_setting('cellule.chain_cellule') \
+       AND seq > current_setting('cellule.chain_after')::bigint \
+       AND seq <= current_setting('cellule.chain_after')::bigint \
+         + current_setting('cellule.chain_limit')::bigint \
+     ORDER BY seq) TO STDOUT (FORMAT binary)";
+
+const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+const COLUMNS: i16 = 15;
+
+fn corrupt(what: &str) -> StorageError {
+    StorageError::Corrupt(format!("audit page: {what}"))
+}
+
+/// A cursor over the binary `COPY` format.
+struct Cursor<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StorageError> {
+        if self.data.len() < n {
+            return Err(corrupt("truncated"));
+        }
+        let (head, rest) = self.data.split_at(n);
+        self.data = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], StorageError> {
+        self.take(N)?.try_into().map_err(|_| corrupt("truncated"))
+    }
+
+    fn i16(&mut self) -> Result<i16, StorageError> {
+        Ok(i16::from_be_bytes(self.array()?))
+    }
+
+    fn i32(&mut self) -> Result<i32, StorageError> {
+        Ok(i32::from_be_bytes(self.array()?))
+    }
+
+    /// One field: `None` for NULL.
+    fn field(&mut self) -> Result<Option<&'a [u8]>, StorageError> {
+        match self.i32()? {
+            -1 => Ok(None),
+            len => {
+                let len = usize::try_from(len).map_err(|_| corrupt("negative field length"))?;
+                Ok(Some(self.take(len)?))
+            }
+        }
+    }
+
+    fn required(&mut self, column: &str) -> Result<&'a [u8], StorageError> {
+        self.field()?
+            .ok_or_else(|| corrupt(&format!("{column} is null")))
+    }
+
+    fn int8(&mut self, column: &str) -> Result<i64, StorageError> {
+        let bytes: [u8; 8] = self
+            .required(column)?
+            .try_into()
+            .map_err(|_| corrupt(&format!("{column} is not an int8")))?;
+        Ok(i64::from_be_bytes(bytes))
+    }
+}
+
+/// The links of the entries of one page of [`COPY_PAGE`] output (blocking work: some
+/// milliseconds per page).
+pub(crate) fn links(cellule: &str, data: &[u8]) -> Result<Vec<Link>, StorageError> {
+    let mut c = Cursor { data };
+    if c.take(SIGNATURE.len())? != SIGNATURE {
+        return Err(corrupt("not binary COPY output"));
+    }
+    let _flags = c.i32()?;
+    let extension = usize::try_from(c.i32()?).map_err(|_| corrupt("bad header"))?;
+    c.take(extension)?;
+    let mut links = Vec::new();
+    let mut canonical = Vec::with_capacity(512);
+    loop {
+        match c.i16()? {
+            -1 => break,
+            COLUMNS => {}
+            n => return Err(corrupt(&format!("{n} columns in a row"))),
+        }
+        let fields = Fields {
+            cellule: cellule.as_bytes(),
+            seq: c.int8("seq")?,
+            at_us: c.int8("at_us")?,
+            actor: c.required("actor")?,
+            actor_role: c.required("actor_role")?,
+            actor_org: c.field()?,
+            action: c.required("action")?,
+            case_id: c.field()?,
+            case_ref: c.field()?,
+            target_kind: c.field()?,
+            target_id: c.field()?,
+            outcome: c.required("outcome")?,
+            reason: c.field()?,
+            request_id: c.field()?,
+        };
+        let prev_hash = c.required("prev_hash")?;
+        let hash = c.required("hash")?;
+        links.push(Link::of(&fields, prev_hash, hash, &mut canonical));
+    }
+    Ok(links)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(out: &mut Vec<u8>, value: Option<&[u8]>) {
+        match value {
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+            Some(v) => {
+                out.extend_from_slice(&i32::try_from(v.len()).unwrap_or(0).to_be_bytes());
+                out.extend_from_slice(v);
+            }
+        }
+    }
+
+    fn page(rows: &[(i64, Option<&[u8]>)]) -> Vec<u8> {
+        let mut out = SIGNATURE.to_vec();
+        out.extend_from_slice(&0i32.to_be_bytes());
+        out.extend_from_slice(&0i32.to_be_bytes());
+        for (seq, org) in rows {
+            out.extend_from_slice(&COLUMNS.to_be_bytes());
+            field(&mut out, Some(&seq.to_be_bytes()));
+            field(
+                &mut out,
+                Some(&(1_700_000_000_000_000i64 + seq).to_be_bytes()),
+            );
+            for v in [
+                Some(&b"alice"[..]),
+                Some(b"member"),
+                *org,
+                Some(b"read_case"),
+            ] {
+                field(&mut out, v);
+            }
+            for v in [Some(&b"c1"[..]), Some(b"CC-1"), None, None] {
+                field(&mut out, v);
+            }
+            for v in [Some(&b"allowed"[..]), None, Some(b"req")] {
+                field(&mut out, v);
+            }
+            field(&mut out, Some(&[7u8; 32]));
+            field(&mut out, Some(&[9u8; 32]));
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn links_are_those_of_the_same_entries() {
+        let data = page(&[(1, Some(b"cmp")), (2, None)]);
+        let links = links("perpignan", &data).expect("links");
+        assert_eq!(links.len(), 2);
+        for (link, (seq, org)) in links.iter().zip([(1i64, Some("cmp")), (2, None)]) {
+            let entry = crate::audit::Entry {
+                cellule: "perpignan".into(),
+                seq,
+                at_us: 1_700_000_000_000_000 + seq,
+                actor: "alice".into(),
+                actor_role: "member".into(),
+                actor_org: org.map(str::to_owned),
+                action: "read_case".into(),
+                case_id: Some("c1".into()),
+                case_ref: Some("CC-1".into()),
+                target_kind: None,
+                target_id: None,
+                outcome: "allowed".into(),
+                reason: None,
+                request_id: Some("req".into()),
+                prev_hash: vec![7; 32],
+                hash: vec![9; 32],
+            };
+            assert_eq!(*link, Link::from(&entry));
+        }
+    }
+
+    #[test]
+    fn malformed_pages_are_corrupt_not_panics() {
+        let good = page(&[(1, None)]);
+        for bad in [
+            &good[..5],
+            &good[..good.len() - 3],
+            &good[..good.len() - 2],
+            b"COPY\n\xff\r\n\0\0\0\0\0\0\0\0\0\xff\xff",
+        ] {
+            assert!(matches!(
+                links("perpignan", bad),
+                Err(StorageError::Corrupt(_))
+            ));
+        }
+        let mut wrong_width = good.clone();
+        wrong_width[19] = 3;
+        assert!(matches!(
+            links("perpignan", &wrong_width),
+            Err(StorageError::Corrupt(_))
+        ));
+    }
+}
