@@ -5,7 +5,7 @@
 //!
 //! For each backend and each dataset size (1,000 and 100,000 cases; `--quick`: 200 and 2,000;
 //! `--sizes SMALL,LARGE` to choose; `--concurrency N`, `--duration SECONDS` per path; `--only NAME`
-//! runs only the HTTP paths whose name contains NAME, to profile one; `--backend sqlite|postgres`
+//! runs only the HTTP paths whose name contains NAME (or one of `A,B,…`), to profile one; `--backend sqlite|postgres`
 //! runs one backend, whose RSS figures then do not start from what another left resident):
 //!
 //! 1. The real application (`Application::build`: migrations, keyring, dev token issuer, the
@@ -1200,7 +1200,7 @@ async fn run_dataset(
         if opts
             .only
             .as_ref()
-            .is_some_and(|o| !name.contains(o.as_str()))
+            .is_some_and(|o| !o.split(',').any(|part| name.contains(part)))
         {
             continue;
         }

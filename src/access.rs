@@ -11,8 +11,9 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::audit::{self, Action, AuditCtx};
+use crate::auth::CelluleMember;
+use crate::domain::Role;
 use crate::domain::case::Audience;
-use crate::domain::{Membership, Role};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::policy::{Principal, Resource, Verdict};
@@ -27,18 +28,15 @@ pub fn agenda_since(now: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// The principal of a membership, with its charter acceptance (members and coordinators).
-pub async fn principal(state: &AppState, m: &Membership) -> Result<Principal, ApiError> {
+pub fn principal(who: &CelluleMember) -> Principal {
+    let m = &who.membership;
     let cellule = m.cellule.as_str();
+    // Only members and coordinators read content, so only they sign the charter.
     let charter_accepted = match m.spec.role {
-        Role::Member | Role::Coordinator => {
-            state
-                .db
-                .accepted_current_charter(cellule, m.subject.as_str())
-                .await?
-        }
+        Role::Member | Role::Coordinator => who.charter_accepted,
         Role::Referrer | Role::Auditor => false,
     };
-    Ok(Principal {
+    Principal {
         subject: m.subject.as_str().to_owned(),
         cellule: cellule.to_owned(),
         role: m.spec.role.as_str().to_owned(),
@@ -55,7 +53,7 @@ pub async fn principal(state: &AppState, m: &Membership) -> Result<Principal, Ap
             .unwrap_or_default(),
         guest: m.spec.guest,
         charter_accepted,
-    })
+    }
 }
 
 fn ask(

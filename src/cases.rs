@@ -372,7 +372,7 @@ pub async fn submit(
 ) -> Result<ReferralCreated, ApiError> {
     let m = &who.membership;
     let a = who.audit();
-    let p = access::principal(state, m).await?;
+    let p = access::principal(who);
     access::cellule_action_audited(state, &p, &a, "submit_referral", Action::SubmitReferral)
         .await?;
     let mut errors = Vec::new();
@@ -527,7 +527,7 @@ pub async fn my_referrals(
 ) -> Result<Vec<ReferralStatus>, ApiError> {
     let m = &who.membership;
     let a = who.audit();
-    let p = access::principal(state, m).await?;
+    let p = access::principal(who);
     access::cellule_action_audited(state, &p, &a, "list_own_referrals", Action::ListReferrals)
         .await?;
     let filter = CaseFilter {
@@ -585,7 +585,7 @@ pub async fn list(
 ) -> Result<CasePage, ApiError> {
     let m = &who.membership;
     let a = who.audit();
-    let p = access::principal(state, m).await?;
+    let p = access::principal(who);
     access::cellule_action_audited(state, &p, &a, "list_cases", Action::ListCases).await?;
     let (routed_org, or_on_agenda, invited) = access::list_prefilter(&p);
     let limit = q.limit.unwrap_or(50);
@@ -642,7 +642,7 @@ pub async fn list(
 /// `GET …/cases/{id}`: the whole case, decrypted.
 pub async fn read(state: &AppState, who: &CelluleMember, id: &str) -> Result<CaseView, ApiError> {
     let a = who.audit();
-    let p = access::principal(state, &who.membership).await?;
+    let p = access::principal(who);
     let case = authorised_case(state, &p, &a, id, "read_case", Action::ReadCase, None).await?;
     let draft = a
         .entry(Action::ReadCase, state.clock.now())
@@ -710,7 +710,7 @@ pub async fn transition(
     req: TransitionRequest,
 ) -> Result<CaseSummary, ApiError> {
     let a = who.audit();
-    let p = access::principal(state, &who.membership).await?;
+    let p = access::principal(who);
     let case = authorised_case(
         state,
         &p,
@@ -837,7 +837,7 @@ pub async fn add_note(
     req: NoteRequest,
 ) -> Result<NoteView, ApiError> {
     let a = who.audit();
-    let p = access::principal(state, &who.membership).await?;
+    let p = access::principal(who);
     let case = authorised_case(
         state,
         &p,
@@ -934,7 +934,7 @@ pub async fn notes(
     id: &str,
 ) -> Result<Vec<NoteView>, ApiError> {
     let a = who.audit();
-    let p = access::principal(state, &who.membership).await?;
+    let p = access::principal(who);
     let case = authorised_case(state, &p, &a, id, "view_case", Action::ReadNotes, None).await?;
     let audiences: Vec<&str> = access::readable_audiences(state, &p, &case)?
         .into_iter()
@@ -954,7 +954,7 @@ pub async fn notes(
 /// `DELETE …/cases/{id}`: erase on request.
 pub async fn erase(state: &AppState, who: &CelluleMember, id: &str) -> Result<String, ApiError> {
     let a = who.audit();
-    let p = access::principal(state, &who.membership).await?;
+    let p = access::principal(who);
     let case = authorised_case(state, &p, &a, id, "erase_case", Action::EraseCase, None).await?;
     let now = state.clock.now();
     let draft = a.entry(Action::EraseCase, now).case(&case.id, None);

@@ -633,13 +633,14 @@ impl Demo {
             )
             .await
             .map_err(at("memberships"))?;
-            let member = CelluleMember {
+            let mut member = CelluleMember {
                 caller: Caller {
                     subject,
                     issuer: self.state.config.auth.dev_issuer.issuer.clone(),
                 },
                 cellule: cellule.clone(),
                 membership,
+                charter_accepted: false,
                 request_id: None,
             };
             if matches!(p.role, Role::Member | Role::Coordinator) {
@@ -657,6 +658,7 @@ impl Demo {
                 )
                 .await
                 .map_err(at("charter"))?;
+                member.charter_accepted = true;
             }
             self.members.push(Some(member));
         }

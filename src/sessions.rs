@@ -353,13 +353,9 @@ fn needs_of(stored: &str) -> Result<Vec<Need>, ApiError> {
         .collect()
 }
 
-async fn principal(state: &AppState, who: &CelluleMember) -> Result<Principal, ApiError> {
-    access::principal(state, &who.membership).await
-}
-
 /// A cellule-level action without case data (schedule, sessions, routing, statistics).
 async fn allowed(state: &AppState, who: &CelluleMember, action: &str) -> Result<(), ApiError> {
-    let p = principal(state, who).await?;
+    let p = access::principal(who);
     access::cellule_action(state, &p, action)
 }
 
@@ -370,7 +366,7 @@ async fn allowed_audited(
     action: &str,
     audited: Action,
 ) -> Result<Principal, ApiError> {
-    let p = principal(state, who).await?;
+    let p = access::principal(who);
     access::cellule_action_audited(state, &p, &who.audit(), action, audited).await?;
     Ok(p)
 }

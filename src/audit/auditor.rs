@@ -137,7 +137,7 @@ async fn begin(
     case: Option<(&str, &str)>,
 ) -> Result<(), ApiError> {
     let a = who.audit();
-    let p = access::principal(state, &who.membership).await?;
+    let p = access::principal(who);
     access::cellule_action_audited(state, &p, &a, policy_action, action).await?;
     let mut draft = a.entry(action, state.clock.now());
     if let Some((id, reference)) = case {
@@ -249,7 +249,7 @@ pub async fn access_log(
     let Some((case_id, reference)) = resolved else {
         // Refused for non-auditors (recorded); an unknown case is recorded like any other.
         let a = who.audit();
-        let p = access::principal(state, &who.membership).await?;
+        let p = access::principal(who);
         access::cellule_action_audited(state, &p, &a, "read_access_log", Action::ReadAccessLog)
             .await?;
         let mut draft = a

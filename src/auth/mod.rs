@@ -96,6 +96,8 @@ pub struct CelluleMember {
     pub caller: Caller,
     pub cellule: Cellule,
     pub membership: Membership,
+    /// Whether the caller had accepted the cellule's current charter when the request came in.
+    pub charter_accepted: bool,
     /// The id of this request (`x-request-id`), for the audit log.
     pub request_id: Option<String>,
 }
@@ -173,10 +175,13 @@ impl FromRequestParts<AppState> for CelluleMember {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
         let slug = cellule_slug(parts, state).await?;
-        // Both lookups run whether or not the first one finds something, so that "no such
+        // One query answers for the cellule, the membership and the charter, so that "no such
         // cellule" and "not a member" take the same path.
-        let membership = state.db.get_membership(&slug, &caller.subject).await?;
-        let cellule = state.db.get_cellule(&slug).await?;
+        let access = state.db.cellule_access(&slug, &caller.subject).await?;
+        let (cellule, membership, charter_accepted) = match access {
+            Some(a) => (Some(a.cellule), a.membership, a.charter_accepted),
+            None => (None, None, false),
+        };
         match (cellule, membership) {
             // Administrators never act inside a cellule (separation of duties).
             (Some(cellule), _) if caller.is_admin(state) => {
@@ -194,6 +199,7 @@ impl FromRequestParts<AppState> for CelluleMember {
                 caller,
                 cellule,
                 membership,
+                charter_accepted,
                 request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
             }),
             (Some(cellule), None) => {

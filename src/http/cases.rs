@@ -242,7 +242,7 @@ pub async fn get_charter(
     State(state): State<AppState>,
     member: CelluleMember,
 ) -> Result<Json<CharterView>, ApiError> {
-    let p = crate::access::principal(&state, &member.membership).await?;
+    let p = crate::access::principal(&member);
     crate::access::cellule_action(&state, &p, "read_charter")?;
     let slug = member.cellule.slug.as_str();
     let charter = state
@@ -281,7 +281,7 @@ pub async fn accept_charter(
     member: CelluleMember,
     ApiJson(body): ApiJson<AcceptCharter>,
 ) -> Result<Json<CharterAccepted>, ApiError> {
-    let p = crate::access::principal(&state, &member.membership).await?;
+    let p = crate::access::principal(&member);
     let a = member.audit();
     crate::access::cellule_action_audited(
         &state,

@@ -298,11 +298,14 @@ pub trait Database: Send + Sync + 'static {
         cellule: &CelluleSlug,
         subject: &Subject,
     ) -> Result<bool, StorageError>;
-    async fn get_membership(
+    /// A cellule as one subject reaches it: the cellule, their membership if any, and whether
+    /// they accepted its current charter, in one round trip (the `CelluleMember` extractor's
+    /// question on every cellule route). `None` when the cellule does not exist.
+    async fn cellule_access(
         &self,
         cellule: &CelluleSlug,
         subject: &Subject,
-    ) -> Result<Option<Membership>, StorageError>;
+    ) -> Result<Option<CelluleAccess>, StorageError>;
     async fn list_members(&self, cellule: &CelluleSlug) -> Result<Vec<Membership>, StorageError>;
     /// Every membership of one subject, with its cellule, ordered by cellule slug.
     async fn memberships_of(
@@ -456,13 +459,6 @@ pub trait Database: Send + Sync + 'static {
         text: &str,
         now: DateTime<Utc>,
     ) -> Result<i64, StorageError>;
-    /// Whether `subject` accepted the cellule's current charter (false when there is none): the
-    /// one charter question of every content request, in one round trip.
-    async fn accepted_current_charter(
-        &self,
-        cellule: &str,
-        subject: &str,
-    ) -> Result<bool, StorageError>;
     async fn has_accepted_charter(
         &self,
         cellule: &str,
@@ -751,6 +747,62 @@ impl TryFrom<MembershipRow> for Membership {
             spec,
             created_at: r.created_at,
             updated_at: r.updated_at,
+        })
+    }
+}
+
+/// A cellule as one subject reaches it ([`Database::cellule_access`]).
+#[derive(Debug, Clone)]
+pub struct CelluleAccess {
+    pub cellule: Cellule,
+    pub membership: Option<Membership>,
+    /// The subject accepted the cellule's current charter (false when there is none).
+    pub charter_accepted: bool,
+}
+
+/// A cellule with the subject's membership columns (all null without one) and charter flag.
+#[derive(sqlx::FromRow)]
+pub(crate) struct CelluleAccessRow {
+    #[sqlx(flatten)]
+    pub cellule: CelluleRow,
+    pub subject: Option<String>,
+    pub role: Option<String>,
+    pub sphere: Option<String>,
+    pub organisation: Option<String>,
+    pub guest: Option<bool>,
+    pub member_since: Option<DateTime<Utc>>,
+    pub member_updated_at: Option<DateTime<Utc>>,
+    pub charter_accepted: bool,
+}
+
+impl TryFrom<CelluleAccessRow> for CelluleAccess {
+    type Error = StorageError;
+    fn try_from(r: CelluleAccessRow) -> Result<Self, StorageError> {
+        let membership = match (
+            r.subject,
+            r.role,
+            r.guest,
+            r.member_since,
+            r.member_updated_at,
+        ) {
+            (Some(subject), Some(role), Some(guest), Some(created_at), Some(updated_at)) => {
+                Some(Membership::try_from(MembershipRow {
+                    cellule: r.cellule.slug.clone(),
+                    subject,
+                    role,
+                    sphere: r.sphere,
+                    organisation: r.organisation,
+                    guest,
+                    created_at,
+                    updated_at,
+                })?)
+            }
+            _ => None,
+        };
+        Ok(CelluleAccess {
+            cellule: Cellule::try_from(r.cellule)?,
+            charter_accepted: membership.is_some() && r.charter_accepted,
+            membership,
         })
     }
 }

@@ -10,10 +10,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{
     AUDIT_INSERT_ROWS, AgendaItemRecord, CASE_INSERT_ROWS, CaseFilter, CaseRecord, CaseWrite,
-    CelluleRow, CharterRecord, Committed, Database, DecisionRecord, DeferredRecord, EligibleCase,
-    EventRecord, MembershipRow, MembershipWithCelluleRow, NewAgendaItem, NoteRecord,
-    RetentionSettings, Rewrapped, SessionRecord, StatsCase, StorageError, Tombstone, Transition,
-    WrappedKey, collect, same_cases,
+    CelluleAccess, CelluleAccessRow, CelluleRow, CharterRecord, Committed, Database,
+    DecisionRecord, DeferredRecord, EligibleCase, EventRecord, MembershipRow,
+    MembershipWithCelluleRow, NewAgendaItem, NoteRecord, RetentionSettings, Rewrapped,
+    SessionRecord, StatsCase, StorageError, Tombstone, Transition, WrappedKey, collect, same_cases,
 };
 use crate::audit::{
     Checkpoint, CheckpointKind, Draft, Entry, Filter, GENESIS, Head, Link, Purged, Signer,
@@ -177,14 +177,21 @@ impl Database for PostgresDatabase {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn get_membership(
+    async fn cellule_access(
         &self,
         cellule: &CelluleSlug,
         subject: &Subject,
-    ) -> Result<Option<Membership>, StorageError> {
-        let row: Option<MembershipRow> = sqlx::query_as(
-            "SELECT cellule, subject, role, sphere, organisation, guest, created_at, updated_at \
-             FROM memberships WHERE cellule = $1 AND subject = $2",
+    ) -> Result<Option<CelluleAccess>, StorageError> {
+        let row: Option<CelluleAccessRow> = sqlx::query_as(
+            "SELECT c.slug, c.name, c.code, c.created_at, \
+                    m.subject, m.role, m.sphere, m.organisation, m.guest, \
+                    m.created_at AS member_since, m.updated_at AS member_updated_at, \
+                    EXISTS (SELECT 1 FROM charter_acceptances a \
+                            WHERE a.cellule = c.slug AND a.subject = $2 \
+                              AND a.version = (SELECT MAX(v.version) FROM charters v \
+                                               WHERE v.cellule = c.slug)) AS charter_accepted \
+             FROM cellules c LEFT JOIN memberships m ON m.cellule = c.slug AND m.subject = $2 \
+             WHERE c.slug = $1",
         )
         .bind(cellule.as_str())
         .bind(subject.as_str())
@@ -686,21 +693,6 @@ impl Database for PostgresDatabase {
         .fetch_one(&self.pool)
         .await
         .map_err(super::not_found_on_fk)
-    }
-
-    async fn accepted_current_charter(
-        &self,
-        cellule: &str,
-        subject: &str,
-    ) -> Result<bool, StorageError> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM charter_acceptances a WHERE a.cellule = $1 AND a.subject = $2 \
-               AND a.version = (SELECT MAX(c.version) FROM charters c WHERE c.cellule = $1))",
-        )
-        .bind(cellule)
-        .bind(subject)
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     async fn has_accepted_charter(
@@ -1307,26 +1299,32 @@ impl Database for PostgresDatabase {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<Link>, StorageError> {
-        use futures_util::StreamExt;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(super::postgres_chain::BIND_PAGE)
-            .bind(cellule)
-            .bind(after_seq.to_string())
-            .bind(limit.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let mut data = Vec::new();
-        {
-            let mut stream = tx.copy_out_raw(super::postgres_chain::COPY_PAGE).await?;
-            while let Some(chunk) = stream.next().await {
-                data.extend_from_slice(&chunk?);
+        // A task of its own: a caller that stops waiting (verification found a break) must not
+        // cut a COPY half read, which would leave the connection unusable for the pool.
+        let (pool, cellule) = (self.pool.clone(), cellule.to_owned());
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let mut tx = pool.begin().await?;
+            sqlx::query(super::postgres_chain::BIND_PAGE)
+                .bind(&cellule)
+                .bind(after_seq.to_string())
+                .bind(limit.to_string())
+                .execute(&mut *tx)
+                .await?;
+            let mut data = Vec::new();
+            {
+                let mut stream = tx.copy_out_raw(super::postgres_chain::COPY_PAGE).await?;
+                while let Some(chunk) = stream.next().await {
+                    data.extend_from_slice(&chunk?);
+                }
             }
-        }
-        tx.commit().await?;
-        let cellule = cellule.to_owned();
-        tokio::task::spawn_blocking(move || super::postgres_chain::links(&cellule, &data))
-            .await
-            .map_err(|e| StorageError::Other(format!("audit hashing task: {e}")))?
+            tx.commit().await?;
+            tokio::task::spawn_blocking(move || super::postgres_chain::links(&cellule, &data))
+                .await
+                .map_err(|e| StorageError::Other(format!("audit hashing task: {e}")))?
+        })
+        .await
+        .map_err(|e| StorageError::Other(format!("audit page task: {e}")))?
     }
 
     async fn search_audit(&self, cellule: &str, f: &Filter) -> Result<Vec<Entry>, StorageError> {
