@@ -610,18 +610,14 @@ pub trait Database: Send + Sync + 'static {
     ) -> Result<Vec<Entry>, StorageError>;
     /// The [`Link`]s of the entries `after_seq < seq <= after_seq + limit`, in sequence order
     /// (fewer where entries are missing): what verification checks, each hash recomputed from
-    /// the stored columns. The default reads [`Database::audit_entries`] and hashes them on a
-    /// blocking thread; both backends read and hash the rows directly instead (`sqlite_chain`,
-    /// `postgres_chain`).
+    /// the stored columns. Both backends read and hash the rows directly (`sqlite_chain`,
+    /// `postgres_chain`) instead of building an [`Entry`] per row.
     async fn audit_links(
         &self,
         cellule: &str,
         after_seq: i64,
         limit: i64,
-    ) -> Result<Vec<Link>, StorageError> {
-        let entries = self.audit_entries(cellule, after_seq, limit).await?;
-        hash_links(entries, after_seq.saturating_add(limit)).await
-    }
+    ) -> Result<Vec<Link>, StorageError>;
     /// Entries matching the filter, newest first.
     async fn search_audit(
         &self,
@@ -938,7 +934,8 @@ pub(crate) fn history_from_json(
 }
 
 /// The links of `entries` up to sequence `upto`, hashed on a blocking thread (a page is some
-/// milliseconds of hashing).
+/// milliseconds of hashing): an in-memory SQLite database, which has no file for the direct
+/// reader.
 pub(crate) async fn hash_links(entries: Vec<Entry>, upto: i64) -> Result<Vec<Link>, StorageError> {
     tokio::task::spawn_blocking(move || {
         entries

@@ -762,6 +762,34 @@ async fn charter_gates_case_content(backend: Backend) {
     app.get(&case_path(&id), Some(&t)).await.assert_problem(403);
     app.accept_charter("newcomer").await;
     assert_eq!(app.get(&case_path(&id), Some(&t)).await.status, 200);
+    // Acceptance counts in its own cellule only.
+    app.create_cellule("narbonne").await;
+    app.add_member(
+        "narbonne",
+        "newcomer",
+        json!({"role": "coordinator", "sphere": "city", "organisation": "CLSM Narbonne"}),
+    )
+    .await;
+    let other = app.get("/v1/cellules/narbonne/cases", Some(&t)).await;
+    other.assert_problem(403);
+    assert_eq!(other.problem_type(), "/problems/charter-not-accepted");
+    let charter = app.get("/v1/cellules/narbonne/charter", Some(&t)).await;
+    assert_eq!(charter.body["accepted"], false);
+    let accept = app
+        .request(
+            Method::POST,
+            "/v1/cellules/narbonne/charter/accept",
+            Some(&t),
+            Some(json!({"version": charter.body["version"]})),
+        )
+        .await;
+    assert_eq!(accept.status, 200, "{}", accept.text);
+    assert_eq!(
+        app.get("/v1/cellules/narbonne/cases", Some(&t))
+            .await
+            .status,
+        200
+    );
     // Referrers and auditors have no charter to accept.
     let a = app
         .request(
