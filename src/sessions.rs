@@ -677,7 +677,7 @@ pub async fn cancel(
         .iter()
         .map(|i| (i.case_id.as_str(), i.reference.as_str()))
         .collect();
-    let drafts = per_case(&a, Action::CancelSession, now, &s.id, &touched);
+    let drafts = session_entry(&a, Action::CancelSession, now, &s.id, &touched);
     let ids: Vec<String> = items.iter().map(|i| i.case_id.clone()).collect();
     let head = state
         .db
@@ -688,26 +688,21 @@ pub async fn cancel(
     Ok(SessionView::from(&session(state, cellule, sid).await?))
 }
 
-/// One entry per case touched, each naming the session; one entry naming only the session when
-/// no case is touched.
-fn per_case(
+/// The one entry of a session-level action: it names the session and the set of cases touched
+/// (none: the session alone). An agenda build considers every eligible case of the cellule;
+/// one entry per case would cost thousands of chained rows per build, the set costs one.
+fn session_entry(
     a: &audit::AuditCtx,
     action: Action,
     now: DateTime<Utc>,
     session_id: &str,
     cases: &[(&str, &str)],
 ) -> Vec<audit::Draft> {
-    if cases.is_empty() {
-        return vec![a.entry(action, now).target("session", session_id)];
-    }
-    cases
-        .iter()
-        .map(|(id, reference)| {
-            a.entry(action, now)
-                .case(id, Some(reference))
-                .target("session", session_id)
-        })
-        .collect()
+    vec![
+        a.entry(action, now)
+            .target("session", session_id)
+            .cases(cases),
+    ]
 }
 
 // --- agenda -----------------------------------------------------------------------------------
@@ -787,17 +782,20 @@ pub async fn build(
     let by_id: std::collections::HashMap<&str, &EligibleCase> =
         cases.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut items = Vec::with_capacity(built.items.len());
+    let mut rows = Vec::with_capacity(built.items.len());
     for i in &built.items {
         let c = by_id
             .get(i.candidate.case_id.as_str())
             .ok_or_else(|| ApiError::Internal("candidate without its case".into()))?;
-        items.push(NewAgendaItem {
+        let item = NewAgendaItem {
             case_id: i.candidate.case_id.clone(),
             position: i.position,
             kind: i.candidate.kind.as_str(),
             minutes: i.minutes,
             proposal: proposal_json(&dir, c)?,
-        });
+        };
+        rows.push(built_row(c, &item));
+        items.push(item);
     }
     let deferred: Vec<String> = built.deferred.iter().map(|c| c.case_id.clone()).collect();
     let a = who.audit();
@@ -808,13 +806,53 @@ pub async fn build(
         .chain(built.deferred.iter())
         .map(|c| (c.case_id.as_str(), c.reference.as_str()))
         .collect();
-    let drafts = per_case(&a, Action::BuildAgenda, now, &s.id, &touched);
+    let drafts = session_entry(&a, Action::BuildAgenda, now, &s.id, &touched);
     let head = state
         .db
         .replace_agenda(cellule, &s.id, &items, Some(&deferred), now, drafts)
         .await?;
     audit::written(state, cellule, &head).await;
-    current_view(state, who, &s.id, sched.as_ref()).await
+    // The answer is what was just written, from the rows in hand: reading back thousands of
+    // deferrals would cost more than the build itself.
+    let mut deferred_view: Vec<DeferredView> = built
+        .deferred
+        .iter()
+        .filter_map(|d| by_id.get(d.case_id.as_str()))
+        .map(|c| DeferredView {
+            case_id: c.id.clone(),
+            reference: c.reference.clone(),
+            times_deferred: c.times_deferred - i64::from(c.deferred_here) + 1,
+        })
+        .collect();
+    deferred_view.sort_by(|a, b| a.reference.cmp(&b.reference));
+    let written = SessionRecord {
+        agenda_built_at: Some(now),
+        ..s
+    };
+    agenda_view_of(&written, &rows, sched.as_ref(), None, deferred_view)
+}
+
+/// The stored agenda row an item of a build becomes (the case as the build read it; an item
+/// deferred here by an earlier build has that deferral withdrawn).
+fn built_row(c: &EligibleCase, item: &NewAgendaItem) -> AgendaItemRecord {
+    AgendaItemRecord {
+        case_id: item.case_id.clone(),
+        position: item.position,
+        kind: item.kind.to_owned(),
+        minutes: item.minutes,
+        proposal: item.proposal.clone(),
+        reference: c.reference.clone(),
+        status: c.status.clone(),
+        urgency: c.urgency.clone(),
+        needs: c.needs.clone(),
+        commune: c.commune.clone(),
+        sector: c.sector.clone(),
+        times_deferred: c.times_deferred - i64::from(c.deferred_here),
+        routed_org: c.routed_org.clone(),
+        follow_up_date: c.follow_up_date,
+        // Decisions come after publication; a published agenda is never rebuilt.
+        decision_outcome: None,
+    }
 }
 
 /// The agenda of a session just written, read back whole (the coordinator's view).
@@ -860,6 +898,32 @@ async fn agenda_view(
     sched: Option<&Schedule>,
     visible: Option<&[String]>,
 ) -> Result<AgendaView, ApiError> {
+    let deferred = if visible.is_none() {
+        state
+            .db
+            .agenda_deferred(&session.id)
+            .await?
+            .into_iter()
+            .map(|d| DeferredView {
+                case_id: d.case_id,
+                reference: d.reference,
+                times_deferred: d.times_deferred,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    agenda_view_of(session, rows, sched, visible, deferred)
+}
+
+/// [`agenda_view`] with its deferrals in hand.
+fn agenda_view_of(
+    session: &SessionRecord,
+    rows: &[AgendaItemRecord],
+    sched: Option<&Schedule>,
+    visible: Option<&[String]>,
+    deferred: Vec<DeferredView>,
+) -> Result<AgendaView, ApiError> {
     let start = DateTime::parse_from_rfc3339(&session.local_start)
         .map_err(|e| ApiError::Internal(format!("stored session start: {e}")))?;
     let mut items = Vec::new();
@@ -882,21 +946,6 @@ async fn agenda_view(
     }
     let cap = capacity(sched, session);
     let minutes_used: i64 = rows.iter().map(|r| r.minutes).sum();
-    let deferred = if visible.is_none() {
-        state
-            .db
-            .agenda_deferred(&session.id)
-            .await?
-            .into_iter()
-            .map(|d| DeferredView {
-                case_id: d.case_id,
-                reference: d.reference,
-                times_deferred: d.times_deferred,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
     Ok(AgendaView {
         published: session.published_at.is_some(),
         capacity_minutes: cap.duration_minutes,
@@ -951,7 +1000,7 @@ pub async fn get_agenda(
         .iter()
         .map(|(id, reference)| (id.as_str(), reference.as_str()))
         .collect();
-    let drafts = per_case(&a, Action::ReadAgenda, state.clock.now(), &s.id, &touched);
+    let drafts = session_entry(&a, Action::ReadAgenda, state.clock.now(), &s.id, &touched);
     audit::log(state, cellule, drafts).await?;
     let visible: Vec<String> = shown.into_iter().map(|(id, _)| id).collect();
     let all = p.role == "coordinator";
@@ -1057,7 +1106,7 @@ pub async fn edit(
         .iter()
         .map(|c| (c.id.as_str(), c.reference.as_str()))
         .collect();
-    let drafts = per_case(&a, Action::EditAgenda, now, &s.id, &touched);
+    let drafts = session_entry(&a, Action::EditAgenda, now, &s.id, &touched);
     let head = state
         .db
         .replace_agenda(cellule, &s.id, &items, None, now, drafts)
@@ -1120,7 +1169,7 @@ pub async fn publish(
         .iter()
         .map(|r| (r.case_id.as_str(), r.reference.as_str()))
         .collect();
-    let drafts = per_case(&a, Action::PublishAgenda, now, &s.id, &touched);
+    let drafts = session_entry(&a, Action::PublishAgenda, now, &s.id, &touched);
     let head = state
         .db
         .publish_agenda(cellule, &s, &invited, &moves, now, drafts)
@@ -1399,7 +1448,7 @@ pub async fn calendar(
         .iter()
         .map(|(id, reference)| (id.as_str(), reference.as_str()))
         .collect();
-    let drafts = per_case(&a, Action::ExportCalendar, now, &s.id, &touched);
+    let drafts = session_entry(&a, Action::ExportCalendar, now, &s.id, &touched);
     audit::log(state, cellule, drafts).await?;
     let starts_at = DateTime::parse_from_rfc3339(&s.local_start)
         .map_err(|e| ApiError::Internal(format!("stored session start: {e}")))?;

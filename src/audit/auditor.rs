@@ -42,6 +42,12 @@ pub struct EntryView {
     /// `charter_not_accepted`, `not_member`, `administrator`.
     pub reason: Option<String>,
     pub request_id: Option<String>,
+    /// The cases of a session-level action (agenda built, read, edited, published, exported;
+    /// session cancelled), as `[{"case_id", "case_ref"}]`; hashed as their compact JSON (see the
+    /// chain's documentation).
+    #[schema(value_type = Option<Vec<crate::audit::CaseTarget>>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cases: Option<serde_json::Value>,
     /// SHA-256 chain values, hex.
     pub prev_hash: String,
     pub hash: String,
@@ -64,6 +70,7 @@ impl From<&Entry> for EntryView {
             outcome: Outcome::parse(&e.outcome).unwrap_or(Outcome::Denied),
             reason: e.reason.clone(),
             request_id: e.request_id.clone(),
+            cases: e.cases.as_deref().map(crate::audit::cases_view),
             prev_hash: hex(&e.prev_hash),
             hash: hex(&e.hash),
         }

@@ -10,11 +10,12 @@
 //!   organisation), `requestor = true`;
 //! - `source`: the service (`observer.display = "cellule"`, site = cellule slug, type
 //!   Application Server);
-//! - `entity`: the case (identifier = reference, or case id when no reference), the note, event
-//!   or session targeted, and one entity carrying, as `detail` strings, every hashed field that
-//!   has no other place (`cellule`, `seq`, `at_us`, `actor_org`, `case_id`, `case_ref`,
-//!   `target_kind`, `target_id`, `reason`, `request_id`) and the chain values (`prev_hash`,
-//!   `hash`), so the chain can be recomputed from the export.
+//! - `entity`: the case (identifier = reference, or case id when no reference), each case of a
+//!   session-level action's set, the note, event or session targeted, and one entity carrying,
+//!   as `detail` strings, every hashed field that has no other place (`cellule`, `seq`, `at_us`,
+//!   `actor_org`, `case_id`, `case_ref`, `target_kind`, `target_id`, `reason`, `request_id`,
+//!   `cases` as its stored text) and the chain values (`prev_hash`, `hash`), so the chain can be
+//!   recomputed from the export.
 //! - ids: the `AuditEvent.id` is a UUID derived from the entry hash (FHIR ids are at most 64
 //!   characters).
 
@@ -61,6 +62,16 @@ pub fn audit_event(e: &Entry) -> Value {
         )),
         (None, None) => {}
     }
+    if let Some(cases) = &e.cases {
+        // A tampered set that is no longer an array still travels whole in the details.
+        for c in serde_json::from_str::<Vec<super::CaseTarget>>(cases).unwrap_or_default() {
+            entities.push(entity(
+                json!({ "system": CASE_REF_SYSTEM, "value": c.case_ref }),
+                "2",
+                "System Object",
+            ));
+        }
+    }
     if let (Some(kind), Some(id)) = (&e.target_kind, &e.target_id) {
         entities.push(entity(
             json!({ "system": format!("{TARGET_SYSTEM}{kind}"), "value": id }),
@@ -84,6 +95,7 @@ pub fn audit_event(e: &Entry) -> Value {
         ("target_id", &e.target_id),
         ("reason", &e.reason),
         ("request_id", &e.request_id),
+        ("cases", &e.cases),
     ];
     for (name, value) in optional {
         if let Some(v) = value {

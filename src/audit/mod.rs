@@ -20,8 +20,18 @@
 //! `canonical` concatenates, in this order, `cellule`, `seq` (i64 big-endian), `at_us` (i64
 //! big-endian, UTC microseconds), `actor`, `actor_role`, `actor_org`, `action`, `case_id`,
 //! `case_ref`, `target_kind`, `target_id`, `outcome`, `reason`, `request_id`; each text field is
-//! `0x00` when absent, or `0x01` · length (u32 big-endian) · UTF-8 bytes. The exports carry
-//! `prev_hash` and `hash` in hex so a third party can recompute the chain.
+//! `0x00` when absent, or `0x01` · length (u32 big-endian) · UTF-8 bytes. An entry about a set
+//! of cases (an agenda built, read, edited, published or exported) names them in `cases`, whose
+//! text is then appended the same way (`0x01` · length · bytes; nothing at all when the entry has
+//! no such set, so entries without one encode as they always did): the compact JSON array
+//! `[{"case_id":"…","case_ref":"…"},…]` (keys in that order, no whitespace), which is what
+//! `json.dumps(cases, separators=(",", ":"), sort_keys=True)` gives back from an export. The
+//! exports carry `prev_hash` and `hash` in hex so a third party can recompute the chain.
+//!
+//! **Sets of cases.** A session-level action over many cases (an agenda build considers every
+//! eligible case of the cellule: thousands in a large département) is one entry naming the
+//! session, with the cases in `cases`, rather than one entry per case: the chain covers the set
+//! all the same, and "who accessed case X" finds the entry through it.
 //!
 //! Appends bump a per-cellule head row first; that statement takes the row lock (PostgreSQL) or
 //! the write lock (SQLite), so the chain stays strictly linear with several API processes.
@@ -274,8 +284,54 @@ impl AuditCtx {
             outcome: Outcome::Allowed,
             reason: None,
             request_id: self.request_id.clone(),
+            cases: None,
         }
     }
+}
+
+/// One case of an entry's set of cases (see the module documentation for its encoding).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CaseTarget {
+    pub case_id: String,
+    pub case_ref: String,
+}
+
+/// The stored (and hashed) text of a set of cases.
+pub fn cases_text(cases: &[(&str, &str)]) -> String {
+    #[derive(Serialize)]
+    struct Target<'a> {
+        case_id: &'a str,
+        case_ref: &'a str,
+    }
+    let targets: Vec<Target<'_>> = cases
+        .iter()
+        .map(|(case_id, case_ref)| Target { case_id, case_ref })
+        .collect();
+    // Serialising string pairs cannot fail.
+    serde_json::to_string(&targets).unwrap_or_default()
+}
+
+/// What an export shows of a stored set of cases: the array, or the stored text itself as a
+/// string when it is not one (a tampered row: verification reports it).
+pub fn cases_view(stored: &str) -> serde_json::Value {
+    serde_json::from_str::<Vec<CaseTarget>>(stored)
+        .ok()
+        .and_then(|v| serde_json::to_value(v).ok())
+        .unwrap_or_else(|| serde_json::Value::String(stored.to_owned()))
+}
+
+/// The text a stored set of cases contains when it holds case `id` (exact: the quoted key and
+/// value, as the compact encoding writes them).
+pub fn case_id_pattern(id: &str) -> String {
+    format!("\"case_id\":{}", serde_json::Value::String(id.to_owned()))
+}
+
+/// As [`case_id_pattern`], for a reference.
+pub fn case_ref_pattern(reference: &str) -> String {
+    format!(
+        "\"case_ref\":{}",
+        serde_json::Value::String(reference.to_owned())
+    )
 }
 
 /// An entry before it gets its sequence number and hashes.
@@ -292,9 +348,17 @@ pub struct Draft {
     pub outcome: Outcome,
     pub reason: Option<&'static str>,
     pub request_id: Option<String>,
+    /// The set of cases of a session-level action ([`cases_text`]).
+    pub cases: Option<String>,
 }
 
 impl Draft {
+    /// Names the set of cases the action is about (nothing when it is empty).
+    pub fn cases(mut self, cases: &[(&str, &str)]) -> Self {
+        self.cases = (!cases.is_empty()).then(|| cases_text(cases));
+        self
+    }
+
     pub fn case(mut self, id: &str, reference: Option<&str>) -> Self {
         self.case_id = Some(id.to_owned());
         self.case_ref = reference.map(str::to_owned);
@@ -330,6 +394,7 @@ impl Draft {
             outcome: self.outcome.as_str().to_owned(),
             reason: self.reason.map(str::to_owned),
             request_id: self.request_id,
+            cases: self.cases,
             prev_hash: prev_hash.to_vec(),
             hash: Vec::new(),
         };
@@ -355,6 +420,7 @@ pub struct Entry {
     pub outcome: String,
     pub reason: Option<String>,
     pub request_id: Option<String>,
+    pub cases: Option<String>,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
 }
@@ -388,6 +454,7 @@ pub struct Fields<'a> {
     pub outcome: &'a [u8],
     pub reason: Option<&'a [u8]>,
     pub request_id: Option<&'a [u8]>,
+    pub cases: Option<&'a [u8]>,
 }
 
 impl Fields<'_> {
@@ -407,6 +474,10 @@ impl Fields<'_> {
         push_text(out, Some(self.outcome));
         push_text(out, self.reason);
         push_text(out, self.request_id);
+        // Appended only when present: entries without a set encode as before the column existed.
+        if let Some(cases) = self.cases {
+            push_text(out, Some(cases));
+        }
     }
 }
 
@@ -467,6 +538,7 @@ impl Entry {
             outcome: self.outcome.as_bytes(),
             reason: opt(&self.reason),
             request_id: opt(&self.request_id),
+            cases: opt(&self.cases),
         }
     }
 
@@ -714,6 +786,7 @@ mod tests {
             outcome: "allowed".into(),
             reason: None,
             request_id: Some("r-é".into()),
+            cases: None,
             prev_hash: (0u8..32).collect(),
             hash: Vec::new(),
         };
@@ -722,6 +795,56 @@ mod tests {
             "6be4462cf1910f2d5720e55986f97ae2ed761464b9f75d5572510c67383332c6"
         );
         assert_eq!(Link::from(&e).computed, e.compute_hash());
+        // An entry about a set of cases (same Python computation, `cases` appended).
+        let set = Entry {
+            action: "build_agenda".into(),
+            case_id: None,
+            case_ref: None,
+            target_kind: Some("session".into()),
+            target_id: Some("s1".into()),
+            cases: Some(cases_text(&[
+                ("c1", "PER-2026-0001"),
+                ("c2", "PER-2026-0002"),
+            ])),
+            ..e
+        };
+        assert_eq!(
+            set.cases.as_deref(),
+            Some(
+                r#"[{"case_id":"c1","case_ref":"PER-2026-0001"},{"case_id":"c2","case_ref":"PER-2026-0002"}]"#
+            )
+        );
+        assert_eq!(
+            hex(&set.compute_hash()),
+            "eff57a1a0b31bf20be212602b3930c5966dae3d5868818e185146683060bc35e"
+        );
+        assert_eq!(Link::from(&set).computed, set.compute_hash());
+    }
+
+    #[test]
+    fn a_set_of_cases_is_found_by_its_patterns_only() {
+        let text = cases_text(&[("c1", "PER-2026-0001"), ("c12", "PER-2026-0012")]);
+        assert!(text.contains(&case_id_pattern("c1")));
+        assert!(text.contains(&case_ref_pattern("PER-2026-0012")));
+        assert!(!text.contains(&case_id_pattern("c")));
+        assert!(!text.contains(&case_ref_pattern("PER-2026-001")));
+        assert!(!text.contains(&case_id_pattern("PER-2026-0001")));
+        assert_eq!(
+            cases_view(&text),
+            serde_json::json!([
+                {"case_id": "c1", "case_ref": "PER-2026-0001"},
+                {"case_id": "c12", "case_ref": "PER-2026-0012"}
+            ])
+        );
+        assert_eq!(cases_view("not json"), serde_json::json!("not json"));
+        let d = AuditCtx {
+            cellule: "perpignan".into(),
+            actor: Actor::system("t"),
+            request_id: None,
+        }
+        .entry(Action::BuildAgenda, Utc::now());
+        assert_eq!(d.clone().cases(&[]).cases, None);
+        assert!(d.cases(&[("c1", "R")]).cases.is_some());
     }
 
     #[test]
@@ -746,6 +869,12 @@ mod tests {
         variants.push(v);
         let mut v = e.clone();
         v.outcome = "denied".into();
+        variants.push(v);
+        let mut v = e.clone();
+        v.cases = Some(cases_text(&[("c1", "PER-2026-0001")]));
+        variants.push(v);
+        let mut v = e.clone();
+        v.cases = Some("[]".into());
         variants.push(v);
         let mut v = e.clone();
         v.prev_hash = vec![1; 32];

@@ -225,7 +225,7 @@ where
 {
     let mut q = sqlx::QueryBuilder::<DB>::new(
         "INSERT INTO audit_entries (cellule, seq, at_us, actor, actor_role, actor_org, action, case_id, \
-           case_ref, target_kind, target_id, outcome, reason, request_id, prev_hash, hash) ",
+           case_ref, target_kind, target_id, outcome, reason, request_id, cases, prev_hash, hash) ",
     );
     q.push_values(chunk, |mut b, e| {
         b.push_bind(&e.cellule)
@@ -242,6 +242,7 @@ where
             .push_bind(&e.outcome)
             .push_bind(&e.reason)
             .push_bind(&e.request_id)
+            .push_bind(&e.cases)
             .push_bind(&e.prev_hash)
             .push_bind(&e.hash);
     });
@@ -842,7 +843,7 @@ pub(crate) fn same_cases(a: &[String], b: &[String]) -> bool {
     a == b
 }
 
-/// Audit entries per multi-row insert (16 parameters each: well under both backends' limits).
+/// Audit entries per multi-row insert (17 parameters each: well under both backends' limits).
 pub(crate) const AUDIT_INSERT_ROWS: usize = 500;
 /// New cases per multi-row insert of a group commit (19 parameters each).
 pub(crate) const CASE_INSERT_ROWS: usize = 100;
@@ -860,6 +861,7 @@ type EntryJson = (
     Option<String>,
     Option<String>,
     String,
+    Option<String>,
     Option<String>,
     Option<String>,
     String,
@@ -979,8 +981,9 @@ pub(crate) fn entries_from_json(
                 outcome: r.10,
                 reason: r.11,
                 request_id: r.12,
-                prev_hash: hash(&r.13)?,
-                hash: hash(&r.14)?,
+                cases: r.13,
+                prev_hash: hash(&r.14)?,
+                hash: hash(&r.15)?,
             })
         })
         .collect::<Result<Vec<_>, StorageError>>()?;

@@ -33,7 +33,7 @@ macro_rules! session_columns {
 macro_rules! entry_columns {
     () => {
         "cellule, seq, at_us, actor, actor_role, actor_org, action, case_id, case_ref, target_kind, \
-         target_id, outcome, reason, request_id, prev_hash, hash"
+         target_id, outcome, reason, request_id, cases, prev_hash, hash"
     };
 }
 
@@ -936,7 +936,7 @@ impl Database for PostgresDatabase {
     ) -> Result<Vec<EligibleCase>, StorageError> {
         Ok(sqlx::query_as(
             "SELECT c.id, c.reference, c.status, c.urgency, c.needs, c.commune, c.sector, \
-               c.follow_up_date, c.times_deferred, c.submitted_at, c.decided_at, \
+               c.follow_up_date, c.times_deferred, c.routed_org, c.submitted_at, c.decided_at, \
                EXISTS (SELECT 1 FROM agenda_deferrals d WHERE d.session_id = $2 AND d.case_id = c.id) \
                  AS deferred_here \
              FROM cases c \
@@ -1333,7 +1333,7 @@ impl Database for PostgresDatabase {
             entry_columns!(),
             " FROM audit_entries WHERE cellule = $1 \
                AND ($2 IS NULL OR actor = $2) \
-               AND ($3 IS NULL OR case_ref = $3) \
+               AND ($3 IS NULL OR case_ref = $3 OR strpos(cases, $10) > 0) \
                AND ($4 IS NULL OR action = $4) \
                AND ($5 IS NULL OR outcome = $5) \
                AND ($6 IS NULL OR at_us >= $6) \
@@ -1350,6 +1350,7 @@ impl Database for PostgresDatabase {
         .bind(f.to_us)
         .bind(f.before_seq)
         .bind(f.limit)
+        .bind(f.case_ref.as_deref().map(crate::audit::case_ref_pattern))
         .fetch_all(&self.pool)
         .await?)
     }
@@ -1363,11 +1364,18 @@ impl Database for PostgresDatabase {
         Ok(sqlx::query_as(concat!(
             "SELECT ",
             entry_columns!(),
-            " FROM audit_entries WHERE cellule = $1 AND (case_id = $2 OR case_ref = $3) ORDER BY seq"
+            " FROM audit_entries WHERE cellule = $1 AND (case_id = $2 OR case_ref = $3) \
+             UNION SELECT ",
+            entry_columns!(),
+            " FROM audit_entries WHERE cellule = $1 AND cases IS NOT NULL \
+               AND (strpos(cases, $4) > 0 OR strpos(cases, $5) > 0) \
+             ORDER BY seq"
         ))
         .bind(cellule)
         .bind(case_id)
         .bind(case_ref)
+        .bind(crate::audit::case_id_pattern(case_id))
+        .bind(crate::audit::case_ref_pattern(case_ref))
         .fetch_all(&self.pool)
         .await?)
     }

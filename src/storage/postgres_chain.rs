@@ -21,7 +21,7 @@ pub(crate) const BIND_PAGE: &str = "SELECT set_config('cellule.chain_cellule', $
 /// even before the table has statistics (with only a lower bound and a `LIMIT`, a fresh table
 /// was sorted whole for every page).
 pub(crate) const COPY_PAGE: &str = "COPY (SELECT seq, at_us, actor, actor_role, actor_org, action, \
-       case_id, case_ref, target_kind, target_id, outcome, reason, request_id, prev_hash, hash \
+       case_id, case_ref, target_kind, target_id, outcome, reason, request_id, cases, prev_hash, hash \
      FROM audit_entries WHERE cellule = current_setting('cellule.chain_cellule') \
        AND seq > current_setting('cellule.chain_after')::bigint \
        AND seq <= current_setting('cellule.chain_after')::bigint \
@@ -29,7 +29,7 @@ pub(crate) const COPY_PAGE: &str = "COPY (SELECT seq, at_us, actor, actor_role, 
      ORDER BY seq) TO STDOUT (FORMAT binary)";
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
-const COLUMNS: i16 = 15;
+const COLUMNS: i16 = 16;
 
 fn corrupt(what: &str) -> StorageError {
     StorageError::Corrupt(format!("audit page: {what}"))
@@ -120,6 +120,7 @@ pub(crate) fn links(cellule: &str, data: &[u8]) -> Result<Vec<Link>, StorageErro
             outcome: c.required("outcome")?,
             reason: c.field()?,
             request_id: c.field()?,
+            cases: c.field()?,
         };
         let prev_hash = c.required("prev_hash")?;
         let hash = c.required("hash")?;
@@ -140,6 +141,11 @@ mod tests {
                 out.extend_from_slice(v);
             }
         }
+    }
+
+    /// Even entries name a set of cases.
+    fn cases(seq: i64) -> Option<&'static [u8]> {
+        (seq % 2 == 0).then_some(&br#"[{"case_id":"c1","case_ref":"CC-1"}]"#[..])
     }
 
     fn page(rows: &[(i64, Option<&[u8]>)]) -> Vec<u8> {
@@ -164,7 +170,7 @@ mod tests {
             for v in [Some(&b"c1"[..]), Some(b"CC-1"), None, None] {
                 field(&mut out, v);
             }
-            for v in [Some(&b"allowed"[..]), None, Some(b"req")] {
+            for v in [Some(&b"allowed"[..]), None, Some(b"req"), cases(*seq)] {
                 field(&mut out, v);
             }
             field(&mut out, Some(&[7u8; 32]));
@@ -195,6 +201,7 @@ mod tests {
                 outcome: "allowed".into(),
                 reason: None,
                 request_id: Some("req".into()),
+                cases: cases(seq).map(|c| String::from_utf8_lossy(c).into_owned()),
                 prev_hash: vec![7; 32],
                 hash: vec![9; 32],
             };

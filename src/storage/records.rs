@@ -94,6 +94,7 @@ pub struct EligibleCase {
     pub sector: Option<String>,
     pub follow_up_date: Option<NaiveDate>,
     pub times_deferred: i64,
+    pub routed_org: Option<String>,
     pub submitted_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
     /// Whether the session asked about already deferred the case (an earlier build of its
@@ -113,6 +114,7 @@ impl From<&CaseRecord> for EligibleCase {
             sector: c.sector.clone(),
             follow_up_date: c.follow_up_date,
             times_deferred: c.times_deferred,
+            routed_org: c.routed_org.clone(),
             submitted_at: c.submitted_at,
             decided_at: c.decided_at,
             deferred_here: false,

@@ -34,7 +34,7 @@ macro_rules! session_columns {
 macro_rules! entry_columns {
     () => {
         "cellule, seq, at_us, actor, actor_role, actor_org, action, case_id, case_ref, target_kind, \
-         target_id, outcome, reason, request_id, prev_hash, hash"
+         target_id, outcome, reason, request_id, cases, prev_hash, hash"
     };
 }
 
@@ -987,7 +987,7 @@ impl Database for SqliteDatabase {
             // The status index, not the submission-order one (SQLite prefers the latter to
             // save the sort, and then reads every case of the cellule).
             "SELECT c.id, c.reference, c.status, c.urgency, c.needs, c.commune, c.sector, \
-               c.follow_up_date, c.times_deferred, c.submitted_at, c.decided_at, \
+               c.follow_up_date, c.times_deferred, c.routed_org, c.submitted_at, c.decided_at, \
                EXISTS (SELECT 1 FROM agenda_deferrals d WHERE d.session_id = ?2 AND d.case_id = c.id) \
                  AS deferred_here \
              FROM cases c INDEXED BY cases_by_cellule_status \
@@ -1339,7 +1339,7 @@ impl Database for SqliteDatabase {
         // driver's per-row path (see `storage::entries_from_json`).
         let page: Option<String> = sqlx::query_scalar(
             "SELECT json_group_array(json_array(seq, at_us, actor, actor_role, actor_org, action, case_id, \
-               case_ref, target_kind, target_id, outcome, reason, request_id, hex(prev_hash), hex(hash))) \
+               case_ref, target_kind, target_id, outcome, reason, request_id, cases, hex(prev_hash), hex(hash))) \
              FROM (SELECT * FROM audit_entries WHERE cellule = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3)",
         )
         .bind(cellule)
@@ -1372,7 +1372,7 @@ impl Database for SqliteDatabase {
             entry_columns!(),
             " FROM audit_entries WHERE cellule = ?1 \
                AND (?2 IS NULL OR actor = ?2) \
-               AND (?3 IS NULL OR case_ref = ?3) \
+               AND (?3 IS NULL OR case_ref = ?3 OR instr(cases, ?10) > 0) \
                AND (?4 IS NULL OR action = ?4) \
                AND (?5 IS NULL OR outcome = ?5) \
                AND (?6 IS NULL OR at_us >= ?6) \
@@ -1389,6 +1389,7 @@ impl Database for SqliteDatabase {
         .bind(f.to_us)
         .bind(f.before_seq)
         .bind(f.limit)
+        .bind(f.case_ref.as_deref().map(crate::audit::case_ref_pattern))
         .fetch_all(&self.pool)
         .await?)
     }
@@ -1402,11 +1403,18 @@ impl Database for SqliteDatabase {
         Ok(sqlx::query_as(concat!(
             "SELECT ",
             entry_columns!(),
-            " FROM audit_entries WHERE cellule = ?1 AND (case_id = ?2 OR case_ref = ?3) ORDER BY seq"
+            " FROM audit_entries WHERE cellule = ?1 AND (case_id = ?2 OR case_ref = ?3) \
+             UNION SELECT ",
+            entry_columns!(),
+            " FROM audit_entries WHERE cellule = ?1 AND cases IS NOT NULL \
+               AND (instr(cases, ?4) > 0 OR instr(cases, ?5) > 0) \
+             ORDER BY seq"
         ))
         .bind(cellule)
         .bind(case_id)
         .bind(case_ref)
+        .bind(crate::audit::case_id_pattern(case_id))
+        .bind(crate::audit::case_ref_pattern(case_ref))
         .fetch_all(&self.pool)
         .await?)
     }

@@ -127,7 +127,7 @@ fn read_links(
     let mut statement = conn
         .prepare_cached(
             "SELECT seq, at_us, actor, actor_role, actor_org, action, case_id, case_ref, \
-               target_kind, target_id, outcome, reason, request_id, prev_hash, hash \
+               target_kind, target_id, outcome, reason, request_id, cases, prev_hash, hash \
              FROM audit_entries WHERE cellule = ?1 AND seq > ?2 AND seq <= ?2 + ?3 ORDER BY seq",
         )
         .map_err(failed)?;
@@ -153,11 +153,12 @@ fn read_links(
             outcome: required(col(10)?, "outcome")?,
             reason: text(col(11)?, "reason")?,
             request_id: text(col(12)?, "request_id")?,
+            cases: text(col(13)?, "cases")?,
         };
         links.push(Link::of(
             &fields,
-            blob(col(13)?, "prev_hash")?,
-            blob(col(14)?, "hash")?,
+            blob(col(14)?, "prev_hash")?,
+            blob(col(15)?, "hash")?,
             &mut canonical,
         ));
     }

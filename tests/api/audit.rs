@@ -163,7 +163,7 @@ async fn the_database_refuses_to_change_entries(backend: Backend) {
         refused.push(
             "INSERT OR REPLACE INTO audit_entries SELECT cellule, seq, at_us, 'mallory', actor_role, \
              actor_org, action, case_id, case_ref, target_kind, target_id, outcome, reason, \
-             request_id, prev_hash, hash FROM audit_entries WHERE cellule = 'perpignan' AND seq = 3",
+             request_id, prev_hash, hash, cases FROM audit_entries WHERE cellule = 'perpignan' AND seq = 3",
         );
         refused.push(
             "INSERT OR REPLACE INTO audit_checkpoints SELECT cellule, seq, hash, signed_at_us, \
@@ -1405,8 +1405,264 @@ async fn concurrent_reads_share_commits_and_keep_one_chain(backend: Backend) {
     assert!(verify_lib(&app).await.valid);
 }
 
+/// The chain hash of an exported JSON Lines entry, recomputed from the documented encoding
+/// (src/audit: domain tag, previous hash, fields in order, `cases` appended when present).
+fn exported_hash(l: &Value) -> String {
+    fn text(out: &mut Vec<u8>, v: &Value) {
+        match v.as_str() {
+            None => out.push(0),
+            Some(s) => {
+                out.push(1);
+                out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+    let at = chrono::DateTime::parse_from_rfc3339(l["at"].as_str().expect("at")).expect("time");
+    let mut c = Vec::new();
+    text(&mut c, &l["cellule"]);
+    c.extend_from_slice(&l["seq"].as_i64().expect("seq").to_be_bytes());
+    c.extend_from_slice(&at.timestamp_micros().to_be_bytes());
+    for f in [
+        "actor",
+        "actor_role",
+        "actor_org",
+        "action",
+        "case_id",
+        "case_ref",
+        "target_kind",
+        "target_id",
+        "outcome",
+        "reason",
+        "request_id",
+    ] {
+        text(&mut c, &l[f]);
+    }
+    if !l["cases"].is_null() {
+        // Compact JSON, keys sorted: `{"case_id":…,"case_ref":…}`.
+        text(&mut c, &json!(l["cases"].to_string()));
+    }
+    let prev: Vec<u8> = (0..32)
+        .map(|i| {
+            u8::from_str_radix(
+                &l["prev_hash"].as_str().expect("prev")[2 * i..2 * i + 2],
+                16,
+            )
+            .expect("hex")
+        })
+        .collect();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"cellule-audit-v1");
+    ctx.update(&prev);
+    ctx.update(&c);
+    cellule::audit::hex(ctx.finish().as_ref())
+}
+
+/// An agenda build over many cases is one entry naming the session and the set of cases: the
+/// access log of each case (on the agenda or deferred) and the auditors' case filter find it,
+/// the export carries the set so a third party recomputes its hash, and an edited set breaks
+/// the chain at that entry.
+async fn an_agenda_build_is_one_entry_naming_its_cases(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let coord = app.token(COORD);
+    let auditor = app.token(AUDITOR);
+    let a = app
+        .request(
+            Method::PUT,
+            "/v1/cellules/perpignan/schedule",
+            Some(&coord),
+            Some(
+                json!({"rrule": "FREQ=MONTHLY;BYDAY=+2TH", "start_time": "14:00",
+                "time_zone": "Europe/Paris", "duration_minutes": 60, "minutes_per_new_case": 20,
+                "minutes_per_follow_up": 10, "location": "Mairie", "on_holiday": "next_week"}),
+            ),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let mut eligible = Vec::new();
+    for i in 0..5 {
+        let (id, reference) = app.refer_ok(REF1, &format!("Situation {i}.")).await;
+        app.move_case(&id, json!({"to": "accepted"})).await;
+        eligible.push((id, reference));
+    }
+    // Submitted, not accepted: not considered by the build.
+    let (outside, outside_ref) = app.refer_ok(REF1, "Situation à trier.").await;
+    let a = app
+        .request(
+            Method::POST,
+            "/v1/cellules/perpignan/sessions",
+            Some(&coord),
+            Some(json!({"starts_at": "2030-12-12T14:00:00+01:00"})),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let sid = a.body["id"].as_str().expect("id").to_owned();
+    let before = head_seq(&app).await;
+    let a = app
+        .request(
+            Method::POST,
+            &format!("/v1/cellules/perpignan/sessions/{sid}/agenda/build"),
+            Some(&coord),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["items"].as_array().map(Vec::len), Some(3));
+    assert_eq!(a.body["deferred"].as_array().map(Vec::len), Some(2));
+    assert_eq!(head_seq(&app).await, before + 1, "one entry for the build");
+
+    let a = app
+        .get(
+            "/v1/cellules/perpignan/audit?action=build_agenda",
+            Some(&auditor),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let entries = a.body["items"].as_array().expect("items");
+    assert_eq!(entries.len(), 1);
+    let build = &entries[0];
+    assert_eq!(build["target_kind"], "session");
+    assert_eq!(build["target_id"], sid.as_str());
+    assert!(build["case_id"].is_null());
+    let mut named: Vec<(String, String)> = build["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| {
+            (
+                c["case_id"].as_str().unwrap_or_default().to_owned(),
+                c["case_ref"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    named.sort();
+    let mut expected = eligible.clone();
+    expected.sort();
+    assert_eq!(
+        named, expected,
+        "every eligible case, on the agenda or deferred"
+    );
+
+    let build_seq = build["seq"].as_i64().expect("seq");
+    let access_log_has_build = |key: String| {
+        let app = &app;
+        let auditor = auditor.clone();
+        async move {
+            let a = app
+                .get(
+                    &format!("/v1/cellules/perpignan/cases/{key}/access-log"),
+                    Some(&auditor),
+                )
+                .await;
+            assert_eq!(a.status, 200, "{}", a.text);
+            a.body["entries"]
+                .as_array()
+                .expect("entries")
+                .iter()
+                .any(|e| e["seq"] == build_seq && e["action"] == "build_agenda")
+        }
+    };
+    for (id, reference) in &eligible {
+        assert!(access_log_has_build(id.clone()).await, "{reference}");
+        assert!(access_log_has_build(reference.clone()).await, "{reference}");
+    }
+    assert!(!access_log_has_build(outside.clone()).await);
+    let filtered = |reference: String| {
+        let app = &app;
+        let auditor = auditor.clone();
+        async move {
+            let a = app
+                .get(
+                    &format!("/v1/cellules/perpignan/audit?case={reference}"),
+                    Some(&auditor),
+                )
+                .await;
+            assert_eq!(a.status, 200, "{}", a.text);
+            a.body["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .any(|e| e["seq"] == build_seq)
+        }
+    };
+    assert!(filtered(eligible[4].1.clone()).await);
+    assert!(!filtered(outside_ref).await);
+
+    // Every exported line's hash is recomputed from the export alone.
+    let a = app
+        .get(
+            "/v1/cellules/perpignan/audit/export?format=jsonl",
+            Some(&auditor),
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    let mut with_cases = 0;
+    for line in a.text.lines() {
+        let l: Value = serde_json::from_str(line).expect("JSON");
+        with_cases += usize::from(!l["cases"].is_null());
+        assert_eq!(json!(exported_hash(&l)), l["hash"], "{line}");
+    }
+    assert_eq!(with_cases, 1);
+    // The FHIR export names each case of the set.
+    let a = app
+        .get(
+            "/v1/cellules/perpignan/audit/export?format=fhir",
+            Some(&auditor),
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    let event = a.body["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["resource"]["subtype"][0]["code"] == "build_agenda")
+        .expect("the build")
+        .clone();
+    for (_, reference) in &eligible {
+        assert!(
+            event["resource"]["entity"]
+                .as_array()
+                .expect("entities")
+                .iter()
+                .any(|e| e["what"]["identifier"]["value"] == reference.as_str()),
+            "{reference}"
+        );
+    }
+
+    // The direct verification readers hash the set as the entry path does.
+    let db = app.state.db.as_ref();
+    let links = db
+        .audit_links("perpignan", build_seq - 1, 1)
+        .await
+        .expect("links");
+    let stored = db
+        .audit_entries("perpignan", build_seq - 1, 1)
+        .await
+        .expect("entries");
+    assert!(stored[0].cases.is_some());
+    assert_eq!(links, vec![cellule::audit::Link::from(&stored[0])]);
+    assert_eq!(links[0].computed.as_slice(), stored[0].hash.as_slice());
+    assert!(verify_lib(&app).await.valid);
+    drop_guards(&app).await;
+    let (first, second) = (&eligible[0].1, &eligible[1].1);
+    sql(
+        &app,
+        &[&format!(
+            "UPDATE audit_entries SET cases = replace(cases, '{first}', '{second}') \
+             WHERE cellule = 'perpignan' AND seq = {build_seq}"
+        )],
+    )
+    .await
+    .expect("tamper");
+    let report = verify_lib(&app).await;
+    assert!(!report.valid);
+    assert_eq!(report.broken.map(|b| b.seq), Some(build_seq));
+}
+
 backend_tests!(
     verification_holds_across_page_boundaries,
+    an_agenda_build_is_one_entry_naming_its_cases,
     verification_links_match_the_stored_entries,
     the_database_refuses_to_change_entries,
     an_edited_field_is_found_at_its_sequence,
