@@ -23,7 +23,9 @@
 //!    case read. The raw-insert baseline runs with the same concurrency through `sqlx` on the
 //!    same database: one parameterised insert of a row as large as a case row, committed.
 //! 4. The agenda build (`POST …/agenda/build`) of a session over the accepted cases (10,000 in
-//!    the large dataset) runs sequentially: it is a coordinator's action, not a crowd's.
+//!    the large dataset) runs sequentially: it is a coordinator's action, not a crowd's. The
+//!    first build of the session (every deferral new: counted and stored) is reported apart
+//!    from the rebuilds that follow (5; `--quick`: 1), each timed until its whole answer is in.
 //! 5. With the large dataset, a separate cellule's chain is grown to 1,000,000 entries
 //!    (`--quick`: 20,000) and verified through `GET …/audit/verify`, next to raw `ring` SHA-256
 //!    over exactly the bytes the chain hashes (read back from the database).
@@ -193,7 +195,7 @@ fn options() -> Options {
             duration: Duration::from_secs_f64(duration.unwrap_or(5.0)),
             concurrency,
             hot_cases: 200,
-            agenda_builds: 5,
+            agenda_builds: 6,
             audit_entries: 1_000_000,
             verify_reps: 3,
             postgres,
@@ -946,6 +948,9 @@ struct Agenda {
     eligible: usize,
     items: usize,
     deferred: usize,
+    /// The session's first build: every deferral is new (counted and stored).
+    first_ms: f64,
+    /// The rebuilds that follow (the same deferrals: nothing to count again).
     lat: Latencies,
 }
 
@@ -1059,6 +1064,12 @@ async fn run_dataset(
     // before the load so that the peak RSS is the server's and the load client's.
     if backend == "postgres" {
         seed_db.close().await;
+        // What autovacuum does within a minute of a bulk load (it analyses a table once a tenth
+        // of it changed): the planner has statistics, as on any server that has run a while.
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(db_url).await?;
+        sqlx::query("ANALYZE").execute(&mut c).await?;
+        c.close().await?;
     }
     drop(seed_db);
     eprintln!(
@@ -1256,16 +1267,26 @@ async fn run_dataset(
     let mut lat = Vec::new();
     let (mut items, mut deferred) = (0, 0);
     for _ in 0..opts.agenda_builds {
+        // Timed until the whole answer is received (10,000 deferrals: about a megabyte), not
+        // while the client parses it.
         let t = Instant::now();
-        let agenda = server
-            .call(
-                Method::POST,
-                &format!("{cpath}/sessions/{sid}/agenda/build"),
-                &server.coord,
-                Some(json!({})),
-            )
+        let resp = server
+            .client
+            .post(format!(
+                "{}{cpath}/sessions/{sid}/agenda/build",
+                server.base
+            ))
+            .bearer_auth(&server.coord)
+            .json(&json!({}))
+            .send()
             .await?;
+        let status = resp.status();
+        let text = resp.text().await?;
         lat.push(t.elapsed().as_secs_f64() * 1e6);
+        if !status.is_success() {
+            return Err(format!("agenda build: {status} {text}").into());
+        }
+        let agenda: Value = serde_json::from_str(&text)?;
         items = agenda["items"].as_array().map_or(0, Vec::len);
         deferred = agenda["deferred"].as_array().map_or(0, Vec::len);
     }
@@ -1274,11 +1295,13 @@ async fn run_dataset(
         seeded.accepted,
         "the agenda does not cover the eligible cases"
     );
+    let first_ms = lat.first().copied().unwrap_or_default() / 1e3;
     let agenda = Some(Agenda {
         eligible: seeded.accepted,
         items,
         deferred,
-        lat: Latencies::new(lat),
+        first_ms,
+        lat: Latencies::new(lat.split_off(1.min(lat.len()))),
     });
     let rss_load_mib = if rss_idle_mib.is_some() {
         peak_rss_mib()
@@ -1429,10 +1452,22 @@ async fn main() -> Res<()> {
         }
         if let Some(a) = &d.agenda {
             println!(
+                "{:<9} {:>7} {:<32} {:>9} {:>9.2} {:>9} {:>7} {:>10} {:>11}",
+                d.backend,
+                d.size,
+                format!("agenda 1st build, {} eligible", a.eligible),
+                "-",
+                a.first_ms,
+                "-",
+                0,
+                "< 50 ms?",
+                "-",
+            );
+            println!(
                 "{:<9} {:>7} {:<32} {:>9} {:>9.2} {:>9.2} {:>7} {:>10} {:>11}",
                 d.backend,
                 d.size,
-                format!("agenda build, {} eligible", a.eligible),
+                format!("agenda rebuild, {} eligible", a.eligible),
                 "-",
                 a.lat.ms(50.0),
                 a.lat.ms(100.0),
@@ -1513,9 +1548,10 @@ async fn main() -> Res<()> {
                 "eligible": a.eligible,
                 "items": a.items,
                 "deferred": a.deferred,
-                "builds": a.lat.0.len(),
-                "p50_ms": a.lat.ms(50.0),
-                "max_ms": a.lat.ms(100.0),
+                "first_build_ms": a.first_ms,
+                "rebuilds": a.lat.0.len(),
+                "rebuild_p50_ms": a.lat.ms(50.0),
+                "rebuild_max_ms": a.lat.ms(100.0),
             })),
             "audit_verify": d.audit.as_ref().map(|a| json!({
                 "entries": a.entries,

@@ -41,8 +41,8 @@ use crate::policy::Principal;
 use crate::routing::{self, Directory};
 use crate::schedule::{self, IcsEvent, Schedule};
 use crate::storage::{
-    AgendaItemRecord, CaseRecord, DecisionRecord, EligibleCase, NewAgendaItem, SessionRecord,
-    Transition,
+    AgendaItemRecord, CaseRecord, DecisionRecord, Deferrals, EligibleCase, NewAgendaItem,
+    SessionRecord, Transition,
 };
 
 /// Most items an edited agenda may hold.
@@ -798,6 +798,11 @@ pub async fn build(
         items.push(item);
     }
     let deferred: Vec<String> = built.deferred.iter().map(|c| c.case_id.clone()).collect();
+    let before: Vec<String> = cases
+        .iter()
+        .filter(|c| c.deferred_here)
+        .map(|c| c.id.clone())
+        .collect();
     let a = who.audit();
     let touched: Vec<(&str, &str)> = built
         .items
@@ -809,7 +814,18 @@ pub async fn build(
     let drafts = session_entry(&a, Action::BuildAgenda, now, &s.id, &touched);
     let head = state
         .db
-        .replace_agenda(cellule, &s.id, &items, Some(&deferred), now, drafts)
+        .replace_agenda(
+            cellule,
+            &s.id,
+            &items,
+            Some(Deferrals {
+                all: &deferred,
+                before: &before,
+                read_at: s.agenda_built_at,
+            }),
+            now,
+            drafts,
+        )
         .await?;
     audit::written(state, cellule, &head).await;
     // The answer is what was just written, from the rows in hand: reading back thousands of

@@ -24,7 +24,7 @@ pub mod postgres;
 mod postgres_chain;
 pub mod records;
 pub mod sqlite;
-mod sqlite_chain;
+mod sqlite_direct;
 
 pub use records::*;
 
@@ -248,6 +248,10 @@ where
     });
     q
 }
+
+/// The agenda a build or edit was about to replace is no longer the one it read.
+pub(crate) const AGENDA_MOVED: &str =
+    "the session was cancelled, or its agenda published or rebuilt meanwhile: reload it";
 
 /// A foreign-key violation on insert means the parent cellule does not exist.
 pub(crate) fn not_found_on_fk(e: sqlx::Error) -> StorageError {
@@ -528,8 +532,9 @@ pub trait Database: Send + Sync + 'static {
     /// Cases eligible for the agenda of `session_id`: accepted ones, and followed-up ones due by
     /// `due_by`, that are not on the agenda of another open session (planned, not published,
     /// starting at or after `now`: an agenda left unpublished in the past holds nothing). Each
-    /// says whether this session already deferred it (`deferred_here`). Read through the status
-    /// index: the cellule's other cases are not visited.
+    /// says whether this session already deferred it (`deferred_here`). In no particular order
+    /// (the build sorts them). Read through an index of the eligible cases only: the cellule's
+    /// other cases are not visited.
     async fn eligible_cases(
         &self,
         cellule: &str,
@@ -537,17 +542,23 @@ pub trait Database: Send + Sync + 'static {
         due_by: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<Vec<EligibleCase>, StorageError>;
-    /// Replaces a session's agenda; with `deferred`, also replaces its deferrals (each deferred
-    /// case counted once per session; a rebuild changes only the counts of the cases whose
-    /// deferral came or went); without, withdraws the deferral of any case put back on
-    /// the agenda. Every item must still be accepted or followed up and on no other open agenda
-    /// (`Conflict` otherwise). Audit entries go in the same transaction.
+    /// Replaces a session's agenda; with `deferred` (a build), also replaces its deferrals (each
+    /// deferred case counted once per session; a rebuild changes only the counts of the cases
+    /// whose deferral came or went); without (an edit), withdraws the deferral of any case put
+    /// back on the agenda. Every item must still be accepted or followed up and on no other open
+    /// agenda (`Conflict` otherwise). Audit entries go in the same transaction.
+    ///
+    /// A build's deferrals are written as a difference when the session's stored deferrals are
+    /// exactly `before` (the agenda unchanged since `read_at`, and as many stored deferrals as
+    /// `before` holds: none left by a case no longer eligible): only the cases whose deferral
+    /// came or went are touched, nothing at all on a rebuild that defers the same cases.
+    /// Otherwise the whole set is compared in the database.
     async fn replace_agenda(
         &self,
         cellule: &str,
         session_id: &str,
         items: &[NewAgendaItem],
-        deferred: Option<&[String]>,
+        deferred: Option<Deferrals<'_>>,
         now: DateTime<Utc>,
         audit: Vec<Draft>,
     ) -> Result<Head, StorageError>;
@@ -611,7 +622,7 @@ pub trait Database: Send + Sync + 'static {
     ) -> Result<Vec<Entry>, StorageError>;
     /// The [`Link`]s of the entries `after_seq < seq <= after_seq + limit`, in sequence order
     /// (fewer where entries are missing): what verification checks, each hash recomputed from
-    /// the stored columns. Both backends read and hash the rows directly (`sqlite_chain`,
+    /// the stored columns. Both backends read and hash the rows directly (`sqlite_direct`,
     /// `postgres_chain`) instead of building an [`Entry`] per row.
     async fn audit_links(
         &self,

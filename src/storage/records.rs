@@ -314,6 +314,40 @@ pub struct SessionRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// The deferrals of an agenda build.
+#[derive(Debug, Clone, Copy)]
+pub struct Deferrals<'a> {
+    /// Every case the build deferred.
+    pub all: &'a [String],
+    /// The eligible cases this session had already deferred when the build read them.
+    pub before: &'a [String],
+    /// The session's `agenda_built_at` when the build read its cases: if another build or edit
+    /// of the agenda came in between, the build is refused (`Conflict`: build again).
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+impl Deferrals<'_> {
+    /// The cases of `before` no longer deferred, and the newly deferred ones.
+    pub fn difference(&self) -> (Vec<&str>, Vec<&str>) {
+        use std::collections::HashSet;
+        let all: HashSet<&str> = self.all.iter().map(String::as_str).collect();
+        let before: HashSet<&str> = self.before.iter().map(String::as_str).collect();
+        let withdrawn = self
+            .before
+            .iter()
+            .map(String::as_str)
+            .filter(|c| !all.contains(c))
+            .collect();
+        let added = self
+            .all
+            .iter()
+            .map(String::as_str)
+            .filter(|c| !before.contains(c))
+            .collect();
+        (withdrawn, added)
+    }
+}
+
 /// An agenda item to store.
 #[derive(Debug, Clone)]
 pub struct NewAgendaItem {

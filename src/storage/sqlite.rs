@@ -8,11 +8,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::sqlite_chain::ChainReader;
+use super::sqlite_direct::DirectReader;
 use super::{
     AUDIT_INSERT_ROWS, AgendaItemRecord, CASE_INSERT_ROWS, CaseFilter, CaseRecord, CaseWrite,
     CelluleAccess, CelluleAccessRow, CelluleRow, CharterRecord, Committed, Database,
-    DecisionRecord, DeferredRecord, EligibleCase, EventRecord, MembershipRow,
+    DecisionRecord, Deferrals, DeferredRecord, EligibleCase, EventRecord, MembershipRow,
     MembershipWithCelluleRow, NewAgendaItem, NoteRecord, RetentionSettings, Rewrapped,
     SessionRecord, StatsCase, StorageError, Tombstone, Transition, WrappedKey, collect, same_cases,
 };
@@ -44,8 +44,9 @@ pub struct SqliteDatabase {
     /// Writes, one connection: writers of this process queue here, in order, instead of
     /// sleeping in SQLite's busy handler (several processes on one file still meet there).
     writer: SqlitePool,
-    /// Verification's direct reader of the database file (none for an in-memory database).
-    chain: Option<std::sync::Arc<ChainReader>>,
+    /// The direct reader of the database file for verification and the agenda build (none for
+    /// an in-memory database).
+    direct: Option<std::sync::Arc<DirectReader>>,
 }
 
 impl SqliteDatabase {
@@ -60,8 +61,8 @@ impl SqliteDatabase {
             .busy_timeout(pool.acquire_timeout);
         prepare_file(options.get_filename())?;
         let in_memory = options.get_filename().to_str() == Some(":memory:");
-        let chain = (!in_memory).then(|| {
-            std::sync::Arc::new(ChainReader::new(
+        let direct = (!in_memory).then(|| {
+            std::sync::Arc::new(DirectReader::new(
                 options.get_filename().to_path_buf(),
                 pool.acquire_timeout,
             ))
@@ -86,7 +87,7 @@ impl SqliteDatabase {
         Ok(Self {
             pool: readers,
             writer,
-            chain,
+            direct,
         })
     }
 
@@ -983,27 +984,21 @@ impl Database for SqliteDatabase {
         due_by: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<Vec<EligibleCase>, StorageError> {
-        Ok(sqlx::query_as(
-            // The status index, not the submission-order one (SQLite prefers the latter to
-            // save the sort, and then reads every case of the cellule).
-            "SELECT c.id, c.reference, c.status, c.urgency, c.needs, c.commune, c.sector, \
-               c.follow_up_date, c.times_deferred, c.routed_org, c.submitted_at, c.decided_at, \
-               EXISTS (SELECT 1 FROM agenda_deferrals d WHERE d.session_id = ?2 AND d.case_id = c.id) \
-                 AS deferred_here \
-             FROM cases c INDEXED BY cases_by_cellule_status \
-             WHERE c.cellule = ?1 AND c.status IN ('accepted', 'in_follow_up') \
-               AND (c.status = 'accepted' OR c.follow_up_date <= ?3) \
-               AND NOT EXISTS (SELECT 1 FROM agenda_items ai JOIN sessions s ON s.id = ai.session_id \
-                    WHERE ai.case_id = c.id AND s.id <> ?2 AND s.status = 'planned' \
-                      AND s.published_at IS NULL AND s.starts_at >= ?4) \
-             ORDER BY c.submitted_at, c.id",
-        )
-        .bind(cellule)
-        .bind(session_id)
-        .bind(due_by)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?)
+        let Some(direct) = self.direct.clone() else {
+            return Ok(sqlx::query_as(super::sqlite_direct::ELIGIBLE_CASES)
+                .bind(cellule)
+                .bind(session_id)
+                .bind(due_by)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?);
+        };
+        let (cellule, session_id) = (cellule.to_owned(), session_id.to_owned());
+        tokio::task::spawn_blocking(move || {
+            direct.eligible_cases(&cellule, &session_id, due_by, now)
+        })
+        .await
+        .map_err(|e| StorageError::Other(format!("eligible cases reader task: {e}")))?
     }
 
     async fn replace_agenda(
@@ -1011,25 +1006,26 @@ impl Database for SqliteDatabase {
         cellule: &str,
         session_id: &str,
         items: &[NewAgendaItem],
-        deferred: Option<&[String]>,
+        deferred: Option<Deferrals<'_>>,
         now: DateTime<Utc>,
         audit: Vec<Draft>,
     ) -> Result<Head, StorageError> {
         let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET agenda_built_at = ?3 WHERE cellule = ?1 AND id = ?2 \
-             AND status = 'planned' AND published_at IS NULL",
+             AND status = 'planned' AND published_at IS NULL \
+             AND (?4 = 0 OR agenda_built_at IS ?5)",
         )
         .bind(cellule)
         .bind(session_id)
         .bind(now)
+        .bind(deferred.is_some())
+        .bind(deferred.and_then(|d| d.read_at))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
             tx.rollback().await?;
-            return Err(StorageError::Conflict(
-                "the session is cancelled or its agenda is published",
-            ));
+            return Err(StorageError::Conflict(super::AGENDA_MOVED));
         }
         for item in items {
             let eligible: bool = sqlx::query_scalar(
@@ -1053,45 +1049,67 @@ impl Database for SqliteDatabase {
             }
         }
         if let Some(deferred) = deferred {
-            // Only the difference with this session's earlier deferrals changes the counts: a
-            // rebuild that defers the same cases rewrites no case. One statement each, however
-            // many cases are deferred.
-            let ids = serde_json::to_string(deferred)
-                .map_err(|e| StorageError::Other(format!("deferred ids: {e}")))?;
-            sqlx::query(
-                "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id IN \
-                 (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1 \
-                    AND case_id NOT IN (SELECT value FROM json_each(?2)))",
-            )
-            .bind(session_id)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "DELETE FROM agenda_deferrals WHERE session_id = ?1 \
-                 AND case_id NOT IN (SELECT value FROM json_each(?2))",
-            )
-            .bind(session_id)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE cases SET times_deferred = times_deferred + 1 \
-                 WHERE id IN (SELECT value FROM json_each(?2)) \
-                   AND id NOT IN (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1)",
-            )
-            .bind(session_id)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT OR IGNORE INTO agenda_deferrals (session_id, case_id) \
-                 SELECT ?1, value FROM json_each(?2)",
-            )
-            .bind(session_id)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
+            let stored: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM agenda_deferrals WHERE session_id = ?1")
+                    .bind(session_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let (withdrawn, added, whole) =
+                if usize::try_from(stored).ok() == Some(deferred.before.len()) {
+                    // The stored deferrals are `before`: only the difference is written.
+                    let (withdrawn, added) = deferred.difference();
+                    (withdrawn, added, None)
+                } else {
+                    (Vec::new(), Vec::new(), Some(deferred.all))
+                };
+            let json = |ids: &[&str]| {
+                serde_json::to_string(ids)
+                    .map_err(|e| StorageError::Other(format!("deferred ids: {e}")))
+            };
+            if let Some(all) = whole {
+                // The whole set compared in the database; one statement each, however many
+                // cases are deferred.
+                let all: Vec<&str> = all.iter().map(String::as_str).collect();
+                let ids = json(&all)?;
+                for statement in [
+                    "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id IN \
+                     (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1 \
+                        AND case_id NOT IN (SELECT value FROM json_each(?2)))",
+                    "DELETE FROM agenda_deferrals WHERE session_id = ?1 \
+                     AND case_id NOT IN (SELECT value FROM json_each(?2))",
+                    // Only the newly deferred cases are looked up.
+                    "UPDATE cases SET times_deferred = times_deferred + 1 \
+                     WHERE id IN (SELECT value FROM json_each(?2) WHERE value NOT IN \
+                       (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1))",
+                    "INSERT OR IGNORE INTO agenda_deferrals (session_id, case_id) \
+                     SELECT ?1, value FROM json_each(?2)",
+                ] {
+                    with_ids(&mut tx, statement, session_id, &ids).await?;
+                }
+            } else {
+                if !withdrawn.is_empty() {
+                    let ids = json(&withdrawn)?;
+                    for statement in [
+                        "UPDATE cases SET times_deferred = times_deferred - 1 \
+                         WHERE id IN (SELECT value FROM json_each(?2))",
+                        "DELETE FROM agenda_deferrals WHERE session_id = ?1 \
+                         AND case_id IN (SELECT value FROM json_each(?2))",
+                    ] {
+                        with_ids(&mut tx, statement, session_id, &ids).await?;
+                    }
+                }
+                if !added.is_empty() {
+                    let ids = json(&added)?;
+                    for statement in [
+                        "UPDATE cases SET times_deferred = times_deferred + 1 \
+                         WHERE id IN (SELECT value FROM json_each(?2))",
+                        "INSERT INTO agenda_deferrals (session_id, case_id) \
+                         SELECT ?1, value FROM json_each(?2)",
+                    ] {
+                        with_ids(&mut tx, statement, session_id, &ids).await?;
+                    }
+                }
+            }
         } else {
             // An edit that puts a deferred case back on the agenda withdraws its deferral.
             for item in items {
@@ -1356,14 +1374,14 @@ impl Database for SqliteDatabase {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<Link>, StorageError> {
-        let Some(chain) = self.chain.clone() else {
+        let Some(direct) = self.direct.clone() else {
             let entries = self.audit_entries(cellule, after_seq, limit).await?;
             return super::hash_links(entries, after_seq.saturating_add(limit)).await;
         };
         let cellule = cellule.to_owned();
-        tokio::task::spawn_blocking(move || chain.links(&cellule, after_seq, limit))
+        tokio::task::spawn_blocking(move || direct.links(&cellule, after_seq, limit))
             .await
-            .map_err(|e| StorageError::Other(format!("audit chain reader task: {e}")))?
+            .map_err(|e| StorageError::Other(format!("audit page reader task: {e}")))?
     }
 
     async fn search_audit(&self, cellule: &str, f: &Filter) -> Result<Vec<Entry>, StorageError> {
@@ -1588,6 +1606,21 @@ async fn append(
         checkpoint_seq,
         purged_through,
     })
+}
+
+/// Runs a deferral statement: `?1` is the session, `?2` a JSON array of case ids.
+async fn with_ids(
+    tx: &mut sqlx::SqliteConnection,
+    statement: &str,
+    session_id: &str,
+    ids: &str,
+) -> Result<(), StorageError> {
+    sqlx::query(statement)
+        .bind(session_id)
+        .bind(ids)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 /// Stores a checkpoint unless one of its kind exists at its sequence; returns the stored one.

@@ -954,6 +954,60 @@ async fn rebuilds_move_only_the_deferrals_that_changed(backend: Backend) {
             assert_eq!(times_deferred(&app, id).await, 0);
         }
     }
+    // A deferred case that leaves the pool (scheduled elsewhere) has its deferral withdrawn at
+    // the next build: the stored deferrals then differ from what the build read, and the whole
+    // set is compared in the database.
+    app.move_case(&newer[0], json!({"to": "scheduled"})).await;
+    let (items, deferred) = build().await;
+    assert_eq!((items.len(), deferred.len()), (6, 2));
+    assert!(!deferred.contains(&newer[0]));
+    assert_eq!(times_deferred(&app, &newer[0]).await, 0);
+    for id in &newer[1..] {
+        assert!(deferred.contains(id), "{id} is deferred");
+        assert_eq!(times_deferred(&app, id).await, 1);
+    }
+    let stored: Vec<String> = app
+        .state
+        .db
+        .agenda_deferred(&sid)
+        .await
+        .expect("deferrals")
+        .into_iter()
+        .map(|d| d.case_id)
+        .collect();
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|id| deferred.contains(id)));
+
+    // A build that read the agenda before another build wrote it is refused, and changes
+    // nothing: its deferrals would be counted against a set that is no longer there.
+    let stale = cellule::storage::Deferrals {
+        all: &newer[1..],
+        before: &[],
+        read_at: None,
+    };
+    let err = app
+        .state
+        .db
+        .replace_agenda(
+            "perpignan",
+            &sid,
+            &[],
+            Some(stale),
+            chrono::Utc::now(),
+            Vec::new(),
+        )
+        .await
+        .expect_err("a stale build");
+    assert!(
+        matches!(err, cellule::storage::StorageError::Conflict(_)),
+        "{err:?}"
+    );
+    let (items_after, deferred_after) = build().await;
+    assert_eq!(items_after, items);
+    assert_eq!(deferred_after, deferred);
+    for id in &newer[1..] {
+        assert_eq!(times_deferred(&app, id).await, 1);
+    }
 }
 
 async fn agenda_put_get(app: &TestApp, sid: &str, items: Value) -> crate::helpers::Answer {
