@@ -1604,7 +1604,7 @@ async fn an_agenda_build_is_one_entry_naming_its_cases(backend: Backend) {
         assert_eq!(json!(exported_hash(&l)), l["hash"], "{line}");
     }
     assert_eq!(with_cases, 1);
-    // The FHIR export names each case of the set.
+    // The FHIR export names each case of the set, and stays valid R4.
     let a = app
         .get(
             "/v1/cellules/perpignan/audit/export?format=fhir",
@@ -1612,6 +1612,7 @@ async fn an_agenda_build_is_one_entry_naming_its_cases(backend: Backend) {
         )
         .await;
     assert_eq!(a.status, 200);
+    validate_fhir_bundle(&a.text).unwrap_or_else(|e| panic!("{e}\n{}", a.text));
     let event = a.body["entry"]
         .as_array()
         .expect("entries")

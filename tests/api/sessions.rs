@@ -494,6 +494,25 @@ async fn publication_opens_access_and_guests_see_only_their_items(backend: Backe
     )
     .await;
     assert_eq!(item_ids(&a.body), vec![care.clone()]);
+    // Its audit entry names the session and only the case the guest saw.
+    let log = call(
+        &app,
+        Method::GET,
+        &format!("/audit?action=read_agenda&actor={GUEST}"),
+        AUDITOR,
+        None,
+    )
+    .await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    let read = &log.body["items"][0];
+    assert_eq!(read["target_id"], sid.as_str());
+    let seen: Vec<&str> = read["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .filter_map(|c| c["case_id"].as_str())
+        .collect();
+    assert_eq!(seen, vec![care.as_str()]);
     assert_eq!(
         call(&app, Method::GET, &format!("/cases/{care}"), GUEST, None)
             .await
