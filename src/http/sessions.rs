@@ -171,7 +171,7 @@ pub async fn cancel_session(
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not the coordinator, or charter not accepted", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Session cancelled, agenda published, or a case changed meanwhile", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Session cancelled, agenda published, rebuilt or edited since this build read it, or a case changed meanwhile", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn build_agenda(

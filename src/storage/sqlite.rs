@@ -1054,39 +1054,13 @@ impl Database for SqliteDatabase {
                     .bind(session_id)
                     .fetch_one(&mut *tx)
                     .await?;
-            let (withdrawn, added, whole) =
-                if usize::try_from(stored).ok() == Some(deferred.before.len()) {
-                    // The stored deferrals are `before`: only the difference is written.
-                    let (withdrawn, added) = deferred.difference();
-                    (withdrawn, added, None)
-                } else {
-                    (Vec::new(), Vec::new(), Some(deferred.all))
-                };
             let json = |ids: &[&str]| {
                 serde_json::to_string(ids)
                     .map_err(|e| StorageError::Other(format!("deferred ids: {e}")))
             };
-            if let Some(all) = whole {
-                // The whole set compared in the database; one statement each, however many
-                // cases are deferred.
-                let all: Vec<&str> = all.iter().map(String::as_str).collect();
-                let ids = json(&all)?;
-                for statement in [
-                    "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id IN \
-                     (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1 \
-                        AND case_id NOT IN (SELECT value FROM json_each(?2)))",
-                    "DELETE FROM agenda_deferrals WHERE session_id = ?1 \
-                     AND case_id NOT IN (SELECT value FROM json_each(?2))",
-                    // Only the newly deferred cases are looked up.
-                    "UPDATE cases SET times_deferred = times_deferred + 1 \
-                     WHERE id IN (SELECT value FROM json_each(?2) WHERE value NOT IN \
-                       (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1))",
-                    "INSERT OR IGNORE INTO agenda_deferrals (session_id, case_id) \
-                     SELECT ?1, value FROM json_each(?2)",
-                ] {
-                    with_ids(&mut tx, statement, session_id, &ids).await?;
-                }
-            } else {
+            if usize::try_from(stored).ok() == Some(deferred.before.len()) {
+                // The stored deferrals are `before`: only the difference is written.
+                let (withdrawn, added) = deferred.difference();
                 if !withdrawn.is_empty() {
                     let ids = json(&withdrawn)?;
                     for statement in [
@@ -1108,6 +1082,26 @@ impl Database for SqliteDatabase {
                     ] {
                         with_ids(&mut tx, statement, session_id, &ids).await?;
                     }
+                }
+            } else {
+                // The whole set compared in the database; one statement each, however many
+                // cases are deferred.
+                let all: Vec<&str> = deferred.all.iter().map(String::as_str).collect();
+                let ids = json(&all)?;
+                for statement in [
+                    "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id IN \
+                     (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1 \
+                        AND case_id NOT IN (SELECT value FROM json_each(?2)))",
+                    "DELETE FROM agenda_deferrals WHERE session_id = ?1 \
+                     AND case_id NOT IN (SELECT value FROM json_each(?2))",
+                    // Only the newly deferred cases are looked up.
+                    "UPDATE cases SET times_deferred = times_deferred + 1 \
+                     WHERE id IN (SELECT value FROM json_each(?2) WHERE value NOT IN \
+                       (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1))",
+                    "INSERT OR IGNORE INTO agenda_deferrals (session_id, case_id) \
+                     SELECT ?1, value FROM json_each(?2)",
+                ] {
+                    with_ids(&mut tx, statement, session_id, &ids).await?;
                 }
             }
         } else {

@@ -102,6 +102,17 @@ impl DirectReader {
         Ok(conn)
     }
 
+    /// Runs one read on a pooled connection, given back afterwards (dropped after an error).
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let conn = self.connection()?;
+        let out = read(&conn)?;
+        self.give_back(conn);
+        Ok(out)
+    }
+
     fn give_back(&self, conn: Connection) {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < IDLE
@@ -118,10 +129,7 @@ impl DirectReader {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<Link>, StorageError> {
-        let conn = self.connection()?;
-        let links = read_links(&conn, cellule, after_seq, limit)?;
-        self.give_back(conn);
-        Ok(links)
+        self.read(|conn| read_links(conn, cellule, after_seq, limit))
     }
 }
 
@@ -160,10 +168,7 @@ impl DirectReader {
         due_by: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<Vec<EligibleCase>, StorageError> {
-        let conn = self.connection()?;
-        let cases = read_eligible(&conn, cellule, session_id, due_by, now)?;
-        self.give_back(conn);
-        Ok(cases)
+        self.read(|conn| read_eligible(conn, cellule, session_id, due_by, now))
     }
 }
 

@@ -1545,49 +1545,34 @@ async fn an_agenda_build_is_one_entry_naming_its_cases(backend: Backend) {
     );
 
     let build_seq = build["seq"].as_i64().expect("seq");
-    let access_log_has_build = |key: String| {
+    // Whether the entries an auditor gets at `path` (under `key`) include the build's.
+    let shows_build = |path: String, key: &'static str| {
         let app = &app;
         let auditor = auditor.clone();
         async move {
             let a = app
-                .get(
-                    &format!("/v1/cellules/perpignan/cases/{key}/access-log"),
-                    Some(&auditor),
-                )
+                .get(&format!("/v1/cellules/perpignan{path}"), Some(&auditor))
                 .await;
             assert_eq!(a.status, 200, "{}", a.text);
-            a.body["entries"]
+            a.body[key]
                 .as_array()
                 .expect("entries")
                 .iter()
                 .any(|e| e["seq"] == build_seq && e["action"] == "build_agenda")
         }
     };
+    let access_log = |key: &str| format!("/cases/{key}/access-log");
     for (id, reference) in &eligible {
-        assert!(access_log_has_build(id.clone()).await, "{reference}");
-        assert!(access_log_has_build(reference.clone()).await, "{reference}");
+        assert!(shows_build(access_log(id), "entries").await, "{reference}");
+        assert!(
+            shows_build(access_log(reference), "entries").await,
+            "{reference}"
+        );
     }
-    assert!(!access_log_has_build(outside.clone()).await);
-    let filtered = |reference: String| {
-        let app = &app;
-        let auditor = auditor.clone();
-        async move {
-            let a = app
-                .get(
-                    &format!("/v1/cellules/perpignan/audit?case={reference}"),
-                    Some(&auditor),
-                )
-                .await;
-            assert_eq!(a.status, 200, "{}", a.text);
-            a.body["items"]
-                .as_array()
-                .expect("items")
-                .iter()
-                .any(|e| e["seq"] == build_seq)
-        }
-    };
-    assert!(filtered(eligible[4].1.clone()).await);
-    assert!(!filtered(outside_ref).await);
+    assert!(!shows_build(access_log(&outside), "entries").await);
+    let filtered = |reference: &str| format!("/audit?case={reference}");
+    assert!(shows_build(filtered(&eligible[4].1), "items").await);
+    assert!(!shows_build(filtered(&outside_ref), "items").await);
 
     // Every exported line's hash is recomputed from the export alone.
     let a = app
