@@ -412,7 +412,8 @@ enum Raw {
 }
 
 impl Raw {
-    /// A pool with the service's options (SQLite: WAL, synchronous NORMAL, 10 connections).
+    /// A pool with the service's options (SQLite: WAL, synchronous NORMAL, 10 connections, no
+    /// ping before each use).
     async fn connect(url: &str) -> Res<Raw> {
         let raw = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
@@ -422,6 +423,7 @@ impl Raw {
                 .pragma("secure_delete", "ON")
                 .busy_timeout(Duration::from_secs(5));
             let pool = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(10)
                 .connect_with(options)
                 .await?;

@@ -647,8 +647,14 @@ pub async fn read(state: &AppState, who: &CelluleMember, id: &str) -> Result<Cas
     let draft = a
         .entry(Action::ReadCase, state.clock.now())
         .case(&case.id, Some(&case.reference));
-    audit::log(state, &a.cellule, vec![draft]).await?;
-    view(state, &case).await
+    // The answer is prepared (history read, fields decrypted) while the entry commits; it is
+    // given only once the entry is committed, and not at all if it cannot be.
+    let (logged, view) = tokio::join!(
+        audit::log(state, &a.cellule, vec![draft]),
+        view(state, &case)
+    );
+    logged?;
+    view
 }
 
 async fn view(state: &AppState, case: &CaseRecord) -> Result<CaseView, ApiError> {

@@ -2,16 +2,15 @@
 //! validated in strict mode at start. Every access decision of the service goes through
 //! [`Policies::decide`]; an evaluation error is never taken as allow or deny but answered 500.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, EntityUid, PolicyId, PolicySet, Request, Schema,
-    ValidationMode, Validator,
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
+    PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use miette::Diagnostic;
-use serde_json::{Value, json};
 
 const EMBEDDED_SCHEMA: &str = include_str!("../policies/schema.cedarschema");
 const EMBEDDED_POLICIES: &str = include_str!("../policies/default.cedar");
@@ -85,7 +84,22 @@ pub struct Policies {
     schema: Schema,
     set: PolicySet,
     authorizer: Authorizer,
+    /// The schema's action entities, with their groups (`case_content`), part of every request.
+    actions: Entities,
+    types: Types,
     source: String,
+}
+
+/// The entity types the service speaks of, parsed once.
+struct Types {
+    cellule: EntityTypeName,
+    member: EntityTypeName,
+    case: EntityTypeName,
+    action: EntityTypeName,
+}
+
+fn uid(kind: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(kind.clone(), EntityId::new(id))
 }
 
 impl std::fmt::Debug for Policies {
@@ -212,46 +226,116 @@ impl Policies {
                 message: describe(e, "policy does not match the schema"),
             });
         }
-        Ok(Self {
+        let schema_error = |message: String| PolicyError {
+            file: schema_name.to_owned(),
+            line: None,
+            message,
+        };
+        let kind = |name: &str| {
+            EntityTypeName::from_str(name).map_err(|e| schema_error(format!("{name}: {e}")))
+        };
+        let types = Types {
+            cellule: kind("Cellule::Cellule")?,
+            member: kind("Cellule::Member")?,
+            case: kind("Cellule::Case")?,
+            action: kind("Cellule::Action")?,
+        };
+        let actions = schema
+            .action_entities()
+            .map_err(|e| schema_error(describe(&e, "invalid actions")))?;
+        let policies = Self {
             schema,
             set,
             authorizer: Authorizer::new(),
+            actions,
+            types,
             source: schema_name.to_owned(),
-        })
+        };
+        policies.check_entity_shapes().map_err(schema_error)?;
+        Ok(policies)
     }
 
-    /// Asks the policies. `audience` is the note audience for note actions.
-    pub fn decide(
+    /// Requests build their entities without the schema; here, once, the entities the service
+    /// gives (a member, a cellule, a case of another cellule with invited organisations) are
+    /// checked against it, so that a schema describing other attributes is refused at start.
+    fn check_entity_shapes(&self) -> Result<(), String> {
+        let principal = Principal {
+            subject: "check".into(),
+            cellule: "check".into(),
+            role: "member".into(),
+            sphere: "city".into(),
+            organisation: "check".into(),
+            guest: false,
+            charter_accepted: true,
+        };
+        let case = Resource::Case {
+            id: "check",
+            cellule: "other",
+            status: "accepted",
+            referrer: "check",
+            routed_org: "check",
+            on_published_agenda: true,
+            invited_orgs: vec!["check"],
+        };
+        let (entities, _) = self.request_entities(&principal, &case)?;
+        Entities::from_entities(entities, Some(&self.schema)).map_err(|e| {
+            // The top-level message only says "does not conform"; its causes say what.
+            let mut text = describe(&e, "entity shape");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text = format!("{text}: {}", crate::config::one_line(&c.to_string()));
+                cause = c.source();
+            }
+            format!("the schema does not describe the entities the service gives: {text}")
+        })?;
+        Ok(())
+    }
+
+    /// The entities of one request: the principal's cellule and membership, and the case with
+    /// its cellule when the resource is a case (typed values, no JSON on this path).
+    fn request_entities(
         &self,
         principal: &Principal,
-        action: &str,
         resource: &Resource<'_>,
-        audience: Option<&str>,
-    ) -> Result<Verdict, String> {
-        let uid = |kind: &str, id: &str| {
-            EntityUid::from_json(json!({"type": kind, "id": id}))
-                .map_err(|e| format!("entity uid: {e}"))
+    ) -> Result<(Vec<Entity>, EntityUid), String> {
+        let t = &self.types;
+        let cellule_uid = |slug: &str| uid(&t.cellule, slug);
+        let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
+        let entity = |id, attrs: Vec<(&str, RestrictedExpression)>, parents: Vec<EntityUid>| {
+            Entity::new(
+                id,
+                attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                parents.into_iter().collect(),
+            )
+            .map_err(|e| format!("entity: {e}"))
         };
-        let cellule_ref =
-            |slug: &str| json!({"__entity": {"type": "Cellule::Cellule", "id": slug}});
-        let mut entities: Vec<Value> = vec![
-            json!({"uid": {"type": "Cellule::Cellule", "id": principal.cellule}, "attrs": {}, "parents": []}),
-            json!({
-                "uid": {"type": "Cellule::Member", "id": principal.subject},
-                "attrs": {
-                    "role": principal.role, "sphere": principal.sphere, "organisation": principal.organisation,
-                    "guest": principal.guest, "charter_accepted": principal.charter_accepted,
-                    "cellule": cellule_ref(&principal.cellule),
-                },
-                "parents": []
-            }),
+        let mut entities = vec![
+            Entity::new_no_attrs(cellule_uid(&principal.cellule), HashSet::new()),
+            entity(
+                uid(&t.member, &principal.subject),
+                vec![
+                    ("role", string(&principal.role)),
+                    ("sphere", string(&principal.sphere)),
+                    ("organisation", string(&principal.organisation)),
+                    ("guest", RestrictedExpression::new_bool(principal.guest)),
+                    (
+                        "charter_accepted",
+                        RestrictedExpression::new_bool(principal.charter_accepted),
+                    ),
+                    (
+                        "cellule",
+                        RestrictedExpression::new_entity_uid(cellule_uid(&principal.cellule)),
+                    ),
+                ],
+                Vec::new(),
+            )?,
         ];
         let resource_uid = match resource {
             Resource::Cellule(slug) => {
                 if *slug != principal.cellule {
-                    entities.push(json!({"uid": {"type": "Cellule::Cellule", "id": slug}, "attrs": {}, "parents": []}));
+                    entities.push(Entity::new_no_attrs(cellule_uid(slug), HashSet::new()));
                 }
-                uid("Cellule::Cellule", slug)?
+                cellule_uid(slug)
             }
             Resource::Case {
                 id,
@@ -263,32 +347,59 @@ impl Policies {
                 invited_orgs,
             } => {
                 if *cellule != principal.cellule {
-                    entities.push(json!({"uid": {"type": "Cellule::Cellule", "id": cellule}, "attrs": {}, "parents": []}));
+                    entities.push(Entity::new_no_attrs(cellule_uid(cellule), HashSet::new()));
                 }
-                entities.push(json!({
-                    "uid": {"type": "Cellule::Case", "id": id},
-                    "attrs": {
-                        "status": status, "referrer": referrer, "routed_org": routed_org,
-                        "on_published_agenda": on_published_agenda,
-                        "invited_orgs": invited_orgs,
-                    },
-                    "parents": [{"type": "Cellule::Cellule", "id": cellule}]
-                }));
-                uid("Cellule::Case", id)?
+                let case_uid = uid(&t.case, id);
+                entities.push(entity(
+                    case_uid.clone(),
+                    vec![
+                        ("status", string(status)),
+                        ("referrer", string(referrer)),
+                        ("routed_org", string(routed_org)),
+                        (
+                            "on_published_agenda",
+                            RestrictedExpression::new_bool(*on_published_agenda),
+                        ),
+                        (
+                            "invited_orgs",
+                            RestrictedExpression::new_set(invited_orgs.iter().map(|o| string(o))),
+                        ),
+                    ],
+                    vec![cellule_uid(cellule)],
+                )?);
+                case_uid
             }
         };
-        let entities = Entities::from_json_value(Value::Array(entities), Some(&self.schema))
+        Ok((entities, resource_uid))
+    }
+
+    /// Asks the policies. `audience` is the note audience for note actions.
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        action: &str,
+        resource: &Resource<'_>,
+        audience: Option<&str>,
+    ) -> Result<Verdict, String> {
+        let (request_entities, resource_uid) = self.request_entities(principal, resource)?;
+        // The schema's actions (with their groups) and this request's entities; their shape was
+        // checked against the schema at start ([`Policies::build`]).
+        let entities = self
+            .actions
+            .clone()
+            .add_entities(request_entities, None)
             .map_err(|e| format!("entities: {e}"))?;
-        let action_uid = uid("Cellule::Action", action)?;
+        let action_uid = uid(&self.types.action, action);
         let context = match audience {
-            Some(a) => {
-                Context::from_json_value(json!({"audience": a}), Some((&self.schema, &action_uid)))
-                    .map_err(|e| format!("context: {e}"))?
-            }
+            Some(a) => Context::from_pairs([(
+                "audience".to_owned(),
+                RestrictedExpression::new_string(a.to_owned()),
+            )])
+            .map_err(|e| format!("context: {e}"))?,
             None => Context::empty(),
         };
         let request = Request::new(
-            uid("Cellule::Member", &principal.subject)?,
+            uid(&self.types.member, &principal.subject),
             action_uid,
             resource_uid,
             context,

@@ -24,6 +24,7 @@ pub mod postgres;
 mod postgres_chain;
 pub mod records;
 pub mod sqlite;
+mod sqlite_batch;
 mod sqlite_direct;
 
 pub use records::*;

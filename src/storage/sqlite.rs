@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::sqlite_batch::{BatchWriter, OwnedCase};
 use super::sqlite_direct::DirectReader;
 use super::{
     AUDIT_INSERT_ROWS, AgendaItemRecord, CASE_INSERT_ROWS, CaseFilter, CaseRecord, CaseWrite,
@@ -47,6 +48,8 @@ pub struct SqliteDatabase {
     /// The direct reader of the database file for verification and the agenda build (none for
     /// an in-memory database).
     direct: Option<std::sync::Arc<DirectReader>>,
+    /// The group commit's writer (`storage::sqlite_batch`; none for an in-memory database).
+    batch: Option<std::sync::Arc<BatchWriter>>,
 }
 
 impl SqliteDatabase {
@@ -67,7 +70,17 @@ impl SqliteDatabase {
                 pool.acquire_timeout,
             ))
         });
+        let batch = (!in_memory).then(|| {
+            std::sync::Arc::new(BatchWriter::new(
+                options.get_filename().to_path_buf(),
+                pool.acquire_timeout,
+            ))
+        });
+        // No liveness ping before handing out a connection (sqlx's default): a SQLite connection
+        // is a file handle of this process that no server can close, and the ping is one more
+        // hop to the connection's worker thread per query.
         let readers = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
             .connect_with(options.clone())
@@ -78,6 +91,7 @@ impl SqliteDatabase {
             readers.clone()
         } else {
             SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(1)
                 .acquire_timeout(pool.acquire_timeout)
                 .connect_with(options)
@@ -88,6 +102,7 @@ impl SqliteDatabase {
             pool: readers,
             writer,
             direct,
+            batch,
         })
     }
 
@@ -369,6 +384,28 @@ impl Database for SqliteDatabase {
         cases: &[CaseWrite<'_>],
         entries: &[(&str, &[Draft])],
     ) -> Result<Committed, StorageError> {
+        if let Some(batch) = self.batch.clone() {
+            let owned: Vec<OwnedCase> = cases
+                .iter()
+                .map(|w| OwnedCase {
+                    case: w.case.clone(),
+                    key: w.key.clone(),
+                    audit: w.audit.clone(),
+                })
+                .collect();
+            let entries: Vec<(String, Vec<Draft>)> = entries
+                .iter()
+                .map(|(c, d)| ((*c).to_owned(), d.to_vec()))
+                .collect();
+            // The process's one write slot is held while the batch is written elsewhere.
+            let slot = self.writer.acquire().await?;
+            let out = tokio::task::spawn_blocking(move || batch.commit(&owned, &entries))
+                .await
+                .map_err(|e| StorageError::Other(format!("batch writer task: {e}")))?;
+            drop(slot);
+            return out;
+        }
+        // An in-memory database (no file to open a second connection on): through sqlx.
         let mut tx = self.writer.begin().await?;
         // The counters first: the transaction takes the write lock at once.
         let mut references = vec![String::new(); cases.len()];

@@ -1067,3 +1067,69 @@ backend_tests!(
     retention_erases_expired_cases,
     case_list_filters_and_pagination,
 );
+
+/// SQLite writes submissions and reads' entries through its batch writer (rusqlite), every
+/// other row through sqlx: the batch writer's rows must be the ones sqlx would have written
+/// (same storage classes, timestamps in sqlx's text form, which the queries compare as text).
+#[tokio::test]
+async fn sqlite_batch_writer_stores_what_sqlx_stores() {
+    use sqlx::Connection;
+    let app = spawn_app(Backend::Sqlite).await;
+    app.standard_cellule().await;
+    let a = app.refer(REF1, &referral("Situation de logement.")).await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let id = a.body["id"].as_str().expect("id").to_owned();
+    let mut c = sqlx::SqliteConnection::connect(&app.database_url)
+        .await
+        .expect("connect");
+    let (submitted, updated, kinds): (String, String, String) = sqlx::query_as(
+        "SELECT c.submitted_at, c.updated_at, \
+           typeof(c.situation) || ',' || typeof(k.kek_version) \
+             || ',' || typeof(k.wrapped) \
+         FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.id = ?1",
+    )
+    .bind(&id)
+    .fetch_one(&mut c)
+    .await
+    .expect("case row");
+    assert_eq!(submitted, updated);
+    assert_eq!(kinds, "blob,integer,blob");
+    // sqlx's own text for the same instant.
+    let at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT submitted_at FROM cases WHERE id = ?1")
+            .bind(&id)
+            .fetch_one(&mut c)
+            .await
+            .expect("decode");
+    let sqlx_text: String = sqlx::query_scalar("SELECT ?1")
+        .bind(at)
+        .fetch_one(&mut c)
+        .await
+        .expect("encode");
+    assert_eq!(submitted, sqlx_text);
+    // The entry the batch wrote continues the chain the sqlx writes began, and reads' entries
+    // follow it: the whole chain verifies.
+    let r = app.get(&case_path(&id), Some(&app.token(COORD))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let entries: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT seq, action, typeof(prev_hash) || typeof(hash) FROM audit_entries \
+         WHERE cellule = 'perpignan' AND case_id = ?1 ORDER BY seq",
+    )
+    .bind(&id)
+    .fetch_all(&mut c)
+    .await
+    .expect("entries");
+    assert_eq!(
+        entries.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(),
+        ["submit_referral", "read_case"]
+    );
+    assert!(entries.iter().all(|e| e.2 == "blobblob"), "{entries:?}");
+    let v = app
+        .get(
+            "/v1/cellules/perpignan/audit/verify",
+            Some(&app.token(AUDITOR)),
+        )
+        .await;
+    assert_eq!(v.status, 200, "{}", v.text);
+    assert_eq!(v.body["valid"], true, "{}", v.text);
+}

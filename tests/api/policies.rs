@@ -95,6 +95,33 @@ fn broken_policies_prevent_start_naming_file_and_line() {
     std::fs::remove_file(dir.path().join("schema.cedarschema")).expect("rm");
     assert_start_refused(dir.path(), "schema.cedarschema");
 
+    // A schema whose entities are not the ones the service gives (a member or case attribute it
+    // does not know): refused at start, not at the first request.
+    for (schema, names) in [
+        (
+            SCHEMA.replace("guest: Bool,", "guest: Bool,\n    team: String,"),
+            "team",
+        ),
+        (
+            SCHEMA.replace(
+                "routed_org: String,",
+                "routed_org: String,\n    priority: Long,",
+            ),
+            "priority",
+        ),
+    ] {
+        let dir = policy_dir(DEFAULT, &schema);
+        let err = Policies::load_dir(dir.path()).expect_err("entity shape");
+        assert!(err.file.ends_with("schema.cedarschema"), "{err}");
+        assert!(
+            err.message
+                .contains("the schema does not describe the entities the service gives")
+                && err.message.contains(names),
+            "{err}"
+        );
+        assert_start_refused(dir.path(), "schema.cedarschema");
+    }
+
     // Two policies with one id.
     let twice = format!(
         "{DEFAULT}\n@id(\"refer\")\npermit (principal, action == Cellule::Action::\"list_cases\", resource);\n"
