@@ -412,8 +412,8 @@ enum Raw {
 }
 
 impl Raw {
-    /// A pool with the service's options (SQLite: WAL, synchronous NORMAL, 10 connections, no
-    /// ping before each use).
+    /// A pool with the service's options (no ping before each use; SQLite: WAL, synchronous
+    /// NORMAL; 10 connections).
     async fn connect(url: &str) -> Res<Raw> {
         let raw = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
@@ -436,6 +436,7 @@ impl Raw {
             Raw::Sqlite(pool)
         } else {
             let pool = sqlx::postgres::PgPoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(10)
                 .connect(url)
                 .await?;

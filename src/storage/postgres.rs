@@ -46,7 +46,11 @@ impl PostgresDatabase {
         let options = PgConnectOptions::from_str(url.expose())
             .map_err(|e| StorageError::Other(format!("invalid PostgreSQL URL: {e}")))?
             .application_name("cellule");
+        // No ping before handing out a connection (sqlx's default): one round trip to the server
+        // per query saved. A connection the server closed meanwhile fails its query as
+        // unavailable (503, the client retries) and is dropped from the pool.
         let connecting = PgPoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
             .connect_with(options);
