@@ -648,7 +648,8 @@ pub async fn read(state: &AppState, who: &CelluleMember, id: &str) -> Result<Cas
         .entry(Action::ReadCase, state.clock.now())
         .case(&case.id, Some(&case.reference));
     // The answer is prepared (history read, fields decrypted) while the entry commits; it is
-    // given only once the entry is committed, and not at all if it cannot be.
+    // given only once the entry is committed, and not at all if it cannot be. (If preparing it
+    // fails, the entry may still be committed: the log may overstate an access, never hide one.)
     let (logged, view) = tokio::join!(
         audit::log(state, &a.cellule, vec![draft]),
         view(state, &case)
@@ -946,15 +947,20 @@ pub async fn notes(
         .into_iter()
         .map(Audience::as_str)
         .collect();
-    let rows = state.db.list_notes(&case.id, &audiences).await?;
     let draft = a
         .entry(Action::ReadNotes, state.clock.now())
         .case(&case.id, Some(&case.reference));
-    audit::log(state, &a.cellule, vec![draft]).await?;
-    let key = case_key(state, &case)?;
-    rows.into_iter()
-        .map(|n| note_view(&key, &case, n))
-        .collect()
+    // As for a case read: prepared while the entry commits, given only once it is committed.
+    let notes = async {
+        let rows = state.db.list_notes(&case.id, &audiences).await?;
+        let key = case_key(state, &case)?;
+        rows.into_iter()
+            .map(|n| note_view(&key, &case, n))
+            .collect::<Result<Vec<_>, ApiError>>()
+    };
+    let (logged, notes) = tokio::join!(audit::log(state, &a.cellule, vec![draft]), notes);
+    logged?;
+    notes
 }
 
 /// `DELETE …/cases/{id}`: erase on request.
