@@ -411,17 +411,13 @@ impl Database for SqliteDatabase {
         let mut references = vec![String::new(); cases.len()];
         for g in super::counter_groups(cases) {
             let n = i64::try_from(g.members.len()).unwrap_or(i64::MAX);
-            let last: i64 = sqlx::query_scalar(
-                "INSERT INTO reference_counters (cellule, year, last_seq) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (cellule, year) DO UPDATE SET last_seq = reference_counters.last_seq + ?3 \
-                 RETURNING last_seq",
-            )
-            .bind(g.cellule)
-            .bind(i64::from(g.year))
-            .bind(n)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(super::not_found_on_fk)?;
+            let last: i64 = sqlx::query_scalar(super::sqlite_batch::COUNTER_BUMP)
+                .bind(g.cellule)
+                .bind(i64::from(g.year))
+                .bind(n)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(super::not_found_on_fk)?;
             super::assign_references(&g, last, &mut references);
         }
         let rows: Vec<(&CaseWrite<'_>, &String)> = cases.iter().zip(&references).collect();
@@ -1599,17 +1595,14 @@ async fn append(
     drafts: Vec<Draft>,
 ) -> Result<Head, StorageError> {
     let n = i64::try_from(drafts.len()).unwrap_or(i64::MAX);
-    let (seq, prev, checkpoint_seq, purged_through): (i64, Vec<u8>, i64, i64) = sqlx::query_as(
-        "INSERT INTO audit_heads (cellule, seq, hash) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (cellule) DO UPDATE SET seq = audit_heads.seq + ?2 \
-         RETURNING seq, hash, checkpoint_seq, purged_through",
-    )
-    .bind(cellule)
-    .bind(n)
-    .bind(GENESIS.as_slice())
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(super::not_found_on_fk)?;
+    let (seq, prev, checkpoint_seq, purged_through): (i64, Vec<u8>, i64, i64) =
+        sqlx::query_as(super::sqlite_batch::HEAD_ADVANCE)
+            .bind(cellule)
+            .bind(n)
+            .bind(GENESIS.as_slice())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(super::not_found_on_fk)?;
     let mut hash = prev;
     let mut next = seq - n;
     let mut entries = Vec::with_capacity(drafts.len());
@@ -1626,7 +1619,7 @@ async fn append(
             .execute(&mut *tx)
             .await?;
     }
-    sqlx::query("UPDATE audit_heads SET hash = ?2 WHERE cellule = ?1")
+    sqlx::query(super::sqlite_batch::HEAD_SET_HASH)
         .bind(cellule)
         .bind(&hash)
         .execute(&mut *tx)

@@ -29,6 +29,21 @@ use super::{
 };
 use crate::audit::{Draft, GENESIS, Head};
 
+/// Bumps a cellule's reference counter for a year by `?3` new cases; returns the last number.
+/// Shared with the sqlx path (`storage::sqlite`).
+pub(crate) const COUNTER_BUMP: &str = "INSERT INTO reference_counters (cellule, year, last_seq) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (cellule, year) DO UPDATE SET last_seq = reference_counters.last_seq + ?3 \
+     RETURNING last_seq";
+
+/// Reserves `?2` sequence numbers on a cellule's chain (`?3`: the genesis hash of a new chain);
+/// returns the new last number, the previous hash and the checkpoint and purge marks.
+pub(crate) const HEAD_ADVANCE: &str = "INSERT INTO audit_heads (cellule, seq, hash) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (cellule) DO UPDATE SET seq = audit_heads.seq + ?2 \
+     RETURNING seq, hash, checkpoint_seq, purged_through";
+
+/// Sets the chain head's hash once the reserved entries are written.
+pub(crate) const HEAD_SET_HASH: &str = "UPDATE audit_heads SET hash = ?2 WHERE cellule = ?1";
+
 /// A new case of a batch, owned (the step runs on another thread).
 pub(crate) struct OwnedCase {
     pub case: NewCase,
@@ -138,11 +153,7 @@ fn write(
     for g in counter_groups(&writes) {
         let n = i64::try_from(g.members.len()).unwrap_or(i64::MAX);
         let last: i64 = tx
-            .prepare_cached(
-                "INSERT INTO reference_counters (cellule, year, last_seq) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (cellule, year) DO UPDATE SET last_seq = reference_counters.last_seq + ?3 \
-                 RETURNING last_seq",
-            )
+            .prepare_cached(COUNTER_BUMP)
             .and_then(|mut s| s.query_row(params![g.cellule, g.year, n], |r| r.get(0)))
             .map_err(failed)?;
         assign_references(&g, last, &mut references);
@@ -212,11 +223,7 @@ fn write(
 fn append(tx: &Connection, cellule: &str, drafts: Vec<Draft>) -> Result<Head, StorageError> {
     let n = i64::try_from(drafts.len()).unwrap_or(i64::MAX);
     let (seq, prev, checkpoint_seq, purged_through): (i64, Vec<u8>, i64, i64) = tx
-        .prepare_cached(
-            "INSERT INTO audit_heads (cellule, seq, hash) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (cellule) DO UPDATE SET seq = audit_heads.seq + ?2 \
-             RETURNING seq, hash, checkpoint_seq, purged_through",
-        )
+        .prepare_cached(HEAD_ADVANCE)
         .and_then(|mut s| {
             s.query_row(params![cellule, n, GENESIS.as_slice()], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -259,7 +266,7 @@ fn append(tx: &Connection, cellule: &str, drafts: Vec<Draft>) -> Result<Head, St
             .map_err(failed)?;
         hash = e.hash;
     }
-    tx.prepare_cached("UPDATE audit_heads SET hash = ?2 WHERE cellule = ?1")
+    tx.prepare_cached(HEAD_SET_HASH)
         .and_then(|mut s| s.execute(params![cellule, hash]))
         .map_err(failed)?;
     Ok(Head {
