@@ -161,6 +161,19 @@ pub(crate) fn audit_groups(
     groups
 }
 
+/// The columns a new case row is inserted with, in the order every insert binds them (the sqlx
+/// builders below, SQLite's batch writer).
+pub(crate) const CASE_COLUMNS: &str = "id, cellule, reference, status, urgency, age_band, gender, \
+     commune, sector, needs, consent_status, consent_justification, referring_org, referrer, \
+     linkage_key, situation, expectations, submitted_at, updated_at";
+
+/// The columns of a new data key row, in bind order.
+pub(crate) const KEY_COLUMNS: &str = "id, cellule, case_id, kek_version, wrapped";
+
+/// The columns of a new audit entry, in bind order.
+pub(crate) const ENTRY_COLUMNS: &str = "cellule, seq, at_us, actor, actor_role, actor_org, action, \
+     case_id, case_ref, target_kind, target_id, outcome, reason, request_id, cases, prev_hash, hash";
+
 /// The multi-row `INSERT`s of a chunk of new cases (with their references) and of their data
 /// keys, the same for both backends (the builder writes each one's placeholders).
 pub(crate) fn case_inserts<'a, DB>(
@@ -175,11 +188,7 @@ where
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    let mut cases = sqlx::QueryBuilder::<DB>::new(
-        "INSERT INTO cases (id, cellule, reference, status, urgency, age_band, gender, commune, sector, \
-           needs, consent_status, consent_justification, referring_org, referrer, linkage_key, \
-           situation, expectations, submitted_at, updated_at) ",
-    );
+    let mut cases = sqlx::QueryBuilder::<DB>::new(format!("INSERT INTO cases ({CASE_COLUMNS}) "));
     cases.push_values(chunk, |mut b, (w, reference)| {
         let c = w.case;
         b.push_bind(&c.id)
@@ -202,9 +211,7 @@ where
             .push_bind(c.submitted_at)
             .push_bind(c.submitted_at);
     });
-    let mut keys = sqlx::QueryBuilder::<DB>::new(
-        "INSERT INTO data_keys (id, cellule, case_id, kek_version, wrapped) ",
-    );
+    let mut keys = sqlx::QueryBuilder::<DB>::new(format!("INSERT INTO data_keys ({KEY_COLUMNS}) "));
     keys.push_values(chunk, |mut b, (w, _)| {
         b.push_bind(&w.key.id)
             .push_bind(&w.key.cellule)
@@ -224,10 +231,8 @@ where
     Vec<u8>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    let mut q = sqlx::QueryBuilder::<DB>::new(
-        "INSERT INTO audit_entries (cellule, seq, at_us, actor, actor_role, actor_org, action, case_id, \
-           case_ref, target_kind, target_id, outcome, reason, request_id, cases, prev_hash, hash) ",
-    );
+    let mut q =
+        sqlx::QueryBuilder::<DB>::new(format!("INSERT INTO audit_entries ({ENTRY_COLUMNS}) "));
     q.push_values(chunk, |mut b, e| {
         b.push_bind(&e.cellule)
             .push_bind(e.seq)

@@ -13,19 +13,19 @@
 //! (the one write slot of this process) for the whole step, so no other write of this process
 //! runs meanwhile; other processes on the same file meet in SQLite's busy handler
 //! (`BEGIN IMMEDIATE`), as the sqlx writer does. Values are stored as sqlx stores them (text
-//! timestamps in the form of sqlx-sqlite's chrono encoder), and the statements are those of
-//! the sqlx path: the rows are the same whichever path wrote them.
+//! timestamps in the form of sqlx-sqlite's chrono encoder), the column lists and the chain's
+//! statements are shared with the sqlx path: the rows are the same whichever path wrote them.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use super::{
-    CaseWrite, Committed, NewCase, StorageError, WrappedKey, assign_references, audit_groups,
-    counter_groups,
+    CASE_COLUMNS, CaseWrite, Committed, ENTRY_COLUMNS, KEY_COLUMNS, NewCase, StorageError,
+    WrappedKey, assign_references, audit_groups, counter_groups,
 };
 use crate::audit::{Draft, GENESIS, Head};
 
@@ -44,6 +44,21 @@ pub(crate) const HEAD_ADVANCE: &str = "INSERT INTO audit_heads (cellule, seq, ha
 /// Sets the chain head's hash once the reserved entries are written.
 pub(crate) const HEAD_SET_HASH: &str = "UPDATE audit_heads SET hash = ?2 WHERE cellule = ?1";
 
+/// `INSERT INTO table (columns) VALUES (?1, …, ?n)`: one placeholder per shared column, so the
+/// rows bind the columns in the order of [`CASE_COLUMNS`], [`KEY_COLUMNS`], [`ENTRY_COLUMNS`].
+fn insert(table: &str, columns: &str) -> String {
+    let n = columns.split(',').count();
+    let placeholders: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO {table} ({columns}) VALUES ({})",
+        placeholders.join(", ")
+    )
+}
+
+static INSERT_CASE: LazyLock<String> = LazyLock::new(|| insert("cases", CASE_COLUMNS));
+static INSERT_KEY: LazyLock<String> = LazyLock::new(|| insert("data_keys", KEY_COLUMNS));
+static INSERT_ENTRY: LazyLock<String> = LazyLock::new(|| insert("audit_entries", ENTRY_COLUMNS));
+
 /// A new case of a batch, owned (the step runs on another thread).
 pub(crate) struct OwnedCase {
     pub case: NewCase,
@@ -58,29 +73,22 @@ pub(crate) struct BatchWriter {
     conn: Mutex<Option<Connection>>,
 }
 
+/// As the sqlx path maps them: a foreign-key violation is a missing cellule, a unique one a
+/// conflict; busy and locked are unavailable.
 fn failed(e: rusqlite::Error) -> StorageError {
-    match &e {
-        rusqlite::Error::SqliteFailure(code, _) => match code.code {
-            rusqlite::ErrorCode::DatabaseBusy
-            | rusqlite::ErrorCode::DatabaseLocked
-            | rusqlite::ErrorCode::CannotOpen => {
-                StorageError::Unavailable(format!("SQLite batch writer: {e}"))
+    if let rusqlite::Error::SqliteFailure(code, _) = &e {
+        match code.extended_code {
+            rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                return StorageError::NotFound("cellule");
             }
-            rusqlite::ErrorCode::ConstraintViolation
-                if code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
-            {
-                StorageError::NotFound("cellule")
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                return StorageError::Conflict("unique constraint");
             }
-            rusqlite::ErrorCode::ConstraintViolation
-                if code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                    || code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
-            {
-                StorageError::Conflict("unique constraint")
-            }
-            _ => StorageError::Other(format!("SQLite batch writer: {e}")),
-        },
-        _ => StorageError::Other(format!("SQLite batch writer: {e}")),
+            _ => {}
+        }
     }
+    super::sqlite_direct::rusqlite_error("SQLite batch writer", e)
 }
 
 /// A timestamp as sqlx-sqlite stores a `DateTime<Utc>` (its chrono encoder's format).
@@ -161,50 +169,43 @@ fn write(
     for (w, reference) in writes.iter().zip(&references) {
         let c = w.case;
         let submitted_at = sqlx_time(c.submitted_at);
-        tx.prepare_cached(
-            "INSERT INTO cases (id, cellule, reference, status, urgency, age_band, gender, commune, \
-               sector, needs, consent_status, consent_justification, referring_org, referrer, \
-               linkage_key, situation, expectations, submitted_at, updated_at) \
-             VALUES (?1, ?2, ?3, 'submitted', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-               ?16, ?17, ?17)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                c.id,
-                c.cellule,
-                reference,
-                c.urgency,
-                c.age_band,
-                c.gender,
-                c.commune,
-                c.sector,
-                c.needs,
-                c.consent_status,
-                c.consent_justification,
-                c.referring_org,
-                c.referrer,
-                c.linkage_key,
-                c.situation,
-                c.expectations,
-                submitted_at,
-            ])
-        })
-        .map_err(failed)?;
+        tx.prepare_cached(&INSERT_CASE)
+            .and_then(|mut s| {
+                s.execute(params![
+                    c.id,
+                    c.cellule,
+                    reference,
+                    "submitted",
+                    c.urgency,
+                    c.age_band,
+                    c.gender,
+                    c.commune,
+                    c.sector,
+                    c.needs,
+                    c.consent_status,
+                    c.consent_justification,
+                    c.referring_org,
+                    c.referrer,
+                    c.linkage_key,
+                    c.situation,
+                    c.expectations,
+                    submitted_at,
+                    submitted_at,
+                ])
+            })
+            .map_err(failed)?;
         let k = w.key;
-        tx.prepare_cached(
-            "INSERT INTO data_keys (id, cellule, case_id, kek_version, wrapped) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                k.id,
-                k.cellule,
-                k.case_id,
-                k.kek_version,
-                k.wrapped
-            ])
-        })
-        .map_err(failed)?;
+        tx.prepare_cached(&INSERT_KEY)
+            .and_then(|mut s| {
+                s.execute(params![
+                    k.id,
+                    k.cellule,
+                    k.case_id,
+                    k.kek_version,
+                    k.wrapped
+                ])
+            })
+            .map_err(failed)?;
     }
     let borrowed: Vec<(&str, &[Draft])> = entries
         .iter()
@@ -232,14 +233,7 @@ fn append(tx: &Connection, cellule: &str, drafts: Vec<Draft>) -> Result<Head, St
         .map_err(failed)?;
     let mut hash = prev;
     let mut next = seq - n;
-    let mut insert = tx
-        .prepare_cached(
-            "INSERT INTO audit_entries (cellule, seq, at_us, actor, actor_role, actor_org, action, \
-               case_id, case_ref, target_kind, target_id, outcome, reason, request_id, cases, \
-               prev_hash, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-        )
-        .map_err(failed)?;
+    let mut insert = tx.prepare_cached(&INSERT_ENTRY).map_err(failed)?;
     for draft in drafts {
         next += 1;
         let e = draft.into_entry(cellule, next, &hash);

@@ -37,7 +37,9 @@ pub(crate) struct DirectReader {
     idle: Mutex<Vec<Connection>>,
 }
 
-fn failed(e: rusqlite::Error) -> StorageError {
+/// A `rusqlite` error of `who`: busy, locked or unopenable is unavailable (503), anything else
+/// an internal error.
+pub(crate) fn rusqlite_error(who: &str, e: rusqlite::Error) -> StorageError {
     match e {
         rusqlite::Error::SqliteFailure(code, _)
             if matches!(
@@ -47,10 +49,14 @@ fn failed(e: rusqlite::Error) -> StorageError {
                     | rusqlite::ErrorCode::CannotOpen
             ) =>
         {
-            StorageError::Unavailable(format!("SQLite direct reader: {e}"))
+            StorageError::Unavailable(format!("{who}: {e}"))
         }
-        _ => StorageError::Other(format!("SQLite direct reader: {e}")),
+        _ => StorageError::Other(format!("{who}: {e}")),
     }
+}
+
+fn failed(e: rusqlite::Error) -> StorageError {
+    rusqlite_error("SQLite direct reader", e)
 }
 
 /// A text column (`None` for NULL); any other type is a corrupt row (the tables are `STRICT`).
