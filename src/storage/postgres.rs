@@ -385,8 +385,9 @@ impl Database for PostgresDatabase {
         Ok(sqlx::query_as(
             "SELECT c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
                c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
-               c.routed_org, c.follow_up_date, c.times_deferred, c.situation, c.expectations, c.submitted_at, \
+               c.routed_org, c.follow_up_date, c.situation, c.expectations, c.submitted_at, \
                c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
+               COALESCE((SELECT f.times FROM case_deferrals f WHERE f.case_id = c.id), 0) AS times_deferred, \
                EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= $3) AS on_agenda, \
                COALESCE((SELECT string_agg(a.invited, '') FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= $3), '') AS agenda_invited \
              FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = $1 AND c.id = $2",
@@ -410,8 +411,9 @@ impl Database for PostgresDatabase {
         Ok(sqlx::query_as(
             "SELECT c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
                c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
-               c.routed_org, c.follow_up_date, c.times_deferred, c.situation, c.expectations, c.submitted_at, \
+               c.routed_org, c.follow_up_date, c.situation, c.expectations, c.submitted_at, \
                c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
+               COALESCE((SELECT f.times FROM case_deferrals f WHERE f.case_id = c.id), 0) AS times_deferred, \
                EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= $14) AS on_agenda, \
                COALESCE((SELECT string_agg(a.invited, '') FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= $14), '') AS agenda_invited \
              FROM cases c JOIN data_keys k ON k.id = c.id \
@@ -598,6 +600,13 @@ impl Database for PostgresDatabase {
             tx.rollback().await?;
             return Ok(None);
         };
+        // The deferral tables hold no foreign keys (migration 0009): their rows go here.
+        for table in ["case_deferrals", "agenda_deferrals"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE case_id = $1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "INSERT INTO erasures (id, cellule, case_id, reference, erased_by, reason, erased_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -906,7 +915,7 @@ impl Database for PostgresDatabase {
             return Err(StorageError::Conflict("the agenda changed meanwhile"));
         }
         sqlx::query(
-            "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id IN \
+            "UPDATE case_deferrals SET times = times - 1 WHERE case_id IN \
              (SELECT case_id FROM agenda_deferrals WHERE session_id = $1)",
         )
         .bind(id)
@@ -940,9 +949,10 @@ impl Database for PostgresDatabase {
     ) -> Result<Vec<EligibleCase>, StorageError> {
         Ok(sqlx::query_as(
             "SELECT c.id, c.reference, c.status, c.urgency, c.needs, c.commune, c.sector, \
-               c.follow_up_date, c.times_deferred, c.routed_org, c.submitted_at, c.decided_at, \
-               d.case_id IS NOT NULL AS deferred_here \
+               c.follow_up_date, COALESCE(f.times, 0) AS times_deferred, c.routed_org, c.submitted_at, \
+               c.decided_at, d.case_id IS NOT NULL AS deferred_here \
              FROM cases c \
+             LEFT JOIN case_deferrals f ON f.case_id = c.id \
              LEFT JOIN agenda_deferrals d ON d.session_id = $2 AND d.case_id = c.id \
              WHERE c.cellule = $1 AND c.status IN ('accepted', 'in_follow_up') \
                AND (c.status = 'accepted' OR c.follow_up_date <= $3) \
@@ -1017,8 +1027,8 @@ impl Database for PostgresDatabase {
                 let (withdrawn, added) = deferred.difference();
                 if !withdrawn.is_empty() {
                     sqlx::query(
-                        "UPDATE cases SET times_deferred = times_deferred - 1 \
-                         WHERE id = ANY($1::text[])",
+                        "UPDATE case_deferrals SET times = times - 1 \
+                         WHERE case_id = ANY($1::text[])",
                     )
                     .bind(&withdrawn)
                     .execute(&mut *tx)
@@ -1034,8 +1044,8 @@ impl Database for PostgresDatabase {
                 }
                 if !added.is_empty() {
                     sqlx::query(
-                        "UPDATE cases SET times_deferred = times_deferred + 1 \
-                         WHERE id = ANY($1::text[])",
+                        "INSERT INTO case_deferrals (case_id, times) SELECT unnest($1::text[]), 1 \
+                         ON CONFLICT (case_id) DO UPDATE SET times = case_deferrals.times + 1",
                     )
                     .bind(&added)
                     .execute(&mut *tx)
@@ -1056,7 +1066,7 @@ impl Database for PostgresDatabase {
                 // a statement, found by `cargo bench --bench load`).
                 let all = deferred.all;
                 sqlx::query(
-                    "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id IN \
+                    "UPDATE case_deferrals SET times = times - 1 WHERE case_id IN \
                      (SELECT case_id FROM agenda_deferrals WHERE session_id = $1 \
                         AND case_id NOT IN (SELECT unnest($2::text[])))",
                 )
@@ -1074,9 +1084,10 @@ impl Database for PostgresDatabase {
                 .await?;
                 sqlx::query(
                     // Only the newly deferred cases are looked up.
-                    "UPDATE cases SET times_deferred = times_deferred + 1 WHERE id IN \
-                     (SELECT n FROM unnest($2::text[]) AS n WHERE n NOT IN \
-                       (SELECT case_id FROM agenda_deferrals WHERE session_id = $1))",
+                    "INSERT INTO case_deferrals (case_id, times) \
+                     SELECT n, 1 FROM unnest($2::text[]) AS n WHERE n NOT IN \
+                       (SELECT case_id FROM agenda_deferrals WHERE session_id = $1) \
+                     ON CONFLICT (case_id) DO UPDATE SET times = case_deferrals.times + 1",
                 )
                 .bind(session_id)
                 .bind(all)
@@ -1102,12 +1113,10 @@ impl Database for PostgresDatabase {
                 .execute(&mut *tx)
                 .await?;
                 if undone.rows_affected() == 1 {
-                    sqlx::query(
-                        "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id = $1",
-                    )
-                    .bind(&item.case_id)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query("UPDATE case_deferrals SET times = times - 1 WHERE case_id = $1")
+                        .bind(&item.case_id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
         }
@@ -1137,7 +1146,8 @@ impl Database for PostgresDatabase {
     async fn agenda(&self, session_id: &str) -> Result<Vec<AgendaItemRecord>, StorageError> {
         Ok(sqlx::query_as(
             "SELECT ai.case_id, ai.position, ai.kind, ai.minutes, ai.proposal, c.reference, c.status, \
-               c.urgency, c.needs, c.commune, c.sector, c.times_deferred, c.routed_org, c.follow_up_date, \
+               c.urgency, c.needs, c.commune, c.sector, c.routed_org, c.follow_up_date, \
+               COALESCE((SELECT f.times FROM case_deferrals f WHERE f.case_id = c.id), 0) AS times_deferred, \
                (SELECT d.outcome FROM decisions d WHERE d.session_id = ai.session_id AND d.case_id = ai.case_id) \
                  AS decision_outcome \
              FROM agenda_items ai JOIN cases c ON c.id = ai.case_id WHERE ai.session_id = $1 \
@@ -1150,8 +1160,9 @@ impl Database for PostgresDatabase {
 
     async fn agenda_deferred(&self, session_id: &str) -> Result<Vec<DeferredRecord>, StorageError> {
         Ok(sqlx::query_as(
-            "SELECT d.case_id, c.reference, c.times_deferred FROM agenda_deferrals d \
-             JOIN cases c ON c.id = d.case_id WHERE d.session_id = $1 ORDER BY c.reference",
+            "SELECT d.case_id, c.reference, COALESCE(f.times, 0) AS times_deferred FROM agenda_deferrals d \
+             JOIN cases c ON c.id = d.case_id LEFT JOIN case_deferrals f ON f.case_id = d.case_id \
+             WHERE d.session_id = $1 ORDER BY c.reference",
         )
         .bind(session_id)
         .fetch_all(&self.pool)
@@ -1266,10 +1277,13 @@ impl Database for PostgresDatabase {
             return Ok(None);
         }
         if d.outcome == "deferred" {
-            sqlx::query("UPDATE cases SET times_deferred = times_deferred + 1 WHERE id = $1")
-                .bind(&d.case_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO case_deferrals (case_id, times) VALUES ($1, 1) \
+                 ON CONFLICT (case_id) DO UPDATE SET times = case_deferrals.times + 1",
+            )
+            .bind(&d.case_id)
+            .execute(&mut *tx)
+            .await?;
         }
         let head = append(&mut tx, &t.cellule, vec![audit]).await?;
         tx.commit().await?;

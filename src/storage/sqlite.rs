@@ -459,8 +459,9 @@ impl Database for SqliteDatabase {
         Ok(sqlx::query_as(
             "SELECT c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
                c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
-               c.routed_org, c.follow_up_date, c.times_deferred, c.situation, c.expectations, c.submitted_at, \
+               c.routed_org, c.follow_up_date, c.situation, c.expectations, c.submitted_at, \
                c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
+               COALESCE((SELECT f.times FROM case_deferrals f WHERE f.case_id = c.id), 0) AS times_deferred, \
                EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?3) AS on_agenda, \
                COALESCE((SELECT group_concat(a.invited, '') FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?3), '') AS agenda_invited \
              FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = ?1 AND c.id = ?2",
@@ -484,8 +485,9 @@ impl Database for SqliteDatabase {
         Ok(sqlx::query_as(
             "SELECT c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
                c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
-               c.routed_org, c.follow_up_date, c.times_deferred, c.situation, c.expectations, c.submitted_at, \
+               c.routed_org, c.follow_up_date, c.situation, c.expectations, c.submitted_at, \
                c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
+               COALESCE((SELECT f.times FROM case_deferrals f WHERE f.case_id = c.id), 0) AS times_deferred, \
                EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?14) AS on_agenda, \
                COALESCE((SELECT group_concat(a.invited, '') FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?14), '') AS agenda_invited \
              FROM cases c JOIN data_keys k ON k.id = c.id \
@@ -672,6 +674,13 @@ impl Database for SqliteDatabase {
             tx.rollback().await?;
             return Ok(None);
         };
+        // The deferral tables hold no foreign keys (migration 0009): their rows go here.
+        for table in ["case_deferrals", "agenda_deferrals"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE case_id = ?1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "INSERT INTO erasures (id, cellule, case_id, reference, erased_by, reason, erased_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -985,7 +994,7 @@ impl Database for SqliteDatabase {
             return Err(StorageError::Conflict("the agenda changed meanwhile"));
         }
         sqlx::query(
-            "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id IN \
+            "UPDATE case_deferrals SET times = times - 1 WHERE case_id IN \
              (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1)",
         )
         .bind(id)
@@ -1097,8 +1106,8 @@ impl Database for SqliteDatabase {
                 if !withdrawn.is_empty() {
                     let ids = json(&withdrawn)?;
                     for statement in [
-                        "UPDATE cases SET times_deferred = times_deferred - 1 \
-                         WHERE id IN (SELECT value FROM json_each(?2))",
+                        "UPDATE case_deferrals SET times = times - 1 \
+                         WHERE case_id IN (SELECT value FROM json_each(?2))",
                         "DELETE FROM agenda_deferrals WHERE session_id = ?1 \
                          AND case_id IN (SELECT value FROM json_each(?2))",
                     ] {
@@ -1108,8 +1117,7 @@ impl Database for SqliteDatabase {
                 if !added.is_empty() {
                     let ids = json(&added)?;
                     for statement in [
-                        "UPDATE cases SET times_deferred = times_deferred + 1 \
-                         WHERE id IN (SELECT value FROM json_each(?2))",
+                        COUNT_DEFERRALS,
                         "INSERT INTO agenda_deferrals (session_id, case_id) \
                          SELECT ?1, value FROM json_each(?2)",
                     ] {
@@ -1122,15 +1130,16 @@ impl Database for SqliteDatabase {
                 let all: Vec<&str> = deferred.all.iter().map(String::as_str).collect();
                 let ids = json(&all)?;
                 for statement in [
-                    "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id IN \
+                    "UPDATE case_deferrals SET times = times - 1 WHERE case_id IN \
                      (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1 \
                         AND case_id NOT IN (SELECT value FROM json_each(?2)))",
                     "DELETE FROM agenda_deferrals WHERE session_id = ?1 \
                      AND case_id NOT IN (SELECT value FROM json_each(?2))",
                     // Only the newly deferred cases are looked up.
-                    "UPDATE cases SET times_deferred = times_deferred + 1 \
-                     WHERE id IN (SELECT value FROM json_each(?2) WHERE value NOT IN \
-                       (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1))",
+                    "INSERT INTO case_deferrals (case_id, times) \
+                     SELECT value, 1 FROM json_each(?2) WHERE value NOT IN \
+                       (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1) \
+                     ON CONFLICT (case_id) DO UPDATE SET times = times + 1",
                     "INSERT OR IGNORE INTO agenda_deferrals (session_id, case_id) \
                      SELECT ?1, value FROM json_each(?2)",
                 ] {
@@ -1148,12 +1157,10 @@ impl Database for SqliteDatabase {
                 .execute(&mut *tx)
                 .await?;
                 if undone.rows_affected() == 1 {
-                    sqlx::query(
-                        "UPDATE cases SET times_deferred = times_deferred - 1 WHERE id = ?1",
-                    )
-                    .bind(&item.case_id)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query("UPDATE case_deferrals SET times = times - 1 WHERE case_id = ?1")
+                        .bind(&item.case_id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
         }
@@ -1183,7 +1190,8 @@ impl Database for SqliteDatabase {
     async fn agenda(&self, session_id: &str) -> Result<Vec<AgendaItemRecord>, StorageError> {
         Ok(sqlx::query_as(
             "SELECT ai.case_id, ai.position, ai.kind, ai.minutes, ai.proposal, c.reference, c.status, \
-               c.urgency, c.needs, c.commune, c.sector, c.times_deferred, c.routed_org, c.follow_up_date, \
+               c.urgency, c.needs, c.commune, c.sector, c.routed_org, c.follow_up_date, \
+               COALESCE((SELECT f.times FROM case_deferrals f WHERE f.case_id = c.id), 0) AS times_deferred, \
                (SELECT d.outcome FROM decisions d WHERE d.session_id = ai.session_id AND d.case_id = ai.case_id) \
                  AS decision_outcome \
              FROM agenda_items ai JOIN cases c ON c.id = ai.case_id WHERE ai.session_id = ?1 \
@@ -1196,8 +1204,9 @@ impl Database for SqliteDatabase {
 
     async fn agenda_deferred(&self, session_id: &str) -> Result<Vec<DeferredRecord>, StorageError> {
         Ok(sqlx::query_as(
-            "SELECT d.case_id, c.reference, c.times_deferred FROM agenda_deferrals d \
-             JOIN cases c ON c.id = d.case_id WHERE d.session_id = ?1 ORDER BY c.reference",
+            "SELECT d.case_id, c.reference, COALESCE(f.times, 0) AS times_deferred FROM agenda_deferrals d \
+             JOIN cases c ON c.id = d.case_id LEFT JOIN case_deferrals f ON f.case_id = d.case_id \
+             WHERE d.session_id = ?1 ORDER BY c.reference",
         )
         .bind(session_id)
         .fetch_all(&self.pool)
@@ -1312,10 +1321,13 @@ impl Database for SqliteDatabase {
             return Ok(None);
         }
         if d.outcome == "deferred" {
-            sqlx::query("UPDATE cases SET times_deferred = times_deferred + 1 WHERE id = ?1")
-                .bind(&d.case_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO case_deferrals (case_id, times) VALUES (?1, 1) \
+                 ON CONFLICT (case_id) DO UPDATE SET times = times + 1",
+            )
+            .bind(&d.case_id)
+            .execute(&mut *tx)
+            .await?;
         }
         let head = append(&mut tx, &t.cellule, vec![audit]).await?;
         tx.commit().await?;
@@ -1631,6 +1643,12 @@ async fn append(
         purged_through,
     })
 }
+
+/// Counts one more deferral for each case of `?2`, a JSON array of case ids (the `WHERE` keeps
+/// SQLite from reading `ON CONFLICT` as a join constraint).
+const COUNT_DEFERRALS: &str = "INSERT INTO case_deferrals (case_id, times) \
+     SELECT value, 1 FROM json_each(?2) WHERE true \
+     ON CONFLICT (case_id) DO UPDATE SET times = times + 1";
 
 /// Runs a deferral statement: `?1` is the session, `?2` a JSON array of case ids.
 async fn with_ids(

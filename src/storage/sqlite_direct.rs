@@ -141,12 +141,13 @@ impl DirectReader {
 
 /// The eligible cases of an agenda build (see `Database::eligible_cases`); `?3` is the due date
 /// and `?4` the current time, as sqlx writes them (`%F`, RFC 3339). Served by the covering index
-/// of eligible cases (migration 0008); this session's deferrals are joined, the (few) cases on
-/// other open agendas read once.
+/// of eligible cases (migrations 0008, 0009); the deferral counts and this session's deferrals
+/// are joined, the (few) cases on other open agendas read once.
 pub(crate) const ELIGIBLE_CASES: &str = "SELECT c.id, c.reference, c.status, c.urgency, c.needs, \
-       c.commune, c.sector, c.follow_up_date, c.times_deferred, c.routed_org, c.submitted_at, \
-       c.decided_at, d.case_id IS NOT NULL AS deferred_here \
+       c.commune, c.sector, c.follow_up_date, COALESCE(f.times, 0) AS times_deferred, c.routed_org, \
+       c.submitted_at, c.decided_at, d.case_id IS NOT NULL AS deferred_here \
      FROM cases c INDEXED BY cases_eligible \
+     LEFT JOIN case_deferrals f ON f.case_id = c.id \
      LEFT JOIN agenda_deferrals d ON d.session_id = ?2 AND d.case_id = c.id \
      WHERE c.cellule = ?1 AND c.status IN ('accepted', 'in_follow_up') \
        AND (c.status = 'accepted' OR c.follow_up_date <= ?3) \

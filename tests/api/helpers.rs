@@ -292,6 +292,30 @@ impl TestApp {
         answer(req.send().await.expect("request sent")).await
     }
 
+    /// Counts the rows of a `SELECT count(*) …` whose one parameter (`$1`) is `value`, straight
+    /// from the app's database (what the API cannot show, such as rows left behind).
+    pub async fn count_rows(&self, query: &str, value: &str) -> i64 {
+        if self.database_url.starts_with("sqlite") {
+            let mut c = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .expect("sqlite connection");
+            sqlx::query_scalar(&query.replace("$1", "?1"))
+                .bind(value)
+                .fetch_one(&mut c)
+                .await
+                .expect("count")
+        } else {
+            let mut c = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .expect("postgres connection");
+            sqlx::query_scalar(query)
+                .bind(value)
+                .fetch_one(&mut c)
+                .await
+                .expect("count")
+        }
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
         self.request(Method::GET, path, token, None).await
     }

@@ -9,6 +9,7 @@ mod helpers;
 mod http;
 mod keys;
 mod matrix;
+mod migrations;
 mod policies;
 mod resilience;
 mod sessions;

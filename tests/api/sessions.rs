@@ -1072,6 +1072,50 @@ async fn times_deferred(app: &TestApp, id: &str) -> i64 {
     a.body["times_deferred"].as_i64().expect("times_deferred")
 }
 
+async fn erasing_a_deferred_case_removes_its_deferrals(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    // Six fit, the seventh is deferred; erased, nothing of it stays in the deferral tables
+    // (which hold no foreign keys, migration 0009) nor in the agenda.
+    routine_cases(&app, 7).await;
+    let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    let agenda = build_agenda(&app, &sid).await;
+    let deferred = agenda["deferred"][0]["case_id"]
+        .as_str()
+        .expect("deferred")
+        .to_owned();
+    assert_eq!(times_deferred(&app, &deferred).await, 1);
+    let counts = "SELECT count(*) FROM case_deferrals WHERE case_id = $1";
+    let rows = "SELECT count(*) FROM agenda_deferrals WHERE case_id = $1";
+    assert_eq!(app.count_rows(counts, &deferred).await, 1);
+    assert_eq!(app.count_rows(rows, &deferred).await, 1);
+    let a = call(
+        &app,
+        Method::DELETE,
+        &format!("/cases/{deferred}"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 204, "{}", a.text);
+    assert_eq!(app.count_rows(counts, &deferred).await, 0);
+    assert_eq!(app.count_rows(rows, &deferred).await, 0);
+    let a = call(
+        &app,
+        Method::GET,
+        &format!("/sessions/{sid}/agenda"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["deferred"], json!([]), "{}", a.text);
+    assert_eq!(item_ids(&a.body).len(), 6);
+    // Another case's count is untouched by the erasure.
+    let kept = item_ids(&a.body)[0].clone();
+    assert_eq!(times_deferred(&app, &kept).await, 0);
+}
+
 async fn edits_publication_and_cancellation_keep_the_pool_consistent(backend: Backend) {
     let app = spawn_app(backend).await;
     setup(&app).await;
@@ -1517,4 +1561,5 @@ backend_tests!(
     sessions_keep_their_zone_and_schedule_its_first_day,
     deferred_decisions_are_not_reviews,
     rebuilds_move_only_the_deferrals_that_changed,
+    erasing_a_deferred_case_removes_its_deferrals,
 );

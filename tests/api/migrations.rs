@@ -1,0 +1,121 @@
+//! Upgrades on both backends: a database written by an earlier release keeps what it stored
+//! when the service migrates it.
+
+use std::borrow::Cow;
+
+use sqlx::Connection;
+use sqlx::migrate::Migrator;
+
+use crate::backend_tests;
+use crate::helpers::{Backend, PgDatabase};
+
+/// The migrations up to and including `version`.
+fn up_to(mut migrator: Migrator, version: i64) -> Migrator {
+    let kept: Vec<_> = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version <= version)
+        .cloned()
+        .collect();
+    migrator.migrations = Cow::Owned(kept);
+    migrator
+}
+
+/// Rows as release 0008 stored them: a case deferred twice, one of them by a session's agenda.
+fn rows_of_0008(blob: &str) -> Vec<String> {
+    let at = "'2026-01-05T10:00:00Z'";
+    vec![
+        format!("INSERT INTO cellules (slug, name, code, created_at) VALUES ('c', 'C', 'C', {at})"),
+        format!(
+            "INSERT INTO cases (id, cellule, reference, status, urgency, age_band, gender, needs, \
+             consent_status, referring_org, referrer, times_deferred, situation, submitted_at, \
+             updated_at) VALUES ('case-1', 'c', 'C-2026-0001', 'accepted', 'routine', '30-39', \
+             'f', '[\"housing\"]', 'agreed', 'ccas', 'ref', 2, {blob}, {at}, {at})"
+        ),
+        format!(
+            "INSERT INTO cases (id, cellule, reference, status, urgency, age_band, gender, needs, \
+             consent_status, referring_org, referrer, situation, submitted_at, updated_at) \
+             VALUES ('case-2', 'c', 'C-2026-0002', 'accepted', 'routine', '30-39', 'f', \
+             '[\"housing\"]', 'agreed', 'ccas', 'ref', {blob}, {at}, {at})"
+        ),
+        format!(
+            "INSERT INTO sessions (id, cellule, starts_at, local_start, time_zone, \
+             duration_minutes, location, status, created_at) VALUES ('s-1', 'c', {at}, \
+             '2026-01-05T11:00:00', 'Europe/Paris', 120, 'Mairie', 'planned', {at})"
+        ),
+        "INSERT INTO agenda_deferrals (session_id, case_id) VALUES ('s-1', 'case-1')".to_owned(),
+    ]
+}
+
+/// What the upgrade must keep: the count of the deferred case, no count for the other, the
+/// session's deferral.
+const KEPT: [(&str, i64); 3] = [
+    (
+        "SELECT count(*) FROM case_deferrals WHERE case_id = 'case-1' AND times = 2",
+        1,
+    ),
+    ("SELECT count(*) FROM case_deferrals", 1),
+    (
+        "SELECT count(*) FROM agenda_deferrals WHERE session_id = 's-1' AND case_id = 'case-1'",
+        1,
+    ),
+];
+
+async fn deferral_counts_survive_the_upgrade(backend: Backend) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+            let mut c = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+            up_to(sqlx::migrate!("migrations/sqlite"), 8)
+                .run(&mut c)
+                .await
+                .expect("migrations up to 0008");
+            for s in rows_of_0008("X'00'") {
+                sqlx::raw_sql(&s)
+                    .execute(&mut c)
+                    .await
+                    .unwrap_or_else(|e| panic!("{s}: {e}"));
+            }
+            sqlx::migrate!("migrations/sqlite")
+                .run(&mut c)
+                .await
+                .expect("upgrade");
+            for (query, expected) in KEPT {
+                let n: i64 = sqlx::query_scalar(query)
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap_or_else(|e| panic!("{query}: {e}"));
+                assert_eq!(n, expected, "{query}");
+            }
+        }
+        Backend::Postgres => {
+            let db = PgDatabase::create().await;
+            let mut c = sqlx::PgConnection::connect(&db.url).await.expect("pg");
+            up_to(sqlx::migrate!("migrations/postgres"), 8)
+                .run(&mut c)
+                .await
+                .expect("migrations up to 0008");
+            for s in rows_of_0008("'\\x00'::bytea") {
+                sqlx::raw_sql(&s)
+                    .execute(&mut c)
+                    .await
+                    .unwrap_or_else(|e| panic!("{s}: {e}"));
+            }
+            sqlx::migrate!("migrations/postgres")
+                .run(&mut c)
+                .await
+                .expect("upgrade");
+            for (query, expected) in KEPT {
+                let n: i64 = sqlx::query_scalar(query)
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap_or_else(|e| panic!("{query}: {e}"));
+                assert_eq!(n, expected, "{query}");
+            }
+            c.close().await.ok();
+        }
+    }
+}
+
+backend_tests!(deferral_counts_survive_the_upgrade);
