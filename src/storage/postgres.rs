@@ -995,26 +995,27 @@ impl Database for PostgresDatabase {
             tx.rollback().await?;
             return Err(StorageError::Conflict(super::AGENDA_MOVED));
         }
-        for item in items {
-            let eligible: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM cases c WHERE c.cellule = $1 AND c.id = $2 \
-                   AND c.status IN ('accepted', 'in_follow_up') \
-                   AND NOT EXISTS (SELECT 1 FROM agenda_items ai JOIN sessions s ON s.id = ai.session_id \
-                     WHERE ai.case_id = c.id AND s.id <> $3 AND s.status = 'planned' \
-                       AND s.published_at IS NULL AND s.starts_at >= $4))",
-            )
-            .bind(cellule)
-            .bind(&item.case_id)
-            .bind(session_id)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            if !eligible {
-                tx.rollback().await?;
-                return Err(StorageError::Conflict(
-                    "a case changed meanwhile or went on another session's agenda: rebuild or edit again",
-                ));
-            }
+        // Every item's case in one statement (a round trip per item was a tenth of a rebuild).
+        let ids: Vec<&str> = items.iter().map(|i| i.case_id.as_str()).collect();
+        let eligible: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM cases c WHERE c.cellule = $1 AND c.id = ANY($2::text[]) \
+               AND c.status IN ('accepted', 'in_follow_up') \
+               AND NOT EXISTS (SELECT 1 FROM agenda_items ai JOIN sessions s ON s.id = ai.session_id \
+                 WHERE ai.case_id = c.id AND s.id <> $3 AND s.status = 'planned' \
+                   AND s.published_at IS NULL AND s.starts_at >= $4)",
+        )
+        .bind(cellule)
+        .bind(&ids)
+        .bind(session_id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        // A case listed twice counts once: refused too (the API refuses it before).
+        if usize::try_from(eligible).ok() != Some(ids.len()) {
+            tx.rollback().await?;
+            return Err(StorageError::Conflict(
+                "a case changed meanwhile or went on another session's agenda: rebuild or edit again",
+            ));
         }
         if let Some(deferred) = deferred {
             let stored: i64 =
@@ -1124,17 +1125,21 @@ impl Database for PostgresDatabase {
             .bind(session_id)
             .execute(&mut *tx)
             .await?;
-        for item in items {
+        if !items.is_empty() {
+            let positions: Vec<i64> = items.iter().map(|i| i.position).collect();
+            let kinds: Vec<&str> = items.iter().map(|i| i.kind).collect();
+            let minutes: Vec<i64> = items.iter().map(|i| i.minutes).collect();
+            let proposals: Vec<&str> = items.iter().map(|i| i.proposal.as_str()).collect();
             sqlx::query(
                 "INSERT INTO agenda_items (session_id, case_id, position, kind, minutes, proposal) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                 SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])",
             )
             .bind(session_id)
-            .bind(&item.case_id)
-            .bind(item.position)
-            .bind(item.kind)
-            .bind(item.minutes)
-            .bind(&item.proposal)
+            .bind(&ids)
+            .bind(&positions)
+            .bind(&kinds)
+            .bind(&minutes)
+            .bind(&proposals)
             .execute(&mut *tx)
             .await?;
         }

@@ -1069,26 +1069,30 @@ impl Database for SqliteDatabase {
             tx.rollback().await?;
             return Err(StorageError::Conflict(super::AGENDA_MOVED));
         }
-        for item in items {
-            let eligible: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM cases c WHERE c.cellule = ?1 AND c.id = ?2 \
-                   AND c.status IN ('accepted', 'in_follow_up') \
-                   AND NOT EXISTS (SELECT 1 FROM agenda_items ai JOIN sessions s ON s.id = ai.session_id \
-                     WHERE ai.case_id = c.id AND s.id <> ?3 AND s.status = 'planned' \
-                       AND s.published_at IS NULL AND s.starts_at >= ?4))",
-            )
-            .bind(cellule)
-            .bind(&item.case_id)
-            .bind(session_id)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            if !eligible {
-                tx.rollback().await?;
-                return Err(StorageError::Conflict(
-                    "a case changed meanwhile or went on another session's agenda: rebuild or edit again",
-                ));
-            }
+        // Every item's case in one statement.
+        let ids: Vec<&str> = items.iter().map(|i| i.case_id.as_str()).collect();
+        let ids_json = serde_json::to_string(&ids)
+            .map_err(|e| StorageError::Other(format!("agenda ids: {e}")))?;
+        let eligible: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM cases c WHERE c.cellule = ?1 \
+               AND c.id IN (SELECT value FROM json_each(?2)) \
+               AND c.status IN ('accepted', 'in_follow_up') \
+               AND NOT EXISTS (SELECT 1 FROM agenda_items ai JOIN sessions s ON s.id = ai.session_id \
+                 WHERE ai.case_id = c.id AND s.id <> ?3 AND s.status = 'planned' \
+                   AND s.published_at IS NULL AND s.starts_at >= ?4)",
+        )
+        .bind(cellule)
+        .bind(&ids_json)
+        .bind(session_id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        // A case listed twice counts once: refused too (the API refuses it before).
+        if usize::try_from(eligible).ok() != Some(ids.len()) {
+            tx.rollback().await?;
+            return Err(StorageError::Conflict(
+                "a case changed meanwhile or went on another session's agenda: rebuild or edit again",
+            ));
         }
         if let Some(deferred) = deferred {
             let stored: i64 =
@@ -1168,19 +1172,21 @@ impl Database for SqliteDatabase {
             .bind(session_id)
             .execute(&mut *tx)
             .await?;
-        for item in items {
-            sqlx::query(
-                "INSERT INTO agenda_items (session_id, case_id, position, kind, minutes, proposal) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .bind(session_id)
-            .bind(&item.case_id)
-            .bind(item.position)
-            .bind(item.kind)
-            .bind(item.minutes)
-            .bind(&item.proposal)
-            .execute(&mut *tx)
-            .await?;
+        if !items.is_empty() {
+            // At most 600 items (a 600-minute session at one minute a case; edits: 200): 3,600
+            // parameters, within SQLite's 32,766.
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO agenda_items (session_id, case_id, position, kind, minutes, proposal) ",
+            );
+            insert.push_values(items, |mut b, item| {
+                b.push_bind(session_id)
+                    .push_bind(&item.case_id)
+                    .push_bind(item.position)
+                    .push_bind(item.kind)
+                    .push_bind(item.minutes)
+                    .push_bind(&item.proposal);
+            });
+            insert.build().execute(&mut *tx).await?;
         }
         let head = append(&mut tx, cellule, audit).await?;
         tx.commit().await?;

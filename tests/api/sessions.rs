@@ -1072,6 +1072,66 @@ async fn times_deferred(app: &TestApp, id: &str) -> i64 {
     a.body["times_deferred"].as_i64().expect("times_deferred")
 }
 
+async fn the_store_refuses_items_that_are_no_longer_eligible(backend: Backend) {
+    use cellule::storage::{NewAgendaItem, StorageError};
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    let (ready, _) = accepted(&app, "routine", json!(["housing"]), "66G01").await;
+    let a = app
+        .refer(REF1, &referral("Situation encore à l'étude."))
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let submitted = a.body["id"].as_str().expect("id").to_owned();
+    let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    let item = |case_id: &str, position| NewAgendaItem {
+        case_id: case_id.to_owned(),
+        position,
+        kind: "new",
+        minutes: 20,
+        proposal: "{}".to_owned(),
+    };
+    let store = |items: Vec<NewAgendaItem>| {
+        let (db, sid) = (app.state.db.clone(), sid.clone());
+        async move {
+            db.replace_agenda("perpignan", &sid, &items, None, chrono::Utc::now(), vec![])
+                .await
+        }
+    };
+    // Between the API's checks and the write, a case may have moved: the write is refused
+    // whole, whichever item it is, and a case listed twice is refused too.
+    for items in [
+        vec![item(&ready, 1), item(&submitted, 2)],
+        vec![item(&submitted, 1), item(&ready, 2)],
+        vec![item(&ready, 1), item(&ready, 2)],
+    ] {
+        assert!(
+            matches!(store(items).await, Err(StorageError::Conflict(_))),
+            "refused"
+        );
+    }
+    let a = call(
+        &app,
+        Method::GET,
+        &format!("/sessions/{sid}/agenda"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(item_ids(&a.body), Vec::<String>::new(), "nothing stored");
+    store(vec![item(&ready, 1)])
+        .await
+        .expect("an eligible case is stored");
+    let a = call(
+        &app,
+        Method::GET,
+        &format!("/sessions/{sid}/agenda"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(item_ids(&a.body), vec![ready]);
+}
+
 async fn erasing_a_deferred_case_removes_its_deferrals(backend: Backend) {
     let app = spawn_app(backend).await;
     setup(&app).await;
@@ -1562,4 +1622,5 @@ backend_tests!(
     deferred_decisions_are_not_reviews,
     rebuilds_move_only_the_deferrals_that_changed,
     erasing_a_deferred_case_removes_its_deferrals,
+    the_store_refuses_items_that_are_no_longer_eligible,
 );
