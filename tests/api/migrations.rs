@@ -61,59 +61,51 @@ const KEPT: [(&str, i64); 3] = [
     ),
 ];
 
+/// Migrates a fresh database up to 0008, writes [`rows_of_0008`], upgrades it and checks
+/// [`KEPT`]: one body for both connection types.
+macro_rules! upgrade {
+    ($connection:ty, $url:expr, $migrations:literal, $blob:expr) => {{
+        let mut c = <$connection>::connect($url).await.expect("connection");
+        up_to(sqlx::migrate!($migrations), 8)
+            .run(&mut c)
+            .await
+            .expect("migrations up to 0008");
+        for s in rows_of_0008($blob) {
+            sqlx::raw_sql(&s)
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+        sqlx::migrate!($migrations)
+            .run(&mut c)
+            .await
+            .expect("upgrade");
+        for (query, expected) in KEPT {
+            let n: i64 = sqlx::query_scalar(query)
+                .fetch_one(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{query}: {e}"));
+            assert_eq!(n, expected, "{query}");
+        }
+        c.close().await.ok();
+    }};
+}
+
 async fn deferral_counts_survive_the_upgrade(backend: Backend) {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tempdir");
             let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
-            let mut c = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
-            up_to(sqlx::migrate!("migrations/sqlite"), 8)
-                .run(&mut c)
-                .await
-                .expect("migrations up to 0008");
-            for s in rows_of_0008("X'00'") {
-                sqlx::raw_sql(&s)
-                    .execute(&mut c)
-                    .await
-                    .unwrap_or_else(|e| panic!("{s}: {e}"));
-            }
-            sqlx::migrate!("migrations/sqlite")
-                .run(&mut c)
-                .await
-                .expect("upgrade");
-            for (query, expected) in KEPT {
-                let n: i64 = sqlx::query_scalar(query)
-                    .fetch_one(&mut c)
-                    .await
-                    .unwrap_or_else(|e| panic!("{query}: {e}"));
-                assert_eq!(n, expected, "{query}");
-            }
+            upgrade!(sqlx::SqliteConnection, &url, "migrations/sqlite", "X'00'");
         }
         Backend::Postgres => {
             let db = PgDatabase::create().await;
-            let mut c = sqlx::PgConnection::connect(&db.url).await.expect("pg");
-            up_to(sqlx::migrate!("migrations/postgres"), 8)
-                .run(&mut c)
-                .await
-                .expect("migrations up to 0008");
-            for s in rows_of_0008("'\\x00'::bytea") {
-                sqlx::raw_sql(&s)
-                    .execute(&mut c)
-                    .await
-                    .unwrap_or_else(|e| panic!("{s}: {e}"));
-            }
-            sqlx::migrate!("migrations/postgres")
-                .run(&mut c)
-                .await
-                .expect("upgrade");
-            for (query, expected) in KEPT {
-                let n: i64 = sqlx::query_scalar(query)
-                    .fetch_one(&mut c)
-                    .await
-                    .unwrap_or_else(|e| panic!("{query}: {e}"));
-                assert_eq!(n, expected, "{query}");
-            }
-            c.close().await.ok();
+            upgrade!(
+                sqlx::PgConnection,
+                &db.url,
+                "migrations/postgres",
+                "'\\x00'::bytea"
+            );
         }
     }
 }

@@ -428,14 +428,7 @@ async fn publication_opens_access_and_guests_see_only_their_items(backend: Backe
     )
     .await;
     // Before publication the city member sees no item and no case.
-    let a = call(
-        &app,
-        Method::GET,
-        &format!("/sessions/{sid}/agenda"),
-        CITY,
-        None,
-    )
-    .await;
+    let a = agenda_as(&app, &sid, CITY).await;
     assert_eq!(item_ids(&a.body).len(), 0, "{}", a.text);
     call(&app, Method::GET, &format!("/cases/{housing}"), CITY, None)
         .await
@@ -465,14 +458,7 @@ async fn publication_opens_access_and_guests_see_only_their_items(backend: Backe
     }
     // Published: permanent members see every item; the guest only the one routed to it.
     for sub in [CITY, PSY] {
-        let a = call(
-            &app,
-            Method::GET,
-            &format!("/sessions/{sid}/agenda"),
-            sub,
-            None,
-        )
-        .await;
+        let a = agenda_as(&app, &sid, sub).await;
         let mut got = item_ids(&a.body);
         got.sort();
         let mut want = vec![care.clone(), housing.clone()];
@@ -485,14 +471,7 @@ async fn publication_opens_access_and_guests_see_only_their_items(backend: Backe
             200
         );
     }
-    let a = call(
-        &app,
-        Method::GET,
-        &format!("/sessions/{sid}/agenda"),
-        GUEST,
-        None,
-    )
-    .await;
+    let a = agenda_as(&app, &sid, GUEST).await;
     assert_eq!(item_ids(&a.body), vec![care.clone()]);
     // Its audit entry names the session and only the case the guest saw.
     let log = call(
@@ -550,15 +529,7 @@ async fn publication_opens_access_and_guests_see_only_their_items(backend: Backe
     .await
     .assert_problem(409);
     // The auditor never sees the agenda.
-    call(
-        &app,
-        Method::GET,
-        &format!("/sessions/{sid}/agenda"),
-        AUDITOR,
-        None,
-    )
-    .await
-    .assert_problem(403);
+    agenda_as(&app, &sid, AUDITOR).await.assert_problem(403);
 }
 
 async fn cancelling_a_session_releases_its_items(backend: Backend) {
@@ -738,14 +709,7 @@ async fn decisions_move_cases_and_feed_the_referrer(backend: Backend) {
         200
     );
     // The agenda shows the decisions.
-    let a = call(
-        &app,
-        Method::GET,
-        &format!("/sessions/{sid}/agenda"),
-        COORD,
-        None,
-    )
-    .await;
+    let a = agenda_as(&app, &sid, COORD).await;
     let decided: Vec<&str> = a.body["items"]
         .as_array()
         .expect("items")
@@ -1040,6 +1004,18 @@ async fn agenda_put_get(app: &TestApp, sid: &str, items: Value) -> crate::helper
     .await
 }
 
+/// A session's agenda as `sub` sees it.
+async fn agenda_as(app: &TestApp, sid: &str, sub: &str) -> crate::helpers::Answer {
+    call(
+        app,
+        Method::GET,
+        &format!("/sessions/{sid}/agenda"),
+        sub,
+        None,
+    )
+    .await
+}
+
 /// Builds a session's agenda as the coordinator (200 expected) and returns it.
 async fn build_agenda(app: &TestApp, sid: &str) -> Value {
     let a = call(
@@ -1109,26 +1085,12 @@ async fn the_store_refuses_items_that_are_no_longer_eligible(backend: Backend) {
             "refused"
         );
     }
-    let a = call(
-        &app,
-        Method::GET,
-        &format!("/sessions/{sid}/agenda"),
-        COORD,
-        None,
-    )
-    .await;
+    let a = agenda_as(&app, &sid, COORD).await;
     assert_eq!(item_ids(&a.body), Vec::<String>::new(), "nothing stored");
     store(vec![item(&ready, 1)])
         .await
         .expect("an eligible case is stored");
-    let a = call(
-        &app,
-        Method::GET,
-        &format!("/sessions/{sid}/agenda"),
-        COORD,
-        None,
-    )
-    .await;
+    let a = agenda_as(&app, &sid, COORD).await;
     assert_eq!(item_ids(&a.body), vec![ready]);
 }
 
@@ -1160,14 +1122,7 @@ async fn erasing_a_deferred_case_removes_its_deferrals(backend: Backend) {
     assert_eq!(a.status, 204, "{}", a.text);
     assert_eq!(app.count_rows(counts, &deferred).await, 0);
     assert_eq!(app.count_rows(rows, &deferred).await, 0);
-    let a = call(
-        &app,
-        Method::GET,
-        &format!("/sessions/{sid}/agenda"),
-        COORD,
-        None,
-    )
-    .await;
+    let a = agenda_as(&app, &sid, COORD).await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.body["deferred"], json!([]), "{}", a.text);
     assert_eq!(item_ids(&a.body).len(), 6);
@@ -1527,14 +1482,7 @@ async fn sessions_keep_their_zone_and_schedule_its_first_day(backend: Backend) {
         .await;
         assert_eq!(a.status, 200, "{}", a.text);
     }
-    let a = call(
-        &app,
-        Method::GET,
-        &format!("/sessions/{sid}/agenda"),
-        GUEST,
-        None,
-    )
-    .await;
+    let a = agenda_as(&app, &sid, GUEST).await;
     assert_eq!(item_ids(&a.body), vec![care.clone()], "{}", a.text);
     call(
         &app,
