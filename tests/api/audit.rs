@@ -1646,7 +1646,64 @@ async fn an_agenda_build_is_one_entry_naming_its_cases(backend: Backend) {
     assert_eq!(report.broken.map(|b| b.seq), Some(build_seq));
 }
 
+/// The group commit's foreign-key mapping (SQLite: the `rusqlite` batch writer; PostgreSQL:
+/// sqlx): entries for a cellule that does not exist (deleted between the extractor and the
+/// commit) are "no such cellule", and the failed batch changes nothing.
+async fn a_batch_for_an_unknown_cellule_is_not_found(backend: Backend) {
+    use cellule::audit::{Action, Actor, Draft, Outcome};
+    use cellule::storage::StorageError;
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let draft = Draft {
+        at: chrono::Utc::now(),
+        actor: Actor {
+            subject: "someone".into(),
+            role: "member".into(),
+            organisation: None,
+        },
+        action: Action::ReadCase,
+        case_id: None,
+        case_ref: None,
+        target_kind: None,
+        target_id: None,
+        outcome: Outcome::Allowed,
+        reason: None,
+        request_id: None,
+        cases: None,
+    };
+    let db = app.state.db.clone();
+    let before = db.audit_head("perpignan").await.expect("head");
+    let drafts = [draft];
+    let failed = db
+        .commit_batch(&[], &[("perpignan", &drafts), ("nowhere", &drafts)])
+        .await;
+    assert!(
+        matches!(failed, Err(StorageError::NotFound("cellule"))),
+        "{failed:?}"
+    );
+    assert!(db.audit_head("nowhere").await.expect("head").is_none());
+    let after = db.audit_head("perpignan").await.expect("head");
+    assert_eq!(
+        before.map(|h| h.seq),
+        after.map(|h| h.seq),
+        "the known cellule's entry went with the batch"
+    );
+    let committed = db
+        .commit_batch(&[], &[("perpignan", &drafts)])
+        .await
+        .expect("the next batch commits");
+    assert_eq!(committed.heads.len(), 1);
+    let v = app
+        .get(
+            "/v1/cellules/perpignan/audit/verify",
+            Some(&app.token(AUDITOR)),
+        )
+        .await;
+    assert_eq!(v.body["valid"], true, "{}", v.text);
+}
+
 backend_tests!(
+    a_batch_for_an_unknown_cellule_is_not_found,
     verification_holds_across_page_boundaries,
     an_agenda_build_is_one_entry_naming_its_cases,
     verification_links_match_the_stored_entries,
