@@ -1650,27 +1650,20 @@ async fn an_agenda_build_is_one_entry_naming_its_cases(backend: Backend) {
 /// sqlx): entries for a cellule that does not exist (deleted between the extractor and the
 /// commit) are "no such cellule", and the failed batch changes nothing.
 async fn a_batch_for_an_unknown_cellule_is_not_found(backend: Backend) {
-    use cellule::audit::{Action, Actor, Draft, Outcome};
+    use cellule::audit::{Action, Actor, AuditCtx};
     use cellule::storage::StorageError;
     let app = spawn_app(backend).await;
     app.standard_cellule().await;
-    let draft = Draft {
-        at: chrono::Utc::now(),
+    let ctx = AuditCtx {
+        cellule: "nowhere".into(),
         actor: Actor {
             subject: "someone".into(),
             role: "member".into(),
             organisation: None,
         },
-        action: Action::ReadCase,
-        case_id: None,
-        case_ref: None,
-        target_kind: None,
-        target_id: None,
-        outcome: Outcome::Allowed,
-        reason: None,
         request_id: None,
-        cases: None,
     };
+    let draft = ctx.entry(Action::ReadCase, chrono::Utc::now());
     let db = app.state.db.clone();
     let before = db.audit_head("perpignan").await.expect("head");
     let drafts = [draft];
