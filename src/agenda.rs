@@ -87,9 +87,10 @@ fn urgency_rank(u: Urgency) -> u8 {
     }
 }
 
-/// Sorts candidates in review order (see the module documentation).
+/// Sorts candidates in review order (see the module documentation). The order is total: a
+/// cellule's references are unique, so no order among equals needs keeping.
 pub fn order(candidates: &mut [Candidate]) {
-    candidates.sort_by(|a, b| {
+    candidates.sort_unstable_by(|a, b| {
         urgency_rank(a.urgency)
             .cmp(&urgency_rank(b.urgency))
             .then(b.times_deferred.cmp(&a.times_deferred))

@@ -771,22 +771,35 @@ pub async fn build(
     let cellule = slug(who);
     let s = session(state, cellule, sid).await?;
     open_for_changes(&s)?;
-    let sched = load_schedule(state, cellule).await?;
     let tz = schedule::parse_tz(&s.time_zone).unwrap_or(chrono_tz::Europe::Paris);
     let due_by = s.starts_at.with_timezone(&tz).date_naive();
     let now = state.clock.now();
-    let cases = state.db.eligible_cases(cellule, &s.id, due_by, now).await?;
-    let dir = load_directory(state, cellule).await?;
+    // The eligible cases (thousands, on a blocking thread for SQLite) are read while the
+    // schedule and the directory are.
+    let (sched, cases, dir) = tokio::try_join!(
+        load_schedule(state, cellule),
+        async { Ok::<_, ApiError>(state.db.eligible_cases(cellule, &s.id, due_by, now).await?) },
+        load_directory(state, cellule),
+    )?;
     let candidates = cases.iter().map(candidate).collect::<Result<Vec<_>, _>>()?;
     let built = agenda::build(candidates, capacity(sched.as_ref(), &s));
-    let by_id: std::collections::HashMap<&str, &EligibleCase> =
-        cases.iter().map(|c| (c.id.as_str(), c)).collect();
+    // The items' cases, found in one pass (an agenda holds tens of items, the pool thousands).
+    let wanted: std::collections::HashMap<&str, usize> = built
+        .items
+        .iter()
+        .enumerate()
+        .map(|(n, i)| (i.candidate.case_id.as_str(), n))
+        .collect();
+    let mut item_cases: Vec<Option<&EligibleCase>> = vec![None; built.items.len()];
+    for c in &cases {
+        if let Some(&n) = wanted.get(c.id.as_str()) {
+            item_cases[n] = Some(c);
+        }
+    }
     let mut items = Vec::with_capacity(built.items.len());
     let mut rows = Vec::with_capacity(built.items.len());
-    for i in &built.items {
-        let c = by_id
-            .get(i.candidate.case_id.as_str())
-            .ok_or_else(|| ApiError::Internal("candidate without its case".into()))?;
+    for (i, c) in built.items.iter().zip(item_cases) {
+        let c = c.ok_or_else(|| ApiError::Internal("candidate without its case".into()))?;
         let item = NewAgendaItem {
             case_id: i.candidate.case_id.clone(),
             position: i.position,
@@ -829,18 +842,20 @@ pub async fn build(
         .await?;
     audit::written(state, cellule, &head).await;
     // The answer is what was just written, from the rows in hand: reading back thousands of
-    // deferrals would cost more than the build itself.
+    // deferrals would cost more than the build itself. A candidate's count leaves out this
+    // session's earlier deferral (see `candidate`): with this one, one more.
+    drop(cases);
     let mut deferred_view: Vec<DeferredView> = built
         .deferred
-        .iter()
-        .filter_map(|d| by_id.get(d.case_id.as_str()))
+        .into_iter()
         .map(|c| DeferredView {
-            case_id: c.id.clone(),
-            reference: c.reference.clone(),
-            times_deferred: c.times_deferred - i64::from(c.deferred_here) + 1,
+            case_id: c.case_id,
+            reference: c.reference,
+            times_deferred: c.times_deferred + 1,
         })
         .collect();
-    deferred_view.sort_by(|a, b| a.reference.cmp(&b.reference));
+    // References are unique: no order among equals to keep.
+    deferred_view.sort_unstable_by(|a, b| a.reference.cmp(&b.reference));
     let written = SessionRecord {
         agenda_built_at: Some(now),
         ..s

@@ -1131,7 +1131,8 @@ impl Database for SqliteDatabase {
             } else {
                 // The whole set compared in the database; one statement each, however many
                 // cases are deferred.
-                let all: Vec<&str> = deferred.all.iter().map(String::as_str).collect();
+                let mut all: Vec<&str> = deferred.all.iter().map(String::as_str).collect();
+                all.sort_unstable(); // key order, as `difference` gives
                 let ids = json(&all)?;
                 for statement in [
                     "UPDATE case_deferrals SET times = times - 1 WHERE case_id IN \
