@@ -25,6 +25,7 @@ mod postgres_chain;
 pub mod records;
 pub mod sqlite;
 mod sqlite_batch;
+mod sqlite_checkpoint;
 mod sqlite_direct;
 
 pub use records::*;

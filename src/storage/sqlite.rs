@@ -9,6 +9,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::sqlite_batch::{BatchWriter, OwnedCase};
+use super::sqlite_checkpoint::Checkpointer;
 use super::sqlite_direct::DirectReader;
 use super::{
     AUDIT_INSERT_ROWS, AgendaItemRecord, CASE_INSERT_ROWS, CaseFilter, CaseRecord, CaseWrite,
@@ -50,6 +51,8 @@ pub struct SqliteDatabase {
     direct: Option<std::sync::Arc<DirectReader>>,
     /// The group commit's writer (`storage::sqlite_batch`; none for an in-memory database).
     batch: Option<std::sync::Arc<BatchWriter>>,
+    /// The background WAL checkpoints (none for an in-memory database).
+    checkpointer: Option<Checkpointer>,
 }
 
 impl SqliteDatabase {
@@ -61,6 +64,13 @@ impl SqliteDatabase {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .pragma("secure_delete", "ON")
+            // Statement journals and transient tables in memory: a statement writing thousands
+            // of rows (an agenda's deferrals) otherwise creates, writes and deletes a temporary
+            // file outside the data folder for its statement journal.
+            .pragma("temp_store", "MEMORY")
+            // Checkpoints run in the background (`storage::sqlite_checkpoint`), not inside the
+            // commit that happens to fill the WAL.
+            .pragma("wal_autocheckpoint", "0")
             .busy_timeout(pool.acquire_timeout);
         prepare_file(options.get_filename())?;
         let in_memory = options.get_filename().to_str() == Some(":memory:");
@@ -94,15 +104,26 @@ impl SqliteDatabase {
                 .test_before_acquire(false)
                 .max_connections(1)
                 .acquire_timeout(pool.acquire_timeout)
-                .connect_with(options)
+                .connect_with(options.clone())
                 .await
                 .map_err(|e| StorageError::Unavailable(e.to_string()))?
+        };
+        // Started once the pools have created the file and switched it to WAL.
+        let checkpointer = if in_memory {
+            None
+        } else {
+            Some(Checkpointer::start(
+                options.get_filename().to_path_buf(),
+                pool.acquire_timeout,
+                writer.clone(),
+            )?)
         };
         Ok(Self {
             pool: readers,
             writer,
             direct,
             batch,
+            checkpointer,
         })
     }
 
@@ -1601,6 +1622,9 @@ impl Database for SqliteDatabase {
     }
 
     async fn close(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.stop();
+        }
         self.pool.close().await;
     }
 }

@@ -114,7 +114,8 @@ impl BatchWriter {
         conn.busy_timeout(self.busy_timeout).map_err(failed)?;
         // The per-connection settings of the sqlx connections (the journal mode is the file's).
         conn.execute_batch(
-            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON;",
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON; \
+             PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;",
         )
         .map_err(failed)?;
         Ok(conn)

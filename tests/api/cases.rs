@@ -1133,3 +1133,48 @@ async fn sqlite_batch_writer_stores_what_sqlx_stores() {
     assert_eq!(v.status, 200, "{}", v.text);
     assert_eq!(v.body["valid"], true, "{}", v.text);
 }
+
+/// SQLite's connections leave checkpoints to the background task (`wal_autocheckpoint = 0`):
+/// committed pages reach the database file within a few rounds of it, while the server runs,
+/// though far fewer than the 1,000 pages SQLite's automatic checkpoint would wait for.
+#[tokio::test]
+async fn sqlite_checkpoints_the_wal_in_the_background() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.standard_cellule().await;
+    let file = std::path::PathBuf::from(
+        app.database_url
+            .strip_prefix("sqlite://")
+            .expect("a SQLite URL"),
+    );
+    let size = || std::fs::metadata(&file).expect("database file").len();
+    let wal_pages = || {
+        let wal = file.with_file_name("cellule.db-wal");
+        std::fs::metadata(wal).map_or(0, |m| m.len() / 4096)
+    };
+    // The set-up's own pages are checkpointed first.
+    let settled = size();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(size() >= settled);
+    let before = size();
+    for n in 0..40 {
+        let r = app
+            .refer(
+                REF1,
+                &referral(&format!("Situation {n}: {}", "logement ".repeat(60))),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    assert!(
+        wal_pages() < 1000,
+        "the test needs fewer pages than SQLite's own threshold"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while size() <= before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        size() > before,
+        "40 referrals were committed but the database file did not grow: nothing checkpointed them"
+    );
+}
