@@ -167,8 +167,8 @@ fn options() -> Options {
                 first_builds = Some(
                     args.next()
                         .and_then(|v| v.parse().ok())
-                        .filter(|n| (1..=36).contains(n))
-                        .expect("--first-builds N (1-36)"),
+                        .filter(|n| (1..=35).contains(n))
+                        .expect("--first-builds N (1-35)"),
                 )
             }
             "--backend" => {
@@ -1282,7 +1282,9 @@ async fn run_dataset(
             Method::POST,
             &format!("{cpath}/sessions/plan"),
             &server.coord,
-            Some(json!({"months": opts.first_builds})),
+            // One month more than sessions needed: the window's last occurrence may fall
+            // after it (a session later in the month than today).
+            Some(json!({"months": opts.first_builds + 1})),
         )
         .await?;
     let sessions: Vec<String> = plan["sessions"]

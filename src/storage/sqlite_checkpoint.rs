@@ -16,8 +16,8 @@
 //! never waits for a SQLite lock and never blocks a reader; what it cannot copy yet (pages a
 //! reader's snapshot still needs) is copied on a later round, as SQLite's own automatic
 //! checkpoints would do. When the database is closed, SQLite checkpoints the WAL as the last
-//! connection closes; an erasure still truncates the WAL itself at once (so that no frame of the
-//! erased rows stays behind), whatever this task is doing.
+//! connection closes; an erasure truncates the WAL itself at once (so that no frame of the
+//! erased rows stays behind), on the write slot, so that no round of this task is in its way.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
