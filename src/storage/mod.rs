@@ -260,6 +260,10 @@ where
 pub(crate) const AGENDA_MOVED: &str =
     "the session was cancelled, or its agenda published or rebuilt meanwhile: reload it";
 
+/// An item of an agenda write is no longer eligible (or is listed twice).
+pub(crate) const ITEMS_MOVED: &str =
+    "a case changed meanwhile or went on another session's agenda: rebuild or edit again";
+
 /// A foreign-key violation on insert means the parent cellule does not exist.
 pub(crate) fn not_found_on_fk(e: sqlx::Error) -> StorageError {
     if let sqlx::Error::Database(db) = &e

@@ -1013,9 +1013,7 @@ impl Database for PostgresDatabase {
         // A case listed twice counts once: refused too (the API refuses it before).
         if usize::try_from(eligible).ok() != Some(ids.len()) {
             tx.rollback().await?;
-            return Err(StorageError::Conflict(
-                "a case changed meanwhile or went on another session's agenda: rebuild or edit again",
-            ));
+            return Err(StorageError::Conflict(super::ITEMS_MOVED));
         }
         if let Some(deferred) = deferred {
             let stored: i64 =
