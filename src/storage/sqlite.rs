@@ -719,9 +719,14 @@ impl Database for SqliteDatabase {
         let head = append(&mut tx, cellule, vec![audit]).await?;
         tx.commit().await?;
         // Deleted pages are zeroed (secure_delete); fold the WAL back so that no frame of the
-        // erased rows stays in the -wal file. On the write slot: a background checkpoint round
-        // (`storage::sqlite_checkpoint`) holding SQLite's checkpoint lock would make this one
-        // give up; the erasure is committed either way, so a failure is only reported.
+        // erased rows stays in the -wal file. Between the background checkpoint rounds
+        // (`storage::sqlite_checkpoint`: SQLite makes a checkpoint give up while another holds
+        // its lock) and on the write slot (no write in the way); the erasure is committed
+        // either way, so a failure is only reported.
+        let _between_rounds = match &self.checkpointer {
+            Some(c) => Some(c.exclusive().await),
+            None => None,
+        };
         match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
             .fetch_one(&self.writer)
             .await
