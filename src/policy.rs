@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
@@ -88,6 +89,37 @@ pub struct Policies {
     actions: Entities,
     types: Types,
     source: String,
+    /// Cellule-level decisions already taken (see [`Policies::decide`]).
+    memo: Mutex<HashMap<String, Verdict>>,
+}
+
+/// At most this many cellule-level decisions are remembered (then forgotten all at once): a
+/// few per member and action.
+const MEMO_CAPACITY: usize = 4096;
+
+/// The memo key of a cellule-level request: every input of the decision, each field
+/// length-prefixed so that no two different requests share a key.
+fn memo_key(principal: &Principal, action: &str, cellule: &str, audience: Option<&str>) -> String {
+    let mut key = String::with_capacity(160);
+    let strings = [
+        principal.subject.as_str(),
+        principal.cellule.as_str(),
+        principal.role.as_str(),
+        principal.sphere.as_str(),
+        principal.organisation.as_str(),
+        action,
+        cellule,
+        audience.unwrap_or(""),
+    ];
+    for s in strings {
+        key.push_str(&s.len().to_string());
+        key.push(':');
+        key.push_str(s);
+    }
+    key.push(if principal.guest { 'g' } else { '-' });
+    key.push(if principal.charter_accepted { 'c' } else { '-' });
+    key.push(if audience.is_some() { 'a' } else { '-' });
+    key
 }
 
 /// The entity types the service speaks of, parsed once.
@@ -250,6 +282,7 @@ impl Policies {
             actions,
             types,
             source: schema_name.to_owned(),
+            memo: Mutex::new(HashMap::new()),
         };
         policies.check_entity_shapes().map_err(schema_error)?;
         Ok(policies)
@@ -374,7 +407,39 @@ impl Policies {
     }
 
     /// Asks the policies. `audience` is the note audience for note actions.
+    ///
+    /// A decision is a function of its request alone (the policies and schema are fixed once
+    /// loaded, and evaluation reads nothing else: no clock, no store). Decisions about the
+    /// cellule itself (submit a referral, list cases, accept the charter…), asked on every
+    /// such request by the same few members, are therefore remembered by their whole request
+    /// (principal with all its attributes, action, cellule, context); decisions about a case
+    /// are taken each time.
     pub fn decide(
+        &self,
+        principal: &Principal,
+        action: &str,
+        resource: &Resource<'_>,
+        audience: Option<&str>,
+    ) -> Result<Verdict, String> {
+        let Resource::Cellule(cellule) = resource else {
+            return self.evaluate(principal, action, resource, audience);
+        };
+        let key = memo_key(principal, action, cellule, audience);
+        if let Some(v) = self.memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(v);
+        }
+        let verdict = self.evaluate(principal, action, resource, audience)?;
+        if let Ok(mut memo) = self.memo.lock() {
+            if memo.len() >= MEMO_CAPACITY {
+                memo.clear();
+            }
+            memo.insert(key, verdict.clone());
+        }
+        Ok(verdict)
+    }
+
+    /// Evaluates the policies for one request.
+    fn evaluate(
         &self,
         principal: &Principal,
         action: &str,
@@ -422,5 +487,114 @@ impl Policies {
                     .collect(),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(role: &str, sphere: &str, guest: bool, charter_accepted: bool) -> Principal {
+        Principal {
+            subject: "field-worker-1".into(),
+            cellule: "perpignan".into(),
+            role: role.into(),
+            sphere: sphere.into(),
+            organisation: "ccas".into(),
+            guest,
+            charter_accepted,
+        }
+    }
+
+    /// A remembered decision is the one the policies take: for every role, sphere, guest and
+    /// charter state and every cellule-level action, asked twice (the second answer comes from
+    /// the memo), the verdict equals a fresh evaluation.
+    #[test]
+    fn remembered_cellule_decisions_are_the_policies_decisions() {
+        let policies = Policies::embedded().expect("embedded policies");
+        let actions = [
+            "submit_referral",
+            "list_own_referrals",
+            "list_cases",
+            "read_charter",
+            "accept_charter",
+            "manage_schedule",
+            "read_agenda",
+            "read_audit",
+            "verify_audit",
+        ];
+        let mut allowed = 0;
+        let mut denied = 0;
+        for role in ["referrer", "member", "coordinator", "auditor"] {
+            for sphere in ["city", "psychiatry", ""] {
+                for guest in [false, true] {
+                    for charter in [false, true] {
+                        let p = member(role, sphere, guest, charter);
+                        for action in actions {
+                            let resource = Resource::Cellule("perpignan");
+                            let fresh = policies
+                                .evaluate(&p, action, &resource, None)
+                                .expect("evaluation");
+                            for _ in 0..2 {
+                                let v = policies
+                                    .decide(&p, action, &resource, None)
+                                    .expect("decision");
+                                assert_eq!(v, fresh, "{role}/{sphere}/{guest}/{charter} {action}");
+                            }
+                            if fresh.is_allowed() {
+                                allowed += 1;
+                            } else {
+                                denied += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            allowed > 0 && denied > 0,
+            "{allowed} allowed, {denied} denied"
+        );
+    }
+
+    /// The charter state is part of what is remembered: a member refused for want of the
+    /// charter is allowed once it is accepted, and refused again when asked as before.
+    #[test]
+    fn the_charter_state_is_part_of_a_remembered_decision() {
+        let policies = Policies::embedded().expect("embedded policies");
+        let resource = Resource::Cellule("perpignan");
+        let before = member("member", "city", false, false);
+        let after = member("member", "city", false, true);
+        let refused = policies
+            .decide(&before, "list_cases", &resource, None)
+            .expect("decision");
+        assert!(refused.only_charter(), "{refused:?}");
+        let allowed = policies
+            .decide(&after, "list_cases", &resource, None)
+            .expect("decision");
+        assert!(allowed.is_allowed(), "{allowed:?}");
+        let again = policies
+            .decide(&before, "list_cases", &resource, None)
+            .expect("decision");
+        assert_eq!(again, refused);
+    }
+
+    /// Keys are length-prefixed: fields that concatenate to the same text do not collide.
+    #[test]
+    fn memo_keys_tell_shifted_fields_apart() {
+        let mut a = member("member", "city", false, true);
+        let mut b = a.clone();
+        a.subject = "ab".into();
+        a.cellule = "c".into();
+        b.subject = "a".into();
+        b.cellule = "bc".into();
+        assert_ne!(
+            memo_key(&a, "list_cases", "c", None),
+            memo_key(&b, "list_cases", "c", None)
+        );
+        assert_ne!(
+            memo_key(&a, "read_note", "c", Some("")),
+            memo_key(&a, "read_note", "c", None)
+        );
     }
 }
