@@ -153,7 +153,10 @@ fn options() -> Options {
                     .split(',')
                     .map(|n| n.replace('_', "").parse().expect("--sizes SMALL,LARGE"))
                     .collect();
-                sizes = Some([v[0], v[1]]);
+                let [small, large] = v[..] else {
+                    panic!("--sizes SMALL,LARGE: two sizes, not {}", v.len());
+                };
+                sizes = Some([small, large]);
             }
             "--audit-entries" => {
                 audit = Some(
@@ -716,7 +719,7 @@ async fn seed_case(
     accept: bool,
 ) -> Res<(String, String, [usize; 3])> {
     let now = Utc::now();
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = uuid::Uuid::now_v7().to_string();
     let (key, wrapped) = keys.new_case_key(CELLULE, &id)?;
     let seal = |record: &str, f: &str, text: &str| {
         key.seal(
@@ -769,7 +772,7 @@ async fn seed_case(
     let (reference, _) = db.insert_case(&case, &wrapped, draft).await?;
     let mut note_len = 0;
     for _ in 0..notes {
-        let note_id = uuid::Uuid::new_v4().to_string();
+        let note_id = uuid::Uuid::now_v7().to_string();
         let body = seal(&note_id, "body", NOTE)?;
         note_len = body.len();
         let at = Utc::now();
@@ -793,7 +796,7 @@ async fn seed_case(
     }
     if accept {
         let at = Utc::now();
-        let event_id = uuid::Uuid::new_v4().to_string();
+        let event_id = uuid::Uuid::now_v7().to_string();
         let t = Transition {
             event_id: event_id.clone(),
             case_id: id.clone(),
@@ -1159,7 +1162,7 @@ async fn run_dataset(
         Arc::new(move |_| {
             let (raw, body) = (raw.clone(), body.clone());
             Box::pin(async move {
-                raw.insert(uuid::Uuid::new_v4().to_string(), attrs, &body)
+                raw.insert(uuid::Uuid::now_v7().to_string(), attrs, &body)
                     .await
                     .map_err(|e| format!("insert: {e}"))
             })
