@@ -470,8 +470,8 @@ pub async fn submit(
     };
     // Time-ordered (UUIDv7): a new case's rows go at the end of the indexes keyed by case id
     // (case, data key, audit entries by case) instead of into a random page of each, which the
-    // commit would write and the WAL copy back. The millisecond it shows is the case's
-    // `submitted_at`, visible wherever the case is.
+    // commit would write and the WAL copy back. It shows the millisecond it was made (the
+    // system clock's, about the case's `submitted_at`, which is shown wherever the case is).
     let id = uuid::Uuid::now_v7().to_string();
     let (key, wrapped) = state
         .keys

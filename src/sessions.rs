@@ -624,7 +624,7 @@ fn transition(
     at: DateTime<Utc>,
 ) -> Transition {
     Transition {
-        event_id: uuid::Uuid::new_v4().to_string(),
+        event_id: uuid::Uuid::now_v7().to_string(),
         case_id: case_id.to_owned(),
         cellule: cellule.to_owned(),
         from: from.to_owned(),

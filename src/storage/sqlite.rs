@@ -71,6 +71,12 @@ impl SqliteDatabase {
             // Checkpoints run in the background (`storage::sqlite_checkpoint`), not inside the
             // commit that happens to fill the WAL.
             .pragma("wal_autocheckpoint", "0")
+            // When the WAL starts over after a burst (an agenda build, a long reader holding
+            // the restart back), its file is cut back to 32 MiB instead of keeping its size.
+            .pragma(
+                "journal_size_limit",
+                super::sqlite_checkpoint::WAL_SIZE_LIMIT,
+            )
             .busy_timeout(pool.acquire_timeout);
         prepare_file(options.get_filename())?;
         let in_memory = options.get_filename().to_str() == Some(":memory:");
@@ -732,7 +738,9 @@ impl Database for SqliteDatabase {
             .await
         {
             Ok((0, _, _)) => {}
-            Ok(_) => tracing::warn!("WAL not truncated after an erasure: a reader was in the way"),
+            Ok(_) => tracing::warn!(
+                "WAL not truncated after an erasure: a reader, or another process's checkpoint, was in the way"
+            ),
             Err(e) => tracing::warn!(error = %e, "WAL not truncated after an erasure"),
         }
         Ok(Some((reference, head)))
