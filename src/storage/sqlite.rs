@@ -6,7 +6,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::sqlite_batch::{BatchWriter, OwnedCase};
 use super::sqlite_checkpoint::Checkpointer;
@@ -55,29 +55,49 @@ pub struct SqliteDatabase {
     checkpointer: Option<Checkpointer>,
 }
 
+/// The settings of every connection this backend opens: the sqlx pools, the group commit's
+/// writer (`storage::sqlite_batch`) and the direct reader (`storage::sqlite_direct`). The
+/// journal mode (WAL) is the file's, set once by the pools.
+pub(crate) fn connection_pragmas() -> [(&'static str, String); 6] {
+    [
+        ("foreign_keys", "ON".into()),
+        ("synchronous", "NORMAL".into()),
+        ("secure_delete", "ON".into()),
+        // Statement journals and transient tables in memory: a statement writing thousands of
+        // rows (an agenda's deferrals) otherwise creates, writes and deletes a temporary file
+        // outside the data folder for its statement journal.
+        ("temp_store", "MEMORY".into()),
+        // Checkpoints run in the background (`storage::sqlite_checkpoint`), not inside the
+        // commit that happens to fill the WAL.
+        ("wal_autocheckpoint", "0".into()),
+        // When the WAL starts over after a burst (an agenda build, a long reader holding the
+        // restart back), its file is cut back instead of keeping its size.
+        (
+            "journal_size_limit",
+            super::sqlite_checkpoint::WAL_SIZE_LIMIT.to_string(),
+        ),
+    ]
+}
+
+/// [`connection_pragmas`] on a `rusqlite` connection.
+pub(crate) fn apply_pragmas(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let sql: String = connection_pragmas()
+        .iter()
+        .map(|(name, value)| format!("PRAGMA {name} = {value};"))
+        .collect();
+    conn.execute_batch(&sql)
+}
+
 impl SqliteDatabase {
     pub async fn connect(url: &DatabaseUrl, pool: &PoolConfig) -> Result<Self, StorageError> {
         let options = SqliteConnectOptions::from_str(url.expose())
             .map_err(|e| StorageError::Other(format!("invalid SQLite URL: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .pragma("secure_delete", "ON")
-            // Statement journals and transient tables in memory: a statement writing thousands
-            // of rows (an agenda's deferrals) otherwise creates, writes and deletes a temporary
-            // file outside the data folder for its statement journal.
-            .pragma("temp_store", "MEMORY")
-            // Checkpoints run in the background (`storage::sqlite_checkpoint`), not inside the
-            // commit that happens to fill the WAL.
-            .pragma("wal_autocheckpoint", "0")
-            // When the WAL starts over after a burst (an agenda build, a long reader holding
-            // the restart back), its file is cut back to 32 MiB instead of keeping its size.
-            .pragma(
-                "journal_size_limit",
-                super::sqlite_checkpoint::WAL_SIZE_LIMIT,
-            )
             .busy_timeout(pool.acquire_timeout);
+        let options = connection_pragmas()
+            .into_iter()
+            .fold(options, |o, (name, value)| o.pragma(name, value));
         prepare_file(options.get_filename())?;
         let in_memory = options.get_filename().to_str() == Some(":memory:");
         let direct = (!in_memory).then(|| {
@@ -1783,4 +1803,60 @@ async fn move_case(tx: &mut sqlx::SqliteConnection, t: &Transition) -> Result<bo
     .execute(&mut *tx)
     .await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pragmas' values as SQLite reports them on a `rusqlite` connection.
+    fn settings(
+        conn: &rusqlite::Connection,
+        names: &[(&'static str, i64)],
+    ) -> Vec<(&'static str, i64)> {
+        names
+            .iter()
+            .map(|(name, _)| {
+                let v: i64 = conn
+                    .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                    .expect("pragma");
+                (*name, v)
+            })
+            .collect()
+    }
+
+    /// The service's sqlx connections and its `rusqlite` connections (batch writer, direct
+    /// reader) get the same settings, from the one list.
+    #[tokio::test]
+    async fn every_connection_gets_the_same_settings() {
+        let expected = vec![
+            ("foreign_keys", 1),
+            ("synchronous", 1),
+            ("secure_delete", 1),
+            ("temp_store", 2),
+            ("wal_autocheckpoint", 0),
+            ("journal_size_limit", 32 * 1024 * 1024),
+        ];
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let path = dir.path().join("settings.db");
+        let db = SqliteDatabase::connect(
+            &DatabaseUrl::new(format!("sqlite://{}", path.display())),
+            &PoolConfig::default(),
+        )
+        .await
+        .expect("database");
+        let mut from_sqlx = Vec::new();
+        for (name, _) in &expected {
+            let v: i64 = sqlx::query_scalar(&format!("PRAGMA {name}"))
+                .fetch_one(db.pool())
+                .await
+                .expect("pragma");
+            from_sqlx.push((*name, v));
+        }
+        assert_eq!(from_sqlx, expected);
+        let conn = rusqlite::Connection::open(&path).expect("connection");
+        apply_pragmas(&conn).expect("settings");
+        assert_eq!(settings(&conn, &expected), expected);
+        db.close().await;
+    }
 }

@@ -112,14 +112,7 @@ impl BatchWriter {
         )
         .map_err(failed)?;
         conn.busy_timeout(self.busy_timeout).map_err(failed)?;
-        // The per-connection settings of the sqlx connections (the journal mode is the file's).
-        conn.execute_batch(&format!(
-            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON; \
-             PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0; \
-             PRAGMA journal_size_limit = {};",
-            super::sqlite_checkpoint::WAL_SIZE_LIMIT
-        ))
-        .map_err(failed)?;
+        super::sqlite::apply_pragmas(&conn).map_err(failed)?;
         Ok(conn)
     }
 

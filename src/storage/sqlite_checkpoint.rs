@@ -35,8 +35,8 @@ pub(crate) const EVERY: Duration = Duration::from_millis(50);
 pub(crate) const RESTART_FRAMES: i64 = 4096;
 
 /// `journal_size_limit` of every connection, in bytes: a WAL file that a burst made larger is
-/// cut back to this when the WAL starts over (twice [`RESTART_FRAMES`] pages).
-pub(crate) const WAL_SIZE_LIMIT: &str = "33554432";
+/// cut back to this when the WAL starts over (twice [`RESTART_FRAMES`] pages of 4 KiB: 32 MiB).
+pub(crate) const WAL_SIZE_LIMIT: i64 = 2 * RESTART_FRAMES * 4096;
 
 /// The checkpointing task of one database file; stopped when dropped.
 pub(crate) struct Checkpointer {

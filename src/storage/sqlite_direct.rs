@@ -103,10 +103,8 @@ impl DirectReader {
         )
         .map_err(failed)?;
         conn.busy_timeout(self.busy_timeout).map_err(failed)?;
+        super::sqlite::apply_pragmas(&conn).map_err(failed)?;
         conn.pragma_update(None, "query_only", true)
-            .map_err(failed)?;
-        // As the sqlx connections: transient tables (the build's `NOT IN` list) in memory.
-        conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(failed)?;
         Ok(conn)
     }
