@@ -3,6 +3,7 @@
 //! [`Policies::decide`]; an evaluation error is never taken as allow or deny but answered 500.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -112,9 +113,8 @@ fn memo_key(principal: &Principal, action: &str, cellule: &str, audience: Option
         audience.unwrap_or(""),
     ];
     for s in strings {
-        key.push_str(&s.len().to_string());
-        key.push(':');
-        key.push_str(s);
+        // Writing into a String cannot fail.
+        let _ = write!(key, "{}:{s}", s.len());
     }
     key.push(if principal.guest { 'g' } else { '-' });
     key.push(if principal.charter_accepted { 'c' } else { '-' });
