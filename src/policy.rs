@@ -90,36 +90,102 @@ pub struct Policies {
     actions: Entities,
     types: Types,
     source: String,
-    /// Cellule-level decisions already taken (see [`Policies::decide`]).
+    /// Decisions already taken (see [`Policies::decide`]).
     memo: Mutex<HashMap<String, Verdict>>,
+    /// Some policy names a case: a case's id is part of a remembered decision's key.
+    case_ids: bool,
 }
 
-/// At most this many cellule-level decisions are remembered (then forgotten all at once): a
-/// few per member and action.
+/// At most this many decisions are remembered (then forgotten all at once): a few per member,
+/// action and kind of case.
 const MEMO_CAPACITY: usize = 4096;
 
-/// The memo key of a cellule-level request: every input of the decision, each field
-/// length-prefixed so that no two different requests share a key.
-fn memo_key(principal: &Principal, action: &str, cellule: &str, audience: Option<&str>) -> String {
-    let mut key = String::with_capacity(160);
-    let strings = [
+/// Appends `s` to a memo key, prefixed by its length so that no two field sequences give the
+/// same key.
+fn push_field(key: &mut String, s: &str) {
+    // Writing into a String cannot fail.
+    let _ = write!(key, "{}:", s.len());
+    key.push_str(s);
+}
+
+/// The memo key of a request: every input of the decision (principal with all its
+/// attributes, action, resource with all its attributes, context), each field length-prefixed.
+/// A case's id is part of it only when `case_ids` says a policy names a case.
+fn memo_key(
+    principal: &Principal,
+    action: &str,
+    resource: &Resource<'_>,
+    audience: Option<&str>,
+    case_ids: bool,
+) -> String {
+    let mut key = String::with_capacity(192);
+    for s in [
         principal.subject.as_str(),
         principal.cellule.as_str(),
         principal.role.as_str(),
         principal.sphere.as_str(),
         principal.organisation.as_str(),
         action,
-        cellule,
         audience.unwrap_or(""),
-    ];
-    for s in strings {
-        // Writing into a String cannot fail.
-        let _ = write!(key, "{}:{s}", s.len());
+    ] {
+        push_field(&mut key, s);
     }
     key.push(if principal.guest { 'g' } else { '-' });
     key.push(if principal.charter_accepted { 'c' } else { '-' });
     key.push(if audience.is_some() { 'a' } else { '-' });
+    match resource {
+        Resource::Cellule(slug) => {
+            key.push('C');
+            push_field(&mut key, slug);
+        }
+        Resource::Case {
+            id,
+            cellule,
+            status,
+            referrer,
+            routed_org,
+            on_published_agenda,
+            invited_orgs,
+        } => {
+            key.push('K');
+            for s in [*cellule, *status, *referrer, *routed_org] {
+                push_field(&mut key, s);
+            }
+            key.push(if *on_published_agenda { 'p' } else { '-' });
+            let _ = write!(key, "{}:", invited_orgs.len());
+            for o in invited_orgs {
+                push_field(&mut key, o);
+            }
+            if case_ids {
+                push_field(&mut key, id);
+            } else {
+                key.push('*');
+            }
+        }
+    }
     key
+}
+
+/// Whether some policy names a case entity (`resource == Cellule::Case::"…"`, a case literal in
+/// a condition, a template linked to a case): then a decision may depend on the case's id, and
+/// the id is part of what is remembered. Found in the policies' JSON form, where every entity
+/// reference carries its `type`.
+fn names_a_case(set: &PolicySet, case: &EntityTypeName) -> Result<bool, String> {
+    fn walk(v: &serde_json::Value, case: &str) -> bool {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.get("type").and_then(serde_json::Value::as_str) == Some(case)
+                    || map.values().any(|v| walk(v, case))
+            }
+            serde_json::Value::Array(items) => items.iter().any(|v| walk(v, case)),
+            _ => false,
+        }
+    }
+    let json = set
+        .clone()
+        .to_json()
+        .map_err(|e| format!("policies as JSON: {e}"))?;
+    Ok(walk(&json, &case.to_string()))
 }
 
 /// The entity types the service speaks of, parsed once.
@@ -272,6 +338,7 @@ impl Policies {
             case: kind("Cellule::Case")?,
             action: kind("Cellule::Action")?,
         };
+        let case_ids = names_a_case(&set, &types.case).map_err(schema_error)?;
         let actions = schema
             .action_entities()
             .map_err(|e| schema_error(describe(&e, "invalid actions")))?;
@@ -283,6 +350,7 @@ impl Policies {
             types,
             source: schema_name.to_owned(),
             memo: Mutex::new(HashMap::new()),
+            case_ids,
         };
         policies.check_entity_shapes().map_err(schema_error)?;
         Ok(policies)
@@ -409,11 +477,14 @@ impl Policies {
     /// Asks the policies. `audience` is the note audience for note actions.
     ///
     /// A decision is a function of its request alone (the policies and schema are fixed once
-    /// loaded, and evaluation reads nothing else: no clock, no store). Decisions about the
-    /// cellule itself (submit a referral, list cases, accept the charter…), asked on every
-    /// such request by the same few members, are therefore remembered by their whole request
-    /// (principal with all its attributes, action, cellule, context); decisions about a case
-    /// are taken each time.
+    /// loaded, and evaluation reads nothing else: no clock, no store). The same few members
+    /// ask the same questions about cases in the same few states all day (a read asks
+    /// `view_case` then `read_case`, a notes list once per audience), so decisions are
+    /// remembered by their whole request: principal with all its attributes, action, resource
+    /// with all its attributes, context. A case's id is left out unless a policy names a case
+    /// (no Cedar expression turns an entity's id into a value a condition could test, so
+    /// without such a literal two cases with the same attributes get the same answer), which
+    /// keeps the memo as useful with 100,000 cases as with 1,000.
     pub fn decide(
         &self,
         principal: &Principal,
@@ -421,10 +492,7 @@ impl Policies {
         resource: &Resource<'_>,
         audience: Option<&str>,
     ) -> Result<Verdict, String> {
-        let Resource::Cellule(cellule) = resource else {
-            return self.evaluate(principal, action, resource, audience);
-        };
-        let key = memo_key(principal, action, cellule, audience);
+        let key = memo_key(principal, action, resource, audience, self.case_ids);
         if let Some(v) = self.memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(v);
         }
@@ -479,13 +547,16 @@ impl Policies {
         }
         Ok(match response.decision() {
             Decision::Allow => Verdict::Allow,
-            Decision::Deny => Verdict::Deny {
-                reasons: response
+            Decision::Deny => {
+                // Sorted: Cedar gives them in no particular order.
+                let mut reasons: Vec<String> = response
                     .diagnostics()
                     .reason()
                     .map(|id| id.to_string())
-                    .collect(),
-            },
+                    .collect();
+                reasons.sort_unstable();
+                Verdict::Deny { reasons }
+            }
         })
     }
 }
@@ -588,13 +659,163 @@ mod tests {
         a.cellule = "c".into();
         b.subject = "a".into();
         b.cellule = "bc".into();
+        let c = Resource::Cellule("c");
         assert_ne!(
-            memo_key(&a, "list_cases", "c", None),
-            memo_key(&b, "list_cases", "c", None)
+            memo_key(&a, "list_cases", &c, None, false),
+            memo_key(&b, "list_cases", &c, None, false)
         );
         assert_ne!(
-            memo_key(&a, "read_note", "c", Some("")),
-            memo_key(&a, "read_note", "c", None)
+            memo_key(&a, "read_note", &c, Some(""), false),
+            memo_key(&a, "read_note", &c, None, false)
         );
+        let one = case("c1", "scheduled", "ccas", true, vec!["ab", "c"]);
+        let other = case("c1", "scheduled", "ccas", true, vec!["a", "bc"]);
+        assert_ne!(
+            memo_key(&a, "read_case", &one, None, false),
+            memo_key(&a, "read_case", &other, None, false)
+        );
+        // Without a policy naming a case, two cases with the same attributes share a key.
+        let same = case("c2", "scheduled", "ccas", true, vec!["ab", "c"]);
+        assert_eq!(
+            memo_key(&a, "read_case", &one, None, false),
+            memo_key(&a, "read_case", &same, None, false)
+        );
+        assert_ne!(
+            memo_key(&a, "read_case", &one, None, true),
+            memo_key(&a, "read_case", &same, None, true)
+        );
+    }
+
+    fn case<'a>(
+        id: &'a str,
+        status: &'a str,
+        routed_org: &'a str,
+        on_published_agenda: bool,
+        invited_orgs: Vec<&'a str>,
+    ) -> Resource<'a> {
+        Resource::Case {
+            id,
+            cellule: "perpignan",
+            status,
+            referrer: "field-worker-1",
+            routed_org,
+            on_published_agenda,
+            invited_orgs,
+        }
+    }
+
+    /// Remembered case decisions are the policies' decisions: every role, sphere, guest and
+    /// charter state, organisation (routed to the case or not), case status, agenda state and
+    /// invitation, for every case action and note audience, asked twice after a fresh
+    /// evaluation, on a case of the member's cellule and of another one.
+    #[test]
+    fn remembered_case_decisions_are_the_policies_decisions() {
+        let policies = Policies::embedded().expect("embedded policies");
+        assert!(!policies.case_ids, "the default policies name no case");
+        let actions: [(&str, Option<&str>); 7] = [
+            ("view_case", None),
+            ("read_case", None),
+            ("transition_case", None),
+            ("erase_case", None),
+            ("read_note", Some("city")),
+            ("read_note", Some("psychiatry")),
+            ("write_note", Some("all")),
+        ];
+        let (mut allowed, mut denied) = (0, 0);
+        for role in ["referrer", "member", "coordinator", "auditor"] {
+            for sphere in ["city", "psychiatry"] {
+                for guest in [false, true] {
+                    for charter in [false, true] {
+                        for org in ["ccas", "cmp"] {
+                            let mut p = member(role, sphere, guest, charter);
+                            p.organisation = org.into();
+                            for status in ["submitted", "scheduled", "in_follow_up", "closed"] {
+                                for agenda in [false, true] {
+                                    for invited in [vec![], vec!["cmp"]] {
+                                        for cellule in ["perpignan", "elsewhere"] {
+                                            let mut r =
+                                                case("c1", status, "ccas", agenda, invited.clone());
+                                            if let Resource::Case { cellule: c, .. } = &mut r {
+                                                *c = cellule;
+                                            }
+                                            for (action, audience) in actions {
+                                                let fresh = policies
+                                                    .evaluate(&p, action, &r, audience)
+                                                    .expect("evaluation");
+                                                for _ in 0..2 {
+                                                    let v = policies
+                                                        .decide(&p, action, &r, audience)
+                                                        .expect("decision");
+                                                    assert_eq!(
+                                                        v, fresh,
+                                                        "{role}/{sphere}/{guest}/{charter}/{org} \
+                                                         {status}/{agenda}/{invited:?}/{cellule} \
+                                                         {action} {audience:?}"
+                                                    );
+                                                }
+                                                if fresh.is_allowed() {
+                                                    allowed += 1;
+                                                } else {
+                                                    denied += 1;
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            allowed > 100 && denied > 100,
+            "{allowed} allowed, {denied} denied"
+        );
+    }
+
+    /// A policy that names one case makes the case's id part of what is remembered: that
+    /// case is refused while another with the same attributes is allowed, whichever is asked
+    /// first.
+    #[test]
+    fn a_policy_naming_a_case_keeps_cases_apart() {
+        let policies = Policies::build(
+            "schema.cedarschema",
+            EMBEDDED_SCHEMA,
+            vec![
+                ("default.cedar".to_owned(), EMBEDDED_POLICIES.to_owned()),
+                (
+                    "one-case.cedar".to_owned(),
+                    "@id(\"hold-c1\")\nforbid (principal, action == Cellule::Action::\"read_case\", \
+                     resource == Cellule::Case::\"c1\");"
+                        .to_owned(),
+                ),
+            ],
+        )
+        .expect("policies");
+        assert!(policies.case_ids);
+        let p = member("coordinator", "city", false, true);
+        for order in [["c2", "c1"], ["c1", "c2"]] {
+            for id in order {
+                let r = case(id, "scheduled", "ccas", false, vec![]);
+                let v = policies
+                    .decide(&p, "read_case", &r, None)
+                    .expect("decision");
+                assert_eq!(v.is_allowed(), id == "c2", "{id}: {v:?}");
+            }
+        }
+        let in_condition = Policies::build(
+            "schema.cedarschema",
+            EMBEDDED_SCHEMA,
+            vec![(
+                "default.cedar".to_owned(),
+                format!(
+                    "{EMBEDDED_POLICIES}\n@id(\"hold-c1-when\")\nforbid (principal, action, resource) \
+                     when {{ resource == Cellule::Case::\"c1\" }};"
+                ),
+            )],
+        )
+        .expect("policies");
+        assert!(in_condition.case_ids, "a case literal in a condition");
     }
 }
