@@ -21,7 +21,7 @@ use crate::policy::Principal;
 use crate::referrals::guard::{Guard, Hit};
 use crate::referrals::linkage::Identity;
 use crate::storage::{
-    CaseFilter, CaseRecord, Database, NewCase, NoteRecord, Tombstone, Transition,
+    CaseFilter, CaseRecord, Database, EventRecord, NewCase, NoteRecord, Tombstone, Transition,
 };
 
 /// Longest situation / note text, in characters.
@@ -312,12 +312,28 @@ async fn authorised_case(
     audited: Action,
     audience: Option<Audience>,
 ) -> Result<CaseRecord, ApiError> {
-    let now = state.clock.now();
-    let case = state
+    let found = state
         .db
-        .get_case(&p.cellule, id, access::agenda_since(now))
+        .get_case(&p.cellule, id, access::agenda_since(state.clock.now()))
         .await?;
-    let Some(case) = case else {
+    authorise(state, p, a, id, found, action, audited, audience).await
+}
+
+/// The case found for `id` (or not) if `action` is allowed on it; a refusal is recorded as a
+/// denied `audited` entry and answered 404 (not found, or not visible) or 403.
+#[allow(clippy::too_many_arguments)]
+async fn authorise(
+    state: &AppState,
+    p: &Principal,
+    a: &AuditCtx,
+    id: &str,
+    found: Option<CaseRecord>,
+    action: &str,
+    audited: Action,
+    audience: Option<Audience>,
+) -> Result<CaseRecord, ApiError> {
+    let now = state.clock.now();
+    let Some(case) = found else {
         let mut draft = a.entry(audited, now).denied(audit::reason::NOT_FOUND);
         if let Ok(id) = uuid::Uuid::parse_str(id) {
             draft = draft.case(&id.to_string(), None);
@@ -643,26 +659,51 @@ pub async fn list(
     Ok(CasePage { items, next_cursor })
 }
 
-/// `GET …/cases/{id}`: the whole case, decrypted.
+/// `GET …/cases/{id}`: the whole case, decrypted. The case, its history and its possible
+/// duplicates come in one round trip (read before the decision: nothing of it leaves unless
+/// the read is allowed).
 pub async fn read(state: &AppState, who: &CelluleMember, id: &str) -> Result<CaseView, ApiError> {
     let a = who.audit();
     let p = access::principal(who);
-    let case = authorised_case(state, &p, &a, id, "read_case", Action::ReadCase, None).await?;
+    let found = state
+        .db
+        .read_case(&p.cellule, id, access::agenda_since(state.clock.now()))
+        .await?;
+    let (found, extras) = match found {
+        Some(r) => (Some(r.case), Some((r.history, r.duplicates))),
+        None => (None, None),
+    };
+    let case = authorise(
+        state,
+        &p,
+        &a,
+        id,
+        found,
+        "read_case",
+        Action::ReadCase,
+        None,
+    )
+    .await?;
+    let (history, duplicates) = extras.unwrap_or_default();
     let draft = a
         .entry(Action::ReadCase, state.clock.now())
         .case(&case.id, Some(&case.reference));
-    // The answer is prepared (history read, fields decrypted) while the entry commits; it is
-    // given only once the entry is committed, and not at all if it cannot be. (If preparing it
-    // fails, the entry may still be committed: the log may overstate an access, never hide one.)
-    let (logged, view) = tokio::join!(
-        audit::log(state, &a.cellule, vec![draft]),
-        view(state, &case)
-    );
+    // The answer is prepared (fields decrypted) while the entry commits; it is given only once
+    // the entry is committed, and not at all if it cannot be. (If preparing it fails, the
+    // entry may still be committed: the log may overstate an access, never hide one.)
+    let (logged, view) = tokio::join!(audit::log(state, &a.cellule, vec![draft]), async {
+        view(state, &case, history, duplicates)
+    });
     logged?;
     view
 }
 
-async fn view(state: &AppState, case: &CaseRecord) -> Result<CaseView, ApiError> {
+fn view(
+    state: &AppState,
+    case: &CaseRecord,
+    events: Vec<EventRecord>,
+    duplicates: Vec<String>,
+) -> Result<CaseView, ApiError> {
     let key = case_key(state, case)?;
     let situation = open(&key, ctx(case, &case.id, "situation"), &case.situation)?;
     let expectations = case
@@ -675,11 +716,6 @@ async fn view(state: &AppState, case: &CaseRecord) -> Result<CaseView, ApiError>
         .as_deref()
         .map(|b| open(&key, ctx(case, &case.id, "consent_justification"), b))
         .transpose()?;
-    // History and possible duplicates in one round trip.
-    let (events, duplicates) = state
-        .db
-        .case_history(&case.cellule, &case.id, case.linkage_key.as_deref())
-        .await?;
     let mut history = Vec::new();
     for e in events {
         let reason = e

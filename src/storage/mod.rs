@@ -409,14 +409,14 @@ pub trait Database: Send + Sync + 'static {
         t: &Transition,
         audit: Draft,
     ) -> Result<Option<Head>, StorageError>;
-    /// The case view's extras in one round trip: the status history (in order) and the
-    /// references of the open cases of the cellule sharing `linkage_key` (oldest first).
-    async fn case_history(
+    /// A case with its view's extras, in one round trip: the status history and the open
+    /// cases of the cellule sharing its linkage key (what a read shows).
+    async fn read_case(
         &self,
         cellule: &str,
-        case_id: &str,
-        linkage_key: Option<&str>,
-    ) -> Result<(Vec<EventRecord>, Vec<String>), StorageError>;
+        id: &str,
+        agenda_since: DateTime<Utc>,
+    ) -> Result<Option<CaseRead>, StorageError>;
     /// Inserts a note and its audit entry in one transaction.
     async fn insert_note(
         &self,
@@ -907,7 +907,7 @@ fn json_time(v: &serde_json::Value) -> Result<DateTime<Utc>, StorageError> {
     }
 }
 
-/// One event as [`Database::case_history`] aggregates it: id, from, to, reason (hex or null),
+/// One event as [`Database::read_case`] aggregates it: id, from, to, reason (hex or null),
 /// actor, time.
 type EventJson = (
     String,
@@ -918,8 +918,21 @@ type EventJson = (
     serde_json::Value,
 );
 
-/// Decodes [`Database::case_history`]'s two aggregates (`None`: empty).
-pub(crate) fn history_from_json(
+/// Decodes the two aggregates of [`Database::read_case`]'s row (`None`: empty).
+pub(crate) fn case_read(row: Option<CaseReadRow>) -> Result<Option<CaseRead>, StorageError> {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let (history, duplicates) =
+        history_from_json(row.history.as_deref(), row.duplicates.as_deref())?;
+    Ok(Some(CaseRead {
+        case: row.case,
+        history,
+        duplicates,
+    }))
+}
+
+fn history_from_json(
     events: Option<&str>,
     duplicates: Option<&str>,
 ) -> Result<(Vec<EventRecord>, Vec<String>), StorageError> {

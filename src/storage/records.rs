@@ -82,6 +82,29 @@ pub struct CaseRecord {
     pub agenda_invited: String,
 }
 
+/// A case as a read shows it: the case and the two aggregates its view adds, as one row
+/// ([`Database::read_case`]).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct CaseReadRow {
+    #[sqlx(flatten)]
+    pub case: CaseRecord,
+    /// Its status history, a JSON array (`None`: none).
+    pub history: Option<String>,
+    /// The open cases of its cellule sharing its linkage key, a JSON array (`None`: none).
+    pub duplicates: Option<String>,
+}
+
+/// A case with what its view adds ([`Database::read_case`]).
+#[derive(Debug)]
+pub struct CaseRead {
+    pub case: CaseRecord,
+    /// Status history, in order.
+    pub history: Vec<EventRecord>,
+    /// References of the open cases of the cellule sharing the case's linkage key (oldest
+    /// first; the case itself among them when it is open).
+    pub duplicates: Vec<String>,
+}
+
 /// What agenda building needs of a case (no ciphertext, no key: thousands are read at once).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EligibleCase {

@@ -12,9 +12,9 @@ use super::sqlite_batch::{BatchWriter, OwnedCase};
 use super::sqlite_checkpoint::Checkpointer;
 use super::sqlite_direct::DirectReader;
 use super::{
-    AUDIT_INSERT_ROWS, AgendaItemRecord, CASE_INSERT_ROWS, CaseFilter, CaseRecord, CaseWrite,
-    CelluleAccess, CelluleAccessRow, CelluleRow, CharterRecord, Committed, Database,
-    DecisionRecord, Deferrals, DeferredRecord, EligibleCase, EventRecord, MembershipRow,
+    AUDIT_INSERT_ROWS, AgendaItemRecord, CASE_INSERT_ROWS, CaseFilter, CaseRead, CaseReadRow,
+    CaseRecord, CaseWrite, CelluleAccess, CelluleAccessRow, CelluleRow, CharterRecord, Committed,
+    Database, DecisionRecord, Deferrals, DeferredRecord, EligibleCase, MembershipRow,
     MembershipWithCelluleRow, NewAgendaItem, NoteRecord, RetentionSettings, Rewrapped,
     SessionRecord, StatsCase, StorageError, Tombstone, Transition, WrappedKey, collect, same_cases,
 };
@@ -23,6 +23,27 @@ use crate::audit::{
 };
 use crate::config::{Backend, DatabaseUrl, PoolConfig};
 use crate::domain::{Cellule, CelluleSlug, Membership, MembershipSpec, NewCellule, Subject};
+
+/// The columns of a case row, in `CaseRecord` order: `$since` is the placeholder of the agenda
+/// window's start (`on_agenda`, `agenda_invited`). The case is `c`, its data key `k`.
+macro_rules! case_columns {
+    ($since:literal) => {
+        concat!(
+            "c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
+             c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
+             c.routed_org, c.follow_up_date, c.situation, c.expectations, c.submitted_at, \
+             c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
+             COALESCE((SELECT f.times FROM case_deferrals f WHERE f.case_id = c.id), 0) AS times_deferred, \
+             EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ",
+            $since,
+            ") AS on_agenda, \
+             COALESCE((SELECT group_concat(a.invited, '') FROM agenda_publications a \
+               WHERE a.case_id = c.id AND a.session_at >= ",
+            $since,
+            "), '') AS agenda_invited"
+        )
+    };
+}
 
 /// The columns of a session, in `SessionRecord` order.
 macro_rules! session_columns {
@@ -503,16 +524,12 @@ impl Database for SqliteDatabase {
         id: &str,
         agenda_since: DateTime<Utc>,
     ) -> Result<Option<CaseRecord>, StorageError> {
-        Ok(sqlx::query_as(
-            "SELECT c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
-               c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
-               c.routed_org, c.follow_up_date, c.situation, c.expectations, c.submitted_at, \
-               c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
-               COALESCE((SELECT f.times FROM case_deferrals f WHERE f.case_id = c.id), 0) AS times_deferred, \
-               EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?3) AS on_agenda, \
-               COALESCE((SELECT group_concat(a.invited, '') FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?3), '') AS agenda_invited \
-             FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = ?1 AND c.id = ?2",
-        )
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            case_columns!("?3"),
+            " \
+             FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = ?1 AND c.id = ?2"
+        ))
         .bind(cellule)
         .bind(id)
         .bind(agenda_since)
@@ -530,13 +547,10 @@ impl Database for SqliteDatabase {
             None => (None, None),
         };
         Ok(sqlx::query_as(
-            "SELECT c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
-               c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
-               c.routed_org, c.follow_up_date, c.situation, c.expectations, c.submitted_at, \
-               c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
-               COALESCE((SELECT f.times FROM case_deferrals f WHERE f.case_id = c.id), 0) AS times_deferred, \
-               EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?14) AS on_agenda, \
-               COALESCE((SELECT group_concat(a.invited, '') FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ?14), '') AS agenda_invited \
+            concat!(
+                "SELECT ",
+                case_columns!("?14"),
+                " \
              FROM cases c JOIN data_keys k ON k.id = c.id \
              WHERE c.cellule = ?1 \
                AND (?2 IS NULL OR c.status = ?2) \
@@ -552,7 +566,8 @@ impl Database for SqliteDatabase {
                     WHERE a.case_id = c.id AND a.session_at >= ?14 AND instr(a.invited, ?16) > 0))) \
                AND (?10 IS NULL OR c.referrer = ?10) \
                AND (?11 IS NULL OR c.submitted_at < ?11 OR (c.submitted_at = ?11 AND c.id < ?12)) \
-             ORDER BY c.submitted_at DESC, c.id DESC LIMIT ?13",
+             ORDER BY c.submitted_at DESC, c.id DESC LIMIT ?13"
+            ),
         )
         .bind(cellule)
         .bind(&f.status)
@@ -619,26 +634,30 @@ impl Database for SqliteDatabase {
         Ok(Some(head))
     }
 
-    async fn case_history(
+    async fn read_case(
         &self,
         cellule: &str,
-        case_id: &str,
-        linkage_key: Option<&str>,
-    ) -> Result<(Vec<EventRecord>, Vec<String>), StorageError> {
-        let (events, dups): (Option<String>, Option<String>) = sqlx::query_as(
-            "SELECT \
-               (SELECT json_group_array(json_array(id, from_status, to_status, \
-                    CASE WHEN reason IS NULL THEN NULL ELSE hex(reason) END, actor, at)) \
-                  FROM case_events WHERE case_id = ?2), \
-               (SELECT json_group_array(json_array(reference, submitted_at)) FROM cases \
-                  WHERE cellule = ?1 AND linkage_key = ?3 AND status NOT IN ('declined', 'closed'))",
-        )
+        id: &str,
+        agenda_since: DateTime<Utc>,
+    ) -> Result<Option<CaseRead>, StorageError> {
+        let row: Option<CaseReadRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            case_columns!("?3"),
+            ", \
+               (SELECT json_group_array(json_array(e.id, e.from_status, e.to_status, \
+                    CASE WHEN e.reason IS NULL THEN NULL ELSE hex(e.reason) END, e.actor, e.at)) \
+                  FROM case_events e WHERE e.case_id = c.id) AS history, \
+               (SELECT json_group_array(json_array(d.reference, d.submitted_at)) FROM cases d \
+                  WHERE d.cellule = c.cellule AND d.linkage_key = c.linkage_key \
+                    AND d.status NOT IN ('declined', 'closed')) AS duplicates \
+             FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = ?1 AND c.id = ?2"
+        ))
         .bind(cellule)
-        .bind(case_id)
-        .bind(linkage_key)
-        .fetch_one(&self.pool)
+        .bind(id)
+        .bind(agenda_since)
+        .fetch_optional(&self.pool)
         .await?;
-        super::history_from_json(events.as_deref(), dups.as_deref())
+        super::case_read(row)
     }
 
     async fn insert_note(
