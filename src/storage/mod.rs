@@ -647,7 +647,9 @@ pub trait Database: Send + Sync + 'static {
         cellule: &str,
         filter: &Filter,
     ) -> Result<Vec<Entry>, StorageError>;
-    /// Entries about one case (by id or by reference), oldest first.
+    /// Entries about one case, oldest first: those naming its id (an entry that names a case's
+    /// reference always names its id too) and those naming it in a set of cases (by id or by
+    /// reference).
     async fn case_audit(
         &self,
         cellule: &str,

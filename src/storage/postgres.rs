@@ -1454,16 +1454,15 @@ impl Database for PostgresDatabase {
         Ok(sqlx::query_as(concat!(
             "SELECT ",
             entry_columns!(),
-            " FROM audit_entries WHERE cellule = $1 AND (case_id = $2 OR case_ref = $3) \
+            " FROM audit_entries WHERE cellule = $1 AND case_id = $2 \
              UNION SELECT ",
             entry_columns!(),
             " FROM audit_entries WHERE cellule = $1 AND cases IS NOT NULL \
-               AND (strpos(cases, $4) > 0 OR strpos(cases, $5) > 0) \
+               AND (strpos(cases, $3) > 0 OR strpos(cases, $4) > 0) \
              ORDER BY seq"
         ))
         .bind(cellule)
         .bind(case_id)
-        .bind(case_ref)
         .bind(crate::audit::case_id_pattern(case_id))
         .bind(crate::audit::case_ref_pattern(case_ref))
         .fetch_all(&self.pool)

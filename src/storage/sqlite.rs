@@ -1545,16 +1545,15 @@ impl Database for SqliteDatabase {
         Ok(sqlx::query_as(concat!(
             "SELECT ",
             entry_columns!(),
-            " FROM audit_entries WHERE cellule = ?1 AND (case_id = ?2 OR case_ref = ?3) \
+            " FROM audit_entries WHERE cellule = ?1 AND case_id = ?2 \
              UNION SELECT ",
             entry_columns!(),
             " FROM audit_entries WHERE cellule = ?1 AND cases IS NOT NULL \
-               AND (instr(cases, ?4) > 0 OR instr(cases, ?5) > 0) \
+               AND (instr(cases, ?3) > 0 OR instr(cases, ?4) > 0) \
              ORDER BY seq"
         ))
         .bind(cellule)
         .bind(case_id)
-        .bind(case_ref)
         .bind(crate::audit::case_id_pattern(case_id))
         .bind(crate::audit::case_ref_pattern(case_ref))
         .fetch_all(&self.pool)
