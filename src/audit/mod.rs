@@ -379,6 +379,12 @@ impl Draft {
 
     /// The stored entry this draft becomes at `seq` after `prev_hash`.
     pub fn into_entry(self, cellule: &str, seq: i64, prev_hash: &[u8]) -> Entry {
+        // A case's access log is found by the case's id alone (migration 0010): an entry that
+        // names a reference names the id too.
+        debug_assert!(
+            self.case_ref.is_none() || self.case_id.is_some(),
+            "an audit entry names a case reference without the case's id"
+        );
         let mut e = Entry {
             cellule: cellule.to_owned(),
             seq,
