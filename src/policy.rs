@@ -486,11 +486,11 @@ impl Policies {
     /// ask the same questions about cases in the same few states all day (a read asks
     /// `view_case` then `read_case`, a notes list once per audience), so decisions are
     /// remembered by their whole request: principal with all its attributes, action, resource
-    /// with all its attributes, context. A case's id is left out unless a policy names a case
-    /// (as of Cedar 4.14, which `Cargo.toml` pins to its minor version, no expression turns an
-    /// entity's id into a value a condition could test, so
-    /// without such a literal two cases with the same attributes get the same answer), which
-    /// keeps the memo as useful with 100,000 cases as with 1,000.
+    /// with all its attributes, context. A case's id is left out unless a policy names a case:
+    /// in Cedar 4.14 (which `Cargo.toml` pins to its minor version) no expression turns an
+    /// entity's id into a value a condition could test, so without such a literal two cases
+    /// with the same attributes get the same answer. That keeps the memo as useful with
+    /// 100,000 cases as with 1,000.
     pub fn decide(
         &self,
         principal: &Principal,
@@ -583,6 +583,28 @@ mod tests {
         }
     }
 
+    /// Asks `decide` twice (the second answer comes from the memo) and checks both answers
+    /// against a fresh evaluation; returns whether the request is allowed.
+    fn remembered_is_fresh(
+        policies: &Policies,
+        p: &Principal,
+        action: &str,
+        resource: &Resource<'_>,
+        audience: Option<&str>,
+        what: &str,
+    ) -> bool {
+        let fresh = policies
+            .evaluate(p, action, resource, audience)
+            .expect("evaluation");
+        for _ in 0..2 {
+            let v = policies
+                .decide(p, action, resource, audience)
+                .expect("decision");
+            assert_eq!(v, fresh, "{what}");
+        }
+        fresh.is_allowed()
+    }
+
     /// A remembered decision is the one the policies take: for every role, sphere, guest and
     /// charter state and every cellule-level action, asked twice (the second answer comes from
     /// the memo), the verdict equals a fresh evaluation.
@@ -609,16 +631,8 @@ mod tests {
                         let p = member(role, sphere, guest, charter);
                         for action in actions {
                             let resource = Resource::Cellule("perpignan");
-                            let fresh = policies
-                                .evaluate(&p, action, &resource, None)
-                                .expect("evaluation");
-                            for _ in 0..2 {
-                                let v = policies
-                                    .decide(&p, action, &resource, None)
-                                    .expect("decision");
-                                assert_eq!(v, fresh, "{role}/{sphere}/{guest}/{charter} {action}");
-                            }
-                            if fresh.is_allowed() {
+                            let what = format!("{role}/{sphere}/{guest}/{charter} {action}");
+                            if remembered_is_fresh(&policies, &p, action, &resource, None, &what) {
                                 allowed += 1;
                             } else {
                                 denied += 1;
@@ -733,7 +747,7 @@ mod tests {
             ("read_note", Some("psychiatry")),
             ("write_note", Some("all")),
         ];
-        let (mut allowed, mut denied) = (0, 0);
+        let mut principals = Vec::new();
         for role in ["referrer", "member", "coordinator", "auditor"] {
             for sphere in ["city", "psychiatry"] {
                 for guest in [false, true] {
@@ -741,41 +755,37 @@ mod tests {
                         for org in ["ccas", "cmp"] {
                             let mut p = member(role, sphere, guest, charter);
                             p.organisation = org.into();
-                            for status in ["submitted", "scheduled", "in_follow_up", "closed"] {
-                                for agenda in [false, true] {
-                                    for invited in [vec![], vec!["cmp"]] {
-                                        for cellule in ["perpignan", "elsewhere"] {
-                                            let mut r =
-                                                case("c1", status, "ccas", agenda, invited.clone());
-                                            if let Resource::Case { cellule: c, .. } = &mut r {
-                                                *c = cellule;
-                                            }
-                                            for (action, audience) in actions {
-                                                let fresh = policies
-                                                    .evaluate(&p, action, &r, audience)
-                                                    .expect("evaluation");
-                                                for _ in 0..2 {
-                                                    let v = policies
-                                                        .decide(&p, action, &r, audience)
-                                                        .expect("decision");
-                                                    assert_eq!(
-                                                        v, fresh,
-                                                        "{role}/{sphere}/{guest}/{charter}/{org} \
-                                                         {status}/{agenda}/{invited:?}/{cellule} \
-                                                         {action} {audience:?}"
-                                                    );
-                                                }
-                                                if fresh.is_allowed() {
-                                                    allowed += 1;
-                                                } else {
-                                                    denied += 1;
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
+                            principals
+                                .push((p, format!("{role}/{sphere}/{guest}/{charter}/{org}")));
                         }
+                    }
+                }
+            }
+        }
+        let mut cases = Vec::new();
+        for status in ["submitted", "scheduled", "in_follow_up", "closed"] {
+            for agenda in [false, true] {
+                for invited in [vec![], vec!["cmp"]] {
+                    for cellule in ["perpignan", "elsewhere"] {
+                        let label = format!("{status}/{agenda}/{invited:?}/{cellule}");
+                        let mut r = case("c1", status, "ccas", agenda, invited.clone());
+                        if let Resource::Case { cellule: c, .. } = &mut r {
+                            *c = cellule;
+                        }
+                        cases.push((r, label));
+                    }
+                }
+            }
+        }
+        let (mut allowed, mut denied) = (0, 0);
+        for (p, who) in &principals {
+            for (r, which) in &cases {
+                for (action, audience) in actions {
+                    let what = format!("{who} {which} {action} {audience:?}");
+                    if remembered_is_fresh(&policies, p, action, r, audience, &what) {
+                        allowed += 1;
+                    } else {
+                        denied += 1;
                     }
                 }
             }

@@ -20,6 +20,29 @@ use crate::domain::{
     Organisation, Role, Sphere, Subject,
 };
 
+/// The columns of a case row, in `CaseRecord` order, for both backends: `$agg` is the
+/// backend's string aggregate (`group_concat`, `string_agg`), `$since` the placeholder of the
+/// agenda window's start (`on_agenda`, `agenda_invited`). The case is `c`, its data key `k`.
+macro_rules! case_columns {
+    ($agg:literal, $since:literal) => {
+        concat!(
+            "c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
+             c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
+             c.routed_org, c.follow_up_date, c.situation, c.expectations, c.submitted_at, \
+             c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
+             COALESCE((SELECT f.times FROM case_deferrals f WHERE f.case_id = c.id), 0) AS times_deferred, \
+             EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ",
+            $since,
+            ") AS on_agenda, COALESCE((SELECT ",
+            $agg,
+            "(a.invited, '') FROM agenda_publications a \
+               WHERE a.case_id = c.id AND a.session_at >= ",
+            $since,
+            "), '') AS agenda_invited"
+        )
+    };
+}
+
 pub mod postgres;
 mod postgres_chain;
 pub mod records;

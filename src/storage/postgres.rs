@@ -21,27 +21,6 @@ use crate::audit::{
 use crate::config::{Backend, DatabaseUrl, PoolConfig};
 use crate::domain::{Cellule, CelluleSlug, Membership, MembershipSpec, NewCellule, Subject};
 
-/// The columns of a case row, in `CaseRecord` order: `$since` is the placeholder of the agenda
-/// window's start (`on_agenda`, `agenda_invited`). The case is `c`, its data key `k`.
-macro_rules! case_columns {
-    ($since:literal) => {
-        concat!(
-            "c.id, c.cellule, c.reference, c.status, c.urgency, c.age_band, c.gender, c.commune, c.sector, \
-             c.needs, c.consent_status, c.consent_justification, c.referring_org, c.referrer, c.linkage_key, \
-             c.routed_org, c.follow_up_date, c.situation, c.expectations, c.submitted_at, \
-             c.decided_at, c.closed_at, c.updated_at, k.wrapped AS key_wrapped, \
-             COALESCE((SELECT f.times FROM case_deferrals f WHERE f.case_id = c.id), 0) AS times_deferred, \
-             EXISTS (SELECT 1 FROM agenda_publications a WHERE a.case_id = c.id AND a.session_at >= ",
-            $since,
-            ") AS on_agenda, \
-             COALESCE((SELECT string_agg(a.invited, '') FROM agenda_publications a \
-               WHERE a.case_id = c.id AND a.session_at >= ",
-            $since,
-            "), '') AS agenda_invited"
-        )
-    };
-}
-
 /// The columns of a session, in `SessionRecord` order.
 macro_rules! session_columns {
     () => {
@@ -405,7 +384,7 @@ impl Database for PostgresDatabase {
     ) -> Result<Option<CaseRecord>, StorageError> {
         Ok(sqlx::query_as(concat!(
             "SELECT ",
-            case_columns!("$3"),
+            case_columns!("string_agg", "$3"),
             " \
              FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = $1 AND c.id = $2"
         ))
@@ -428,7 +407,7 @@ impl Database for PostgresDatabase {
         Ok(sqlx::query_as(
             concat!(
                 "SELECT ",
-                case_columns!("$14"),
+                case_columns!("string_agg", "$14"),
                 " \
              FROM cases c JOIN data_keys k ON k.id = c.id \
              WHERE c.cellule = $1 \
@@ -521,7 +500,7 @@ impl Database for PostgresDatabase {
     ) -> Result<Option<CaseRead>, StorageError> {
         let row: Option<CaseReadRow> = sqlx::query_as(concat!(
             "SELECT ",
-            case_columns!("$3"),
+            case_columns!("string_agg", "$3"),
             ", \
                (SELECT json_agg(json_build_array(e.id, e.from_status, e.to_status, encode(e.reason, 'hex'), e.actor, \
                     (extract(epoch FROM e.at) * 1000000)::int8))::text \
