@@ -255,8 +255,22 @@ where
     Vec<u8>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    let mut q =
-        sqlx::QueryBuilder::<DB>::new(format!("INSERT INTO audit_entries ({ENTRY_COLUMNS}) "));
+    let mut q = sqlx::QueryBuilder::<DB>::new("");
+    push_entry_insert(&mut q, chunk);
+    q
+}
+
+/// Pushes the multi-row `INSERT` of a chunk of audit entries onto `q` (after a `WITH` clause,
+/// say).
+pub(crate) fn push_entry_insert<'a, DB>(q: &mut sqlx::QueryBuilder<'a, DB>, chunk: &'a [Entry])
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Vec<u8>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push(format_args!("INSERT INTO audit_entries ({ENTRY_COLUMNS}) "));
     q.push_values(chunk, |mut b, e| {
         b.push_bind(&e.cellule)
             .push_bind(e.seq)
@@ -276,7 +290,6 @@ where
             .push_bind(&e.prev_hash)
             .push_bind(&e.hash);
     });
-    q
 }
 
 /// The agenda a build or edit was about to replace is no longer the one it read.

@@ -52,6 +52,7 @@ async fn drop_guards(app: &TestApp) {
     } else {
         &[
             "DROP TRIGGER audit_entries_guard ON audit_entries",
+            "DROP TRIGGER audit_entries_insert_guard ON audit_entries",
             "DROP TRIGGER audit_heads_guard ON audit_heads",
         ]
     };
@@ -180,6 +181,14 @@ async fn the_database_refuses_to_change_entries(backend: Backend) {
         );
     }
     assert!(sql(&app, &[copy_of_3]).await.is_err(), "a second entry 3");
+    // An entry of a cellule that has no chain (and does not exist) is refused too.
+    let stray = "INSERT INTO audit_entries (cellule, seq, at_us, actor, actor_role, action, outcome, \
+                 prev_hash, hash) SELECT 'nowhere', seq, at_us, actor, actor_role, action, outcome, \
+                 prev_hash, hash FROM audit_entries WHERE cellule = 'perpignan' AND seq = 3";
+    assert!(
+        sql(&app, &[stray]).await.is_err(),
+        "an entry without a chain"
+    );
     assert!(verify_lib(&app).await.valid);
 
     // Moving the purge mark by hand (it may only move forward) opens nothing: deleting or
@@ -194,6 +203,9 @@ async fn the_database_refuses_to_change_entries(backend: Backend) {
     for statement in [
         "DELETE FROM audit_entries WHERE cellule = 'perpignan' AND seq = 3",
         "DELETE FROM audit_entries WHERE cellule = 'perpignan' AND seq <= 5",
+        "INSERT INTO audit_entries (cellule, seq, at_us, actor, actor_role, action, outcome, \
+         prev_hash, hash) SELECT cellule, 0, at_us, actor, actor_role, action, outcome, \
+         prev_hash, hash FROM audit_entries WHERE cellule = 'perpignan' AND seq = 3",
     ] {
         let err = sql(&app, &[statement]).await.expect_err(statement);
         assert!(err.contains("append-only"), "{statement}: {err}");
