@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::access;
 use crate::audit::{self, Action, AuditCtx};
-use crate::auth::CelluleMember;
+use crate::auth::{CaseReader, CelluleMember};
 use crate::crypto::{DataKey, FieldContext};
 use crate::domain::Organisation;
 use crate::domain::case::{
@@ -660,15 +660,17 @@ pub async fn list(
 }
 
 /// `GET …/cases/{id}`: the whole case, decrypted. The case, its history and its possible
-/// duplicates come in one round trip (read before the decision: nothing of it leaves unless
-/// the read is allowed).
-pub async fn read(state: &AppState, who: &CelluleMember, id: &str) -> Result<CaseView, ApiError> {
+/// duplicates come with the caller's membership, in the one query of the [`CaseReader`]
+/// extractor (read before the decision: nothing of it leaves unless the read is allowed).
+pub async fn read(state: &AppState, reader: CaseReader) -> Result<CaseView, ApiError> {
+    let CaseReader {
+        member: who,
+        id,
+        case: found,
+    } = reader;
+    let id = id.as_str();
     let a = who.audit();
-    let p = access::principal(who);
-    let found = state
-        .db
-        .read_case(&p.cellule, id, access::agenda_since(state.clock.now()))
-        .await?;
+    let p = access::principal(&who);
     let (found, extras) = match found {
         Some(r) => (Some(r.case), Some((r.history, r.duplicates))),
         None => (None, None),

@@ -6,6 +6,9 @@
 //! - [`Admin`]: a valid token whose subject is listed in `admins`; otherwise 403.
 //! - [`CelluleMember`]: a valid token with a membership in the cellule named by the `{cellule}`
 //!   path segment; a missing membership answers exactly like a cellule that does not exist (404).
+//! - [`CaseReader`]: a [`CelluleMember`] and the case of the `{id}` path segment, found in the
+//!   same query (the read of one case, the hottest route). Nothing of the case is shown before
+//!   the handler's access decision.
 
 pub mod dev_issuer;
 pub mod verifier;
@@ -22,6 +25,7 @@ use crate::domain::{Cellule, CelluleSlug, Membership, Subject};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::middleware::RequestId;
+use crate::storage::{CaseRead, CelluleAccess};
 
 /// Any caller with a valid token.
 #[derive(Debug, Clone)]
@@ -178,35 +182,88 @@ impl FromRequestParts<AppState> for CelluleMember {
         // One query answers for the cellule, the membership and the charter, so that "no such
         // cellule" and "not a member" take the same path.
         let access = state.db.cellule_access(&slug, &caller.subject).await?;
-        let (cellule, membership, charter_accepted) = match access {
-            Some(a) => (Some(a.cellule), a.membership, a.charter_accepted),
-            None => (None, None, false),
-        };
-        match (cellule, membership) {
-            // Administrators never act inside a cellule (separation of duties).
-            (Some(cellule), _) if caller.is_admin(state) => {
-                record_outsider(
-                    parts,
-                    state,
-                    &cellule,
-                    &caller,
-                    audit::reason::ADMINISTRATOR,
-                )
-                .await?;
-                Err(ApiError::NotFound("cellule"))
-            }
-            (Some(cellule), Some(membership)) => Ok(CelluleMember {
-                caller,
-                cellule,
-                membership,
-                charter_accepted,
-                request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
-            }),
-            (Some(cellule), None) => {
-                record_outsider(parts, state, &cellule, &caller, audit::reason::NOT_MEMBER).await?;
-                Err(ApiError::NotFound("cellule"))
-            }
-            (None, _) => Err(ApiError::NotFound("cellule")),
+        member(parts, state, caller, access).await
+    }
+}
+
+/// The caller as a member of the cellule `access` describes (`None`: no such cellule), or the
+/// refusal, recorded when the cellule exists.
+async fn member(
+    parts: &mut Parts,
+    state: &AppState,
+    caller: Caller,
+    access: Option<CelluleAccess>,
+) -> Result<CelluleMember, ApiError> {
+    let (cellule, membership, charter_accepted) = match access {
+        Some(a) => (Some(a.cellule), a.membership, a.charter_accepted),
+        None => (None, None, false),
+    };
+    match (cellule, membership) {
+        // Administrators never act inside a cellule (separation of duties).
+        (Some(cellule), _) if caller.is_admin(state) => {
+            record_outsider(
+                parts,
+                state,
+                &cellule,
+                &caller,
+                audit::reason::ADMINISTRATOR,
+            )
+            .await?;
+            Err(ApiError::NotFound("cellule"))
         }
+        (Some(cellule), Some(membership)) => Ok(CelluleMember {
+            caller,
+            cellule,
+            membership,
+            charter_accepted,
+            request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
+        }),
+        (Some(cellule), None) => {
+            record_outsider(parts, state, &cellule, &caller, audit::reason::NOT_MEMBER).await?;
+            Err(ApiError::NotFound("cellule"))
+        }
+        (None, _) => Err(ApiError::NotFound("cellule")),
+    }
+}
+
+/// A [`CelluleMember`] with the case of the `{id}` path segment as
+/// [`crate::storage::Database::case_access`] finds it (`None`: no such case in this cellule),
+/// from one query. The case is for the handler's access decision: it is never shown unless
+/// that decision allows it.
+#[derive(Debug)]
+pub struct CaseReader {
+    pub member: CelluleMember,
+    /// The `{id}` path segment, as given.
+    pub id: String,
+    pub case: Option<CaseRead>,
+}
+
+impl FromRequestParts<AppState> for CaseReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let slug = cellule_slug(parts, state).await?;
+        let id = RawPathParams::from_request_parts(parts, state)
+            .await
+            .ok()
+            .and_then(|params| {
+                params
+                    .iter()
+                    .find(|(name, _)| *name == "id")
+                    .map(|(_, value)| value.to_owned())
+            })
+            .ok_or(ApiError::NotFound("case"))?;
+        let since = crate::access::agenda_since(state.clock.now());
+        let (access, case) = match state
+            .db
+            .case_access(&slug, &caller.subject, &id, since)
+            .await?
+        {
+            Some((access, case)) => (Some(access), case),
+            None => (None, None),
+        };
+        let member = member(parts, state, caller, access).await?;
+        Ok(CaseReader { member, id, case })
     }
 }

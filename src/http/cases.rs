@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::auth::CelluleMember;
+use crate::auth::{CaseReader, CelluleMember};
 use crate::cases::{
     self, CasePage, CaseQuery, CaseSummary, CaseView, NoteRequest, NoteView, ReferralCreated,
     ReferralRequest, ReferralStatus, TransitionRequest,
@@ -109,10 +109,9 @@ pub async fn list_cases(
     ))]
 pub async fn get_case(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiPath((_, id)): ApiPath<(String, String)>,
+    reader: CaseReader,
 ) -> Result<Json<CaseView>, ApiError> {
-    Ok(Json(cases::read(&state, &member, &id).await?))
+    Ok(Json(cases::read(&state, reader).await?))
 }
 
 /// Erases a case: its rows and its data key go, a tombstone stays.

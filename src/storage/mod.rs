@@ -43,6 +43,33 @@ macro_rules! case_columns {
     };
 }
 
+/// The columns of [`Database::cellule_access`]'s answer, the subject bound at `$subject`; the
+/// cellule is `c`, the membership `m` (see [`access_join!`]).
+macro_rules! access_columns {
+    ($subject:literal) => {
+        concat!(
+            "c.slug, c.name, c.code, c.created_at, \
+             m.subject, m.role, m.sphere, m.organisation, m.guest, \
+             m.created_at AS member_since, m.updated_at AS member_updated_at, \
+             EXISTS (SELECT 1 FROM charter_acceptances a \
+                     WHERE a.cellule = c.slug AND a.subject = ",
+            $subject,
+            " AND a.version = (SELECT MAX(v.version) FROM charters v \
+                                WHERE v.cellule = c.slug)) AS charter_accepted"
+        )
+    };
+}
+
+/// The cellule `c` and the subject's membership `m` in it, for [`access_columns!`].
+macro_rules! access_join {
+    ($subject:literal) => {
+        concat!(
+            "cellules c LEFT JOIN memberships m ON m.cellule = c.slug AND m.subject = ",
+            $subject
+        )
+    };
+}
+
 pub mod postgres;
 mod postgres_chain;
 pub mod records;
@@ -358,6 +385,17 @@ pub trait Database: Send + Sync + 'static {
         cellule: &CelluleSlug,
         subject: &Subject,
     ) -> Result<Option<CelluleAccess>, StorageError>;
+    /// [`Database::cellule_access`] and, in the same round trip, case `id` of that cellule with
+    /// its view's extras: the status history and the open cases of the cellule sharing its
+    /// linkage key (the question of the `CaseReader` extractor, for the read of one case). The
+    /// case comes whatever the membership; the caller decides what to show.
+    async fn case_access(
+        &self,
+        cellule: &CelluleSlug,
+        subject: &Subject,
+        id: &str,
+        agenda_since: DateTime<Utc>,
+    ) -> Result<Option<(CelluleAccess, Option<CaseRead>)>, StorageError>;
     async fn list_members(&self, cellule: &CelluleSlug) -> Result<Vec<Membership>, StorageError>;
     /// Every membership of one subject, with its cellule, ordered by cellule slug.
     async fn memberships_of(
@@ -445,14 +483,6 @@ pub trait Database: Send + Sync + 'static {
         t: &Transition,
         audit: Draft,
     ) -> Result<Option<Head>, StorageError>;
-    /// A case with its view's extras, in one round trip: the status history and the open
-    /// cases of the cellule sharing its linkage key (what a read shows).
-    async fn read_case(
-        &self,
-        cellule: &str,
-        id: &str,
-        agenda_since: DateTime<Utc>,
-    ) -> Result<Option<CaseRead>, StorageError>;
     /// Inserts a note and its audit entry in one transaction.
     async fn insert_note(
         &self,
@@ -945,7 +975,7 @@ fn json_time(v: &serde_json::Value) -> Result<DateTime<Utc>, StorageError> {
     }
 }
 
-/// One event as [`Database::read_case`] aggregates it: id, from, to, reason (hex or null),
+/// One event as [`Database::case_access`] aggregates it: id, from, to, reason (hex or null),
 /// actor, time.
 type EventJson = (
     String,
@@ -956,7 +986,29 @@ type EventJson = (
     serde_json::Value,
 );
 
-/// Decodes the two aggregates of [`Database::read_case`]'s row (`None`: empty).
+/// Decodes a row of [`Database::case_access`]: the access columns, and the case columns, all
+/// null when the case is not found.
+pub(crate) fn case_access_row<'r, R>(
+    row: &'r R,
+) -> Result<(CelluleAccess, Option<CaseRead>), StorageError>
+where
+    R: sqlx::Row,
+    CelluleAccessRow: sqlx::FromRow<'r, R>,
+    CaseReadRow: sqlx::FromRow<'r, R>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'static str: sqlx::ColumnIndex<R>,
+{
+    use sqlx::FromRow;
+    let access = CelluleAccess::try_from(CelluleAccessRow::from_row(row)?)?;
+    let found: Option<String> = row.try_get("id")?;
+    let case = match found {
+        Some(_) => case_read(Some(CaseReadRow::from_row(row)?))?,
+        None => None,
+    };
+    Ok((access, case))
+}
+
+/// Decodes the two aggregates of [`Database::case_access`]'s row (`None`: empty).
 pub(crate) fn case_read(row: Option<CaseReadRow>) -> Result<Option<CaseRead>, StorageError> {
     let Some(row) = row else {
         return Ok(None);

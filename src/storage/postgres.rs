@@ -9,9 +9,9 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{
-    AUDIT_INSERT_ROWS, AgendaItemRecord, CASE_INSERT_ROWS, CaseFilter, CaseRead, CaseReadRow,
-    CaseRecord, CaseWrite, CelluleAccess, CelluleAccessRow, CelluleRow, CharterRecord, Committed,
-    Database, DecisionRecord, Deferrals, DeferredRecord, EligibleCase, MembershipRow,
+    AUDIT_INSERT_ROWS, AgendaItemRecord, CASE_INSERT_ROWS, CaseFilter, CaseRead, CaseRecord,
+    CaseWrite, CelluleAccess, CelluleAccessRow, CelluleRow, CharterRecord, Committed, Database,
+    DecisionRecord, Deferrals, DeferredRecord, EligibleCase, MembershipRow,
     MembershipWithCelluleRow, NewAgendaItem, NoteRecord, RetentionSettings, Rewrapped,
     SessionRecord, StatsCase, StorageError, Tombstone, Transition, WrappedKey, collect, same_cases,
 };
@@ -34,6 +34,28 @@ macro_rules! entry_columns {
     () => {
         "cellule, seq, at_us, actor, actor_role, actor_org, action, case_id, case_ref, target_kind, \
          target_id, outcome, reason, request_id, cases, prev_hash, hash"
+    };
+}
+
+/// The read of one case with its history and possible duplicates ([`Database::case_access`]),
+/// its parameters named by the arguments (cellule, case id, start of the agenda window).
+macro_rules! case_read_query {
+    ($cellule:literal, $id:literal, $since:literal) => {
+        concat!(
+            "SELECT ",
+            case_columns!("string_agg", $since),
+            ", \
+               (SELECT json_agg(json_build_array(e.id, e.from_status, e.to_status, encode(e.reason, 'hex'), e.actor, \
+                    (extract(epoch FROM e.at) * 1000000)::int8))::text \
+                  FROM case_events e WHERE e.case_id = c.id) AS history, \
+               (SELECT json_agg(json_build_array(d.reference, (extract(epoch FROM d.submitted_at) * 1000000)::int8))::text \
+                  FROM cases d WHERE d.cellule = c.cellule AND d.linkage_key = c.linkage_key \
+                    AND d.status NOT IN ('declined', 'closed')) AS duplicates \
+             FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = ",
+            $cellule,
+            " AND c.id = ",
+            $id
+        )
     };
 }
 
@@ -186,22 +208,43 @@ impl Database for PostgresDatabase {
         cellule: &CelluleSlug,
         subject: &Subject,
     ) -> Result<Option<CelluleAccess>, StorageError> {
-        let row: Option<CelluleAccessRow> = sqlx::query_as(
-            "SELECT c.slug, c.name, c.code, c.created_at, \
-                    m.subject, m.role, m.sphere, m.organisation, m.guest, \
-                    m.created_at AS member_since, m.updated_at AS member_updated_at, \
-                    EXISTS (SELECT 1 FROM charter_acceptances a \
-                            WHERE a.cellule = c.slug AND a.subject = $2 \
-                              AND a.version = (SELECT MAX(v.version) FROM charters v \
-                                               WHERE v.cellule = c.slug)) AS charter_accepted \
-             FROM cellules c LEFT JOIN memberships m ON m.cellule = c.slug AND m.subject = $2 \
-             WHERE c.slug = $1",
-        )
+        let row: Option<CelluleAccessRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            access_columns!("$2"),
+            " FROM ",
+            access_join!("$2"),
+            " WHERE c.slug = $1"
+        ))
         .bind(cellule.as_str())
         .bind(subject.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.map(TryInto::try_into).transpose()
+    }
+
+    async fn case_access(
+        &self,
+        cellule: &CelluleSlug,
+        subject: &Subject,
+        id: &str,
+        agenda_since: DateTime<Utc>,
+    ) -> Result<Option<(CelluleAccess, Option<CaseRead>)>, StorageError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            access_columns!("$2"),
+            ", x.* FROM ",
+            access_join!("$2"),
+            " LEFT JOIN LATERAL (",
+            case_read_query!("$1", "$3", "$4"),
+            ") x ON true WHERE c.slug = $1"
+        ))
+        .bind(cellule.as_str())
+        .bind(subject.as_str())
+        .bind(id)
+        .bind(agenda_since)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(super::case_access_row).transpose()
     }
 
     async fn list_members(&self, cellule: &CelluleSlug) -> Result<Vec<Membership>, StorageError> {
@@ -490,32 +533,6 @@ impl Database for PostgresDatabase {
         let head = append(&mut tx, &t.cellule, vec![audit]).await?;
         tx.commit().await?;
         Ok(Some(head))
-    }
-
-    async fn read_case(
-        &self,
-        cellule: &str,
-        id: &str,
-        agenda_since: DateTime<Utc>,
-    ) -> Result<Option<CaseRead>, StorageError> {
-        let row: Option<CaseReadRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            case_columns!("string_agg", "$3"),
-            ", \
-               (SELECT json_agg(json_build_array(e.id, e.from_status, e.to_status, encode(e.reason, 'hex'), e.actor, \
-                    (extract(epoch FROM e.at) * 1000000)::int8))::text \
-                  FROM case_events e WHERE e.case_id = c.id) AS history, \
-               (SELECT json_agg(json_build_array(d.reference, (extract(epoch FROM d.submitted_at) * 1000000)::int8))::text \
-                  FROM cases d WHERE d.cellule = c.cellule AND d.linkage_key = c.linkage_key \
-                    AND d.status NOT IN ('declined', 'closed')) AS duplicates \
-             FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = $1 AND c.id = $2"
-        ))
-        .bind(cellule)
-        .bind(id)
-        .bind(agenda_since)
-        .fetch_optional(&self.pool)
-        .await?;
-        super::case_read(row)
     }
 
     async fn insert_note(

@@ -83,7 +83,7 @@ pub struct CaseRecord {
 }
 
 /// A case as a read shows it: the case and the two aggregates its view adds, as one row
-/// ([`Database::read_case`]).
+/// ([`Database::case_access`]).
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct CaseReadRow {
     #[sqlx(flatten)]
@@ -94,7 +94,7 @@ pub(crate) struct CaseReadRow {
     pub duplicates: Option<String>,
 }
 
-/// A case with what its view adds ([`Database::read_case`]).
+/// A case with what its view adds ([`Database::case_access`]).
 #[derive(Debug)]
 pub struct CaseRead {
     pub case: CaseRecord,

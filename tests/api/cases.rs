@@ -790,6 +790,12 @@ async fn charter_gates_case_content(backend: Backend) {
             .status,
         200
     );
+    // A case is found through its own cellule only, even by a coordinator of another one.
+    let elsewhere = app
+        .get(&format!("/v1/cellules/narbonne/cases/{id}"), Some(&t))
+        .await;
+    elsewhere.assert_problem(404);
+    assert!(!elsewhere.text.contains(&id[..8]), "{}", elsewhere.text);
     // Referrers and auditors have no charter to accept.
     let a = app
         .request(
