@@ -298,6 +298,18 @@ where
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     q.push(format_args!("INSERT INTO audit_entries ({ENTRY_COLUMNS}) "));
+    push_entry_values(q, chunk);
+}
+
+/// Pushes `VALUES (…), (…)` of a chunk of audit entries onto `q`, in [`ENTRY_COLUMNS`] order.
+pub(crate) fn push_entry_values<'a, DB>(q: &mut sqlx::QueryBuilder<'a, DB>, chunk: &'a [Entry])
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Vec<u8>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
     q.push_values(chunk, |mut b, e| {
         b.push_bind(&e.cellule)
             .push_bind(e.seq)

@@ -1707,7 +1707,50 @@ async fn a_batch_for_an_unknown_cellule_is_not_found(backend: Backend) {
     assert_eq!(v.body["valid"], true, "{}", v.text);
 }
 
+/// Entries-only batches of one cellule (reads, denials) go in one statement on PostgreSQL when
+/// the process knows the chain's head; a head moved by another kind of write (or process) since
+/// is noticed, and the batch goes through the transaction instead: the chain stays linear.
+async fn an_entries_only_batch_follows_a_head_moved_elsewhere(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let ctx = cellule::audit::AuditCtx {
+        cellule: "perpignan".into(),
+        actor: cellule::audit::Actor {
+            subject: COORD.into(),
+            role: "coordinator".into(),
+            organisation: None,
+        },
+        request_id: None,
+    };
+    let draft = || vec![ctx.entry(cellule::audit::Action::ReadCase, chrono::Utc::now())];
+    let db = app.state.db.clone();
+    let mut seqs = Vec::new();
+    for round in 0..3 {
+        let drafts = draft();
+        let committed = db
+            .commit_batch(&[], &[("perpignan", &drafts)])
+            .await
+            .expect("batch");
+        seqs.push(committed.heads[0].1.seq);
+        if round == 1 {
+            // Another kind of write appends behind the batches' back.
+            let head = db.append_audit("perpignan", draft()).await.expect("append");
+            seqs.push(head.seq);
+        }
+    }
+    let first = seqs[0];
+    assert_eq!(seqs, (first..first + 4).collect::<Vec<_>>());
+    let head = db
+        .audit_head("perpignan")
+        .await
+        .expect("head")
+        .expect("some");
+    assert_eq!(head.seq, first + 3);
+    assert!(verify_lib(&app).await.valid);
+}
+
 backend_tests!(
+    an_entries_only_batch_follows_a_head_moved_elsewhere,
     a_batch_for_an_unknown_cellule_is_not_found,
     verification_holds_across_page_boundaries,
     an_agenda_build_is_one_entry_naming_its_cases,
