@@ -273,6 +273,24 @@ where
     [cases, keys]
 }
 
+/// The entries `drafts` become after the chain's entry `after` whose hash is `prev`, and the
+/// new head hash (`prev` when there are none).
+pub(crate) fn chain_entries(
+    cellule: &str,
+    after: i64,
+    prev: Vec<u8>,
+    drafts: Vec<Draft>,
+) -> (Vec<Entry>, Vec<u8>) {
+    let mut hash = prev;
+    let mut entries = Vec::with_capacity(drafts.len());
+    for (seq, draft) in (after + 1..).zip(drafts) {
+        let e = draft.into_entry(cellule, seq, &hash);
+        hash.clone_from(&e.hash);
+        entries.push(e);
+    }
+    (entries, hash)
+}
+
 /// The multi-row `INSERT` of a chunk of audit entries, the same for both backends.
 pub(crate) fn entry_insert<'a, DB>(chunk: &'a [Entry]) -> sqlx::QueryBuilder<'a, DB>
 where
@@ -282,23 +300,10 @@ where
     Vec<u8>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    let mut q = sqlx::QueryBuilder::<DB>::new("");
-    push_entry_insert(&mut q, chunk);
+    let mut q =
+        sqlx::QueryBuilder::<DB>::new(format!("INSERT INTO audit_entries ({ENTRY_COLUMNS}) "));
+    push_entry_values(&mut q, chunk);
     q
-}
-
-/// Pushes the multi-row `INSERT` of a chunk of audit entries onto `q` (after a `WITH` clause,
-/// say).
-pub(crate) fn push_entry_insert<'a, DB>(q: &mut sqlx::QueryBuilder<'a, DB>, chunk: &'a [Entry])
-where
-    DB: sqlx::Database,
-    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    Vec<u8>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
-    q.push(format_args!("INSERT INTO audit_entries ({ENTRY_COLUMNS}) "));
-    push_entry_values(q, chunk);
 }
 
 /// Pushes `VALUES (…), (…)` of a chunk of audit entries onto `q`, in [`ENTRY_COLUMNS`] order.

@@ -120,15 +120,8 @@ impl PostgresDatabase {
         if drafts.is_empty() || drafts.len() > AUDIT_INSERT_ROWS {
             return Ok(None);
         }
-        let mut hash = prev.clone();
-        let mut next = seq;
-        let mut entries = Vec::with_capacity(drafts.len());
-        for draft in drafts {
-            next += 1;
-            let e = draft.into_entry(cellule, next, &hash);
-            hash.clone_from(&e.hash);
-            entries.push(e);
-        }
+        let next = seq + i64::try_from(drafts.len()).unwrap_or(i64::MAX);
+        let (entries, hash) = super::chain_entries(cellule, seq, prev.clone(), drafts);
         let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
             "WITH head AS (UPDATE audit_heads SET seq = ",
         );
@@ -1707,15 +1700,7 @@ async fn append(
     .fetch_one(&mut *tx)
     .await
     .map_err(super::not_found_on_fk)?;
-    let mut hash = prev;
-    let mut next = seq - n;
-    let mut entries = Vec::with_capacity(drafts.len());
-    for draft in drafts {
-        next += 1;
-        let e = draft.into_entry(cellule, next, &hash);
-        hash.clone_from(&e.hash);
-        entries.push(e);
-    }
+    let (entries, hash) = super::chain_entries(cellule, seq - n, prev, drafts);
     // Many entries (an agenda build over thousands of cases) go in a few multi-row inserts;
     // the last one stores the new head hash too (one round trip fewer per append).
     let chunks = entries.chunks(AUDIT_INSERT_ROWS);
@@ -1729,7 +1714,11 @@ async fn append(
                 .push_bind(cellule)
                 .push(") ");
         }
-        super::push_entry_insert(&mut q, chunk);
+        q.push(format_args!(
+            "INSERT INTO audit_entries ({}) ",
+            super::ENTRY_COLUMNS
+        ));
+        super::push_entry_values(&mut q, chunk);
         q.build().execute(&mut *tx).await?;
     }
     Ok(Head {

@@ -1698,15 +1698,7 @@ async fn append(
             .fetch_one(&mut *tx)
             .await
             .map_err(super::not_found_on_fk)?;
-    let mut hash = prev;
-    let mut next = seq - n;
-    let mut entries = Vec::with_capacity(drafts.len());
-    for draft in drafts {
-        next += 1;
-        let e = draft.into_entry(cellule, next, &hash);
-        hash.clone_from(&e.hash);
-        entries.push(e);
-    }
+    let (entries, hash) = super::chain_entries(cellule, seq - n, prev, drafts);
     // Many entries (an agenda build over thousands of cases) go in a few multi-row inserts.
     for chunk in entries.chunks(AUDIT_INSERT_ROWS) {
         super::entry_insert::<sqlx::Sqlite>(chunk)
