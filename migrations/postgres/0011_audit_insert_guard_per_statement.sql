@@ -7,8 +7,9 @@
 -- Inserts are now checked once per statement, over the statement's new rows: each must belong
 -- to a cellule that has a chain head and lie above its purge mark. The foreign key goes: an
 -- entry's cellule has a head, a head's cellule must exist (its own foreign key), and a head can
--- be neither deleted nor truncated (`audit_heads_guard`, `audit_heads_no_truncate`), so a
--- cellule with entries can never go either. Updates and deletes keep the row guard of 0004.
+-- be neither deleted nor truncated (`audit_heads_guard`, `audit_heads_no_truncate`) nor, from
+-- now on, moved to another cellule (below), so a cellule with entries can never go either.
+-- Updates and deletes keep the row guard of 0004.
 CREATE FUNCTION audit_entries_insert_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM new_entries n LEFT JOIN audit_heads h ON h.cellule = n.cellule
@@ -27,3 +28,14 @@ CREATE TRIGGER audit_entries_insert_guard AFTER INSERT ON audit_entries
     FOR EACH STATEMENT EXECUTE FUNCTION audit_entries_insert_guard();
 
 ALTER TABLE audit_entries DROP CONSTRAINT audit_entries_cellule_fkey;
+
+-- A head stays with its cellule (moving it would leave the cellule's entries without a chain).
+CREATE OR REPLACE FUNCTION audit_heads_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' OR NEW.purged_through < OLD.purged_through OR NEW.seq < OLD.seq
+       OR NEW.checkpoint_seq < OLD.checkpoint_seq OR NEW.cellule IS DISTINCT FROM OLD.cellule THEN
+        RAISE EXCEPTION 'the audit head only moves forward';
+    END IF;
+    RETURN NEW;
+END;
+$$;

@@ -1015,7 +1015,16 @@ where
     Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     &'static str: sqlx::ColumnIndex<R>,
 {
-    use sqlx::FromRow;
+    use sqlx::{Column, FromRow};
+    // Columns are decoded by name: a case column named like an access column would shadow it.
+    debug_assert!(
+        {
+            let mut names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+            names.sort_unstable();
+            names.windows(2).all(|w| w[0] != w[1])
+        },
+        "a case column has the name of an access column"
+    );
     let access = CelluleAccess::try_from(CelluleAccessRow::from_row(row)?)?;
     let found: Option<String> = row.try_get("id")?;
     let case = match found {

@@ -107,8 +107,10 @@ impl PostgresDatabase {
     /// is still the one known (sequence and hash), and inserts the entries only if it moved;
     /// the head row's lock orders it among concurrent appends as a transaction's would. `None`
     /// (nothing written) when the head is not known or moved meanwhile: another process or
-    /// another kind of write appended. Saves an entries-only batch (the reads' and denials')
-    /// the transaction's `BEGIN`, head read and `COMMIT`: three round trips of five.
+    /// another kind of write appended (only the group commit refreshes the known head, so the
+    /// first read batch after a note, a transition or an agenda build pays one statement for
+    /// nothing). Saves an entries-only batch (the reads' and denials') the transaction's
+    /// `BEGIN`, head upsert and `COMMIT`: three round trips of four.
     async fn append_alone(
         &self,
         cellule: &str,

@@ -147,6 +147,7 @@ async fn the_database_refuses_to_change_entries(backend: Backend) {
     let app = spawn_app(backend).await;
     busy_cellule(&app).await;
     sign_checkpoint(&app).await;
+    app.create_cellule("narbonne").await;
     let sqlite = app.database_url.starts_with("sqlite");
     let copy_of_3 = "INSERT INTO audit_entries SELECT * FROM audit_entries \
                      WHERE cellule = 'perpignan' AND seq = 3";
@@ -158,6 +159,8 @@ async fn the_database_refuses_to_change_entries(backend: Backend) {
         "DELETE FROM audit_checkpoints",
         "DELETE FROM audit_heads",
         "UPDATE audit_heads SET seq = 2 WHERE cellule = 'perpignan'",
+        // A cellule that exists and has no chain: the head may not move there.
+        "UPDATE audit_heads SET cellule = 'narbonne' WHERE cellule = 'perpignan'",
     ];
     if sqlite {
         // REPLACE fires no UPDATE trigger in SQLite: refused by the insert guard.
@@ -185,9 +188,13 @@ async fn the_database_refuses_to_change_entries(backend: Backend) {
     let stray = "INSERT INTO audit_entries (cellule, seq, at_us, actor, actor_role, action, outcome, \
                  prev_hash, hash) SELECT 'nowhere', seq, at_us, actor, actor_role, action, outcome, \
                  prev_hash, hash FROM audit_entries WHERE cellule = 'perpignan' AND seq = 3";
+    let err = sql(&app, &[stray])
+        .await
+        .expect_err("an entry without a chain");
+    // PostgreSQL's insert guard wants a chain head; SQLite keeps the entries' foreign key.
     assert!(
-        sql(&app, &[stray]).await.is_err(),
-        "an entry without a chain"
+        err.contains(if sqlite { "FOREIGN KEY" } else { "append-only" }),
+        "{err}"
     );
     assert!(verify_lib(&app).await.valid);
 
