@@ -157,20 +157,24 @@ async fn record_outsider(
     audit::log(state, ctx.cellule.as_str(), vec![draft]).await
 }
 
+/// The path segment `name`, as given (`None`: the route has none, or it does not decode).
+async fn path_param(parts: &mut Parts, state: &AppState, name: &str) -> Option<String> {
+    let params = RawPathParams::from_request_parts(parts, state).await.ok()?;
+    params
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.to_owned())
+}
+
 /// Reads and validates the `{cellule}` path segment; an invalid slug is simply not found.
 pub(crate) async fn cellule_slug(
     parts: &mut Parts,
     state: &AppState,
 ) -> Result<CelluleSlug, ApiError> {
-    let params = RawPathParams::from_request_parts(parts, state)
+    let raw = path_param(parts, state, "cellule")
         .await
-        .map_err(|_| ApiError::NotFound("cellule"))?;
-    let raw = params
-        .iter()
-        .find(|(name, _)| *name == "cellule")
-        .map(|(_, value)| value)
         .ok_or(ApiError::NotFound("cellule"))?;
-    CelluleSlug::parse(raw).map_err(|_| ApiError::NotFound("cellule"))
+    CelluleSlug::parse(&raw).map_err(|_| ApiError::NotFound("cellule"))
 }
 
 impl FromRequestParts<AppState> for CelluleMember {
@@ -244,15 +248,8 @@ impl FromRequestParts<AppState> for CaseReader {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
         let slug = cellule_slug(parts, state).await?;
-        let id = RawPathParams::from_request_parts(parts, state)
+        let id = path_param(parts, state, "id")
             .await
-            .ok()
-            .and_then(|params| {
-                params
-                    .iter()
-                    .find(|(name, _)| *name == "id")
-                    .map(|(_, value)| value.to_owned())
-            })
             .ok_or(ApiError::NotFound("case"))?;
         let since = crate::access::agenda_since(state.clock.now());
         let (access, case) = match state

@@ -1028,24 +1028,21 @@ where
     let access = CelluleAccess::try_from(CelluleAccessRow::from_row(row)?)?;
     let found: Option<String> = row.try_get("id")?;
     let case = match found {
-        Some(_) => case_read(Some(CaseReadRow::from_row(row)?))?,
+        Some(_) => Some(case_read(CaseReadRow::from_row(row)?)?),
         None => None,
     };
     Ok((access, case))
 }
 
-/// Decodes the two aggregates of [`Database::case_access`]'s row (`None`: empty).
-pub(crate) fn case_read(row: Option<CaseReadRow>) -> Result<Option<CaseRead>, StorageError> {
-    let Some(row) = row else {
-        return Ok(None);
-    };
+/// Decodes the two aggregates of [`Database::case_access`]'s case columns (`None`: empty).
+fn case_read(row: CaseReadRow) -> Result<CaseRead, StorageError> {
     let (history, duplicates) =
         history_from_json(row.history.as_deref(), row.duplicates.as_deref())?;
-    Ok(Some(CaseRead {
+    Ok(CaseRead {
         case: row.case,
         history,
         duplicates,
-    }))
+    })
 }
 
 fn history_from_json(

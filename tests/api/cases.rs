@@ -1058,7 +1058,30 @@ async fn case_list_filters_and_pagination(backend: Backend) {
     }
 }
 
+/// The read of a case that is not there, by a well-formed id or any other text in its place,
+/// is a plain 404 (the text reaches the database only as a bound value), and the real case is
+/// still read afterwards.
+async fn a_missing_or_malformed_case_id_is_not_found(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let (id, _) = app.refer_ok(REF1, "Situation ordinaire.").await;
+    let t = app.token(COORD);
+    for missing in [
+        uuid::Uuid::new_v4().to_string(),
+        "not-a-case".to_owned(),
+        "x%27%20OR%20%271%27%3D%271".to_owned(),
+    ] {
+        let r = app.get(&case_path(&missing), Some(&t)).await;
+        r.assert_problem(404);
+        assert!(!r.text.contains("Situation"), "{}", r.text);
+    }
+    let found = app.get(&case_path(&id), Some(&t)).await;
+    assert_eq!(found.status, 200, "{}", found.text);
+    assert_eq!(found.body["situation"], "Situation ordinaire.");
+}
+
 backend_tests!(
+    a_missing_or_malformed_case_id_is_not_found,
     referral_is_recorded_encrypted_and_readable_by_the_coordinator,
     consent_rules,
     identifiers_are_refused_without_echo,
