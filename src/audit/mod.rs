@@ -488,12 +488,14 @@ impl Fields<'_> {
 }
 
 /// What verification needs of a stored entry: its place, its stored links and the hash
-/// recomputed over its stored previous hash and columns.
+/// recomputed over its stored previous hash and columns. The stored hashes are kept as digests,
+/// not one allocation each (a verification holds a million links): a stored value that is not
+/// a SHA-256 digest (32 bytes) is `None`, which matches nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
     pub seq: i64,
-    pub prev_hash: Vec<u8>,
-    pub hash: Vec<u8>,
+    pub prev_hash: Option<[u8; 32]>,
+    pub hash: Option<[u8; 32]>,
     pub computed: [u8; 32],
 }
 
@@ -504,8 +506,8 @@ impl Link {
         fields.encode(canonical);
         Link {
             seq: fields.seq,
-            prev_hash: prev_hash.to_vec(),
-            hash: hash.to_vec(),
+            prev_hash: prev_hash.try_into().ok(),
+            hash: hash.try_into().ok(),
             computed: chain_hash(prev_hash, canonical),
         }
     }
@@ -825,6 +827,21 @@ mod tests {
             "eff57a1a0b31bf20be212602b3930c5966dae3d5868818e185146683060bc35e"
         );
         assert_eq!(Link::from(&set).computed, set.compute_hash());
+        // Stored hashes are kept as digests: a stored value of another length matches nothing,
+        // and the recomputed hash still covers the stored previous hash as it is.
+        let link = Link::from(&set);
+        assert_eq!(link.hash, None);
+        assert_eq!(link.prev_hash, set.prev_hash.as_slice().try_into().ok());
+        let short = Entry {
+            prev_hash: vec![7; 31],
+            hash: set.compute_hash().to_vec(),
+            ..set.clone()
+        };
+        let link = Link::from(&short);
+        assert_eq!(link.prev_hash, None);
+        assert_eq!(link.hash, Some(set.compute_hash()));
+        assert_eq!(link.computed, short.compute_hash());
+        assert_ne!(link.computed, set.compute_hash());
     }
 
     #[test]

@@ -1492,7 +1492,11 @@ impl Database for PostgresDatabase {
                 .bind(limit.to_string())
                 .execute(&mut *tx)
                 .await?;
-            let mut data = Vec::new();
+            // Room for the page as a typical entry takes it (some 280 bytes), so that the
+            // buffer is not copied over as it grows; an entry naming a set of cases may be far
+            // longer, and then it grows.
+            let rows = usize::try_from(limit).unwrap_or(0);
+            let mut data = Vec::with_capacity(rows.saturating_mul(320).min(32 << 20));
             {
                 let mut stream = tx.copy_out_raw(super::postgres_chain::COPY_PAGE).await?;
                 while let Some(chunk) = stream.next().await {
@@ -1500,7 +1504,7 @@ impl Database for PostgresDatabase {
                 }
             }
             tx.commit().await?;
-            tokio::task::spawn_blocking(move || super::postgres_chain::links(&cellule, &data))
+            tokio::task::spawn_blocking(move || super::postgres_chain::links(&cellule, &data, rows))
                 .await
                 .map_err(|e| StorageError::Other(format!("audit hashing task: {e}")))?
         })

@@ -87,9 +87,9 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// The links of the entries of one page of [`COPY_PAGE`] output (blocking work: some
-/// milliseconds per page).
-pub(crate) fn links(cellule: &str, data: &[u8]) -> Result<Vec<Link>, StorageError> {
+/// The links of the entries of one page of [`COPY_PAGE`] output, of up to `rows` entries
+/// (blocking work: some milliseconds per page).
+pub(crate) fn links(cellule: &str, data: &[u8], rows: usize) -> Result<Vec<Link>, StorageError> {
     let mut c = Cursor { data };
     if c.take(SIGNATURE.len())? != SIGNATURE {
         return Err(corrupt("not binary COPY output"));
@@ -97,7 +97,8 @@ pub(crate) fn links(cellule: &str, data: &[u8]) -> Result<Vec<Link>, StorageErro
     let _flags = c.i32()?;
     let extension = usize::try_from(c.i32()?).map_err(|_| corrupt("bad header"))?;
     c.take(extension)?;
-    let mut links = Vec::new();
+    // Not more than the page's bytes could hold (each row takes over 64).
+    let mut links = Vec::with_capacity(rows.min(data.len() / 64));
     let mut canonical = Vec::with_capacity(512);
     loop {
         match c.i16()? {
@@ -183,7 +184,7 @@ mod tests {
     #[test]
     fn links_are_those_of_the_same_entries() {
         let data = page(&[(1, Some(b"cmp")), (2, None)]);
-        let links = links("perpignan", &data).expect("links");
+        let links = links("perpignan", &data, 2).expect("links");
         assert_eq!(links.len(), 2);
         for (link, (seq, org)) in links.iter().zip([(1i64, Some("cmp")), (2, None)]) {
             let entry = crate::audit::Entry {
@@ -219,14 +220,14 @@ mod tests {
             b"COPY\n\xff\r\n\0\0\0\0\0\0\0\0\0\xff\xff",
         ] {
             assert!(matches!(
-                links("perpignan", bad),
+                links("perpignan", bad, 1),
                 Err(StorageError::Corrupt(_))
             ));
         }
         let mut wrong_width = good.clone();
         wrong_width[19] = 3;
         assert!(matches!(
-            links("perpignan", &wrong_width),
+            links("perpignan", &wrong_width, 1),
             Err(StorageError::Corrupt(_))
         ));
     }

@@ -6,8 +6,8 @@
 //! eligible case of the cellule, 10,000 in a large département). This reader steps their rows
 //! with `rusqlite` on a blocking thread instead:
 //! - verification encodes and hashes each entry straight from the row's columns ([`Fields`]
-//!   borrows them), about 1 µs per entry; it runs two pages at once (one per core of a modest
-//!   server);
+//!   borrows them), about 1 µs per entry; it reads four pages at once (two cores of a modest
+//!   server, each page hashed while the next ones are read);
 //! - the agenda build gets its [`EligibleCase`]s built from the row's columns, about 1.5 µs each
 //!   (45 ms less for 10,000 cases, measured by `cargo bench --bench load`).
 //!
@@ -239,7 +239,7 @@ fn read_links(
     let mut rows = statement
         .query(rusqlite::params![cellule, after_seq, limit])
         .map_err(failed)?;
-    let mut links = Vec::with_capacity(usize::try_from(limit.clamp(0, 10_000)).unwrap_or(0));
+    let mut links = Vec::with_capacity(usize::try_from(limit.clamp(0, 20_000)).unwrap_or(0));
     let mut canonical = Vec::with_capacity(512);
     while let Some(row) = rows.next().map_err(failed)? {
         let col = |i: usize| row.get_ref(i).map_err(failed);
