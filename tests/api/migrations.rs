@@ -106,6 +106,34 @@ async fn deferral_counts_survive_the_upgrade(backend: Backend) {
                 "migrations/postgres",
                 "'\\x00'::bytea"
             );
+            // 0012: the deferral counts leave room for updates on their page, and case sets
+            // are compressed with lz4 where the server has it.
+            let mut c = sqlx::PgConnection::connect(&db.url)
+                .await
+                .expect("connection");
+            let options: Vec<String> = sqlx::query_scalar(
+                "SELECT unnest(reloptions) FROM pg_class WHERE oid = 'case_deferrals'::regclass",
+            )
+            .fetch_all(&mut c)
+            .await
+            .expect("reloptions");
+            assert_eq!(options, ["fillfactor=50"]);
+            let lz4: bool = sqlx::query_scalar(
+                "SELECT 'lz4' = ANY(enumvals) FROM pg_settings \
+                 WHERE name = 'default_toast_compression'",
+            )
+            .fetch_one(&mut c)
+            .await
+            .expect("lz4 support");
+            let method: String = sqlx::query_scalar(
+                "SELECT attcompression::text FROM pg_attribute \
+                 WHERE attrelid = 'audit_entries'::regclass AND attname = 'cases'",
+            )
+            .fetch_one(&mut c)
+            .await
+            .expect("compression");
+            assert_eq!(method, if lz4 { "l" } else { "" });
+            c.close().await.ok();
         }
     }
 }
