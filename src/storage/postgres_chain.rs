@@ -16,7 +16,7 @@ use super::StorageError;
 pub(crate) const BIND_PAGE: &str = "SELECT set_config('cellule.chain_cellule', $1, true), \
      set_config('cellule.chain_after', $2, true), set_config('cellule.chain_limit', $3, true)";
 
-/// One page of entries, in sequence order, in the columns [`links`] reads. The planner cannot
+/// One page of entries, in sequence order, in the columns [`PageReader`] reads. The planner cannot
 /// see the settings' values: bounding the sequence on both sides keeps it on the primary key
 /// even before the table has statistics (with only a lower bound and a `LIMIT`, a fresh table
 /// was sorted whole for every page).
@@ -35,79 +35,162 @@ fn corrupt(what: &str) -> StorageError {
     StorageError::Corrupt(format!("audit page: {what}"))
 }
 
+/// Why a row could not be read: its bytes have not all arrived yet, or they are wrong.
+enum Bad {
+    Short,
+    Corrupt(String),
+}
+
+impl From<Bad> for StorageError {
+    fn from(b: Bad) -> Self {
+        match b {
+            Bad::Short => corrupt("truncated"),
+            Bad::Corrupt(what) => corrupt(&what),
+        }
+    }
+}
+
 /// A cursor over the binary `COPY` format.
 struct Cursor<'a> {
     data: &'a [u8],
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], StorageError> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Bad> {
         if self.data.len() < n {
-            return Err(corrupt("truncated"));
+            return Err(Bad::Short);
         }
         let (head, rest) = self.data.split_at(n);
         self.data = rest;
         Ok(head)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], StorageError> {
-        self.take(N)?.try_into().map_err(|_| corrupt("truncated"))
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Bad> {
+        self.take(N)?.try_into().map_err(|_| Bad::Short)
     }
 
-    fn i16(&mut self) -> Result<i16, StorageError> {
+    fn i16(&mut self) -> Result<i16, Bad> {
         Ok(i16::from_be_bytes(self.array()?))
     }
 
-    fn i32(&mut self) -> Result<i32, StorageError> {
+    fn i32(&mut self) -> Result<i32, Bad> {
         Ok(i32::from_be_bytes(self.array()?))
     }
 
     /// One field: `None` for NULL.
-    fn field(&mut self) -> Result<Option<&'a [u8]>, StorageError> {
+    fn field(&mut self) -> Result<Option<&'a [u8]>, Bad> {
         match self.i32()? {
             -1 => Ok(None),
             len => {
-                let len = usize::try_from(len).map_err(|_| corrupt("negative field length"))?;
+                let len = usize::try_from(len)
+                    .map_err(|_| Bad::Corrupt("negative field length".into()))?;
                 Ok(Some(self.take(len)?))
             }
         }
     }
 
-    fn required(&mut self, column: &str) -> Result<&'a [u8], StorageError> {
+    fn required(&mut self, column: &str) -> Result<&'a [u8], Bad> {
         self.field()?
-            .ok_or_else(|| corrupt(&format!("{column} is null")))
+            .ok_or_else(|| Bad::Corrupt(format!("{column} is null")))
     }
 
-    fn int8(&mut self, column: &str) -> Result<i64, StorageError> {
+    fn int8(&mut self, column: &str) -> Result<i64, Bad> {
         let bytes: [u8; 8] = self
             .required(column)?
             .try_into()
-            .map_err(|_| corrupt(&format!("{column} is not an int8")))?;
+            .map_err(|_| Bad::Corrupt(format!("{column} is not an int8")))?;
         Ok(i64::from_be_bytes(bytes))
     }
 }
 
-/// The links of the entries of one page of [`COPY_PAGE`] output, of up to `rows` entries
-/// (blocking work: some milliseconds per page).
-pub(crate) fn links(cellule: &str, data: &[u8], rows: usize) -> Result<Vec<Link>, StorageError> {
-    let mut c = Cursor { data };
-    if c.take(SIGNATURE.len())? != SIGNATURE {
-        return Err(corrupt("not binary COPY output"));
+/// One page of [`COPY_PAGE`] output, read as it arrives: each entry is encoded and hashed as
+/// soon as its row is whole, and its bytes are let go. A page then holds its links (some 100
+/// bytes an entry) and never its entries: an entry naming the cases of an agenda build is
+/// hundreds of kilobytes at 10,000 cases, and four pages of 20,000 are read at once.
+///
+/// PostgreSQL sends one `CopyData` message per row (the header comes with the first), so a row
+/// is nearly always parsed from its own message; a row cut across messages waits in `pending`.
+pub(crate) struct PageReader {
+    cellule: String,
+    pending: Vec<u8>,
+    header: bool,
+    ended: bool,
+    links: Vec<Link>,
+    canonical: Vec<u8>,
+}
+
+impl PageReader {
+    /// A reader for a page of `cellule`'s chain of up to `rows` entries.
+    pub(crate) fn new(cellule: &str, rows: usize) -> Self {
+        PageReader {
+            cellule: cellule.to_owned(),
+            pending: Vec::new(),
+            header: false,
+            ended: false,
+            links: Vec::with_capacity(rows.min(1 << 16)),
+            canonical: Vec::with_capacity(512),
+        }
     }
-    let _flags = c.i32()?;
-    let extension = usize::try_from(c.i32()?).map_err(|_| corrupt("bad header"))?;
-    c.take(extension)?;
-    // Not more than the page's bytes could hold (each row takes over 64).
-    let mut links = Vec::with_capacity(rows.min(data.len() / 64));
-    let mut canonical = Vec::with_capacity(512);
-    loop {
+
+    /// Reads the next bytes of the stream.
+    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
+        if self.pending.is_empty() {
+            let used = self.parse(chunk)?;
+            self.pending.extend_from_slice(&chunk[used..]);
+        } else {
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.extend_from_slice(chunk);
+            let used = self.parse(&pending)?;
+            pending.drain(..used);
+            self.pending = pending;
+        }
+        Ok(())
+    }
+
+    /// The page's links, once the stream has ended.
+    pub(crate) fn finish(self) -> Result<Vec<Link>, StorageError> {
+        if !self.ended || !self.pending.is_empty() {
+            return Err(corrupt("truncated"));
+        }
+        Ok(self.links)
+    }
+
+    /// Reads the header (first) and every whole row of `data`; returns how many bytes it used.
+    fn parse(&mut self, data: &[u8]) -> Result<usize, StorageError> {
+        let mut c = Cursor { data };
+        if !self.header {
+            match header(&mut c) {
+                Ok(()) => self.header = true,
+                Err(Bad::Short) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut used = data.len() - c.data.len();
+        while !self.ended {
+            match self.row(&mut c) {
+                Ok(()) => used = data.len() - c.data.len(),
+                Err(Bad::Short) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if self.ended && used < data.len() {
+            return Err(corrupt("bytes after the end of the page"));
+        }
+        Ok(used)
+    }
+
+    /// One row, hashed into a link, or the end of the page.
+    fn row(&mut self, c: &mut Cursor<'_>) -> Result<(), Bad> {
         match c.i16()? {
-            -1 => break,
+            -1 => {
+                self.ended = true;
+                return Ok(());
+            }
             COLUMNS => {}
-            n => return Err(corrupt(&format!("{n} columns in a row"))),
+            n => return Err(Bad::Corrupt(format!("{n} columns in a row"))),
         }
         let fields = Fields {
-            cellule: cellule.as_bytes(),
+            cellule: self.cellule.as_bytes(),
             seq: c.int8("seq")?,
             at_us: c.int8("at_us")?,
             actor: c.required("actor")?,
@@ -125,9 +208,29 @@ pub(crate) fn links(cellule: &str, data: &[u8], rows: usize) -> Result<Vec<Link>
         };
         let prev_hash = c.required("prev_hash")?;
         let hash = c.required("hash")?;
-        links.push(Link::of(&fields, prev_hash, hash, &mut canonical));
+        self.links
+            .push(Link::of(&fields, prev_hash, hash, &mut self.canonical));
+        Ok(())
     }
-    Ok(links)
+}
+
+/// The stream's header: signature, flags and the (skipped) extension area.
+fn header(c: &mut Cursor<'_>) -> Result<(), Bad> {
+    if c.take(SIGNATURE.len())? != SIGNATURE {
+        return Err(Bad::Corrupt("not binary COPY output".into()));
+    }
+    let _flags = c.i32()?;
+    let extension = usize::try_from(c.i32()?).map_err(|_| Bad::Corrupt("bad header".into()))?;
+    c.take(extension)?;
+    Ok(())
+}
+
+/// The links of a whole page of [`COPY_PAGE`] output, of up to `rows` entries.
+#[cfg(test)]
+fn links(cellule: &str, data: &[u8], rows: usize) -> Result<Vec<Link>, StorageError> {
+    let mut page = PageReader::new(cellule, rows);
+    page.feed(data)?;
+    page.finish()
 }
 
 #[cfg(test)]
@@ -208,6 +311,33 @@ mod tests {
             };
             assert_eq!(*link, Link::from(&entry));
         }
+    }
+
+    #[test]
+    fn a_page_cut_anywhere_reads_the_same() {
+        let data = page(&[(1, Some(b"cmp")), (2, None), (3, Some(b"ccas"))]);
+        let whole = links("perpignan", &data, 3).expect("links");
+        assert_eq!(whole.len(), 3);
+        for size in [1, 2, 7, 19, 64, data.len() - 1] {
+            let mut reader = PageReader::new("perpignan", 3);
+            for chunk in data.chunks(size) {
+                reader.feed(chunk).expect("feed");
+            }
+            assert_eq!(reader.finish().expect("finish"), whole, "chunks of {size}");
+        }
+        // A stream that stops before the end of the page is corrupt, wherever it stops.
+        for cut in [5, 30, data.len() - 2] {
+            let mut reader = PageReader::new("perpignan", 3);
+            reader.feed(&data[..cut]).expect("feed");
+            assert!(matches!(reader.finish(), Err(StorageError::Corrupt(_))));
+        }
+        // Nothing may follow the end of the page.
+        let mut longer = data.clone();
+        longer.push(0);
+        assert!(matches!(
+            links("perpignan", &longer, 3),
+            Err(StorageError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -330,6 +330,41 @@ async fn a_stored_hash_cut_short_is_found_at_its_entry(backend: Backend) {
     );
 }
 
+/// PostgreSQL reads a page as a `COPY` stream and hashes each row as it arrives: a row that
+/// cannot be read (a required column emptied behind the schema's back) fails its page as
+/// corrupt, and the rest of the stream is still read, so every connection of the pool keeps
+/// working (more pages are read than the pool holds connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_unreadable_row_fails_its_page_and_the_pool_still_works() {
+    let app = spawn_app(Backend::Postgres).await;
+    busy_cellule(&app).await;
+    drop_guards(&app).await;
+    sql(
+        &app,
+        &[
+            "ALTER TABLE audit_entries ALTER COLUMN actor DROP NOT NULL",
+            "UPDATE audit_entries SET actor = NULL WHERE cellule = 'perpignan' AND seq = 3",
+        ],
+    )
+    .await
+    .expect("tamper");
+    for _ in 0..3 * app.config.pool.max_connections {
+        let page = app.state.db.audit_links("perpignan", 0, 100).await;
+        assert!(
+            matches!(&page, Err(cellule::storage::StorageError::Corrupt(m)) if m.contains("actor is null")),
+            "{page:?}"
+        );
+    }
+    let rest = app
+        .state
+        .db
+        .audit_links("perpignan", 3, 100)
+        .await
+        .expect("the pages after the bad row");
+    assert_eq!(rest.first().map(|l| l.seq), Some(4));
+    assert!(rest.iter().all(|l| l.hash == Some(l.computed)));
+}
+
 async fn swapped_entries_are_found_at_the_first(backend: Backend) {
     let app = spawn_app(backend).await;
     busy_cellule(&app).await;
