@@ -30,6 +30,8 @@ pub(crate) const COPY_PAGE: &str = "COPY (SELECT seq, at_us, actor, actor_role, 
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 const COLUMNS: i16 = 16;
+/// Links made room for ahead: at most a verification page's worth, whatever the caller asks.
+const PAGE_ROWS: usize = crate::audit::verify::PAGE as usize;
 
 fn corrupt(what: &str) -> StorageError {
     StorageError::Corrupt(format!("audit page: {what}"))
@@ -127,7 +129,7 @@ impl PageReader {
             pending: Vec::new(),
             header: false,
             ended: false,
-            links: Vec::with_capacity(rows.min(1 << 16)),
+            links: Vec::with_capacity(rows.min(PAGE_ROWS)),
             canonical: Vec::with_capacity(512),
         }
     }

@@ -239,7 +239,9 @@ fn read_links(
     let mut rows = statement
         .query(rusqlite::params![cellule, after_seq, limit])
         .map_err(failed)?;
-    let mut links = Vec::with_capacity(usize::try_from(limit.clamp(0, 20_000)).unwrap_or(0));
+    let mut links = Vec::with_capacity(
+        usize::try_from(limit.clamp(0, crate::audit::verify::PAGE)).unwrap_or(0),
+    );
     let mut canonical = Vec::with_capacity(512);
     while let Some(row) = rows.next().map_err(failed)? {
         let col = |i: usize| row.get_ref(i).map_err(failed);

@@ -95,6 +95,19 @@ async fn verify_api(app: &TestApp) -> Value {
     a.body
 }
 
+/// Asserts that `report` (the API's verification answer) is broken first at `seq`, for a reason
+/// naming `reason`.
+fn assert_broken_at(report: &Value, seq: i64, reason: &str) {
+    assert_eq!(report["valid"], false, "{report}");
+    assert_eq!(report["broken"]["seq"], seq, "{report}");
+    assert!(
+        report["broken"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(reason)),
+        "{report}"
+    );
+}
+
 async fn verify_lib(app: &TestApp) -> cellule::audit::VerifyReport {
     let keys = cellule::audit::Signer::new(app.state.keys.keyring())
         .expect("signer")
@@ -253,14 +266,7 @@ async fn an_edited_field_is_found_at_its_sequence(backend: Backend) {
     );
     sql(&app, &[&hide]).await.expect("tamper");
     let report = verify_api(&app).await;
-    assert_eq!(report["valid"], false, "{report}");
-    assert_eq!(report["broken"]["seq"], denied, "{report}");
-    assert!(
-        report["broken"]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("altered")),
-        "{report}"
-    );
+    assert_broken_at(&report, denied, "altered");
     // Re-hashing the edited entry: the next entry no longer follows it, and the break is still
     // reported at the edited one.
     let hash = app
@@ -296,14 +302,7 @@ async fn a_deleted_entry_is_found_at_its_sequence(backend: Backend) {
     .await
     .expect("tamper");
     let report = verify_api(&app).await;
-    assert_eq!(report["valid"], false);
-    assert_eq!(report["broken"]["seq"], 7, "{report}");
-    assert!(
-        report["broken"]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("missing")),
-        "{report}"
-    );
+    assert_broken_at(&report, 7, "missing");
 }
 
 async fn a_stored_hash_cut_short_is_found_at_its_entry(backend: Backend) {
@@ -320,14 +319,7 @@ async fn a_stored_hash_cut_short_is_found_at_its_entry(backend: Backend) {
     };
     sql(&app, &[cut]).await.expect("tamper");
     let report = verify_api(&app).await;
-    assert_eq!(report["valid"], false, "{report}");
-    assert_eq!(report["broken"]["seq"], 6, "{report}");
-    assert!(
-        report["broken"]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("entry 6 was altered")),
-        "{report}"
-    );
+    assert_broken_at(&report, 6, "entry 6 was altered");
 }
 
 /// PostgreSQL reads a page as a `COPY` stream and hashes each row as it arrives: a row that
