@@ -374,11 +374,12 @@ pub struct Deferrals<'a> {
     pub read_at: Option<DateTime<Utc>>,
 }
 
-impl Deferrals<'_> {
+impl<'a> Deferrals<'a> {
     /// The cases of `before` no longer deferred, and the newly deferred ones, each in id order:
     /// the order of the deferral tables' keys, so that inserting them walks each page of those
-    /// indexes once instead of jumping about (a first build inserts thousands).
-    pub fn difference(&self) -> (Vec<&str>, Vec<&str>) {
+    /// indexes once instead of jumping about (a first build inserts thousands). PostgreSQL
+    /// compares with its stored set instead of `before` when the two differ in size.
+    pub fn difference(&self) -> (Vec<&'a str>, Vec<&'a str>) {
         fn sorted(ids: &[String]) -> Vec<&str> {
             let mut v: Vec<&str> = ids.iter().map(String::as_str).collect();
             v.sort_unstable();

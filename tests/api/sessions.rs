@@ -938,8 +938,8 @@ async fn rebuilds_move_only_the_deferrals_that_changed(backend: Backend) {
         }
     }
     // A deferred case that leaves the pool (scheduled elsewhere) has its deferral withdrawn at
-    // the next build: the stored deferrals then differ from what the build read, and the whole
-    // set is compared in the database.
+    // the next build: the stored deferrals then differ from what the build read (SQLite then
+    // compares the whole set in the database; PostgreSQL always diffs against its stored set).
     app.move_case(&newer[0], json!({"to": "scheduled"})).await;
     let (items, deferred) = build().await;
     assert_eq!((items.len(), deferred.len()), (6, 2));
@@ -991,6 +991,74 @@ async fn rebuilds_move_only_the_deferrals_that_changed(backend: Backend) {
     for id in &newer[1..] {
         assert_eq!(times_deferred(&app, id).await, 1);
     }
+}
+
+async fn a_case_deferred_by_two_sessions_counts_twice(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    // 120 minutes, 20 per new case: six fit in each session.
+    routine_cases(&app, 8).await;
+    let a_sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    let b_sid = ad_hoc(&app, "2031-01-09T14:00:00+01:00").await;
+    let deferred_of = |agenda: &Value| -> Vec<String> {
+        agenda["deferred"]
+            .as_array()
+            .expect("deferred")
+            .iter()
+            .filter_map(|d| d["case_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let twice = deferred_of(&build_agenda(&app, &a_sid).await);
+    assert_eq!(twice.len(), 2);
+    for id in &twice {
+        assert_eq!(times_deferred(&app, id).await, 1);
+    }
+    // Six urgent cases come first in B: A's two deferred cases are deferred again, and counted
+    // again (their counts exist: this is the update, not the first count).
+    let urgent: Vec<String> = {
+        let mut v = Vec::new();
+        for _ in 0..6 {
+            v.push(
+                accepted(&app, "urgent", json!(["housing"]), "66G01")
+                    .await
+                    .0,
+            );
+        }
+        v
+    };
+    let b = build_agenda(&app, &b_sid).await;
+    assert_eq!(item_ids(&b), urgent);
+    let mut again = deferred_of(&b);
+    again.sort();
+    let mut expected = twice.clone();
+    expected.sort();
+    assert_eq!(again, expected);
+    for d in b["deferred"].as_array().expect("deferred") {
+        assert_eq!(d["times_deferred"], 2, "{d}");
+    }
+    // A rebuild of B counts nothing twice; cancelling B withdraws its deferrals, not A's.
+    let b = build_agenda(&app, &b_sid).await;
+    for d in b["deferred"].as_array().expect("deferred") {
+        assert_eq!(d["times_deferred"], 2, "{d}");
+    }
+    for id in &twice {
+        assert_eq!(times_deferred(&app, id).await, 2);
+    }
+    let a = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{b_sid}/cancel"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    for id in &twice {
+        assert_eq!(times_deferred(&app, id).await, 1);
+    }
+    let a = agenda_as(&app, &a_sid, COORD).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(deferred_of(&a.body).len(), 2);
 }
 
 async fn agenda_put_get(app: &TestApp, sid: &str, items: Value) -> crate::helpers::Answer {
@@ -1108,7 +1176,11 @@ async fn erasing_a_deferred_case_removes_its_deferrals(backend: Backend) {
         .to_owned();
     assert_eq!(times_deferred(&app, &deferred).await, 1);
     let counts = "SELECT count(*) FROM case_deferrals WHERE case_id = $1";
-    let rows = "SELECT count(*) FROM agenda_deferrals WHERE case_id = $1";
+    // PostgreSQL keeps a session's deferrals as one set (migration 0013).
+    let rows = match backend {
+        Backend::Sqlite => "SELECT count(*) FROM agenda_deferrals WHERE case_id = $1",
+        Backend::Postgres => "SELECT count(*) FROM session_deferrals WHERE $1 = ANY(case_ids)",
+    };
     assert_eq!(app.count_rows(counts, &deferred).await, 1);
     assert_eq!(app.count_rows(rows, &deferred).await, 1);
     let a = call(
@@ -1569,6 +1641,7 @@ backend_tests!(
     sessions_keep_their_zone_and_schedule_its_first_day,
     deferred_decisions_are_not_reviews,
     rebuilds_move_only_the_deferrals_that_changed,
+    a_case_deferred_by_two_sessions_counts_twice,
     erasing_a_deferred_case_removes_its_deferrals,
     the_store_refuses_items_that_are_no_longer_eligible,
 );
