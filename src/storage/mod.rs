@@ -240,7 +240,25 @@ where
     DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     let mut cases = sqlx::QueryBuilder::<DB>::new(format!("INSERT INTO cases ({CASE_COLUMNS}) "));
-    cases.push_values(chunk, |mut b, (w, reference)| {
+    push_case_values(&mut cases, chunk);
+    let mut keys = sqlx::QueryBuilder::<DB>::new(format!("INSERT INTO data_keys ({KEY_COLUMNS}) "));
+    push_key_values(&mut keys, chunk);
+    [cases, keys]
+}
+
+/// `VALUES (…), (…)` of new case rows, in [`CASE_COLUMNS`] order (a new case is `submitted`).
+pub(crate) fn push_case_values<'a, DB>(
+    q: &mut sqlx::QueryBuilder<'a, DB>,
+    chunk: &'a [(&'a CaseWrite<'a>, &'a String)],
+) where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Vec<u8>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<Vec<u8>>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push_values(chunk, |mut b, (w, reference)| {
         let c = w.case;
         b.push_bind(&c.id)
             .push_bind(&c.cellule)
@@ -262,15 +280,26 @@ where
             .push_bind(c.submitted_at)
             .push_bind(c.submitted_at);
     });
-    let mut keys = sqlx::QueryBuilder::<DB>::new(format!("INSERT INTO data_keys ({KEY_COLUMNS}) "));
-    keys.push_values(chunk, |mut b, (w, _)| {
+}
+
+/// `VALUES (…), (…)` of the new cases' data key rows, in [`KEY_COLUMNS`] order.
+pub(crate) fn push_key_values<'a, DB>(
+    q: &mut sqlx::QueryBuilder<'a, DB>,
+    chunk: &'a [(&'a CaseWrite<'a>, &'a String)],
+) where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Vec<u8>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push_values(chunk, |mut b, (w, _)| {
         b.push_bind(&w.key.id)
             .push_bind(&w.key.cellule)
             .push_bind(&w.key.case_id)
             .push_bind(w.key.kek_version)
             .push_bind(&w.key.wrapped);
     });
-    [cases, keys]
 }
 
 /// The entries `drafts` become after the chain's entry `after` whose hash is `prev`, and the

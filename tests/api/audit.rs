@@ -1121,7 +1121,9 @@ async fn two_server_processes_keep_one_linear_chain(backend: Backend) {
     assert_eq!(charter.status(), 200);
     let referrer = dev_token(dir.path(), "ref-1");
 
-    // 4 workers x 15 rounds, alternating servers: a referral then a read of it.
+    // 4 workers x 15 rounds, alternating servers: a referral then a read of it. Each server's
+    // group commit keeps hints of the reference counter and the chain head (PostgreSQL writes a
+    // batch in one statement while they hold); the other server's writes make them stale.
     let workers = 4;
     let rounds = 15;
     let mut tasks = Vec::new();
@@ -1133,6 +1135,7 @@ async fn two_server_processes_keep_one_linear_chain(backend: Backend) {
             coord.clone(),
         );
         tasks.push(tokio::spawn(async move {
+            let mut references = Vec::new();
             for r in 0..rounds {
                 let base = &bases[(w + r) % 2];
                 let a = client
@@ -1144,6 +1147,7 @@ async fn two_server_processes_keep_one_linear_chain(backend: Backend) {
                     .expect("send");
                 assert_eq!(a.status(), 201);
                 let body: Value = a.json().await.expect("json");
+                references.push(body["reference"].as_str().expect("reference").to_owned());
                 let other = &bases[(w + r + 1) % 2];
                 let a = client
                     .get(format!(
@@ -1156,11 +1160,18 @@ async fn two_server_processes_keep_one_linear_chain(backend: Backend) {
                     .expect("send");
                 assert_eq!(a.status(), 200);
             }
+            references
         }));
     }
+    let mut references = std::collections::HashSet::new();
     for t in tasks {
-        t.await.expect("worker");
+        references.extend(t.await.expect("worker"));
     }
+    let year = chrono::Utc::now().format("%Y").to_string();
+    let expected: std::collections::HashSet<String> = (1..=workers * rounds)
+        .map(|n| format!("PER-{year}-{n:04}"))
+        .collect();
+    assert_eq!(references, expected, "no gaps, no duplicates");
     let auditor = dev_token(dir.path(), "dpo-1");
     let report: Value = client
         .get(format!("{}/v1/cellules/perpignan/audit/verify", bases[1]))
