@@ -117,10 +117,11 @@ impl PostgresDatabase {
     /// and this process knows both that cellule's chain head and its reference counter. The
     /// statement locks the counter and head rows if both are still the ones known (last
     /// sequence; head sequence and hash), and only then moves them and inserts the cases, their
-    /// data keys and the entries: either all of it is written or nothing is. `None` (nothing written) when a hint is missing or stale: another process,
-    /// the seeding path or another kind of write moved the counter or the head; the caller
-    /// then takes the transaction's path, which refreshes both hints. Saves a submission batch
-    /// six round trips of seven (`BEGIN`, counter, cases, keys, head, entries, `COMMIT`).
+    /// data keys and the entries: either all of it is written or nothing is. `None` (nothing
+    /// written) when a hint is missing or stale: another process, or another kind of write (a
+    /// note, a transition, an agenda build), moved the counter or the head; the caller then
+    /// takes the transaction's path, which refreshes both hints. Saves a submission batch six
+    /// round trips of seven (`BEGIN`, counter, cases, keys, head, entries, `COMMIT`).
     async fn batch_alone(
         &self,
         cases: &[CaseWrite<'_>],
