@@ -157,10 +157,13 @@ impl PostgresDatabase {
         let (chained, hash) = super::chain_entries(g.cellule, seq, prev.clone(), drafts);
         let rows: Vec<(&CaseWrite<'_>, &String)> = cases.iter().zip(&references).collect();
 
-        // Both rows are locked by one `FOR UPDATE` over the two tables, in their order in the
-        // `FROM` list: the counter, then the head, the order of the transaction's path (and of
-        // every writer that takes both), so that the two paths cannot deadlock. A row another
-        // transaction changed meanwhile is checked again in its committed version.
+        // Both rows are locked by one `FOR UPDATE` over the two tables. PostgreSQL's executor
+        // locks a join's rows in the order of its `FROM` list (its range table; observed
+        // behaviour, not a documented guarantee): the counter, then the head, the order of the
+        // transaction's path (and of every writer that takes both), so that the two paths
+        // cannot deadlock; the two-server test failed when this statement took the head first.
+        // A row another transaction changed meanwhile is checked again in its committed version.
+        // The head moves only if the counter did, and the rows go in only if the head did.
         let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
             "WITH known AS (SELECT 1 FROM reference_counters r, audit_heads h WHERE r.cellule = ",
         );
@@ -181,13 +184,16 @@ impl PostgresDatabase {
             .push_bind(g.cellule)
             .push(" AND year = ")
             .push_bind(i64::from(g.year))
-            .push(" AND EXISTS (SELECT 1 FROM known)), head AS (UPDATE audit_heads SET seq = ")
+            .push(
+                " AND EXISTS (SELECT 1 FROM known) RETURNING 1), \
+                 head AS (UPDATE audit_heads SET seq = ",
+            )
             .push_bind(next)
             .push(", hash = ")
             .push_bind(&hash)
             .push(" WHERE cellule = ")
             .push_bind(g.cellule)
-            .push(" AND EXISTS (SELECT 1 FROM known) RETURNING checkpoint_seq, purged_through)")
+            .push(" AND EXISTS (SELECT 1 FROM counter) RETURNING checkpoint_seq, purged_through)")
             .push(format_args!(
                 ", new_cases AS (INSERT INTO cases ({}) SELECT * FROM (",
                 super::CASE_COLUMNS
@@ -608,7 +614,12 @@ impl Database for PostgresDatabase {
         // The counters first: their row locks serialise submissions of one cellule and year.
         let mut references = vec![String::new(); cases.len()];
         let mut counters = Vec::new();
-        for g in super::counter_groups(cases) {
+        // Rows are locked in one order by every process (counters by cellule and year, then
+        // heads by cellule), so that two batches with opposite mixes of cellules cannot
+        // deadlock.
+        let mut groups = super::counter_groups(cases);
+        groups.sort_by(|a, b| (a.cellule, a.year).cmp(&(b.cellule, b.year)));
+        for g in groups {
             let n = i64::try_from(g.members.len()).unwrap_or(i64::MAX);
             let last: i64 = sqlx::query_scalar(
                 "INSERT INTO reference_counters (cellule, year, last_seq) VALUES ($1, $2, $3) \
@@ -631,7 +642,9 @@ impl Database for PostgresDatabase {
             }
         }
         let mut heads = Vec::new();
-        for (cellule, drafts) in super::audit_groups(cases, &references, entries) {
+        let mut audit = super::audit_groups(cases, &references, entries);
+        audit.sort_by(|a, b| a.0.cmp(&b.0));
+        for (cellule, drafts) in audit {
             let head = append(&mut tx, &cellule, drafts).await?;
             heads.push((cellule, head));
         }
