@@ -70,6 +70,7 @@ macro_rules! access_join {
     };
 }
 
+mod lanes;
 pub mod postgres;
 mod postgres_chain;
 pub mod records;

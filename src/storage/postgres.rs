@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use super::lanes::{Lanes, on_lane};
 use super::{
     AUDIT_INSERT_ROWS, AgendaItemRecord, CASE_INSERT_ROWS, CaseFilter, CaseRead, CaseRecord,
     CaseWrite, CelluleAccess, CelluleAccessRow, CelluleRow, CharterRecord, Committed, Database,
@@ -62,6 +63,9 @@ macro_rules! case_read_query {
 
 pub struct PostgresDatabase {
     pool: PgPool,
+    /// Connections for the statements every request makes, handed back without sqlx's release
+    /// round trip (`storage::lanes`).
+    lanes: Lanes<sqlx::PgConnection>,
     /// The chain head (sequence, hash) this process last committed, by cellule: a hint for
     /// [`PostgresDatabase::append_alone`], which checks it in the very statement that uses it.
     known_heads: std::sync::Mutex<HashMap<String, (i64, Vec<u8>)>>,
@@ -78,6 +82,7 @@ impl PostgresDatabase {
         // No ping before handing out a connection (sqlx's default): one round trip to the server
         // per query saved. A connection the server closed meanwhile fails its query as
         // unavailable (503, the client retries) and is dropped from the pool.
+        let lanes = Lanes::new(options.clone(), pool.max_connections, pool.acquire_timeout);
         let connecting = PgPoolOptions::new()
             .test_before_acquire(false)
             .max_connections(pool.max_connections)
@@ -86,6 +91,7 @@ impl PostgresDatabase {
         match tokio::time::timeout(pool.connect_timeout, connecting).await {
             Ok(Ok(pool)) => Ok(Self {
                 pool,
+                lanes,
                 known_heads: std::sync::Mutex::default(),
                 known_counters: std::sync::Mutex::default(),
             }),
@@ -215,7 +221,7 @@ impl PostgresDatabase {
             ") AS v WHERE EXISTS (SELECT 1 FROM head)) SELECT checkpoint_seq, purged_through FROM head",
         );
         let written: Result<Option<(i64, i64)>, sqlx::Error> =
-            q.build_query_as().fetch_optional(&self.pool).await;
+            on_lane!(self.lanes, q.build_query_as(), fetch_optional);
         let cellule = g.cellule.to_owned();
         match written {
             Ok(Some((checkpoint_seq, purged_through))) => {
@@ -290,7 +296,7 @@ impl PostgresDatabase {
         super::push_entry_values(&mut q, &entries);
         q.push(") AS v WHERE EXISTS (SELECT 1 FROM head)) SELECT checkpoint_seq, purged_through FROM head");
         let moved: Result<Option<(i64, i64)>, sqlx::Error> =
-            q.build_query_as().fetch_optional(&self.pool).await;
+            on_lane!(self.lanes, q.build_query_as(), fetch_optional);
         let mut known = self.known_heads();
         match moved {
             Ok(Some((checkpoint_seq, purged_through))) => {
@@ -433,7 +439,7 @@ impl Database for PostgresDatabase {
         cellule: &CelluleSlug,
         subject: &Subject,
     ) -> Result<Option<CelluleAccess>, StorageError> {
-        let row: Option<CelluleAccessRow> = sqlx::query_as(concat!(
+        let row = sqlx::query_as::<_, CelluleAccessRow>(concat!(
             "SELECT ",
             access_columns!("$2"),
             " FROM ",
@@ -441,9 +447,8 @@ impl Database for PostgresDatabase {
             " WHERE c.slug = $1"
         ))
         .bind(cellule.as_str())
-        .bind(subject.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        .bind(subject.as_str());
+        let row = on_lane!(self.lanes, row, fetch_optional)?;
         row.map(TryInto::try_into).transpose()
     }
 
@@ -466,9 +471,8 @@ impl Database for PostgresDatabase {
         .bind(cellule.as_str())
         .bind(subject.as_str())
         .bind(id)
-        .bind(agenda_since)
-        .fetch_optional(&self.pool)
-        .await?;
+        .bind(agenda_since);
+        let row = on_lane!(self.lanes, row, fetch_optional)?;
         row.as_ref().map(super::case_access_row).transpose()
     }
 
@@ -663,14 +667,13 @@ impl Database for PostgresDatabase {
         cellule: &str,
         linkage_key: &str,
     ) -> Result<Vec<String>, StorageError> {
-        Ok(sqlx::query_scalar(
+        let q = sqlx::query_scalar(
             "SELECT reference FROM cases WHERE cellule = $1 AND linkage_key = $2 \
              AND status NOT IN ('declined', 'closed') ORDER BY submitted_at",
         )
         .bind(cellule)
-        .bind(linkage_key)
-        .fetch_all(&self.pool)
-        .await?)
+        .bind(linkage_key);
+        Ok(on_lane!(self.lanes, q, fetch_all)?)
     }
 
     async fn get_case(
@@ -679,17 +682,19 @@ impl Database for PostgresDatabase {
         id: &str,
         agenda_since: DateTime<Utc>,
     ) -> Result<Option<CaseRecord>, StorageError> {
-        Ok(sqlx::query_as(concat!(
-            "SELECT ",
-            case_columns!("string_agg", "$3"),
-            " \
+        Ok(on_lane!(
+            self.lanes,
+            sqlx::query_as(concat!(
+                "SELECT ",
+                case_columns!("string_agg", "$3"),
+                " \
              FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = $1 AND c.id = $2"
-        ))
-        .bind(cellule)
-        .bind(id)
-        .bind(agenda_since)
-        .fetch_optional(&self.pool)
-        .await?)
+            ))
+            .bind(cellule)
+            .bind(id)
+            .bind(agenda_since),
+            fetch_optional
+        )?)
     }
 
     async fn list_cases(
@@ -823,16 +828,14 @@ impl Database for PostgresDatabase {
         audiences: &[&str],
     ) -> Result<Vec<NoteRecord>, StorageError> {
         let pick = |i: usize| audiences.get(i).copied();
-        Ok(sqlx::query_as(
+        Ok(on_lane!(self.lanes, sqlx::query_as(
             "SELECT id, case_id, author, author_role, author_sphere, author_organisation, audience, corrects, body, \
                created_at FROM notes WHERE case_id = $1 AND audience IN ($2, $3, $4) ORDER BY created_at, id",
         )
         .bind(case_id)
         .bind(pick(0))
         .bind(pick(1))
-        .bind(pick(2))
-        .fetch_all(&self.pool)
-        .await?)
+        .bind(pick(2)), fetch_all)?)
     }
 
     async fn get_note(
@@ -1867,6 +1870,7 @@ impl Database for PostgresDatabase {
     }
 
     async fn close(&self) {
+        self.lanes.close().await;
         self.pool.close().await;
     }
 }

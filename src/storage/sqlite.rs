@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
+use super::lanes::{Lanes, on_lane};
 use super::sqlite_batch::{BatchWriter, OwnedCase};
 use super::sqlite_checkpoint::Checkpointer;
 use super::sqlite_direct::DirectReader;
@@ -62,9 +63,24 @@ macro_rules! case_read_query {
     };
 }
 
+/// Runs one of the reads every request makes on a lane (`storage::lanes`), or on the pool for
+/// an in-memory database; evaluates to the statement's result.
+macro_rules! hot_read {
+    ($self:ident, $query:expr, $fetch:ident) => {
+        match &$self.lanes {
+            Some(lanes) => on_lane!(lanes, $query, $fetch),
+            None => $query.$fetch(&$self.pool).await,
+        }
+    };
+}
+
 pub struct SqliteDatabase {
     /// Reads (any number at once: WAL readers do not block each other or the writer).
     pool: SqlitePool,
+    /// Reader connections for the statements every request makes, handed back without sqlx's
+    /// release hop to the connection's thread (`storage::lanes`; none for an in-memory
+    /// database, which exists once per connection: those reads take the pool).
+    lanes: Option<Lanes<sqlx::SqliteConnection>>,
     /// Writes, one connection: writers of this process queue here, in order, instead of
     /// sleeping in SQLite's busy handler (several processes on one file still meet there).
     writer: SqlitePool,
@@ -166,8 +182,11 @@ impl SqliteDatabase {
                 writer.clone(),
             )?)
         };
+        let lanes = (!in_memory)
+            .then(|| Lanes::new(options.clone(), pool.max_connections, pool.acquire_timeout));
         Ok(Self {
             pool: readers,
+            lanes,
             writer,
             direct,
             batch,
@@ -311,17 +330,19 @@ impl Database for SqliteDatabase {
         cellule: &CelluleSlug,
         subject: &Subject,
     ) -> Result<Option<CelluleAccess>, StorageError> {
-        let row: Option<CelluleAccessRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            access_columns!("?2"),
-            " FROM ",
-            access_join!("?2"),
-            " WHERE c.slug = ?1"
-        ))
-        .bind(cellule.as_str())
-        .bind(subject.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<CelluleAccessRow> = hot_read!(
+            self,
+            sqlx::query_as(concat!(
+                "SELECT ",
+                access_columns!("?2"),
+                " FROM ",
+                access_join!("?2"),
+                " WHERE c.slug = ?1"
+            ))
+            .bind(cellule.as_str())
+            .bind(subject.as_str()),
+            fetch_optional
+        )?;
         row.map(TryInto::try_into).transpose()
     }
 
@@ -332,21 +353,23 @@ impl Database for SqliteDatabase {
         id: &str,
         agenda_since: DateTime<Utc>,
     ) -> Result<Option<(CelluleAccess, Option<CaseRead>)>, StorageError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            access_columns!("?2"),
-            ", x.* FROM ",
-            access_join!("?2"),
-            " LEFT JOIN (",
-            case_read_query!("?1", "?3", "?4"),
-            ") x ON 1 WHERE c.slug = ?1"
-        ))
-        .bind(cellule.as_str())
-        .bind(subject.as_str())
-        .bind(id)
-        .bind(agenda_since)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = hot_read!(
+            self,
+            sqlx::query(concat!(
+                "SELECT ",
+                access_columns!("?2"),
+                ", x.* FROM ",
+                access_join!("?2"),
+                " LEFT JOIN (",
+                case_read_query!("?1", "?3", "?4"),
+                ") x ON 1 WHERE c.slug = ?1"
+            ))
+            .bind(cellule.as_str())
+            .bind(subject.as_str())
+            .bind(id)
+            .bind(agenda_since),
+            fetch_optional
+        )?;
         row.as_ref().map(super::case_access_row).transpose()
     }
 
@@ -530,14 +553,16 @@ impl Database for SqliteDatabase {
         cellule: &str,
         linkage_key: &str,
     ) -> Result<Vec<String>, StorageError> {
-        Ok(sqlx::query_scalar(
-            "SELECT reference FROM cases WHERE cellule = ?1 AND linkage_key = ?2 \
+        Ok(hot_read!(
+            self,
+            sqlx::query_scalar(
+                "SELECT reference FROM cases WHERE cellule = ?1 AND linkage_key = ?2 \
              AND status NOT IN ('declined', 'closed') ORDER BY submitted_at",
-        )
-        .bind(cellule)
-        .bind(linkage_key)
-        .fetch_all(&self.pool)
-        .await?)
+            )
+            .bind(cellule)
+            .bind(linkage_key),
+            fetch_all
+        )?)
     }
 
     async fn get_case(
@@ -546,17 +571,19 @@ impl Database for SqliteDatabase {
         id: &str,
         agenda_since: DateTime<Utc>,
     ) -> Result<Option<CaseRecord>, StorageError> {
-        Ok(sqlx::query_as(concat!(
-            "SELECT ",
-            case_columns!("group_concat", "?3"),
-            " \
+        Ok(hot_read!(
+            self,
+            sqlx::query_as(concat!(
+                "SELECT ",
+                case_columns!("group_concat", "?3"),
+                " \
              FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = ?1 AND c.id = ?2"
-        ))
-        .bind(cellule)
-        .bind(id)
-        .bind(agenda_since)
-        .fetch_optional(&self.pool)
-        .await?)
+            ))
+            .bind(cellule)
+            .bind(id)
+            .bind(agenda_since),
+            fetch_optional
+        )?)
     }
 
     async fn list_cases(
@@ -690,16 +717,14 @@ impl Database for SqliteDatabase {
         audiences: &[&str],
     ) -> Result<Vec<NoteRecord>, StorageError> {
         let pick = |i: usize| audiences.get(i).copied();
-        Ok(sqlx::query_as(
+        Ok(hot_read!(self, sqlx::query_as(
             "SELECT id, case_id, author, author_role, author_sphere, author_organisation, audience, corrects, body, \
                created_at FROM notes WHERE case_id = ?1 AND audience IN (?2, ?3, ?4) ORDER BY created_at, id",
         )
         .bind(case_id)
         .bind(pick(0))
         .bind(pick(1))
-        .bind(pick(2))
-        .fetch_all(&self.pool)
-        .await?)
+        .bind(pick(2)), fetch_all)?)
     }
 
     async fn get_note(
@@ -1676,6 +1701,9 @@ impl Database for SqliteDatabase {
     async fn close(&self) {
         if let Some(c) = &self.checkpointer {
             c.stop();
+        }
+        if let Some(lanes) = &self.lanes {
+            lanes.close().await;
         }
         self.pool.close().await;
     }

@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::backend_tests;
-use crate::helpers::{Backend, Options, postgres_base_url, spawn_app_with};
+use crate::helpers::{Backend, COORD, Options, REF1, postgres_base_url, referral, spawn_app_with};
 
 async fn slow_requests_time_out_with_a_problem(backend: Backend) {
     let app = spawn_app_with(
@@ -144,8 +144,18 @@ async fn postgres_down_answers_503_and_recovers_by_itself() {
     let alice = app.token("alice");
     assert_eq!(app.get("/v1/me", Some(&alice)).await.status, 200);
     assert_eq!(app.get("/readyz", None).await.status, 200);
+    // The statements every request makes run on their own connections (`storage::lanes`),
+    // beside the pool: a case read and a submission have left some of them idle.
+    app.standard_cellule().await;
+    let (id, _) = app.refer_ok(REF1, "Situation avant la coupure.").await;
+    let case = format!("/v1/cellules/perpignan/cases/{id}");
+    let coord = app.token(COORD);
+    assert_eq!(app.get(&case, Some(&coord)).await.status, 200);
 
     relay.cut().await;
+    let a = app.get(&case, Some(&coord)).await;
+    a.assert_problem(503);
+    assert_eq!(a.problem_type(), "/problems/unavailable");
     let a = app.get("/v1/me", Some(&alice)).await;
     a.assert_problem(503);
     assert_eq!(a.problem_type(), "/problems/unavailable");
@@ -173,6 +183,36 @@ async fn postgres_down_answers_503_and_recovers_by_itself() {
     assert!(ready, "the service did not recover within 10 s");
     let a = app.get("/v1/me", Some(&alice)).await;
     assert_eq!(a.status, 200, "{}", a.text);
+    // A connection cut while idle fails its next statement once (503) and is closed, not
+    // handed back: within as many requests as there were connections, reads and submissions
+    // go through again, and keep going through.
+    let max = app.config.pool.max_connections;
+    let mut failed = 0;
+    for _ in 0..=max {
+        let a = app.get(&case, Some(&coord)).await;
+        if a.status == 200 {
+            break;
+        }
+        a.assert_problem(503);
+        failed += 1;
+    }
+    assert!(failed <= max, "case reads did not recover");
+    let mut submitted = false;
+    for _ in 0..=max {
+        let a = app
+            .refer(REF1, &referral("Situation après la coupure."))
+            .await;
+        if a.status == 201 {
+            submitted = true;
+            break;
+        }
+        a.assert_problem(503);
+    }
+    assert!(submitted, "submissions did not recover");
+    for _ in 0..3 * max {
+        let a = app.get(&case, Some(&coord)).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
 }
 
 backend_tests!(slow_requests_time_out_with_a_problem);
