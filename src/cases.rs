@@ -381,10 +381,14 @@ fn case_key(state: &AppState, c: &CaseRecord) -> Result<DataKey, ApiError> {
 }
 
 /// `POST …/referrals`.
+/// `looked_up`: the linkage key whose open cases the [`crate::auth::Submitter`] extractor
+/// found with the membership, and those cases' references (`None`: not looked up; the
+/// duplicate check runs here).
 pub async fn submit(
     state: &AppState,
     who: &CelluleMember,
     req: ReferralRequest,
+    looked_up: Option<(String, Vec<String>)>,
 ) -> Result<ReferralCreated, ApiError> {
     let m = &who.membership;
     let a = who.audit();
@@ -480,9 +484,10 @@ pub async fn submit(
     } = req;
     drop(identity);
 
-    let possible_duplicates = match &linkage_key {
-        Some(k) => state.db.open_cases_with_linkage(cellule, k).await?,
-        None => Vec::new(),
+    let possible_duplicates = match (&linkage_key, looked_up) {
+        (Some(k), Some((seen, found))) if *k == seen => found,
+        (Some(k), _) => state.db.open_cases_with_linkage(cellule, k).await?,
+        (None, _) => Vec::new(),
     };
     // Time-ordered (UUIDv7): a new case's rows go at the end of the indexes keyed by case id
     // (case, data key, audit entries by case) instead of into a random page of each, which the

@@ -718,7 +718,7 @@ impl Demo {
         let req: ReferralRequest = serde_json::from_value(body)
             .map_err(|e| failure(format!("demo: referral {i}: {e}")))?;
         let who = self.who(spec.by)?.clone();
-        let created = cases::submit(&self.state, &who, req)
+        let created = cases::submit(&self.state, &who, req, None)
             .await
             .map_err(at("submitting a referral"))?;
         while self.cases.len() <= i {

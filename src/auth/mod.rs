@@ -9,11 +9,15 @@
 //! - [`CaseReader`]: a [`CelluleMember`] and the case of the `{id}` path segment, found in the
 //!   same query (the read of one case, the hottest route). Nothing of the case is shown before
 //!   the handler's access decision.
+//! - [`Submitter`]: a [`CelluleMember`] with the referral of the body and, when it names a
+//!   person, the open cases sharing their linkage key, found in the same query (the duplicate
+//!   check of a submission). Refusals come before any error of the body, as with the other
+//!   extractors.
 
 pub mod dev_issuer;
 pub mod verifier;
 
-use axum::extract::{FromRequestParts, MatchedPath, RawPathParams};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, RawPathParams, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
@@ -262,5 +266,67 @@ impl FromRequestParts<AppState> for CaseReader {
         };
         let member = member(parts, state, caller, access).await?;
         Ok(CaseReader { member, id, case })
+    }
+}
+
+/// A [`CelluleMember`] with the referral of the request's body and the possible duplicates
+/// of the person it names, found with the membership in one query
+/// ([`crate::storage::Database::submit_access`]). The lookup is made in that query only when
+/// the body is a referral with a valid identity and this process already holds the cellule's
+/// linkage secret (no database access before the membership is known); otherwise the
+/// membership is looked up alone and the handler runs the duplicate check. The references are
+/// for the handler, which shows them only once its access decision allows the submission. A
+/// refusal (no such cellule, not a member) comes before any error of the body. `Debug` shows
+/// neither the referral's text nor the references.
+pub struct Submitter {
+    pub member: CelluleMember,
+    pub referral: crate::cases::ReferralRequest,
+    /// The linkage key looked up and the references found (`None`: not looked up).
+    pub duplicates: Option<(String, Vec<String>)>,
+}
+
+impl std::fmt::Debug for Submitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submitter")
+            .field("member", &self.member)
+            .field("duplicates_looked_up", &self.duplicates.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromRequest<AppState> for Submitter {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let caller = Caller::from_request_parts(&mut parts, state).await?;
+        let slug = cellule_slug(&mut parts, state).await?;
+        let read = Request::from_parts(parts.clone(), body);
+        let referral =
+            crate::http::extract::ApiJson::<crate::cases::ReferralRequest>::from_request(
+                read, state,
+            )
+            .await
+            .map(|json| json.0);
+        let linkage_key = match &referral {
+            Ok(r) => r.identity.as_ref().and_then(|identity| {
+                let secret = state.keys.cached_linkage_secret(slug.as_str())?;
+                identity.linkage_key(&secret).ok()
+            }),
+            Err(_) => None,
+        };
+        let (access, duplicates) = match linkage_key {
+            Some(key) => match state.db.submit_access(&slug, &caller.subject, &key).await? {
+                Some((access, found)) => (Some(access), Some((key, found))),
+                None => (None, None),
+            },
+            None => (state.db.cellule_access(&slug, &caller.subject).await?, None),
+        };
+        let member = member(&mut parts, state, caller, access).await?;
+        Ok(Submitter {
+            member,
+            referral: referral?,
+            duplicates,
+        })
     }
 }

@@ -184,6 +184,11 @@ impl KeyService {
         }
     }
 
+    /// The cellule's linkage secret if this process already holds it (no database access).
+    pub fn cached_linkage_secret(&self, cellule: &str) -> Option<Arc<Zeroizing<Vec<u8>>>> {
+        self.linkage.read().ok()?.get(cellule).cloned()
+    }
+
     /// The cellule's linkage secret, created (and wrapped) on first use.
     pub async fn linkage_secret(
         &self,

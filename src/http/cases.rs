@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::auth::{CaseReader, CelluleMember};
+use crate::auth::{CaseReader, CelluleMember, Submitter};
 use crate::cases::{
     self, CasePage, CaseQuery, CaseSummary, CaseView, NoteRequest, NoteView, ReferralCreated,
     ReferralRequest, ReferralStatus, TransitionRequest,
@@ -47,10 +47,14 @@ pub fn router() -> OpenApiRouter<AppState> {
     ))]
 pub async fn submit_referral(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiJson(body): ApiJson<ReferralRequest>,
+    submitter: Submitter,
 ) -> Result<(StatusCode, HeaderMap, Json<ReferralCreated>), ApiError> {
-    let created = cases::submit(&state, &member, body).await?;
+    let Submitter {
+        member,
+        referral,
+        duplicates,
+    } = submitter;
+    let created = cases::submit(&state, &member, referral, duplicates).await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!(
         "/v1/cellules/{}/cases/{}",

@@ -443,6 +443,16 @@ pub trait Database: Send + Sync + 'static {
         id: &str,
         agenda_since: DateTime<Utc>,
     ) -> Result<Option<(CelluleAccess, Option<CaseRead>)>, StorageError>;
+    /// [`Database::cellule_access`] and, in the same round trip, the references of the open
+    /// cases of that cellule sharing `linkage_key`, in submission order (the question of the
+    /// `Submitter` extractor: the duplicate check of a referral with an identity). The
+    /// references come whatever the membership; the caller decides what to show.
+    async fn submit_access(
+        &self,
+        cellule: &CelluleSlug,
+        subject: &Subject,
+        linkage_key: &str,
+    ) -> Result<Option<(CelluleAccess, Vec<String>)>, StorageError>;
     async fn list_members(&self, cellule: &CelluleSlug) -> Result<Vec<Membership>, StorageError>;
     /// Every membership of one subject, with its cellule, ordered by cellule slug.
     async fn memberships_of(
@@ -907,6 +917,27 @@ pub(crate) struct CelluleAccessRow {
     pub member_since: Option<DateTime<Utc>>,
     pub member_updated_at: Option<DateTime<Utc>>,
     pub charter_accepted: bool,
+}
+
+/// [`CelluleAccessRow`] with the references of [`Database::submit_access`], as a JSON array
+/// (`None`: no open case shares the key).
+#[derive(sqlx::FromRow)]
+pub(crate) struct SubmitAccessRow {
+    #[sqlx(flatten)]
+    pub access: CelluleAccessRow,
+    pub duplicates: Option<String>,
+}
+
+impl TryFrom<SubmitAccessRow> for (CelluleAccess, Vec<String>) {
+    type Error = StorageError;
+    fn try_from(r: SubmitAccessRow) -> Result<Self, StorageError> {
+        let duplicates = match r.duplicates.as_deref() {
+            Some(j) => serde_json::from_str(j)
+                .map_err(|e| StorageError::Corrupt(format!("possible duplicates: {e}")))?,
+            None => Vec::new(),
+        };
+        Ok((CelluleAccess::try_from(r.access)?, duplicates))
+    }
 }
 
 impl TryFrom<CelluleAccessRow> for CelluleAccess {

@@ -15,7 +15,8 @@ use super::{
     CaseWrite, CelluleAccess, CelluleAccessRow, CelluleRow, CharterRecord, Committed, Database,
     DecisionRecord, Deferrals, DeferredRecord, EligibleCase, MembershipRow,
     MembershipWithCelluleRow, NewAgendaItem, NoteRecord, RetentionSettings, Rewrapped,
-    SessionRecord, StatsCase, StorageError, Tombstone, Transition, WrappedKey, collect, same_cases,
+    SessionRecord, StatsCase, StorageError, SubmitAccessRow, Tombstone, Transition, WrappedKey,
+    collect, same_cases,
 };
 use crate::audit::{
     Checkpoint, CheckpointKind, Draft, Entry, Filter, GENESIS, Head, Link, Purged, Signer,
@@ -474,6 +475,28 @@ impl Database for PostgresDatabase {
         .bind(agenda_since);
         let row = on_lane!(self.lanes, row, fetch_optional)?;
         row.as_ref().map(super::case_access_row).transpose()
+    }
+
+    async fn submit_access(
+        &self,
+        cellule: &CelluleSlug,
+        subject: &Subject,
+        linkage_key: &str,
+    ) -> Result<Option<(CelluleAccess, Vec<String>)>, StorageError> {
+        let row = sqlx::query_as::<_, SubmitAccessRow>(concat!(
+            "SELECT ",
+            access_columns!("$2"),
+            ", (SELECT json_agg(d.reference ORDER BY d.submitted_at)::text FROM cases d \
+                WHERE d.cellule = c.slug AND d.linkage_key = $3 \
+                  AND d.status NOT IN ('declined', 'closed')) AS duplicates FROM ",
+            access_join!("$2"),
+            " WHERE c.slug = $1"
+        ))
+        .bind(cellule.as_str())
+        .bind(subject.as_str())
+        .bind(linkage_key);
+        let row = on_lane!(self.lanes, row, fetch_optional)?;
+        row.map(TryInto::try_into).transpose()
     }
 
     async fn list_members(&self, cellule: &CelluleSlug) -> Result<Vec<Membership>, StorageError> {

@@ -17,7 +17,8 @@ use super::{
     CaseWrite, CelluleAccess, CelluleAccessRow, CelluleRow, CharterRecord, Committed, Database,
     DecisionRecord, Deferrals, DeferredRecord, EligibleCase, MembershipRow,
     MembershipWithCelluleRow, NewAgendaItem, NoteRecord, RetentionSettings, Rewrapped,
-    SessionRecord, StatsCase, StorageError, Tombstone, Transition, WrappedKey, collect, same_cases,
+    SessionRecord, StatsCase, StorageError, SubmitAccessRow, Tombstone, Transition, WrappedKey,
+    collect, same_cases,
 };
 use crate::audit::{
     Checkpoint, CheckpointKind, Draft, Entry, Filter, GENESIS, Head, Link, Purged, Signer,
@@ -371,6 +372,32 @@ impl Database for SqliteDatabase {
             fetch_optional
         )?;
         row.as_ref().map(super::case_access_row).transpose()
+    }
+
+    async fn submit_access(
+        &self,
+        cellule: &CelluleSlug,
+        subject: &Subject,
+        linkage_key: &str,
+    ) -> Result<Option<(CelluleAccess, Vec<String>)>, StorageError> {
+        let row: Option<SubmitAccessRow> = hot_read!(
+            self,
+            sqlx::query_as(concat!(
+                "SELECT ",
+                access_columns!("?2"),
+                ", (SELECT json_group_array(reference) FROM (SELECT d.reference FROM cases d \
+                    WHERE d.cellule = c.slug AND d.linkage_key = ?3 \
+                      AND d.status NOT IN ('declined', 'closed') ORDER BY d.submitted_at)) \
+                    AS duplicates FROM ",
+                access_join!("?2"),
+                " WHERE c.slug = ?1"
+            ))
+            .bind(cellule.as_str())
+            .bind(subject.as_str())
+            .bind(linkage_key),
+            fetch_optional
+        )?;
+        row.map(TryInto::try_into).transpose()
     }
 
     async fn list_members(&self, cellule: &CelluleSlug) -> Result<Vec<Membership>, StorageError> {

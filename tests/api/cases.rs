@@ -537,6 +537,73 @@ async fn duplicates_are_flagged_across_referrers(backend: Backend) {
     assert_eq!(d.body["possible_duplicates"], json!([b.body["reference"]]));
 }
 
+/// Once the process holds the cellule's linkage secret (after the first referral naming a
+/// person), a submission's membership and its possible duplicates come from one query: the
+/// references are shown only to a submission that is allowed, and a refusal comes before any
+/// error of the body, as on the path without an identity.
+async fn duplicates_are_shown_only_to_an_allowed_submission(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let mut body = referral("Situation ordinaire.");
+    body["identity"] =
+        json!({"last_name": "Martin", "first_name": "Paul", "birth_date": "1975-06-30"});
+    let first = app.refer(REF1, &body).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let first_ref = first.body["reference"]
+        .as_str()
+        .expect("reference")
+        .to_owned();
+    let second = app.refer(REF2, &body).await;
+    assert_eq!(second.status, 201, "{}", second.text);
+    assert_eq!(second.body["possible_duplicates"], json!([first_ref]));
+    let second_ref = second.body["reference"]
+        .as_str()
+        .expect("reference")
+        .to_owned();
+
+    let app = &app;
+    let submit = |cellule: &str, sub: &str, body: &Value| {
+        let path = format!("/v1/cellules/{cellule}/referrals");
+        let token = app.token(sub);
+        let body = body.clone();
+        async move {
+            app.request(Method::POST, &path, Some(&token), Some(body))
+                .await
+        }
+    };
+    // Not a member: the answer of a cellule that does not exist, nothing of the cases.
+    let stranger = submit("perpignan", "stranger-1", &body).await;
+    stranger.assert_problem(404);
+    let nowhere = submit("nowhere", "stranger-1", &body).await;
+    nowhere.assert_problem(404);
+    assert_eq!(stranger.problem_type(), nowhere.problem_type());
+    assert_eq!(stranger.body["detail"], nowhere.body["detail"]);
+    // A member whose role cannot refer.
+    let auditor = submit("perpignan", AUDITOR, &body).await;
+    auditor.assert_problem(403);
+    for refused in [&stranger, &nowhere, &auditor] {
+        assert!(
+            !refused.text.contains(&first_ref) && !refused.text.contains(&second_ref),
+            "a refusal shows a reference: {}",
+            refused.text
+        );
+    }
+    // The refusal comes before the body's error; a member gets the body's error.
+    let mut bad = body.clone();
+    bad["situation"] = json!(5);
+    submit("perpignan", "stranger-1", &bad)
+        .await
+        .assert_problem(404);
+    submit("perpignan", REF1, &bad).await.assert_problem(422);
+    // Nothing was recorded by the refusals: the next one sees the two cases, in order.
+    let third = app.refer(REF1, &body).await;
+    assert_eq!(third.status, 201, "{}", third.text);
+    assert_eq!(
+        third.body["possible_duplicates"],
+        json!([first_ref, second_ref])
+    );
+}
+
 async fn referrers_see_only_their_own_status_view(backend: Backend) {
     let app = spawn_app(backend).await;
     app.standard_cellule().await;
@@ -1089,6 +1156,7 @@ backend_tests!(
     fifty_concurrent_referrals_get_fifty_distinct_references,
     state_machine_table,
     duplicates_are_flagged_across_referrers,
+    duplicates_are_shown_only_to_an_allowed_submission,
     referrers_see_only_their_own_status_view,
     notes_follow_audiences_and_routing,
     charter_gates_case_content,
