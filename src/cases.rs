@@ -981,15 +981,29 @@ fn note_view(key: &DataKey, case: &CaseRecord, n: NoteRecord) -> Result<NoteView
     })
 }
 
-/// `GET …/cases/{id}/notes`: the notes of the audiences the caller may read.
-pub async fn notes(
-    state: &AppState,
-    who: &CelluleMember,
-    id: &str,
-) -> Result<Vec<NoteView>, ApiError> {
+/// `GET …/cases/{id}/notes`: the notes of the audiences the caller may read. The case comes
+/// with the caller's membership in the one query of the [`CaseReader`] extractor (its history
+/// and duplicates unused here), as for a case read.
+pub async fn notes(state: &AppState, reader: CaseReader) -> Result<Vec<NoteView>, ApiError> {
+    let CaseReader {
+        member: who,
+        id,
+        case: found,
+    } = reader;
     let a = who.audit();
-    let p = access::principal(who);
-    let case = authorised_case(state, &p, &a, id, "view_case", Action::ReadNotes, None).await?;
+    let p = access::principal(&who);
+    let found = found.map(|r| r.case);
+    let case = authorise(
+        state,
+        &p,
+        &a,
+        &id,
+        found,
+        "view_case",
+        Action::ReadNotes,
+        None,
+    )
+    .await?;
     let audiences: Vec<&str> = access::readable_audiences(state, &p, &case)?
         .into_iter()
         .map(Audience::as_str)

@@ -276,7 +276,9 @@ impl FromRequestParts<AppState> for CaseReader {
 /// linkage secret (no database access before the membership is known); otherwise the
 /// membership is looked up alone and the handler runs the duplicate check. The references are
 /// for the handler, which shows them only once its access decision allows the submission. A
-/// refusal (no such cellule, not a member) comes before any error of the body. `Debug` shows
+/// refusal (no such cellule, not a member) comes before any error of the body, and is recorded
+/// even when the body does not come (it is waited for half the request timeout, then the
+/// request answers 503 `timeout` to a member). `Debug` shows
 /// neither the referral's text nor the references.
 pub struct Submitter {
     pub member: CelluleMember,
@@ -302,12 +304,17 @@ impl FromRequest<AppState> for Submitter {
         let caller = Caller::from_request_parts(&mut parts, state).await?;
         let slug = cellule_slug(&mut parts, state).await?;
         let read = Request::from_parts(parts.clone(), body);
+        // The body comes before the membership is known: a body that does not arrive within
+        // half the request's time is given up, so that a refusal is still answered and
+        // recorded before the request itself times out.
+        let reading = crate::http::extract::ApiJson::<crate::cases::ReferralRequest>::from_request(
+            read, state,
+        );
         let referral =
-            crate::http::extract::ApiJson::<crate::cases::ReferralRequest>::from_request(
-                read, state,
-            )
-            .await
-            .map(|json| json.0);
+            match tokio::time::timeout(state.config.http.request_timeout / 2, reading).await {
+                Ok(read) => read.map(|json| json.0),
+                Err(_) => Err(ApiError::Timeout),
+            };
         let linkage_key = match &referral {
             Ok(r) => r.identity.as_ref().and_then(|identity| {
                 let secret = state.keys.cached_linkage_secret(slug.as_str())?;

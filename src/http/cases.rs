@@ -203,10 +203,9 @@ pub async fn add_note(
     ))]
 pub async fn list_notes(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiPath((_, id)): ApiPath<(String, String)>,
+    reader: CaseReader,
 ) -> Result<Json<Vec<NoteView>>, ApiError> {
-    Ok(Json(cases::notes(&state, &member, &id).await?))
+    Ok(Json(cases::notes(&state, reader).await?))
 }
 
 /// The cellule's current charter and whether the caller accepted it.

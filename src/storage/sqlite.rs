@@ -385,10 +385,9 @@ impl Database for SqliteDatabase {
             sqlx::query_as(concat!(
                 "SELECT ",
                 access_columns!("?2"),
-                ", (SELECT json_group_array(reference) FROM (SELECT d.reference FROM cases d \
+                ", (SELECT json_group_array(d.reference ORDER BY d.submitted_at) FROM cases d \
                     WHERE d.cellule = c.slug AND d.linkage_key = ?3 \
-                      AND d.status NOT IN ('declined', 'closed') ORDER BY d.submitted_at)) \
-                    AS duplicates FROM ",
+                      AND d.status NOT IN ('declined', 'closed')) AS duplicates FROM ",
                 access_join!("?2"),
                 " WHERE c.slug = ?1"
             ))

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cellule::clock::ManualClock;
 use reqwest::Method;
@@ -595,6 +596,14 @@ async fn duplicates_are_shown_only_to_an_allowed_submission(backend: Backend) {
         .await
         .assert_problem(404);
     submit("perpignan", REF1, &bad).await.assert_problem(422);
+    // Each refusal of the outsider is in the audit log.
+    let denied = app
+        .count_rows(
+            "SELECT count(*) FROM audit_entries WHERE actor = $1 AND outcome = 'denied'",
+            "stranger-1",
+        )
+        .await;
+    assert_eq!(denied, 2, "the outsider's two refusals in perpignan");
     // Nothing was recorded by the refusals: the next one sees the two cases, in order.
     let third = app.refer(REF1, &body).await;
     assert_eq!(third.status, 201, "{}", third.text);
@@ -602,6 +611,55 @@ async fn duplicates_are_shown_only_to_an_allowed_submission(backend: Backend) {
         third.body["possible_duplicates"],
         json!([first_ref, second_ref])
     );
+}
+
+/// A submission's body is read before its membership is looked up: a body that does not come
+/// is given up after half the request timeout, so that an outsider is still refused and
+/// recorded, and a member gets the timeout's 503.
+async fn a_stalled_submission_body_is_still_refused_and_recorded(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(
+        backend,
+        Options {
+            customize: Box::new(|c| c.http.request_timeout = Duration::from_millis(800)),
+            ..Options::default()
+        },
+    )
+    .await;
+    app.standard_cellule().await;
+    let stalled = |sub: &str| {
+        let token = app.token(sub);
+        let host = app.base.trim_start_matches("http://").to_owned();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&host)
+                .await
+                .expect("connect");
+            let head = format!(
+                "POST /v1/cellules/perpignan/referrals HTTP/1.1\r\nHost: {host}\r\n\
+                 Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+                 Content-Length: 400\r\n\r\n{{\"situation\": \"Situ"
+            );
+            s.write_all(head.as_bytes()).await.expect("write");
+            let mut answer = vec![0; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer))
+                .await
+                .expect("an answer before the body")
+                .expect("read");
+            String::from_utf8_lossy(&answer[..n]).into_owned()
+        }
+    };
+    let outsider = stalled("stranger-2").await;
+    assert!(outsider.starts_with("HTTP/1.1 404"), "{outsider}");
+    let denied = app
+        .count_rows(
+            "SELECT count(*) FROM audit_entries WHERE actor = $1 AND outcome = 'denied'",
+            "stranger-2",
+        )
+        .await;
+    assert_eq!(denied, 1, "the outsider's refusal is recorded");
+    let member = stalled(REF1).await;
+    assert!(member.starts_with("HTTP/1.1 503"), "{member}");
+    assert!(member.contains("/problems/timeout"), "{member}");
 }
 
 async fn referrers_see_only_their_own_status_view(backend: Backend) {
@@ -1141,10 +1199,34 @@ async fn a_missing_or_malformed_case_id_is_not_found(backend: Backend) {
         let r = app.get(&case_path(&missing), Some(&t)).await;
         r.assert_problem(404);
         assert!(!r.text.contains("Situation"), "{}", r.text);
+        // The notes list finds its case through the same extractor.
+        let n = app
+            .get(&format!("{}/notes", case_path(&missing)), Some(&t))
+            .await;
+        n.assert_problem(404);
     }
     let found = app.get(&case_path(&id), Some(&t)).await;
     assert_eq!(found.status, 200, "{}", found.text);
     assert_eq!(found.body["situation"], "Situation ordinaire.");
+    let notes = app
+        .get(&format!("{}/notes", case_path(&id)), Some(&t))
+        .await;
+    assert_eq!(notes.status, 200, "{}", notes.text);
+    // A case of another cellule is not found through this one, notes included.
+    app.create_cellule("beziers").await;
+    app.add_member(
+        "beziers",
+        "coord-b",
+        json!({"role": "coordinator", "sphere": "city", "organisation": "CLSM Béziers"}),
+    )
+    .await;
+    let other = app.token("coord-b");
+    app.get(
+        &format!("/v1/cellules/beziers/cases/{id}/notes"),
+        Some(&other),
+    )
+    .await
+    .assert_problem(404);
 }
 
 backend_tests!(
@@ -1157,6 +1239,7 @@ backend_tests!(
     state_machine_table,
     duplicates_are_flagged_across_referrers,
     duplicates_are_shown_only_to_an_allowed_submission,
+    a_stalled_submission_body_is_still_refused_and_recorded,
     referrers_see_only_their_own_status_view,
     notes_follow_audiences_and_routing,
     charter_gates_case_content,

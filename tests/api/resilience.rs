@@ -215,4 +215,53 @@ async fn postgres_down_answers_503_and_recovers_by_itself() {
     }
 }
 
+/// A server that ends its sessions (a restart, `pg_terminate_backend`, `idle_session_timeout`)
+/// sends each connection a `FATAL` error: a connection that gets one is closed, not handed back,
+/// so each fails at most one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_ended_by_the_server_fail_once() {
+    let app = spawn_app_with(Backend::Postgres, Options::default()).await;
+    app.standard_cellule().await;
+    let (id, _) = app
+        .refer_ok(REF1, "Situation avant la fin des sessions.")
+        .await;
+    let case = format!("/v1/cellules/perpignan/cases/{id}");
+    let coord = app.token(COORD);
+    assert_eq!(app.get(&case, Some(&coord)).await.status, 200);
+
+    let mut admin = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .expect("pg");
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'cellule') t",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("terminate");
+    assert!(ended > 0, "no session of the service to end");
+    let mut failed = 0;
+    let mut served = 0;
+    for _ in 0..ended + 5 {
+        let a = app.get(&case, Some(&coord)).await;
+        if a.status == 200 {
+            served += 1;
+        } else {
+            a.assert_problem(503);
+            failed += 1;
+        }
+    }
+    // The reads one after the other use one connection of the lanes: its first statement
+    // meets the FATAL notice, and the connection is closed there.
+    assert!(
+        failed <= 1,
+        "{failed} failures for {ended} sessions ended, one of them the reads' connection"
+    );
+    assert!(served >= 5, "reads did not come back");
+    for _ in 0..10 {
+        let a = app.get(&case, Some(&coord)).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+}
+
 backend_tests!(slow_requests_time_out_with_a_problem);
