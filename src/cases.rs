@@ -381,9 +381,9 @@ fn case_key(state: &AppState, c: &CaseRecord) -> Result<DataKey, ApiError> {
 }
 
 /// `POST …/referrals`.
-/// `looked_up`: the linkage key whose open cases the [`crate::auth::Submitter`] extractor
-/// found with the membership, and those cases' references (`None`: not looked up; the
-/// duplicate check runs here).
+/// `looked_up`: the linkage key of the request's identity and the references of the open cases
+/// sharing it, as the [`crate::auth::Submitter`] extractor found them with the membership
+/// (`None`: not looked up; the key is derived and the duplicate check runs here).
 pub async fn submit(
     state: &AppState,
     who: &CelluleMember,
@@ -456,8 +456,12 @@ pub async fn submit(
     }
 
     let cellule = m.cellule.as_str();
-    let linkage_key = match &req.identity {
-        Some(identity) => {
+    // The extractor's lookup used the key of this very identity (valid, under this cellule's
+    // secret): it is taken as it is, not derived a second time.
+    let (linkage_key, possible_duplicates) = match (&req.identity, looked_up) {
+        (None, _) => (None, Vec::new()),
+        (Some(_), Some((key, found))) => (Some(key), found),
+        (Some(identity), None) => {
             let secret = state
                 .keys
                 .linkage_secret(state.db.as_ref(), cellule)
@@ -466,13 +470,12 @@ pub async fn submit(
                     crate::crypto::keys::KeyError::Storage(s) => ApiError::from(s),
                     other => integrity(other.to_string()),
                 })?;
-            Some(
-                identity
-                    .linkage_key(&secret)
-                    .map_err(|e| ApiError::invalid(format!("/identity/{}", e.field), e.message))?,
-            )
+            let key = identity
+                .linkage_key(&secret)
+                .map_err(|e| ApiError::invalid(format!("/identity/{}", e.field), e.message))?;
+            let found = state.db.open_cases_with_linkage(cellule, &key).await?;
+            (Some(key), found)
         }
-        None => None,
     };
     // The identity is not needed any more: drop it (its fields are wiped on drop).
     let ReferralRequest {
@@ -484,11 +487,6 @@ pub async fn submit(
     } = req;
     drop(identity);
 
-    let possible_duplicates = match (&linkage_key, looked_up) {
-        (Some(k), Some((seen, found))) if *k == seen => found,
-        (Some(k), _) => state.db.open_cases_with_linkage(cellule, k).await?,
-        (None, _) => Vec::new(),
-    };
     // Time-ordered (UUIDv7): a new case's rows go at the end of the indexes keyed by case id
     // (case, data key, audit entries by case) instead of into a random page of each, which the
     // commit would write and the WAL copy back. It shows the millisecond it was made (the

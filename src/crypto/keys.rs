@@ -195,10 +195,8 @@ impl KeyService {
         db: &dyn Database,
         cellule: &str,
     ) -> Result<Arc<Zeroizing<Vec<u8>>>, KeyError> {
-        if let Ok(cache) = self.linkage.read()
-            && let Some(secret) = cache.get(cellule)
-        {
-            return Ok(secret.clone());
+        if let Some(secret) = self.cached_linkage_secret(cellule) {
+            return Ok(secret);
         }
         let id = linkage_id(cellule);
         if db.get_wrapped_key(&id).await?.is_none() {

@@ -16,6 +16,15 @@ use crate::helpers::{
     spawn_app, spawn_app_with,
 };
 
+/// How many refusals of `actor` the audit log holds.
+async fn denied_entries(app: &TestApp, actor: &str) -> i64 {
+    app.count_rows(
+        "SELECT count(*) FROM audit_entries WHERE actor = $1 AND outcome = 'denied'",
+        actor,
+    )
+    .await
+}
+
 fn case_path(id: &str) -> String {
     format!("/v1/cellules/perpignan/cases/{id}")
 }
@@ -597,12 +606,7 @@ async fn duplicates_are_shown_only_to_an_allowed_submission(backend: Backend) {
         .assert_problem(404);
     submit("perpignan", REF1, &bad).await.assert_problem(422);
     // Each refusal of the outsider is in the audit log.
-    let denied = app
-        .count_rows(
-            "SELECT count(*) FROM audit_entries WHERE actor = $1 AND outcome = 'denied'",
-            "stranger-1",
-        )
-        .await;
+    let denied = denied_entries(app, "stranger-1").await;
     assert_eq!(denied, 2, "the outsider's two refusals in perpignan");
     // Nothing was recorded by the refusals: the next one sees the two cases, in order.
     let third = app.refer(REF1, &body).await;
@@ -650,12 +654,7 @@ async fn a_stalled_submission_body_is_still_refused_and_recorded(backend: Backen
     };
     let outsider = stalled("stranger-2").await;
     assert!(outsider.starts_with("HTTP/1.1 404"), "{outsider}");
-    let denied = app
-        .count_rows(
-            "SELECT count(*) FROM audit_entries WHERE actor = $1 AND outcome = 'denied'",
-            "stranger-2",
-        )
-        .await;
+    let denied = denied_entries(&app, "stranger-2").await;
     assert_eq!(denied, 1, "the outsider's refusal is recorded");
     let member = stalled(REF1).await;
     assert!(member.starts_with("HTTP/1.1 503"), "{member}");
