@@ -897,6 +897,10 @@ async fn rebuilds_move_only_the_deferrals_that_changed(backend: Backend) {
     let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
     let build = || async {
         let agenda = build_agenda(&app, &sid).await;
+        // A build answers what it wrote: the agenda as read back, deferral counts included.
+        let stored = agenda_as(&app, &sid, COORD).await;
+        assert_eq!(stored.status, 200, "{}", stored.text);
+        assert_eq!(agenda, stored.body);
         let deferred: Vec<String> = agenda["deferred"]
             .as_array()
             .expect("deferred")
@@ -1645,3 +1649,97 @@ backend_tests!(
     erasing_a_deferred_case_removes_its_deferrals,
     the_store_refuses_items_that_are_no_longer_eligible,
 );
+
+/// PostgreSQL counts a case's first deferral with a plain insert (an upsert checks and marks
+/// each row it inserts). A build that meets a count inserted meanwhile by another session's
+/// build, for a case it defers for the first time as far as it saw, is refused with 409 and
+/// writes nothing; made again, it succeeds and takes that count into account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_first_deferral_counted_meanwhile_refuses_the_build() {
+    use cellule::storage::{Deferrals, StorageError};
+    use sqlx::Connection;
+    let app = spawn_app(Backend::Postgres).await;
+    setup(&app).await;
+    // 120 minutes, 20 per new case: six fit, the two newest are deferred.
+    let ids = routine_cases(&app, 8).await;
+    let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    let newest = ids[7].clone();
+    assert_eq!(times_deferred(&app, &newest).await, 0);
+
+    // Another build's transaction has counted the newest case's deferral, not yet committed.
+    let mut other = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .expect("pg");
+    sqlx::raw_sql("BEGIN")
+        .execute(&mut other)
+        .await
+        .expect("begin");
+    sqlx::query("INSERT INTO case_deferrals (case_id, times) VALUES ($1, 1)")
+        .bind(&newest)
+        .execute(&mut other)
+        .await
+        .expect("count");
+    let db = app.state.db.clone();
+    let (sid_, newest_) = (sid.clone(), newest.clone());
+    let build = tokio::spawn(async move {
+        let all = [newest_];
+        db.replace_agenda(
+            "perpignan",
+            &sid_,
+            &[],
+            Some(Deferrals {
+                all: &all,
+                before: &[],
+                read_at: None,
+            }),
+            chrono::Utc::now(),
+            Vec::new(),
+        )
+        .await
+    });
+    // The build's insert waits on the other transaction's row, which then commits.
+    let mut waited = 0;
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut other)
+        .await
+        .expect("activity");
+        if waiting > 0 {
+            break;
+        }
+        waited += 1;
+        assert!(waited < 500, "the build never waited on the other count");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut other)
+        .await
+        .expect("commit");
+    let err = build
+        .await
+        .expect("task")
+        .expect_err("a count inserted meanwhile");
+    assert!(matches!(err, StorageError::Conflict(_)), "{err:?}");
+    // Nothing of the refused build was written: no deferral set, the count as the other wrote it.
+    assert_eq!(times_deferred(&app, &newest).await, 1);
+    let built = app.state.db.agenda_deferred(&sid).await.expect("deferrals");
+    assert!(built.is_empty(), "{built:?}");
+    // Made again, the build succeeds and orders by that count: the case deferred once comes
+    // first, and the two newest of the others are deferred and counted.
+    let agenda = build_agenda(&app, &sid).await;
+    assert_eq!(item_ids(&agenda).first(), Some(&newest), "{agenda}");
+    let deferred: Vec<&str> = agenda["deferred"]
+        .as_array()
+        .expect("deferred")
+        .iter()
+        .filter_map(|d| d["case_id"].as_str())
+        .collect();
+    assert_eq!(deferred, [ids[5].as_str(), ids[6].as_str()], "{agenda}");
+    assert_eq!(times_deferred(&app, &newest).await, 1);
+    for id in &ids[5..7] {
+        assert_eq!(times_deferred(&app, id).await, 1);
+    }
+}
