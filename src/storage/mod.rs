@@ -43,6 +43,22 @@ macro_rules! case_columns {
     };
 }
 
+/// The possible duplicates `d` of a referral of cellule `$cellule` whose person has the linkage
+/// key `$key`: the open cases (neither declined nor closed) of that cellule sharing the key.
+/// One condition for the duplicate check of a submission and for the duplicates shown with a
+/// case.
+macro_rules! open_duplicates {
+    ($cellule:literal, $key:literal) => {
+        concat!(
+            "d.cellule = ",
+            $cellule,
+            " AND d.linkage_key = ",
+            $key,
+            " AND d.status NOT IN ('declined', 'closed')"
+        )
+    };
+}
+
 /// The columns of [`Database::cellule_access`]'s answer, the subject bound at `$subject`; the
 /// cellule is `c`, the membership `m` (see [`access_join!`]).
 macro_rules! access_columns {

@@ -52,8 +52,9 @@ macro_rules! case_read_query {
                     (extract(epoch FROM e.at) * 1000000)::int8))::text \
                   FROM case_events e WHERE e.case_id = c.id) AS history, \
                (SELECT json_agg(json_build_array(d.reference, (extract(epoch FROM d.submitted_at) * 1000000)::int8))::text \
-                  FROM cases d WHERE d.cellule = c.cellule AND d.linkage_key = c.linkage_key \
-                    AND d.status NOT IN ('declined', 'closed')) AS duplicates \
+                  FROM cases d WHERE ",
+            open_duplicates!("c.cellule", "c.linkage_key"),
+            ") AS duplicates \
              FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = ",
             $cellule,
             " AND c.id = ",
@@ -486,9 +487,9 @@ impl Database for PostgresDatabase {
         let row = sqlx::query_as::<_, SubmitAccessRow>(concat!(
             "SELECT ",
             access_columns!("$2"),
-            ", (SELECT json_agg(d.reference ORDER BY d.submitted_at)::text FROM cases d \
-                WHERE d.cellule = c.slug AND d.linkage_key = $3 \
-                  AND d.status NOT IN ('declined', 'closed')) AS duplicates FROM ",
+            ", (SELECT json_agg(d.reference ORDER BY d.submitted_at)::text FROM cases d WHERE ",
+            open_duplicates!("c.slug", "$3"),
+            ") AS duplicates FROM ",
             access_join!("$2"),
             " WHERE c.slug = $1"
         ))
@@ -690,10 +691,11 @@ impl Database for PostgresDatabase {
         cellule: &str,
         linkage_key: &str,
     ) -> Result<Vec<String>, StorageError> {
-        let q = sqlx::query_scalar(
-            "SELECT reference FROM cases WHERE cellule = $1 AND linkage_key = $2 \
-             AND status NOT IN ('declined', 'closed') ORDER BY submitted_at",
-        )
+        let q = sqlx::query_scalar(concat!(
+            "SELECT d.reference FROM cases d WHERE ",
+            open_duplicates!("$1", "$2"),
+            " ORDER BY d.submitted_at"
+        ))
         .bind(cellule)
         .bind(linkage_key);
         Ok(on_lane!(self.lanes, q, fetch_all)?)
@@ -1388,10 +1390,7 @@ impl Database for PostgresDatabase {
                     .bind(&first)
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| match StorageError::from(e) {
-                        StorageError::Conflict(_) => StorageError::Conflict(super::ITEMS_MOVED),
-                        other => other,
-                    })?;
+                    .map_err(|e| StorageError::from_sqlx(e, super::ITEMS_MOVED))?;
                 }
             }
             if !withdrawn.is_empty() || !added.is_empty() {

@@ -54,8 +54,9 @@ macro_rules! case_read_query {
                     CASE WHEN e.reason IS NULL THEN NULL ELSE hex(e.reason) END, e.actor, e.at)) \
                   FROM case_events e WHERE e.case_id = c.id) AS history, \
                (SELECT json_group_array(json_array(d.reference, d.submitted_at)) FROM cases d \
-                  WHERE d.cellule = c.cellule AND d.linkage_key = c.linkage_key \
-                    AND d.status NOT IN ('declined', 'closed')) AS duplicates \
+                  WHERE ",
+            open_duplicates!("c.cellule", "c.linkage_key"),
+            ") AS duplicates \
              FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = ",
             $cellule,
             " AND c.id = ",
@@ -386,8 +387,9 @@ impl Database for SqliteDatabase {
                 "SELECT ",
                 access_columns!("?2"),
                 ", (SELECT json_group_array(d.reference ORDER BY d.submitted_at) FROM cases d \
-                    WHERE d.cellule = c.slug AND d.linkage_key = ?3 \
-                      AND d.status NOT IN ('declined', 'closed')) AS duplicates FROM ",
+                    WHERE ",
+                open_duplicates!("c.slug", "?3"),
+                ") AS duplicates FROM ",
                 access_join!("?2"),
                 " WHERE c.slug = ?1"
             ))
@@ -581,10 +583,11 @@ impl Database for SqliteDatabase {
     ) -> Result<Vec<String>, StorageError> {
         Ok(hot_read!(
             self,
-            sqlx::query_scalar(
-                "SELECT reference FROM cases WHERE cellule = ?1 AND linkage_key = ?2 \
-             AND status NOT IN ('declined', 'closed') ORDER BY submitted_at",
-            )
+            sqlx::query_scalar(concat!(
+                "SELECT d.reference FROM cases d WHERE ",
+                open_duplicates!("?1", "?2"),
+                " ORDER BY d.submitted_at"
+            ))
             .bind(cellule)
             .bind(linkage_key),
             fetch_all

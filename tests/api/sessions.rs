@@ -111,6 +111,16 @@ fn item_ids(agenda: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The case ids of an agenda's deferrals, in its order.
+fn deferred_ids(agenda: &Value) -> Vec<String> {
+    agenda["deferred"]
+        .as_array()
+        .expect("deferred")
+        .iter()
+        .filter_map(|d| d["case_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
 async fn schedule_and_idempotent_planning(backend: Backend) {
     let app = spawn_app(backend).await;
     app.standard_cellule().await;
@@ -253,18 +263,13 @@ async fn the_agenda_fills_capacity_by_urgency_and_counts_deferrals_once(backend:
         items[..2].iter().collect::<std::collections::HashSet<_>>(),
         urgent.iter().collect()
     );
-    let deferred: Vec<&str> = a.body["deferred"]
-        .as_array()
-        .expect("deferred")
-        .iter()
-        .filter_map(|d| d["case_id"].as_str())
-        .collect();
+    let deferred = deferred_ids(&a.body);
     assert_eq!(deferred.len(), 2);
     // The two newest routine cases wait.
     assert_eq!(
         deferred
             .iter()
-            .copied()
+            .map(String::as_str)
             .collect::<std::collections::HashSet<_>>(),
         routine[2..].iter().map(String::as_str).collect()
     );
@@ -319,7 +324,7 @@ async fn the_agenda_fills_capacity_by_urgency_and_counts_deferrals_once(backend:
     let next_items = item_ids(&b.body);
     let first_two: std::collections::HashSet<&str> =
         next_items[..2].iter().map(String::as_str).collect();
-    assert_eq!(first_two, deferred.iter().copied().collect());
+    assert_eq!(first_two, deferred.iter().map(String::as_str).collect());
     assert!(next_items.contains(&newer));
     // Items of the first session are not taken again while it is pending.
     assert!(next_items.iter().all(|i| !items.contains(i)));
@@ -901,13 +906,7 @@ async fn rebuilds_move_only_the_deferrals_that_changed(backend: Backend) {
         let stored = agenda_as(&app, &sid, COORD).await;
         assert_eq!(stored.status, 200, "{}", stored.text);
         assert_eq!(agenda, stored.body);
-        let deferred: Vec<String> = agenda["deferred"]
-            .as_array()
-            .expect("deferred")
-            .iter()
-            .filter_map(|d| d["case_id"].as_str().map(str::to_owned))
-            .collect();
-        (item_ids(&agenda), deferred)
+        (item_ids(&agenda), deferred_ids(&agenda))
     };
     let (items, first) = build().await;
     assert_eq!((items.len(), first.len()), (6, 2));
@@ -1004,15 +1003,7 @@ async fn a_case_deferred_by_two_sessions_counts_twice(backend: Backend) {
     routine_cases(&app, 8).await;
     let a_sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
     let b_sid = ad_hoc(&app, "2031-01-09T14:00:00+01:00").await;
-    let deferred_of = |agenda: &Value| -> Vec<String> {
-        agenda["deferred"]
-            .as_array()
-            .expect("deferred")
-            .iter()
-            .filter_map(|d| d["case_id"].as_str().map(str::to_owned))
-            .collect()
-    };
-    let twice = deferred_of(&build_agenda(&app, &a_sid).await);
+    let twice = deferred_ids(&build_agenda(&app, &a_sid).await);
     assert_eq!(twice.len(), 2);
     for id in &twice {
         assert_eq!(times_deferred(&app, id).await, 1);
@@ -1032,7 +1023,7 @@ async fn a_case_deferred_by_two_sessions_counts_twice(backend: Backend) {
     };
     let b = build_agenda(&app, &b_sid).await;
     assert_eq!(item_ids(&b), urgent);
-    let mut again = deferred_of(&b);
+    let mut again = deferred_ids(&b);
     again.sort();
     let mut expected = twice.clone();
     expected.sort();
@@ -1062,7 +1053,7 @@ async fn a_case_deferred_by_two_sessions_counts_twice(backend: Backend) {
     }
     let a = agenda_as(&app, &a_sid, COORD).await;
     assert_eq!(a.status, 200, "{}", a.text);
-    assert_eq!(deferred_of(&a.body).len(), 2);
+    assert_eq!(deferred_ids(&a.body).len(), 2);
 }
 
 async fn agenda_put_get(app: &TestApp, sid: &str, items: Value) -> crate::helpers::Answer {
@@ -1731,13 +1722,7 @@ async fn postgres_a_first_deferral_counted_meanwhile_refuses_the_build() {
     // first, and the two newest of the others are deferred and counted.
     let agenda = build_agenda(&app, &sid).await;
     assert_eq!(item_ids(&agenda).first(), Some(&newest), "{agenda}");
-    let deferred: Vec<&str> = agenda["deferred"]
-        .as_array()
-        .expect("deferred")
-        .iter()
-        .filter_map(|d| d["case_id"].as_str())
-        .collect();
-    assert_eq!(deferred, [ids[5].as_str(), ids[6].as_str()], "{agenda}");
+    assert_eq!(deferred_ids(&agenda), ids[5..7], "{agenda}");
     assert_eq!(times_deferred(&app, &newest).await, 1);
     for id in &ids[5..7] {
         assert_eq!(times_deferred(&app, id).await, 1);
