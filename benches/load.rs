@@ -305,6 +305,11 @@ async fn drive(concurrency: usize, warmup: Duration, duration: Duration, job: Jo
                 let outcome = job(i).await;
                 let t1 = Instant::now();
                 if t0 < from {
+                    // A failure in the warm-up counts as one (no latency, no throughput).
+                    if let Err(e) = outcome {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
                     continue;
                 }
                 last = last.max(t1);
@@ -1258,6 +1263,17 @@ async fn run_dataset(
                 m.errors,
                 m.first_error.as_deref().unwrap_or("?")
             );
+        }
+        // The harness must not pass over a broken path: no success at all, or more than one
+        // request in a hundred failed (an unexpected status or body), fails the run.
+        if m.ok == 0 || m.errors * 100 > m.ok + m.errors {
+            return Err(format!(
+                "[{backend} {size}] {name}: {} of {} requests failed (first: {})",
+                m.errors,
+                m.ok + m.errors,
+                m.first_error.as_deref().unwrap_or("none succeeded")
+            )
+            .into());
         }
         paths.push(Path {
             name,
