@@ -102,23 +102,22 @@ async fn ad_hoc(app: &TestApp, at: &str) -> String {
     a.body["id"].as_str().expect("id").to_owned()
 }
 
-fn item_ids(agenda: &Value) -> Vec<String> {
-    agenda["items"]
+/// The case ids of an agenda's list `list` (`items` or `deferred`), in its order.
+fn case_ids(agenda: &Value, list: &str) -> Vec<String> {
+    agenda[list]
         .as_array()
-        .expect("items")
+        .expect(list)
         .iter()
-        .filter_map(|i| i["case_id"].as_str().map(str::to_owned))
+        .filter_map(|e| e["case_id"].as_str().map(str::to_owned))
         .collect()
 }
 
-/// The case ids of an agenda's deferrals, in its order.
+fn item_ids(agenda: &Value) -> Vec<String> {
+    case_ids(agenda, "items")
+}
+
 fn deferred_ids(agenda: &Value) -> Vec<String> {
-    agenda["deferred"]
-        .as_array()
-        .expect("deferred")
-        .iter()
-        .filter_map(|d| d["case_id"].as_str().map(str::to_owned))
-        .collect()
+    case_ids(agenda, "deferred")
 }
 
 async fn schedule_and_idempotent_planning(backend: Backend) {
