@@ -4,7 +4,8 @@
 //! database is created on that server per dataset and dropped at the end).
 //!
 //! For each backend and each dataset size (1,000 and 100,000 cases; `--quick`: 200 and 2,000;
-//! `--sizes SMALL,LARGE` to choose; `--concurrency N`, `--duration SECONDS` per path; `--only NAME`
+//! `--sizes SMALL,LARGE` to choose; `--concurrency N`, `--duration SECONDS` per path (6; `--quick`:
+//! 1), measured in `--rounds N` (3; `--quick`: 1) of `SECONDS / N` each; `--only NAME`
 //! runs only the HTTP paths whose name contains NAME (or one of `A,B,…`), to profile one; `--backend sqlite|postgres`
 //! runs one backend, whose RSS figures then do not start from what another left resident):
 //!
@@ -16,7 +17,9 @@
 //!    storage layer. Every case has one note, 1 in 10 is accepted (eligible for the agenda), a
 //!    hot set of cases has 20 notes each. Members and the charter go through the admin HTTP API.
 //! 3. A fixed number of in-flight requests (`--concurrency`, default 16) over a `reqwest`
-//!    client with real dev-issuer tokens drive, each for a fixed duration after a warm-up:
+//!    client with real dev-issuer tokens drive, each for a fixed duration after a warm-up, in
+//!    rounds (every path in turn, round after round, so that a path and its baseline meet the
+//!    same moods of a shared machine; each ratio's lowest and highest round is reported):
 //!    referral submission, case read (decrypted), notes list (20 notes decrypted), and the
 //!    static-JSON baseline: a tiny router behind the same `CelluleMember` extractor (token
 //!    verification + membership lookup) and the same middleware, answering the bytes of a real
@@ -103,7 +106,12 @@ struct Options {
     quick: bool,
     sizes: [usize; 2],
     warmup: Duration,
+    /// Measured time of each path, over all its rounds.
     duration: Duration,
+    /// Rounds: every path (and its baseline) is measured in turn, round after round, each
+    /// round taking `duration / rounds`, so that a path and its baseline share the machine's
+    /// moods; the ratio's spread across rounds is reported.
+    rounds: usize,
     concurrency: usize,
     hot_cases: usize,
     /// Sessions whose first build is timed (every deferral new), one after the other.
@@ -129,6 +137,7 @@ fn options() -> Options {
     let mut only: Option<String> = None;
     let mut first_builds: Option<usize> = None;
     let mut backend: Option<String> = None;
+    let mut rounds: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -166,6 +175,14 @@ fn options() -> Options {
                 )
             }
             "--only" => only = Some(args.next().expect("--only PATH-NAME-PART")),
+            "--rounds" => {
+                rounds = Some(
+                    args.next()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|n| (1..=20).contains(n))
+                        .expect("--rounds N (1-20)"),
+                )
+            }
             "--first-builds" => {
                 first_builds = Some(
                     args.next()
@@ -195,6 +212,7 @@ fn options() -> Options {
             sizes: [200, 2_000],
             warmup: Duration::from_millis(200),
             duration: Duration::from_secs_f64(duration.unwrap_or(1.0)),
+            rounds: 1,
             concurrency,
             hot_cases: 10,
             first_builds: 1,
@@ -210,7 +228,8 @@ fn options() -> Options {
             quick,
             sizes: [1_000, 100_000],
             warmup: Duration::from_secs(1),
-            duration: Duration::from_secs_f64(duration.unwrap_or(5.0)),
+            duration: Duration::from_secs_f64(duration.unwrap_or(6.0)),
+            rounds: 3,
             concurrency,
             hot_cases: 200,
             first_builds: 3,
@@ -230,6 +249,9 @@ fn options() -> Options {
     }
     if let Some(n) = audit {
         o.audit_entries = n;
+    }
+    if let Some(n) = rounds {
+        o.rounds = n;
     }
     o
 }
@@ -261,11 +283,37 @@ struct Measure {
     first_error: Option<String>,
     secs: f64,
     lat: Latencies,
+    /// Throughput of each round, in order.
+    rounds: Vec<f64>,
 }
 
 impl Measure {
     fn rps(&self) -> f64 {
         self.ok as f64 / self.secs
+    }
+    /// The rounds of one path as one measure: requests and seconds summed, latencies pooled.
+    fn merge(rounds: Vec<Measure>) -> Measure {
+        let mut all = Measure {
+            ok: 0,
+            errors: 0,
+            first_error: None,
+            secs: 0.0,
+            lat: Latencies(Vec::new()),
+            rounds: Vec::new(),
+        };
+        let mut lat = Vec::new();
+        for m in rounds {
+            all.rounds.push(m.rps());
+            all.ok += m.ok;
+            all.errors += m.errors;
+            all.secs += m.secs;
+            if all.first_error.is_none() {
+                all.first_error = m.first_error;
+            }
+            lat.extend(m.lat.0);
+        }
+        all.lat = Latencies::new(lat);
+        all
     }
     fn json(&self) -> Value {
         json!({
@@ -275,6 +323,7 @@ impl Measure {
             "per_s": self.rps(),
             "p50_ms": self.lat.ms(50.0),
             "p99_ms": self.lat.ms(99.0),
+            "per_s_by_round": self.rounds,
         })
     }
 }
@@ -333,6 +382,7 @@ async fn drive(concurrency: usize, warmup: Duration, duration: Duration, job: Jo
         first_error: None,
         secs: 0.0,
         lat: Latencies(Vec::new()),
+        rounds: Vec::new(),
     };
     let mut all = Vec::new();
     let mut last = from;
@@ -1244,19 +1294,37 @@ async fn run_dataset(
             )),
         ),
     ];
-    for (name, job, baseline, raw_aes_us) in plan {
-        if opts
-            .only
-            .as_ref()
-            .is_some_and(|o| !o.split(',').any(|part| name.contains(part)))
-        {
-            continue;
+    let plan: Vec<_> = plan
+        .into_iter()
+        .filter(|(name, ..)| {
+            opts.only
+                .as_ref()
+                .is_none_or(|o| o.split(',').any(|part| name.contains(part)))
+        })
+        .collect();
+    // Round after round, every path in turn: a path and its baseline are measured alike
+    // whatever the shared machine does meanwhile. The first round warms up for the whole
+    // warm-up, later ones briefly (the pools and caches are warm; only the path changed).
+    let share = opts.duration.div_f64(opts.rounds as f64);
+    let mut rounds: Vec<Vec<Measure>> = plan.iter().map(|_| Vec::new()).collect();
+    for r in 0..opts.rounds {
+        let warmup = if r == 0 {
+            opts.warmup
+        } else {
+            opts.warmup.min(Duration::from_millis(250))
+        };
+        for ((name, job, ..), done) in plan.iter().zip(rounds.iter_mut()) {
+            eprintln!(
+                "[{backend} {size}] {name}, round {}/{}: {c} in flight for {:.1} s…",
+                r + 1,
+                opts.rounds,
+                share.as_secs_f64()
+            );
+            done.push(drive(c, warmup, share, job.clone()).await);
         }
-        eprintln!(
-            "[{backend} {size}] {name}: {c} in flight for {:.1} s…",
-            opts.duration.as_secs_f64()
-        );
-        let m = drive(c, opts.warmup, opts.duration, job).await;
+    }
+    for ((name, _, baseline, raw_aes_us), done) in plan.into_iter().zip(rounds) {
+        let m = Measure::merge(done);
         if m.errors > 0 {
             eprintln!(
                 "[{backend} {size}] {name}: {} errors (first: {})",
@@ -1457,6 +1525,33 @@ fn ratio(d: &Dataset, p: &Path) -> Option<f64> {
     Some(p.m.rps() / b.m.rps())
 }
 
+/// The path's ratio to its baseline in each round (measured one after the other).
+fn round_ratios(d: &Dataset, p: &Path) -> Vec<f64> {
+    let Some(b) = p.baseline.and_then(|name| find(d, name)) else {
+        return Vec::new();
+    };
+    p.m.rounds
+        .iter()
+        .zip(&b.m.rounds)
+        .map(|(path, base)| path / base)
+        .collect()
+}
+
+/// `38 %`, with the lowest and highest round's ratio when there are several rounds: `38 % (35-41)`.
+fn ratio_text(d: &Dataset, p: &Path) -> String {
+    let Some(r) = ratio(d, p) else {
+        return "-".to_owned();
+    };
+    let rounds = round_ratios(d, p);
+    let lo = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if rounds.len() > 1 {
+        format!("{:.0} % ({:.0}-{:.0})", r * 100.0, lo * 100.0, hi * 100.0)
+    } else {
+        format!("{:.0} %", r * 100.0)
+    }
+}
+
 #[tokio::main]
 async fn main() -> Res<()> {
     let wall = Instant::now();
@@ -1473,11 +1568,12 @@ async fn main() -> Res<()> {
         );
     }
     println!(
-        "load bench: sizes {:?} cases, {} in flight, {:.1} s per path after {:.1} s warm-up, \
+        "load bench: sizes {:?} cases, {} in flight, {:.1} s per path in {} rounds after {:.1} s warm-up, \
          backends: {}; machine: {}; figures for this machine and this run only",
         opts.sizes,
         opts.concurrency,
         opts.duration.as_secs_f64(),
+        opts.rounds,
         opts.warmup.as_secs_f64(),
         backends.iter().map(|b| b.0).collect::<Vec<_>>().join(", "),
         machine()
@@ -1508,13 +1604,13 @@ async fn main() -> Res<()> {
     // Tables.
     println!();
     println!(
-        "{:<9} {:>7} {:<32} {:>9} {:>9} {:>9} {:>7} {:>10} {:>11}",
+        "{:<9} {:>7} {:<32} {:>9} {:>9} {:>9} {:>7} {:>15} {:>11}",
         "backend", "cases", "path", "req/s", "p50 ms", "p99 ms", "errors", "vs base", "raw AES µs"
     );
     for d in &datasets {
         for p in &d.paths {
             println!(
-                "{:<9} {:>7} {:<32} {:>9.0} {:>9.2} {:>9.2} {:>7} {:>10} {:>11}",
+                "{:<9} {:>7} {:<32} {:>9.0} {:>9.2} {:>9.2} {:>7} {:>15} {:>11}",
                 d.backend,
                 d.size,
                 p.name,
@@ -1522,7 +1618,7 @@ async fn main() -> Res<()> {
                 p.m.lat.ms(50.0),
                 p.m.lat.ms(99.0),
                 p.m.errors,
-                ratio(d, p).map_or("-".to_owned(), |r| format!("{:.0} %", r * 100.0)),
+                ratio_text(d, p),
                 p.raw_aes_us.map_or("-".to_owned(), |u| format!("{u:.1}")),
             );
         }
@@ -1530,7 +1626,7 @@ async fn main() -> Res<()> {
             for (what, lat) in [("1st builds", &a.first), ("rebuilds", &a.rebuilds)] {
                 // p50 and max (in the p99 column) of a handful of builds.
                 println!(
-                    "{:<9} {:>7} {:<32} {:>9} {:>9.2} {:>9.2} {:>7} {:>10} {:>11}",
+                    "{:<9} {:>7} {:<32} {:>9} {:>9.2} {:>9.2} {:>7} {:>15} {:>11}",
                     d.backend,
                     d.size,
                     format!("agenda {what} ({}), {} eligible", lat.0.len(), a.eligible),
@@ -1591,6 +1687,7 @@ async fn main() -> Res<()> {
         "quick": opts.quick,
         "concurrency": opts.concurrency,
         "duration_s": opts.duration.as_secs_f64(),
+        "rounds": opts.rounds,
         "warmup_s": opts.warmup.as_secs_f64(),
         "datasets": datasets.iter().map(|d| json!({
             "backend": d.backend,
@@ -1608,6 +1705,7 @@ async fn main() -> Res<()> {
                 v["path"] = json!(p.name);
                 v["baseline"] = json!(p.baseline);
                 v["ratio_to_baseline"] = json!(ratio(d, p));
+                v["ratio_to_baseline_by_round"] = json!(round_ratios(d, p));
                 v["raw_aes_gcm_us_same_bytes"] = json!(p.raw_aes_us);
                 v
             }).collect::<Vec<_>>(),
