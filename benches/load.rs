@@ -260,6 +260,7 @@ fn options() -> Options {
 // Measuring
 
 /// Microseconds, sorted.
+#[derive(Default)]
 struct Latencies(Vec<f64>);
 
 impl Latencies {
@@ -277,6 +278,7 @@ impl Latencies {
     }
 }
 
+#[derive(Default)]
 struct Measure {
     ok: u64,
     errors: u64,
@@ -293,14 +295,7 @@ impl Measure {
     }
     /// The rounds of one path as one measure: requests and seconds summed, latencies pooled.
     fn merge(rounds: Vec<Measure>) -> Measure {
-        let mut all = Measure {
-            ok: 0,
-            errors: 0,
-            first_error: None,
-            secs: 0.0,
-            lat: Latencies(Vec::new()),
-            rounds: Vec::new(),
-        };
+        let mut all = Measure::default();
         let mut lat = Vec::new();
         for m in rounds {
             all.rounds.push(m.rps());
@@ -376,14 +371,7 @@ async fn drive(concurrency: usize, warmup: Duration, duration: Duration, job: Jo
             (lat, ok, errors, first_error, last)
         }));
     }
-    let mut m = Measure {
-        ok: 0,
-        errors: 0,
-        first_error: None,
-        secs: 0.0,
-        lat: Latencies(Vec::new()),
-        rounds: Vec::new(),
-    };
+    let mut m = Measure::default();
     let mut all = Vec::new();
     let mut last = from;
     for t in tasks {
