@@ -1531,13 +1531,12 @@ fn ratio_text(d: &Dataset, p: &Path) -> String {
         return "-".to_owned();
     };
     let rounds = round_ratios(d, p);
+    if rounds.len() < 2 {
+        return format!("{:.0} %", r * 100.0);
+    }
     let lo = rounds.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if rounds.len() > 1 {
-        format!("{:.0} % ({:.0}-{:.0})", r * 100.0, lo * 100.0, hi * 100.0)
-    } else {
-        format!("{:.0} %", r * 100.0)
-    }
+    format!("{:.0} % ({:.0}-{:.0})", r * 100.0, lo * 100.0, hi * 100.0)
 }
 
 #[tokio::main]
