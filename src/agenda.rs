@@ -7,8 +7,9 @@
 //! - **Capacity**: items are taken in that order while their minutes fit the session's duration
 //!   (`minutes_per_new_case` / `minutes_per_follow_up`). The first case that does not fit, and
 //!   every case after it, is deferred: a shorter, less urgent case never jumps ahead of a longer,
-//!   more urgent one. Each deferral is counted once per session by the caller, so a case
-//!   deferred once sorts ahead of newer cases of the same urgency next time.
+//!   more urgent one. Each deferral is counted once per session when the agenda is
+//!   published (the caller), so a case deferred once sorts ahead of newer cases of the same
+//!   urgency next time.
 //! - **Time slots**: each item gets its start offset in minutes from the session start.
 
 use chrono::{DateTime, Utc};

@@ -7,6 +7,13 @@
 //! - A session's agenda can be built and edited until it is published; publishing is final for
 //!   that session (decisions follow). Cancelling a session releases its items to the pool (cases
 //!   return to `accepted` or `in_follow_up`).
+//! - A build's deferrals (the eligible cases beyond the capacity) are the session's draft until
+//!   the agenda is published: a rebuild replaces them, an edit that puts a case back on the
+//!   agenda withdraws its deferral. Publication counts each of them once (the count that orders
+//!   the next builds); cancelling a published session undoes its counts. A draft's deferrals
+//!   show the count they will have (`times_deferred` includes this session). A session left
+//!   unpublished counts nothing: a draft no one published is not a review that passed a case
+//!   over.
 //! - Publishing moves the items' cases to `scheduled` and opens member access (SPEC §7) to each
 //!   item for 30 days after the session; every organisation of an item's routing proposal is
 //!   invited to that item (guests see only those items).
@@ -729,8 +736,8 @@ fn candidate(c: &EligibleCase) -> Result<Candidate, ApiError> {
         case_id: c.id.clone(),
         reference: c.reference.clone(),
         urgency: parse(&c.urgency, Urgency::parse, "urgency")?,
-        // A rebuild does not count this session's earlier deferral again.
-        times_deferred: c.times_deferred - i64::from(c.deferred_here),
+        // Counted when a session is published: this session's own draft deferral is not.
+        times_deferred: c.times_deferred,
         waiting_since,
         kind: if follow_up { Kind::FollowUp } else { Kind::New },
     })
@@ -842,8 +849,8 @@ pub async fn build(
         .await?;
     audit::written(state, cellule, &head).await;
     // The answer is what was just written, from the rows in hand: reading back thousands of
-    // deferrals would cost more than the build itself. A candidate's count leaves out this
-    // session's earlier deferral (see `candidate`): with this one, one more.
+    // deferrals would cost more than the build itself. A deferral shows the count it will have
+    // once this agenda is published: one more.
     drop(cases);
     let mut deferred_view: Vec<DeferredView> = built
         .deferred
@@ -863,8 +870,7 @@ pub async fn build(
     agenda_view_of(&written, &rows, sched.as_ref(), None, deferred_view)
 }
 
-/// The stored agenda row an item of a build becomes (the case as the build read it; an item
-/// deferred here by an earlier build has that deferral withdrawn).
+/// The stored agenda row an item of a build becomes (the case as the build read it).
 fn built_row(c: &EligibleCase, item: &NewAgendaItem) -> AgendaItemRecord {
     AgendaItemRecord {
         case_id: item.case_id.clone(),
@@ -878,7 +884,7 @@ fn built_row(c: &EligibleCase, item: &NewAgendaItem) -> AgendaItemRecord {
         needs: c.needs.clone(),
         commune: c.commune.clone(),
         sector: c.sector.clone(),
-        times_deferred: c.times_deferred - i64::from(c.deferred_here),
+        times_deferred: c.times_deferred,
         routed_org: c.routed_org.clone(),
         follow_up_date: c.follow_up_date,
         // Decisions come after publication; a published agenda is never rebuilt.
@@ -938,7 +944,8 @@ async fn agenda_view(
             .map(|d| DeferredView {
                 case_id: d.case_id,
                 reference: d.reference,
-                times_deferred: d.times_deferred,
+                // A draft's deferral is counted when the agenda is published.
+                times_deferred: d.times_deferred + i64::from(session.published_at.is_none()),
             })
             .collect()
     } else {

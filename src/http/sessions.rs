@@ -163,7 +163,7 @@ pub async fn cancel_session(
 }
 
 /// Builds the agenda: eligible cases by urgency, deferrals and waiting time, within capacity;
-/// the rest is deferred (coordinator).
+/// the rest is deferred, counted when the agenda is published (coordinator).
 #[utoipa::path(post, path = "/v1/cellules/{cellule}/sessions/{sid}/agenda/build", tag = "sessions", security(("bearer" = [])),
     params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id")),
     responses(
@@ -226,7 +226,8 @@ pub async fn edit_agenda(
     Ok(Json(sessions::edit(&state, &member, &sid, body).await?))
 }
 
-/// Publishes the agenda: its cases become `scheduled` and members get access (coordinator).
+/// Publishes the agenda: its deferrals are counted, its cases become `scheduled` and members get
+/// access (coordinator).
 #[utoipa::path(post, path = "/v1/cellules/{cellule}/sessions/{sid}/agenda/publish", tag = "sessions", security(("bearer" = [])),
     params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id")),
     responses(

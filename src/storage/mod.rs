@@ -666,8 +666,8 @@ pub trait Database: Send + Sync + 'static {
         cellule: &str,
         id: &str,
     ) -> Result<Option<SessionRecord>, StorageError>;
-    /// Cancels a planned session: its agenda, deferrals (their counts undone) and publications
-    /// go, the listed cases return to their previous status, and the audit entries are appended,
+    /// Cancels a planned session: its agenda, deferrals (their counts undone if the agenda was
+    /// published) and publications go, the listed cases return to their previous status, and the audit entries are appended,
     /// in one transaction. `None` when the session was not planned; `Conflict` when decisions are
     /// recorded for it, when its agenda is no longer exactly `items`, or when a revert finds its
     /// case moved.
@@ -692,17 +692,16 @@ pub trait Database: Send + Sync + 'static {
         due_by: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<Vec<EligibleCase>, StorageError>;
-    /// Replaces a session's agenda; with `deferred` (a build), also replaces its deferrals (each
-    /// deferred case counted once per session; a rebuild changes only the counts of the cases
-    /// whose deferral came or went); without (an edit), withdraws the deferral of any case put
-    /// back on the agenda. Every item must still be accepted or followed up and on no other open
+    /// Replaces a session's agenda; with `deferred` (a build), also replaces its set of
+    /// deferrals; without (an edit), withdraws the deferral of any case put back on the agenda.
+    /// Nothing is counted here: an agenda's deferrals are counted when it is published
+    /// (`publish_agenda`). Every item must still be accepted or followed up and on no other open
     /// agenda (`Conflict` otherwise). Audit entries go in the same transaction.
     ///
     /// A build's deferrals are written as a difference when the session's stored deferrals are
     /// exactly `before` (the agenda unchanged since `read_at`, and as many stored deferrals as
-    /// `before` holds: none left by a case no longer eligible): only the cases whose deferral
-    /// came or went are touched, nothing at all on a rebuild that defers the same cases.
-    /// Otherwise the whole set is compared in the database.
+    /// `before` holds: none left by a case no longer eligible): nothing at all is written on a
+    /// rebuild that defers the same cases. Otherwise the whole set is compared in the database.
     async fn replace_agenda(
         &self,
         cellule: &str,
@@ -723,7 +722,8 @@ pub trait Database: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, String)>, StorageError>;
     /// Publishes a session's agenda: publication rows (with invited organisations), the moves of
-    /// its cases to `scheduled`, and the audit entries, in one transaction. `Conflict` when the
+    /// its cases to `scheduled`, one more deferral counted for each case of the session's set of
+    /// deferrals, and the audit entries, in one transaction. `Conflict` when the
     /// agenda is no longer exactly the cases of `invited` or a move finds its case moved.
     async fn publish_agenda(
         &self,

@@ -1217,10 +1217,12 @@ impl Database for PostgresDatabase {
             tx.rollback().await?;
             return Err(StorageError::Conflict("the agenda changed meanwhile"));
         }
+        // A published agenda's deferrals were counted: the count is undone with it.
         sqlx::query(
             "UPDATE case_deferrals f SET times = f.times - 1 \
              FROM (SELECT unnest(case_ids) AS id FROM session_deferrals WHERE session_id = $1) d \
-             WHERE f.case_id = d.id",
+             WHERE f.case_id = d.id \
+               AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = $1 AND s.published_at IS NOT NULL)",
         )
         .bind(id)
         .execute(&mut *tx)
@@ -1323,8 +1325,8 @@ impl Database for PostgresDatabase {
         }
         if let Some(deferred) = deferred {
             // The session's set as stored (the session row's lock above keeps it), compared
-            // with the build's: only the difference is counted, and the set is written whole,
-            // as one row (migration 0013). `before` is the stored set as the build read it,
+            // with the build's: the set is written whole, as one row (migration 0013), and
+            // only when it changed. `before` is the stored set as the build read it,
             // less the cases that left the pool since; no build or edit came in between
             // (`read_at`), and an erasure only takes cases out, so a stored set of the same
             // size is `before` and need not be read (thousands of ids) again.
@@ -1347,52 +1349,9 @@ impl Database for PostgresDatabase {
                 .unwrap_or_default();
                 &stored
             };
+            // Only the set changes: deferrals are counted when the agenda is published
+            // (`publish_agenda`), not by a build the coordinator may still redo or edit.
             let (withdrawn, added) = Deferrals { before, ..deferred }.difference();
-            if !withdrawn.is_empty() {
-                sqlx::query(
-                    "UPDATE case_deferrals SET times = times - 1 \
-                     WHERE case_id = ANY($1::text[])",
-                )
-                .bind(&withdrawn)
-                .execute(&mut *tx)
-                .await?;
-            }
-            if !added.is_empty() {
-                // Most newly deferred cases were deferred before (by earlier sessions): their
-                // counts are updated in one hash join over the table; the cases left have no
-                // count yet and get one, as plain rows: an upsert (`ON CONFLICT`) checks and
-                // marks each row it inserts (some 40 ms for 10,000 first deferrals against 28,
-                // `psql`). Such a row can only meet another one inserted since the update by a
-                // build of another session deferring the same case at the same moment: that
-                // build is then refused with 409, like one whose items changed meanwhile, and
-                // can be made again. Not kept as a prepared statement: a generic plan
-                // assumes 10 ids and walks the primary key for each; planned with the ids in
-                // hand, the join hashes them (some 20 ms for 10,000, `psql`, 100,000 cases).
-                let counted: Vec<String> = sqlx::query_scalar(
-                    "UPDATE case_deferrals f SET times = f.times + 1 \
-                     FROM unnest($1::text[]) AS n(id) WHERE f.case_id = n.id RETURNING f.case_id",
-                )
-                .bind(&added)
-                .persistent(false)
-                .fetch_all(&mut *tx)
-                .await?;
-                let counted: std::collections::HashSet<&str> =
-                    counted.iter().map(String::as_str).collect();
-                let first: Vec<&str> = added
-                    .iter()
-                    .copied()
-                    .filter(|id| !counted.contains(id))
-                    .collect();
-                if !first.is_empty() {
-                    sqlx::query(
-                        "INSERT INTO case_deferrals (case_id, times) SELECT unnest($1::text[]), 1",
-                    )
-                    .bind(&first)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| StorageError::from_sqlx(e, super::ITEMS_MOVED))?;
-                }
-            }
             if !withdrawn.is_empty() || !added.is_empty() {
                 let mut set: Vec<&str> = deferred.all.iter().map(String::as_str).collect();
                 set.sort_unstable();
@@ -1408,31 +1367,15 @@ impl Database for PostgresDatabase {
             }
         } else if !ids.is_empty() {
             // An edit that puts a deferred case back on the agenda withdraws its deferral.
-            let back: Vec<String> = sqlx::query_scalar(
-                "SELECT d FROM session_deferrals s CROSS JOIN unnest(s.case_ids) AS d \
-                 WHERE s.session_id = $1 AND d = ANY($2::text[])",
+            sqlx::query(
+                "UPDATE session_deferrals \
+                 SET case_ids = ARRAY(SELECT d FROM unnest(case_ids) AS d WHERE d <> ALL($2::text[])) \
+                 WHERE session_id = $1 AND case_ids && $2::text[]",
             )
             .bind(session_id)
             .bind(&ids)
-            .fetch_all(&mut *tx)
+            .execute(&mut *tx)
             .await?;
-            if !back.is_empty() {
-                sqlx::query(
-                    "UPDATE case_deferrals SET times = times - 1 WHERE case_id = ANY($1::text[])",
-                )
-                .bind(&back)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "UPDATE session_deferrals \
-                     SET case_ids = ARRAY(SELECT d FROM unnest(case_ids) AS d WHERE d <> ALL($2::text[])) \
-                     WHERE session_id = $1",
-                )
-                .bind(session_id)
-                .bind(&back)
-                .execute(&mut *tx)
-                .await?;
-            }
         }
         sqlx::query("DELETE FROM agenda_items WHERE session_id = $1")
             .bind(session_id)
@@ -1562,6 +1505,17 @@ impl Database for PostgresDatabase {
                 ));
             }
         }
+        // Publication makes the build's deferrals real: each case of the session's set is
+        // counted once (one statement, however many; an upsert, as a decision or another
+        // publication may count the same case at the same moment).
+        sqlx::query(
+            "INSERT INTO case_deferrals (case_id, times) \
+             SELECT unnest(case_ids), 1 FROM session_deferrals WHERE session_id = $1 \
+             ON CONFLICT (case_id) DO UPDATE SET times = case_deferrals.times + 1",
+        )
+        .bind(&session.id)
+        .execute(&mut *tx)
+        .await?;
         let head = append(&mut tx, cellule, audit).await?;
         tx.commit().await?;
         Ok(head)

@@ -116,12 +116,13 @@ pub struct EligibleCase {
     pub commune: Option<String>,
     pub sector: Option<String>,
     pub follow_up_date: Option<NaiveDate>,
+    /// Deferrals counted by published agendas and `deferred` decisions.
     pub times_deferred: i64,
     pub routed_org: Option<String>,
     pub submitted_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
     /// Whether the session asked about already deferred the case (an earlier build of its
-    /// agenda): a rebuild does not count that deferral again.
+    /// agenda): a rebuild that defers the same cases need not write its deferrals again.
     pub deferred_here: bool,
 }
 
@@ -442,6 +443,7 @@ pub struct AgendaItemRecord {
 pub struct DeferredRecord {
     pub case_id: String,
     pub reference: String,
+    /// As counted (by published agendas): this session's deferral included once it is published.
     pub times_deferred: i64,
 }
 

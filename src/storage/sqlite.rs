@@ -1123,9 +1123,11 @@ impl Database for SqliteDatabase {
             tx.rollback().await?;
             return Err(StorageError::Conflict("the agenda changed meanwhile"));
         }
+        // A published agenda's deferrals were counted: the count is undone with it.
         sqlx::query(
             "UPDATE case_deferrals SET times = times - 1 WHERE case_id IN \
-             (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1)",
+             (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1) \
+             AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = ?1 AND s.published_at IS NOT NULL)",
         )
         .bind(id)
         .execute(&mut *tx)
@@ -1232,29 +1234,30 @@ impl Database for SqliteDatabase {
                 serde_json::to_string(ids)
                     .map_err(|e| StorageError::Other(format!("deferred ids: {e}")))
             };
+            // Only the set changes: deferrals are counted when the agenda is published
+            // (`publish_agenda`), not by a build the coordinator may still redo or edit.
             if usize::try_from(stored).ok() == Some(deferred.before.len()) {
                 // The stored deferrals are `before`: only the difference is written.
                 let (withdrawn, added) = deferred.difference();
                 if !withdrawn.is_empty() {
-                    let ids = json(&withdrawn)?;
-                    for statement in [
-                        "UPDATE case_deferrals SET times = times - 1 \
-                         WHERE case_id IN (SELECT value FROM json_each(?2))",
+                    with_ids(
+                        &mut tx,
                         "DELETE FROM agenda_deferrals WHERE session_id = ?1 \
                          AND case_id IN (SELECT value FROM json_each(?2))",
-                    ] {
-                        with_ids(&mut tx, statement, session_id, &ids).await?;
-                    }
+                        session_id,
+                        &json(&withdrawn)?,
+                    )
+                    .await?;
                 }
                 if !added.is_empty() {
-                    let ids = json(&added)?;
-                    for statement in [
-                        COUNT_DEFERRALS,
+                    with_ids(
+                        &mut tx,
                         "INSERT INTO agenda_deferrals (session_id, case_id) \
                          SELECT ?1, value FROM json_each(?2)",
-                    ] {
-                        with_ids(&mut tx, statement, session_id, &ids).await?;
-                    }
+                        session_id,
+                        &json(&added)?,
+                    )
+                    .await?;
                 }
             } else {
                 // The whole set compared in the database; one statement each, however many
@@ -1263,39 +1266,24 @@ impl Database for SqliteDatabase {
                 all.sort_unstable(); // key order, as `difference` gives
                 let ids = json(&all)?;
                 for statement in [
-                    "UPDATE case_deferrals SET times = times - 1 WHERE case_id IN \
-                     (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1 \
-                        AND case_id NOT IN (SELECT value FROM json_each(?2)))",
                     "DELETE FROM agenda_deferrals WHERE session_id = ?1 \
                      AND case_id NOT IN (SELECT value FROM json_each(?2))",
-                    // Only the newly deferred cases are looked up.
-                    "INSERT INTO case_deferrals (case_id, times) \
-                     SELECT value, 1 FROM json_each(?2) WHERE value NOT IN \
-                       (SELECT case_id FROM agenda_deferrals WHERE session_id = ?1) \
-                     ON CONFLICT (case_id) DO UPDATE SET times = times + 1",
                     "INSERT OR IGNORE INTO agenda_deferrals (session_id, case_id) \
                      SELECT ?1, value FROM json_each(?2)",
                 ] {
                     with_ids(&mut tx, statement, session_id, &ids).await?;
                 }
             }
-        } else {
+        } else if !ids.is_empty() {
             // An edit that puts a deferred case back on the agenda withdraws its deferral.
-            for item in items {
-                let undone = sqlx::query(
-                    "DELETE FROM agenda_deferrals WHERE session_id = ?1 AND case_id = ?2",
-                )
-                .bind(session_id)
-                .bind(&item.case_id)
-                .execute(&mut *tx)
-                .await?;
-                if undone.rows_affected() == 1 {
-                    sqlx::query("UPDATE case_deferrals SET times = times - 1 WHERE case_id = ?1")
-                        .bind(&item.case_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
+            with_ids(
+                &mut tx,
+                "DELETE FROM agenda_deferrals WHERE session_id = ?1 \
+                 AND case_id IN (SELECT value FROM json_each(?2))",
+                session_id,
+                &ids_json,
+            )
+            .await?;
         }
         sqlx::query("DELETE FROM agenda_items WHERE session_id = ?1")
             .bind(session_id)
@@ -1422,6 +1410,12 @@ impl Database for SqliteDatabase {
                 ));
             }
         }
+        // Publication makes the build's deferrals real: each case of the session's set is
+        // counted once, in one statement however many.
+        sqlx::query(COUNT_DEFERRALS)
+            .bind(&session.id)
+            .execute(&mut *tx)
+            .await?;
         let head = append(&mut tx, cellule, audit).await?;
         tx.commit().await?;
         Ok(head)
@@ -1776,10 +1770,10 @@ async fn append(
     })
 }
 
-/// Counts one more deferral for each case of `?2`, a JSON array of case ids (the `WHERE` keeps
-/// SQLite from reading `ON CONFLICT` as a join constraint).
+/// Counts one more deferral for each case session `?1` deferred (the `WHERE` keeps SQLite from
+/// reading `ON CONFLICT` as a join constraint).
 const COUNT_DEFERRALS: &str = "INSERT INTO case_deferrals (case_id, times) \
-     SELECT value, 1 FROM json_each(?2) WHERE true \
+     SELECT case_id, 1 FROM agenda_deferrals WHERE session_id = ?1 AND true \
      ON CONFLICT (case_id) DO UPDATE SET times = times + 1";
 
 /// Runs a deferral statement: `?1` is the session, `?2` a JSON array of case ids.

@@ -21,7 +21,8 @@ fn up_to(mut migrator: Migrator, version: i64) -> Migrator {
     migrator
 }
 
-/// Rows as release 0008 stored them: a case deferred twice, one of them by a session's agenda.
+/// Rows as release 0008 stored them: a case deferred twice, one of them by the draft agenda of
+/// a session never published; another deferred once, by a published agenda.
 fn rows_of_0008(blob: &str) -> Vec<String> {
     let at = "'2026-01-05T10:00:00Z'";
     vec![
@@ -44,18 +45,35 @@ fn rows_of_0008(blob: &str) -> Vec<String> {
              '2026-01-05T11:00:00', 'Europe/Paris', 120, 'Mairie', 'planned', {at})"
         ),
         "INSERT INTO agenda_deferrals (session_id, case_id) VALUES ('s-1', 'case-1')".to_owned(),
+        format!(
+            "INSERT INTO cases (id, cellule, reference, status, urgency, age_band, gender, needs, \
+             consent_status, referring_org, referrer, times_deferred, situation, submitted_at, \
+             updated_at) VALUES ('case-3', 'c', 'C-2026-0003', 'accepted', 'routine', '30-39', \
+             'f', '[\"housing\"]', 'agreed', 'ccas', 'ref', 1, {blob}, {at}, {at})"
+        ),
+        format!(
+            "INSERT INTO sessions (id, cellule, starts_at, local_start, time_zone, \
+             duration_minutes, location, status, published_at, created_at) VALUES ('s-2', 'c', \
+             {at}, '2026-01-05T11:00:00', 'Europe/Paris', 120, 'Mairie', 'planned', {at}, {at})"
+        ),
+        "INSERT INTO agenda_deferrals (session_id, case_id) VALUES ('s-2', 'case-3')".to_owned(),
     ]
 }
 
-/// What the upgrade must keep: the count of the deferred case, no count for the other, the
-/// session's deferral (on PostgreSQL, in the session's set since 0013).
-fn kept(backend: Backend) -> [(&'static str, i64); 3] {
+/// What the upgrade must keep: the counts of the deferred cases less the draft's deferral (since
+/// PostgreSQL's 0015 and SQLite's 0012, publication counts a deferral), no count for the other
+/// case, the draft session's deferral (on PostgreSQL, in the session's set since 0013).
+fn kept(backend: Backend) -> [(&'static str, i64); 4] {
     [
         (
-            "SELECT count(*) FROM case_deferrals WHERE case_id = 'case-1' AND times = 2",
+            "SELECT count(*) FROM case_deferrals WHERE case_id = 'case-1' AND times = 1",
             1,
         ),
-        ("SELECT count(*) FROM case_deferrals", 1),
+        (
+            "SELECT count(*) FROM case_deferrals WHERE case_id = 'case-3' AND times = 1",
+            1,
+        ),
+        ("SELECT count(*) FROM case_deferrals", 2),
         match backend {
             Backend::Sqlite => (
                 "SELECT count(*) FROM agenda_deferrals WHERE session_id = 's-1' AND case_id = 'case-1'",

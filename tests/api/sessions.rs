@@ -300,9 +300,17 @@ async fn the_agenda_fills_capacity_by_urgency_and_counts_deferrals_once(backend:
     for d in again.body["deferred"].as_array().expect("deferred") {
         assert_eq!(d["times_deferred"], 1, "{d}");
     }
+    // A draft's deferrals show the count they will have; publication counts them.
+    for id in &deferred {
+        assert_eq!(
+            times_deferred(&app, id).await,
+            0,
+            "not counted before publication"
+        );
+    }
     // Next session: a case deferred once goes before newer routine cases.
     let (newer, _) = accepted(&app, "routine", json!(["care_access"]), "66G03").await;
-    call(
+    let a = call(
         &app,
         Method::POST,
         &format!("/sessions/{sid}/agenda/publish"),
@@ -310,6 +318,13 @@ async fn the_agenda_fills_capacity_by_urgency_and_counts_deferrals_once(backend:
         None,
     )
     .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    for d in a.body["deferred"].as_array().expect("deferred") {
+        assert_eq!(d["times_deferred"], 1, "{d}");
+    }
+    for id in &deferred {
+        assert_eq!(times_deferred(&app, id).await, 1, "counted by publication");
+    }
     let next = ad_hoc(&app, "2031-01-09T14:00:00+01:00").await;
     let b = call(
         &app,
@@ -890,10 +905,10 @@ async fn the_directory_rejects_what_it_cannot_route(backend: Backend) {
         .assert_problem(403);
 }
 
-/// A rebuild changes only the counts of the cases whose fate changed: a case deferred by the
-/// first build that now fits loses that deferral, newly deferred cases gain one, and the cases
-/// deferred both times keep theirs.
-async fn rebuilds_move_only_the_deferrals_that_changed(backend: Backend) {
+/// A build's deferrals are the session's draft: a rebuild replaces them (a case deferred by the
+/// first build that now fits loses that deferral, newly deferred cases are added, the cases
+/// deferred both times stay) and counts nothing; publication counts the set as it then is, once.
+async fn rebuilds_replace_the_draft_deferrals_and_publication_counts_them(backend: Backend) {
     let app = spawn_app(backend).await;
     setup(&app).await;
     // 120 minutes, 20 per new case: six fit.
@@ -901,16 +916,19 @@ async fn rebuilds_move_only_the_deferrals_that_changed(backend: Backend) {
     let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
     let build = || async {
         let agenda = build_agenda(&app, &sid).await;
-        // A build answers what it wrote: the agenda as read back, deferral counts included.
+        // A build answers what it wrote: the agenda as read back, pending counts included.
         let stored = agenda_as(&app, &sid, COORD).await;
         assert_eq!(stored.status, 200, "{}", stored.text);
         assert_eq!(agenda, stored.body);
+        for d in agenda["deferred"].as_array().expect("deferred") {
+            assert_eq!(d["times_deferred"], 1, "pending: {d}");
+        }
         (item_ids(&agenda), deferred_ids(&agenda))
     };
     let (items, first) = build().await;
     assert_eq!((items.len(), first.len()), (6, 2));
     for id in &first {
-        assert_eq!(times_deferred(&app, id).await, 1);
+        assert_eq!(times_deferred(&app, id).await, 0, "a draft counts nothing");
     }
     // Two agenda cases leave the pool: both deferred cases now fit.
     app.move_case(&items[0], json!({"to": "scheduled"})).await;
@@ -919,13 +937,8 @@ async fn rebuilds_move_only_the_deferrals_that_changed(backend: Backend) {
     assert_eq!((items.len(), deferred.len()), (6, 0));
     for id in &first {
         assert!(items.contains(id), "{id} now fits");
-        assert_eq!(
-            times_deferred(&app, id).await,
-            0,
-            "its deferral is withdrawn"
-        );
     }
-    // Three newer cases: the three newest are deferred, once each, and again after a rebuild.
+    // Three newer cases: the three newest are deferred, and again after a rebuild.
     let newer = routine_cases(&app, 3).await;
     for _ in 0..2 {
         let (items, deferred) = build().await;
@@ -933,23 +946,18 @@ async fn rebuilds_move_only_the_deferrals_that_changed(backend: Backend) {
         assert_eq!(deferred.len(), 3);
         for id in &newer {
             assert!(deferred.contains(id), "{id} is deferred");
-            assert_eq!(times_deferred(&app, id).await, 1);
-        }
-        for id in &items {
             assert_eq!(times_deferred(&app, id).await, 0);
         }
     }
-    // A deferred case that leaves the pool (scheduled elsewhere) has its deferral withdrawn at
-    // the next build: the stored deferrals then differ from what the build read (SQLite then
-    // compares the whole set in the database; PostgreSQL always diffs against its stored set).
+    // A deferred case that leaves the pool (scheduled elsewhere) leaves the set at the next
+    // build: the stored deferrals then differ from what the build read (SQLite then compares
+    // the whole set in the database; PostgreSQL diffs against its stored set).
     app.move_case(&newer[0], json!({"to": "scheduled"})).await;
     let (items, deferred) = build().await;
     assert_eq!((items.len(), deferred.len()), (6, 2));
     assert!(!deferred.contains(&newer[0]));
-    assert_eq!(times_deferred(&app, &newer[0]).await, 0);
     for id in &newer[1..] {
         assert!(deferred.contains(id), "{id} is deferred");
-        assert_eq!(times_deferred(&app, id).await, 1);
     }
     let stored: Vec<String> = app
         .state
@@ -964,9 +972,9 @@ async fn rebuilds_move_only_the_deferrals_that_changed(backend: Backend) {
     assert!(stored.iter().all(|id| deferred.contains(id)));
 
     // A build that read the agenda before another build wrote it is refused, and changes
-    // nothing: its deferrals would be counted against a set that is no longer there.
+    // nothing: it would replace a set it did not see.
     let stale = cellule::storage::Deferrals {
-        all: &newer[1..],
+        all: &newer[..1],
         before: &[],
         read_at: None,
     };
@@ -990,11 +998,31 @@ async fn rebuilds_move_only_the_deferrals_that_changed(backend: Backend) {
     let (items_after, deferred_after) = build().await;
     assert_eq!(items_after, items);
     assert_eq!(deferred_after, deferred);
+
+    // Publication counts the set as it is, once: not the deferrals withdrawn on the way.
+    let a = call(
+        &app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/publish"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(deferred_ids(&a.body), deferred);
+    for d in a.body["deferred"].as_array().expect("deferred") {
+        assert_eq!(d["times_deferred"], 1, "counted: {d}");
+    }
     for id in &newer[1..] {
         assert_eq!(times_deferred(&app, id).await, 1);
     }
+    for id in first.iter().chain(&newer[..1]).chain(&items) {
+        assert_eq!(times_deferred(&app, id).await, 0, "{id}");
+    }
 }
 
+/// A case deferred by two published agendas counts twice; cancelling the second undoes its
+/// count, not the first's.
 async fn a_case_deferred_by_two_sessions_counts_twice(backend: Backend) {
     let app = spawn_app(backend).await;
     setup(&app).await;
@@ -1004,11 +1032,13 @@ async fn a_case_deferred_by_two_sessions_counts_twice(backend: Backend) {
     let b_sid = ad_hoc(&app, "2031-01-09T14:00:00+01:00").await;
     let twice = deferred_ids(&build_agenda(&app, &a_sid).await);
     assert_eq!(twice.len(), 2);
+    publish(&app, &a_sid).await;
     for id in &twice {
         assert_eq!(times_deferred(&app, id).await, 1);
     }
-    // Six urgent cases come first in B: A's two deferred cases are deferred again, and counted
-    // again (their counts exist: this is the update, not the first count).
+    // Six urgent cases come first in B: A's two deferred cases are deferred again, shown with
+    // the count B's publication gives them, and counted again by it (their counts exist: this
+    // is the update, not the first count).
     let urgent: Vec<String> = {
         let mut v = Vec::new();
         for _ in 0..6 {
@@ -1030,14 +1060,19 @@ async fn a_case_deferred_by_two_sessions_counts_twice(backend: Backend) {
     for d in b["deferred"].as_array().expect("deferred") {
         assert_eq!(d["times_deferred"], 2, "{d}");
     }
-    // A rebuild of B counts nothing twice; cancelling B withdraws its deferrals, not A's.
+    // A rebuild of B counts nothing; its publication counts once.
     let b = build_agenda(&app, &b_sid).await;
     for d in b["deferred"].as_array().expect("deferred") {
         assert_eq!(d["times_deferred"], 2, "{d}");
     }
     for id in &twice {
+        assert_eq!(times_deferred(&app, id).await, 1);
+    }
+    publish(&app, &b_sid).await;
+    for id in &twice {
         assert_eq!(times_deferred(&app, id).await, 2);
     }
+    // Cancelling the published B (no decision yet) undoes its counts, not A's.
     let a = call(
         &app,
         Method::POST,
@@ -1053,6 +1088,23 @@ async fn a_case_deferred_by_two_sessions_counts_twice(backend: Backend) {
     let a = agenda_as(&app, &a_sid, COORD).await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(deferred_ids(&a.body).len(), 2);
+    for d in a.body["deferred"].as_array().expect("deferred") {
+        assert_eq!(d["times_deferred"], 1, "A's published deferral: {d}");
+    }
+}
+
+/// Publishes a session's agenda as the coordinator (200 expected).
+async fn publish(app: &TestApp, sid: &str) -> Value {
+    let a = call(
+        app,
+        Method::POST,
+        &format!("/sessions/{sid}/agenda/publish"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.body
 }
 
 async fn agenda_put_get(app: &TestApp, sid: &str, items: Value) -> crate::helpers::Answer {
@@ -1168,6 +1220,7 @@ async fn erasing_a_deferred_case_removes_its_deferrals(backend: Backend) {
         .as_str()
         .expect("deferred")
         .to_owned();
+    publish(&app, &sid).await;
     assert_eq!(times_deferred(&app, &deferred).await, 1);
     let counts = "SELECT count(*) FROM case_deferrals WHERE case_id = $1";
     // PostgreSQL keeps a session's deferrals as one set (migration 0013).
@@ -1215,7 +1268,8 @@ async fn edits_publication_and_cancellation_keep_the_pool_consistent(backend: Ba
         .as_str()
         .expect("deferred")
         .to_owned();
-    assert_eq!(times_deferred(&app, &deferred).await, 1);
+    assert_eq!(agenda["deferred"][0]["times_deferred"], 1, "pending");
+    assert_eq!(times_deferred(&app, &deferred).await, 0, "a draft");
 
     // Putting the deferred case back on the agenda withdraws its deferral.
     let mut all = on_a.clone();
@@ -1244,13 +1298,13 @@ async fn edits_publication_and_cancellation_keep_the_pool_consistent(backend: Ba
     // Building the other session leaves A's cases alone.
     assert_eq!(item_ids(&build(b_sid.clone()).await), Vec::<String>::new());
 
-    // Cancelling A undoes its deferral count and releases everything.
+    // Cancelling the unpublished A drops its draft deferral (never counted) and releases
+    // everything.
     let agenda = build(a_sid.clone()).await;
     let deferred = agenda["deferred"][0]["case_id"]
         .as_str()
         .expect("deferred")
         .to_owned();
-    assert_eq!(times_deferred(&app, &deferred).await, 1);
     let a = call(
         &app,
         Method::POST,
@@ -1261,6 +1315,15 @@ async fn edits_publication_and_cancellation_keep_the_pool_consistent(backend: Ba
     .await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(times_deferred(&app, &deferred).await, 0);
+    assert!(
+        app.state
+            .db
+            .agenda_deferred(&a_sid)
+            .await
+            .expect("deferrals")
+            .is_empty(),
+        "the draft's deferrals go with it"
+    );
 
     // A case that moved since the build stops the publication.
     let agenda = build(b_sid.clone()).await;
@@ -1634,29 +1697,29 @@ backend_tests!(
     access_follows_routing_and_ends_by_itself,
     sessions_keep_their_zone_and_schedule_its_first_day,
     deferred_decisions_are_not_reviews,
-    rebuilds_move_only_the_deferrals_that_changed,
+    rebuilds_replace_the_draft_deferrals_and_publication_counts_them,
     a_case_deferred_by_two_sessions_counts_twice,
     erasing_a_deferred_case_removes_its_deferrals,
     the_store_refuses_items_that_are_no_longer_eligible,
 );
 
-/// PostgreSQL counts a case's first deferral with a plain insert (an upsert checks and marks
-/// each row it inserts). A build that meets a count inserted meanwhile by another session's
-/// build, for a case it defers for the first time as far as it saw, is refused with 409 and
-/// writes nothing; made again, it succeeds and takes that count into account.
+/// Publication counts its deferrals with an upsert: a first count of the same case written
+/// meanwhile by another transaction (a `deferred` decision, another session's publication) is
+/// waited for and added to, neither lost nor refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_first_deferral_counted_meanwhile_refuses_the_build() {
-    use cellule::storage::{Deferrals, StorageError};
+async fn postgres_a_deferral_counted_meanwhile_is_added_to_by_publication() {
     use sqlx::Connection;
     let app = spawn_app(Backend::Postgres).await;
     setup(&app).await;
     // 120 minutes, 20 per new case: six fit, the two newest are deferred.
     let ids = routine_cases(&app, 8).await;
     let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    let agenda = build_agenda(&app, &sid).await;
+    assert_eq!(deferred_ids(&agenda), ids[6..8], "{agenda}");
     let newest = ids[7].clone();
     assert_eq!(times_deferred(&app, &newest).await, 0);
 
-    // Another build's transaction has counted the newest case's deferral, not yet committed.
+    // Another transaction has counted the newest case's first deferral, not yet committed.
     let mut other = sqlx::PgConnection::connect(&app.database_url)
         .await
         .expect("pg");
@@ -1669,61 +1732,39 @@ async fn postgres_a_first_deferral_counted_meanwhile_refuses_the_build() {
         .execute(&mut other)
         .await
         .expect("count");
-    let db = app.state.db.clone();
-    let (sid_, newest_) = (sid.clone(), newest.clone());
-    let build = tokio::spawn(async move {
-        let all = [newest_];
-        db.replace_agenda(
-            "perpignan",
-            &sid_,
-            &[],
-            Some(Deferrals {
-                all: &all,
-                before: &[],
-                read_at: None,
-            }),
-            chrono::Utc::now(),
-            Vec::new(),
-        )
-        .await
-    });
-    // The build's insert waits on the other transaction's row, which then commits.
-    let mut waited = 0;
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&mut other)
-        .await
-        .expect("activity");
-        if waiting > 0 {
-            break;
+    let path = format!("/sessions/{sid}/agenda/publish");
+    let publish = call(&app, Method::POST, &path, COORD, None);
+    // The publication's count waits on the other transaction's row, which then commits.
+    let meanwhile = async {
+        let mut waited = 0;
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut other)
+            .await
+            .expect("activity");
+            if waiting > 0 {
+                break;
+            }
+            waited += 1;
+            assert!(
+                waited < 500,
+                "the publication never waited on the other count"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        waited += 1;
-        assert!(waited < 500, "the build never waited on the other count");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    sqlx::raw_sql("COMMIT")
-        .execute(&mut other)
-        .await
-        .expect("commit");
-    let err = build
-        .await
-        .expect("task")
-        .expect_err("a count inserted meanwhile");
-    assert!(matches!(err, StorageError::Conflict(_)), "{err:?}");
-    // Nothing of the refused build was written: no deferral set, the count as the other wrote it.
-    assert_eq!(times_deferred(&app, &newest).await, 1);
-    let built = app.state.db.agenda_deferred(&sid).await.expect("deferrals");
-    assert!(built.is_empty(), "{built:?}");
-    // Made again, the build succeeds and orders by that count: the case deferred once comes
-    // first, and the two newest of the others are deferred and counted.
-    let agenda = build_agenda(&app, &sid).await;
-    assert_eq!(item_ids(&agenda).first(), Some(&newest), "{agenda}");
-    assert_eq!(deferred_ids(&agenda), ids[5..7], "{agenda}");
-    assert_eq!(times_deferred(&app, &newest).await, 1);
-    for id in &ids[5..7] {
-        assert_eq!(times_deferred(&app, id).await, 1);
+        sqlx::raw_sql("COMMIT")
+            .execute(&mut other)
+            .await
+            .expect("commit");
+    };
+    let (a, ()) = tokio::join!(publish, meanwhile);
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(times_deferred(&app, &newest).await, 2, "both counts");
+    assert_eq!(times_deferred(&app, &ids[6]).await, 1);
+    for id in &ids[..6] {
+        assert_eq!(times_deferred(&app, id).await, 0);
     }
 }
