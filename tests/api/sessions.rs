@@ -310,16 +310,8 @@ async fn the_agenda_fills_capacity_by_urgency_and_counts_deferrals_once(backend:
     }
     // Next session: a case deferred once goes before newer routine cases.
     let (newer, _) = accepted(&app, "routine", json!(["care_access"]), "66G03").await;
-    let a = call(
-        &app,
-        Method::POST,
-        &format!("/sessions/{sid}/agenda/publish"),
-        COORD,
-        None,
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.text);
-    for d in a.body["deferred"].as_array().expect("deferred") {
+    let published = publish(&app, &sid).await;
+    for d in published["deferred"].as_array().expect("deferred") {
         assert_eq!(d["times_deferred"], 1, "{d}");
     }
     for id in &deferred {
@@ -1000,17 +992,9 @@ async fn rebuilds_replace_the_draft_deferrals_and_publication_counts_them(backen
     assert_eq!(deferred_after, deferred);
 
     // Publication counts the set as it is, once: not the deferrals withdrawn on the way.
-    let a = call(
-        &app,
-        Method::POST,
-        &format!("/sessions/{sid}/agenda/publish"),
-        COORD,
-        None,
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.text);
-    assert_eq!(deferred_ids(&a.body), deferred);
-    for d in a.body["deferred"].as_array().expect("deferred") {
+    let published = publish(&app, &sid).await;
+    assert_eq!(deferred_ids(&published), deferred);
+    for d in published["deferred"].as_array().expect("deferred") {
         assert_eq!(d["times_deferred"], 1, "counted: {d}");
     }
     for id in &newer[1..] {
@@ -1093,18 +1077,9 @@ async fn a_case_deferred_by_two_sessions_counts_twice(backend: Backend) {
     }
 }
 
-/// Publishes a session's agenda as the coordinator (200 expected).
+/// Publishes a session's agenda as the coordinator (200 expected) and returns it.
 async fn publish(app: &TestApp, sid: &str) -> Value {
-    let a = call(
-        app,
-        Method::POST,
-        &format!("/sessions/{sid}/agenda/publish"),
-        COORD,
-        None,
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.text);
-    a.body
+    agenda_action(app, sid, "publish").await
 }
 
 async fn agenda_put_get(app: &TestApp, sid: &str, items: Value) -> crate::helpers::Answer {
@@ -1132,10 +1107,15 @@ async fn agenda_as(app: &TestApp, sid: &str, sub: &str) -> crate::helpers::Answe
 
 /// Builds a session's agenda as the coordinator (200 expected) and returns it.
 async fn build_agenda(app: &TestApp, sid: &str) -> Value {
+    agenda_action(app, sid, "build").await
+}
+
+/// `POST …/sessions/{sid}/agenda/{action}` as the coordinator (200 expected): the agenda.
+async fn agenda_action(app: &TestApp, sid: &str, action: &str) -> Value {
     let a = call(
         app,
         Method::POST,
-        &format!("/sessions/{sid}/agenda/build"),
+        &format!("/sessions/{sid}/agenda/{action}"),
         COORD,
         None,
     )
