@@ -630,6 +630,20 @@ impl Server {
         token: &str,
         body: Option<Value>,
     ) -> Res<Value> {
+        let (text, _) = self.call_timed(method, path, token, body).await?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The body of a successful answer, and the microseconds until it was all received (not
+    /// parsed).
+    async fn call_timed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Res<(String, f64)> {
+        let t = Instant::now();
         let mut req = self
             .client
             .request(method.clone(), format!("{}{path}", self.base))
@@ -640,11 +654,12 @@ impl Server {
         let resp = req.send().await?;
         let status = resp.status();
         let text = resp.text().await?;
+        let us = t.elapsed().as_secs_f64() * 1e6;
         if !status.is_success() {
             // Problem documents carry no case content.
             return Err(format!("{method} {path}: {status} {text}").into());
         }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        Ok((text, us))
     }
 
     /// Cellule `slug` with a coordinator (city sphere, charter accepted) and an auditor.
@@ -1398,48 +1413,32 @@ async fn run_dataset(
         for b in 0..builds {
             // Timed until the whole answer is received (10,000 deferrals: about a megabyte),
             // not while the client parses it.
-            let t = Instant::now();
-            let resp = server
-                .client
-                .post(format!(
-                    "{}{cpath}/sessions/{sid}/agenda/build",
-                    server.base
-                ))
-                .bearer_auth(&server.coord)
-                .json(&json!({}))
-                .send()
+            let (text, us) = server
+                .call_timed(
+                    Method::POST,
+                    &format!("{cpath}/sessions/{sid}/agenda/build"),
+                    &server.coord,
+                    Some(json!({})),
+                )
                 .await?;
-            let status = resp.status();
-            let text = resp.text().await?;
-            let us = t.elapsed().as_secs_f64() * 1e6;
             if b == 0 {
                 first.push(us)
             } else {
                 rebuilds.push(us)
             }
-            if !status.is_success() {
-                return Err(format!("agenda build: {status} {text}").into());
-            }
             let agenda: Value = serde_json::from_str(&text)?;
             items = agenda["items"].as_array().map_or(0, Vec::len);
             deferred = agenda["deferred"].as_array().map_or(0, Vec::len);
         }
-        let t = Instant::now();
-        let resp = server
-            .client
-            .post(format!(
-                "{}{cpath}/sessions/{sid}/agenda/publish",
-                server.base
-            ))
-            .bearer_auth(&server.coord)
-            .send()
+        let (text, us) = server
+            .call_timed(
+                Method::POST,
+                &format!("{cpath}/sessions/{sid}/agenda/publish"),
+                &server.coord,
+                None,
+            )
             .await?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        publications.push(t.elapsed().as_secs_f64() * 1e6);
-        if !status.is_success() {
-            return Err(format!("agenda publication: {status} {text}").into());
-        }
+        publications.push(us);
         let published: Value = serde_json::from_str(&text)?;
         if published["deferred"].as_array().map_or(0, Vec::len) != deferred {
             return Err("the published agenda lost deferrals".into());

@@ -667,10 +667,10 @@ pub trait Database: Send + Sync + 'static {
         id: &str,
     ) -> Result<Option<SessionRecord>, StorageError>;
     /// Cancels a planned session: its agenda, deferrals (their counts undone if the agenda was
-    /// published) and publications go, the listed cases return to their previous status, and the audit entries are appended,
-    /// in one transaction. `None` when the session was not planned; `Conflict` when decisions are
-    /// recorded for it, when its agenda is no longer exactly `items`, or when a revert finds its
-    /// case moved.
+    /// published) and publications go, the listed cases return to their previous status, and
+    /// the audit entries are appended, in one transaction. `None` when the session was not
+    /// planned; `Conflict` when decisions are recorded for it, when its agenda is no longer
+    /// exactly `items`, or when a revert finds its case moved.
     async fn cancel_session(
         &self,
         cellule: &str,
@@ -723,8 +723,8 @@ pub trait Database: Send + Sync + 'static {
     ) -> Result<Vec<(String, String)>, StorageError>;
     /// Publishes a session's agenda: publication rows (with invited organisations), the moves of
     /// its cases to `scheduled`, one more deferral counted for each case of the session's set of
-    /// deferrals, and the audit entries, in one transaction. `Conflict` when the
-    /// agenda is no longer exactly the cases of `invited` or a move finds its case moved.
+    /// deferrals, and the audit entries, in one transaction. `Conflict` when the agenda is no
+    /// longer exactly the cases of `invited` or a move finds its case moved.
     async fn publish_agenda(
         &self,
         cellule: &str,
