@@ -21,36 +21,31 @@ fn up_to(mut migrator: Migrator, version: i64) -> Migrator {
     migrator
 }
 
+/// A case row as release 0008 stored it, with its deferral count (then on the case row).
+fn case_of_0008(n: u32, times_deferred: i64, blob: &str, at: &str) -> String {
+    format!(
+        "INSERT INTO cases (id, cellule, reference, status, urgency, age_band, gender, needs, \
+         consent_status, referring_org, referrer, times_deferred, situation, submitted_at, \
+         updated_at) VALUES ('case-{n}', 'c', 'C-2026-000{n}', 'accepted', 'routine', '30-39', \
+         'f', '[\"housing\"]', 'agreed', 'ccas', 'ref', {times_deferred}, {blob}, {at}, {at})"
+    )
+}
+
 /// Rows as release 0008 stored them: a case deferred twice, one of them by the draft agenda of
 /// a session never published; another deferred once, by a published agenda.
 fn rows_of_0008(blob: &str) -> Vec<String> {
     let at = "'2026-01-05T10:00:00Z'";
     vec![
         format!("INSERT INTO cellules (slug, name, code, created_at) VALUES ('c', 'C', 'C', {at})"),
-        format!(
-            "INSERT INTO cases (id, cellule, reference, status, urgency, age_band, gender, needs, \
-             consent_status, referring_org, referrer, times_deferred, situation, submitted_at, \
-             updated_at) VALUES ('case-1', 'c', 'C-2026-0001', 'accepted', 'routine', '30-39', \
-             'f', '[\"housing\"]', 'agreed', 'ccas', 'ref', 2, {blob}, {at}, {at})"
-        ),
-        format!(
-            "INSERT INTO cases (id, cellule, reference, status, urgency, age_band, gender, needs, \
-             consent_status, referring_org, referrer, situation, submitted_at, updated_at) \
-             VALUES ('case-2', 'c', 'C-2026-0002', 'accepted', 'routine', '30-39', 'f', \
-             '[\"housing\"]', 'agreed', 'ccas', 'ref', {blob}, {at}, {at})"
-        ),
+        case_of_0008(1, 2, blob, at),
+        case_of_0008(2, 0, blob, at),
         format!(
             "INSERT INTO sessions (id, cellule, starts_at, local_start, time_zone, \
              duration_minutes, location, status, created_at) VALUES ('s-1', 'c', {at}, \
              '2026-01-05T11:00:00', 'Europe/Paris', 120, 'Mairie', 'planned', {at})"
         ),
         "INSERT INTO agenda_deferrals (session_id, case_id) VALUES ('s-1', 'case-1')".to_owned(),
-        format!(
-            "INSERT INTO cases (id, cellule, reference, status, urgency, age_band, gender, needs, \
-             consent_status, referring_org, referrer, times_deferred, situation, submitted_at, \
-             updated_at) VALUES ('case-3', 'c', 'C-2026-0003', 'accepted', 'routine', '30-39', \
-             'f', '[\"housing\"]', 'agreed', 'ccas', 'ref', 1, {blob}, {at}, {at})"
-        ),
+        case_of_0008(3, 1, blob, at),
         format!(
             "INSERT INTO sessions (id, cellule, starts_at, local_start, time_zone, \
              duration_minutes, location, status, published_at, created_at) VALUES ('s-2', 'c', \
