@@ -1,5 +1,5 @@
 //! Need-to-know access (SPEC §6-§7): the one authorisation point. Every route asks these
-//! functions, which ask the Cedar policies of [`crate::policy`]; no handler compares roles.
+//! functions, which ask the Cedar policies of [`crate::domain::policy`]; no handler compares roles.
 //!
 //! - A case the caller may not see answers 404, exactly like a case that does not exist (the
 //!   visibility question `view_case` is asked first, and a charter refusal is only told when the
@@ -14,9 +14,9 @@ use crate::audit::{self, Action, AuditCtx};
 use crate::auth::CelluleMember;
 use crate::domain::Role;
 use crate::domain::case::Audience;
+use crate::domain::policy::{Principal, Resource, Verdict};
 use crate::error::ApiError;
 use crate::http::AppState;
-use crate::policy::{Principal, Resource, Verdict};
 use crate::storage::CaseRecord;
 
 /// A member sees the cases of a published agenda until this long after the session.

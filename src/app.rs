@@ -29,7 +29,7 @@ pub enum StartError {
     #[error(transparent)]
     Keys(#[from] crate::crypto::keys::KeyError),
     #[error(transparent)]
-    Policy(#[from] crate::policy::PolicyError),
+    Policy(#[from] crate::domain::policy::PolicyError),
     #[error("cannot listen on {addr}: {cause}")]
     Bind {
         addr: SocketAddr,
@@ -109,10 +109,10 @@ pub async fn open_keys(
 }
 
 /// Loads and validates the access policies (embedded defaults, or `policies_dir`).
-pub fn load_policies(config: &Config) -> Result<crate::policy::Policies, StartError> {
+pub fn load_policies(config: &Config) -> Result<crate::domain::policy::Policies, StartError> {
     Ok(match &config.policies_dir {
-        Some(dir) => crate::policy::Policies::load_dir(dir)?,
-        None => crate::policy::Policies::embedded()?,
+        Some(dir) => crate::domain::policy::Policies::load_dir(dir)?,
+        None => crate::domain::policy::Policies::embedded()?,
     })
 }
 

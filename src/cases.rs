@@ -15,11 +15,11 @@ use crate::domain::Organisation;
 use crate::domain::case::{
     AgeBand, Audience, CaseStatus, Commune, ConsentStatus, Gender, Need, Sector, Urgency,
 };
+use crate::domain::guard::{Guard, Hit};
+use crate::domain::linkage::Identity;
+use crate::domain::policy::Principal;
 use crate::error::{ApiError, FieldError};
 use crate::http::AppState;
-use crate::policy::Principal;
-use crate::referrals::guard::{Guard, Hit};
-use crate::referrals::linkage::Identity;
 use crate::storage::{
     CaseFilter, CaseRecord, Database, EventRecord, NewCase, NoteRecord, Tombstone, Transition,
 };

@@ -595,7 +595,7 @@ async fn routing(config: &Config, clock: &dyn Clock, cmd: RoutingCommand) -> Res
             }
             let text = String::from_utf8(bytes)
                 .map_err(|_| CliError::usage(format!("{shown}: not UTF-8 text")))?;
-            let dir = crate::routing::Directory::from_toml(&text).map_err(|e| {
+            let dir = crate::domain::routing::Directory::from_toml(&text).map_err(|e| {
                 let problems: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
                 CliError::usage(format!(
                     "{shown}: refused, nothing changed: {}",

@@ -40,13 +40,13 @@ use crate::cli::CliError;
 use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::config::Config;
 use crate::domain::case::{Audience, CaseStatus};
+use crate::domain::routing::Directory;
+use crate::domain::schedule::Schedule;
 use crate::domain::{
     Cellule, CelluleName, CelluleSlug, MembershipSpec, Organisation, Role, Sphere, Subject,
 };
 use crate::error::ApiError;
 use crate::http::AppState;
-use crate::routing::Directory;
-use crate::schedule::Schedule;
 use crate::sessions::{self, AgendaView, DecisionRequest, Outcome, PlanRequest};
 use crate::storage::SessionRecord;
 
@@ -1045,7 +1045,7 @@ mod tests {
         assert_eq!(SPECS[DUPLICATE_PAIR.0].fate, Fate::Long, "still open");
         assert_eq!(SPECS[DUPLICATE_PAIR.0].needs, SPECS[DUPLICATE_PAIR.1].needs);
         assert!(Directory::from_toml(ROUTING_EXAMPLE).is_ok());
-        let guard = crate::referrals::guard::Guard::new(Utc::now().date_naive());
+        let guard = crate::domain::guard::Guard::new(Utc::now().date_naive());
         for (situation, expectations) in THEMES {
             assert!(guard.scan("situation", situation).is_empty(), "{situation}");
             assert!(guard.scan("expectations", expectations).is_empty());

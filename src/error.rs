@@ -9,7 +9,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::TokenError;
-use crate::referrals::guard::Hit;
+pub use crate::domain::FieldError;
+use crate::domain::guard::Hit;
 use crate::storage::StorageError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -37,24 +38,6 @@ pub struct Problem {
 pub enum ProblemItem {
     Field(FieldError),
     Identifier(Hit),
-}
-
-/// One invalid field.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
-pub struct FieldError {
-    /// JSON pointer (RFC 6901) to the offending member, `""` for the whole body.
-    #[schema(example = "/role")]
-    pub pointer: String,
-    pub detail: String,
-}
-
-impl FieldError {
-    pub fn new(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self {
-            pointer: pointer.into(),
-            detail: detail.into(),
-        }
-    }
 }
 
 /// Everything a handler or extractor can fail with.

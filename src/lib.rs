@@ -13,7 +13,6 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
-pub mod agenda;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -28,10 +27,6 @@ pub mod domain;
 pub mod error;
 pub mod fsutil;
 pub mod http;
-pub mod policy;
-pub mod referrals;
-pub mod routing;
-pub mod schedule;
 pub mod sessions;
 pub mod storage;
 pub mod telemetry;

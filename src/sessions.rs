@@ -1,6 +1,6 @@
 //! The monthly review (SPEC §10): schedule, planned and ad-hoc sessions, agenda building,
 //! publication, decisions, the calendar export, the routing directory and the yearly
-//! statistics. Pure rules live in [`crate::schedule`], [`crate::agenda`] and [`crate::routing`];
+//! statistics. Pure rules live in [`crate::domain::schedule`], [`crate::domain::agenda`] and [`crate::domain::routing`];
 //! this module loads, authorises, records in the audit log and stores.
 //!
 //! Choices where the design is silent:
@@ -36,17 +36,17 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::access;
-use crate::agenda::{self, Candidate, Capacity, Kind};
 use crate::audit::{self, Action};
 use crate::auth::CelluleMember;
 use crate::crypto::FieldContext;
 use crate::domain::Organisation;
+use crate::domain::agenda::{self, Candidate, Capacity, Kind};
 use crate::domain::case::{CaseStatus, Need, Urgency};
+use crate::domain::policy::Principal;
+use crate::domain::routing::{self, Directory};
+use crate::domain::schedule::{self, IcsEvent, Schedule};
 use crate::error::{ApiError, FieldError};
 use crate::http::AppState;
-use crate::policy::Principal;
-use crate::routing::{self, Directory};
-use crate::schedule::{self, IcsEvent, Schedule};
 use crate::storage::{
     AgendaItemRecord, CaseRecord, DecisionRecord, Deferrals, EligibleCase, NewAgendaItem,
     SessionRecord, Transition,
@@ -1353,7 +1353,7 @@ async fn decide_on(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let guard = crate::referrals::guard::Guard::new(state.clock.now().date_naive());
+    let guard = crate::domain::guard::Guard::new(state.clock.now().date_naive());
     let mut hits = Vec::new();
     if let Some(t) = &req.text {
         hits.extend(guard.scan("text", t));

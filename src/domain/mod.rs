@@ -15,12 +15,36 @@ macro_rules! deserialize_via_parse {
     )+};
 }
 
+pub mod agenda;
 pub mod case;
 pub mod cellule;
+pub mod guard;
+pub mod linkage;
 pub mod membership;
+pub mod policy;
+pub mod routing;
+pub mod schedule;
 
 pub use cellule::{Cellule, CelluleCode, CelluleName, CelluleSlug, NewCellule};
 pub use membership::{Membership, MembershipSpec, Organisation, Role, Sphere, Subject};
+
+/// One invalid field.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema, PartialEq, Eq)]
+pub struct FieldError {
+    /// JSON pointer (RFC 6901) to the offending member, `""` for the whole body.
+    #[schema(example = "/role")]
+    pub pointer: String,
+    pub detail: String,
+}
+
+impl FieldError {
+    pub fn new(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            pointer: pointer.into(),
+            detail: detail.into(),
+        }
+    }
+}
 
 /// A value that failed validation, with a message that never echoes the rejected input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

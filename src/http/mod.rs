@@ -38,7 +38,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<metrics::Metrics>,
     pub keys: Arc<crate::crypto::keys::KeyService>,
-    pub policies: Arc<crate::policy::Policies>,
+    pub policies: Arc<crate::domain::policy::Policies>,
     /// Group commit of the audit entries of reads and denials.
     pub audit: Arc<crate::audit::appender::Appender>,
 }

@@ -11,8 +11,8 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::CelluleMember;
+use crate::domain::schedule::Schedule;
 use crate::error::{ApiError, Problem};
-use crate::schedule::Schedule;
 use crate::sessions::{
     self, AdHocRequest, AgendaEdit, AgendaView, DecisionRequest, DecisionView, Interlocutors,
     PlanRequest, PlanResult, RoutingRules, SessionQuery, SessionView, Stats, StatsQuery,

@@ -527,8 +527,8 @@ async fn routing_export_import_round_trip(backend: Backend) {
     // A cellule without a directory exports an empty one, which reads back.
     let empty = ok(&["routing", "export", "--cellule", "narbonne"]);
     assert_eq!(
-        cellule::routing::Directory::from_toml(&empty).expect("empty export reads back"),
-        cellule::routing::Directory::default()
+        cellule::domain::routing::Directory::from_toml(&empty).expect("empty export reads back"),
+        cellule::domain::routing::Directory::default()
     );
 
     let out = ok(&[
@@ -543,12 +543,12 @@ async fn routing_export_import_round_trip(backend: Backend) {
         "imported the routing directory of perpignan: 9 interlocutor(s), 9 rule(s)"
     );
     let exported = ok(&["routing", "export", "--cellule", "perpignan"]);
-    let example = cellule::routing::Directory::from_toml(
+    let example = cellule::domain::routing::Directory::from_toml(
         &std::fs::read_to_string(ROUTING_EXAMPLE).expect("example"),
     )
     .expect("example parses");
     assert_eq!(
-        cellule::routing::Directory::from_toml(&exported).expect("export parses"),
+        cellule::domain::routing::Directory::from_toml(&exported).expect("export parses"),
         example,
         "the export is the imported directory, rules in order"
     );

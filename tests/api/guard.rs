@@ -1,7 +1,7 @@
 //! The identifier guard against a corpus of real-format identifiers and of ordinary case prose:
 //! every identifier caught (with the right kind), no prose rejected.
 
-use cellule::referrals::guard::{Guard, IdentifierKind};
+use cellule::domain::guard::{Guard, IdentifierKind};
 use chrono::NaiveDate;
 
 fn guard() -> Guard {

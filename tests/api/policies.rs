@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use cellule::policy::Policies;
+use cellule::domain::policy::Policies;
 use reqwest::Method;
 use serde_json::json;
 

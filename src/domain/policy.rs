@@ -14,8 +14,8 @@ use cedar_policy::{
 };
 use miette::Diagnostic;
 
-const EMBEDDED_SCHEMA: &str = include_str!("../policies/schema.cedarschema");
-const EMBEDDED_POLICIES: &str = include_str!("../policies/default.cedar");
+const EMBEDDED_SCHEMA: &str = include_str!("../../policies/schema.cedarschema");
+const EMBEDDED_POLICIES: &str = include_str!("../../policies/default.cedar");
 pub const SCHEMA_FILE: &str = "schema.cedarschema";
 
 /// A policy problem found at start, naming the file and line.

@@ -49,10 +49,10 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::domain::FieldError;
 use crate::domain::Organisation;
 use crate::domain::Sphere;
 use crate::domain::case::{Commune, Need, Sector};
-use crate::error::FieldError;
 
 /// Longest interlocutor name (characters).
 pub const MAX_NAME: usize = 120;
@@ -700,7 +700,7 @@ mod tests {
     use super::*;
     use Need::*;
 
-    const EXAMPLE: &str = include_str!("../policies/examples/routing-perpignan.toml");
+    const EXAMPLE: &str = include_str!("../../policies/examples/routing-perpignan.toml");
 
     fn org(id: &str, name: &str, sphere: Sphere, kind: InterlocutorKind) -> Interlocutor {
         Interlocutor {

@@ -72,7 +72,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::FieldError;
+use crate::domain::FieldError;
 
 pub use holidays::{easter_sunday, french_holiday, french_holidays};
 pub use ics::{IcsEvent, calendar};
