@@ -493,7 +493,7 @@ async fn exercise(
             slug: CelluleSlug::parse(CELLULE)?,
             name: CelluleName::parse("Cellule cas complexes (banc d'essai)")?,
             code: CelluleCode::parse("BEN")?,
-            charter: cellule::cellules::DEFAULT_CHARTER.to_owned(),
+            charter: cellule::services::cellules::DEFAULT_CHARTER.to_owned(),
         },
         now,
     )
@@ -518,7 +518,7 @@ async fn exercise(
 
     eprintln!("[{name}] verifying…");
     let t = Instant::now();
-    let report = cellule::audit::verify::verify(db, CELLULE, keys).await?;
+    let report = cellule::services::auditor::verify_chain(db, CELLULE, keys).await?;
     let verify_secs = t.elapsed().as_secs_f64();
     if !report.valid || report.entries_checked != n as i64 || report.head.hash != mem.head_hex {
         return Err(format!(

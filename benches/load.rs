@@ -21,8 +21,8 @@
 //!    rounds (every path in turn, round after round, so that a path and its baseline meet the
 //!    same moods of a shared machine; each ratio's lowest and highest round is reported):
 //!    referral submission, case read (decrypted), notes list (20 notes decrypted), and the
-//!    static-JSON baseline: a tiny router behind the same `CelluleMember` extractor (token
-//!    verification + membership lookup) and the same middleware, answering the bytes of a real
+//!    static-JSON baseline: a tiny router behind the same caller extractor and entry into the
+//!    cellule (token verification + membership lookup) and the same middleware, answering the bytes of a real
 //!    case read. The raw-insert baseline runs with the same concurrency through `sqlx` on the
 //!    same database: one parameterised insert of a row as large as a case row, committed.
 //! 4. The agenda build (`POST …/agenda/build`) over the accepted cases (10,000 in the large
@@ -56,12 +56,13 @@ use axum::http::header::CONTENT_TYPE;
 use bytes::Bytes;
 use cellule::app::Application;
 use cellule::audit::{Action, Actor, AuditCtx, Draft};
-use cellule::auth::{CelluleMember, DevIssuer};
+use cellule::auth::DevIssuer;
 use cellule::config::{Config, DatabaseUrl, PoolConfig};
 use cellule::crypto::envelope::FieldContext;
-use cellule::crypto::keys::KeyService;
 use cellule::domain::Subject;
-use cellule::http::AppState;
+use cellule::services::AppState;
+use cellule::services::access::{self, Caller};
+use cellule::services::keys::KeyService;
 use cellule::storage::{Database, NewCase, NoteRecord, Transition};
 use chrono::{Datelike, Utc};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
@@ -704,10 +705,20 @@ impl Server {
         let router = axum::Router::new()
             .route(
                 "/v1/cellules/{cellule}/static",
-                axum::routing::get(move |_who: CelluleMember| {
-                    let body = body.clone();
-                    async move { ([(CONTENT_TYPE, "application/json")], body) }
-                }),
+                axum::routing::get(
+                    move |axum::extract::State(state): axum::extract::State<AppState>,
+                          caller: Caller,
+                          axum::extract::Path(cellule): axum::extract::Path<String>| {
+                        let body = body.clone();
+                        async move {
+                            access::enter(&state, &caller, &cellule, None).await?;
+                            Ok::<_, cellule::error::Error>((
+                                [(CONTENT_TYPE, "application/json")],
+                                body,
+                            ))
+                        }
+                    },
+                ),
             )
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),

@@ -11,8 +11,10 @@ use crate::auth::{DevIssuer, TokenVerifier};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::Keyring;
-use crate::crypto::keys::{KeyError, KeyService, KeyringSource};
-use crate::http::{self, AppState};
+use crate::http;
+use crate::services::AppState;
+use crate::services::audit_log::AuditLog;
+use crate::services::keys::{KeyError, KeyService, KeyringSource};
 use crate::storage::{self, Database};
 
 /// Why the service could not start. Each renders as one line.
@@ -27,7 +29,7 @@ pub enum StartError {
     #[error(transparent)]
     Verifier(#[from] crate::auth::verifier::VerifierSetupError),
     #[error(transparent)]
-    Keys(#[from] crate::crypto::keys::KeyError),
+    Keys(#[from] crate::services::keys::KeyError),
     #[error(transparent)]
     Policy(#[from] crate::domain::policy::PolicyError),
     #[error("cannot listen on {addr}: {cause}")]
@@ -126,7 +128,7 @@ pub fn state(
     let dev = dev_issuer(&config)?;
     let policies = load_policies(&config)?;
     let verifier = TokenVerifier::new(&config.auth, dev.as_ref(), clock.clone())?;
-    let audit = Arc::new(crate::audit::appender::Appender::new(
+    let audit = Arc::new(AuditLog::new(
         db.clone(),
         keys.clone(),
         config.audit.checkpoint_every,
@@ -138,7 +140,7 @@ pub fn state(
         db,
         verifier: Arc::new(verifier),
         clock,
-        metrics: Arc::new(http::metrics::Metrics::new()),
+        metrics: Arc::new(crate::telemetry::Metrics::new()),
         keys,
         policies: Arc::new(policies),
     })
@@ -191,7 +193,6 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let grace = self.state.config.http.shutdown_grace;
         let db = self.state.db.clone();
         let retention = self.state.config.retention.enabled.then(|| {
             let (db, clock, interval) = (
@@ -202,7 +203,7 @@ impl Application {
             tokio::spawn(async move {
                 tokio::time::sleep(std::time::Duration::from_secs(60)).await;
                 loop {
-                    match crate::cases::run_retention(db.as_ref(), clock.now()).await {
+                    match crate::services::cases::run_retention(db.as_ref(), clock.now()).await {
                         Ok(erased) => tracing::info!(erased = erased.len(), "retention run"),
                         Err(e) => tracing::error!(error = %e, "retention run failed"),
                     }
@@ -211,69 +212,35 @@ impl Application {
             })
         });
         let checkpoints = {
-            let (db, clock, keys, interval) = (
-                db.clone(),
+            let (audit, clock, interval) = (
+                self.state.audit.clone(),
                 self.state.clock.clone(),
-                self.state.keys.clone(),
                 self.state.config.audit.checkpoint_interval,
             );
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(interval).await;
-                    sign_audit_heads(db.as_ref(), &keys, clock.now()).await;
+                    sign_audit_heads(&audit, clock.now()).await;
                 }
             })
         };
-        let (final_db, final_keys, final_clock) = (
-            db.clone(),
-            self.state.keys.clone(),
-            self.state.clock.clone(),
-        );
-        let router = http::router(self.state);
-        let (tx, mut rx) = tokio::sync::watch::channel(false);
-        let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: draining in-flight requests");
-            let _ = tx.send(true);
-        });
-        let deadline = async move {
-            if rx.wait_for(|stopping| *stopping).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(grace).await;
-        };
-        let result = tokio::select! {
-            result = server.into_future() => result,
-            () = deadline => {
-                tracing::warn!("shutdown grace period over; abandoning remaining requests");
-                Ok(())
-            }
-        };
+        let (audit, clock) = (self.state.audit.clone(), self.state.clock.clone());
+        let result = http::serve(self.listener, self.state, shutdown).await;
         if let Some(task) = retention {
             task.abort();
         }
         checkpoints.abort();
         // Leave every chain head signed behind us.
-        sign_audit_heads(final_db.as_ref(), &final_keys, final_clock.now()).await;
+        sign_audit_heads(&audit, clock.now()).await;
         db.close().await;
         result
     }
 }
 
 /// Signs a checkpoint for every audit chain that moved since its last one (periodic task).
-async fn sign_audit_heads(
-    db: &dyn Database,
-    keys: &KeyService,
-    now: chrono::DateTime<chrono::Utc>,
-) {
-    let signer = match crate::audit::Signer::new(keys.keyring()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot sign audit checkpoints");
-            return;
-        }
-    };
-    match crate::audit::checkpoint_all(db, &signer, crate::audit::CheckpointKind::Periodic, now)
+async fn sign_audit_heads(audit: &AuditLog, now: chrono::DateTime<chrono::Utc>) {
+    match audit
+        .checkpoint_all(crate::audit::CheckpointKind::Periodic, now)
         .await
     {
         Ok(signed) if !signed.is_empty() => {

@@ -33,9 +33,6 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde_json::json;
 
 use crate::app;
-use crate::auth::{Caller, CelluleMember};
-use crate::cases::{self, NoteRequest, ReferralRequest, TransitionRequest};
-use crate::cellules;
 use crate::cli::CliError;
 use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::config::Config;
@@ -45,9 +42,17 @@ use crate::domain::schedule::Schedule;
 use crate::domain::{
     Cellule, CelluleName, CelluleSlug, MembershipSpec, Organisation, Role, Sphere, Subject,
 };
-use crate::error::ApiError;
-use crate::http::AppState;
-use crate::sessions::{self, AgendaView, DecisionRequest, Outcome, PlanRequest};
+use crate::error::Error;
+use crate::services::AppState;
+use crate::services::access::{Caller, CelluleMember};
+use crate::services::cases::{self, NoteRequest, ReferralRequest, TransitionRequest};
+use crate::services::cellules;
+use crate::services::charter::{self, AcceptCharter};
+use crate::services::review::agenda::{self, AgendaView};
+use crate::services::review::decisions::{self, DecisionRequest, Outcome};
+use crate::services::review::directory::{self, Interlocutors, RoutingRules};
+use crate::services::review::schedule;
+use crate::services::review::sessions::{self, PlanRequest};
 use crate::storage::SessionRecord;
 
 /// Slug of the demo cellule unless `--slug` says otherwise.
@@ -329,7 +334,7 @@ fn failure(message: impl Into<String>) -> CliError {
 }
 
 /// An error of a step of the demo, with what it was doing.
-fn at(step: &'static str) -> impl Fn(ApiError) -> CliError {
+fn at(step: &'static str) -> impl Fn(Error) -> CliError {
     move |e| {
         let e = CliError::from(e);
         failure(format!("demo: {step}: {}", e.message))
@@ -499,25 +504,21 @@ impl Demo {
             .map_err(|e| failure(format!("demo: routing example: {e}")))?;
         let (interlocutors, rules) = (dir.interlocutors.len(), dir.rules.len());
         let coordinator = self.who(COORDINATOR)?.clone();
-        sessions::put_interlocutors(
+        directory::put_interlocutors(
             &self.state,
             &coordinator,
-            sessions::Interlocutors {
+            Interlocutors {
                 interlocutors: dir.interlocutors,
             },
         )
         .await
         .map_err(at("routing directory"))?;
-        sessions::put_rules(
-            &self.state,
-            &coordinator,
-            sessions::RoutingRules { rules: dir.rules },
-        )
-        .await
-        .map_err(at("routing rules"))?;
+        directory::put_rules(&self.state, &coordinator, RoutingRules { rules: dir.rules })
+            .await
+            .map_err(at("routing rules"))?;
 
         // Schedule, and a year of sessions.
-        sessions::put_schedule(&self.state, &coordinator, schedule)
+        schedule::put_schedule(&self.state, &coordinator, schedule)
             .await
             .map_err(at("schedule"))?;
         let plan = sessions::plan(&self.state, &coordinator, PlanRequest { months: 12 })
@@ -560,10 +561,10 @@ impl Demo {
         )
         .await?;
         self.set(real_now);
-        sessions::build(&self.state, &coordinator, &next.id)
+        agenda::build(&self.state, &coordinator, &next.id)
             .await
             .map_err(at("building the next agenda"))?;
-        let agenda = sessions::publish(&self.state, &coordinator, &next.id)
+        let agenda = agenda::publish(&self.state, &coordinator, &next.id)
             .await
             .map_err(at("publishing the next agenda"))?;
         for (i, spec) in SPECS.iter().enumerate() {
@@ -574,7 +575,7 @@ impl Demo {
 
         // What each case became.
         let mut by_status: HashMap<CaseStatus, usize> = HashMap::new();
-        let since = crate::access::agenda_since(self.clock.now());
+        let since = crate::services::access::agenda_since(self.clock.now());
         for (id, _) in self.cases.iter().flatten() {
             let c = self
                 .state
@@ -637,11 +638,12 @@ impl Demo {
                 caller: Caller {
                     subject,
                     issuer: self.state.config.auth.dev_issuer.issuer.clone(),
+                    request_id: None,
+                    route: None,
                 },
                 cellule: cellule.clone(),
                 membership,
                 charter_accepted: false,
-                request_id: None,
             };
             if matches!(p.role, Role::Member | Role::Coordinator) {
                 let version = self
@@ -651,13 +653,9 @@ impl Demo {
                     .await
                     .map_err(|e| failure(e.to_string()))?
                     .map_or(1, |c| c.version);
-                let _accepted = crate::http::cases::accept_charter(
-                    axum::extract::State(self.state.clone()),
-                    member.clone(),
-                    crate::http::extract::ApiJson(crate::http::cases::AcceptCharter { version }),
-                )
-                .await
-                .map_err(at("charter"))?;
+                charter::accept(&self.state, &member, AcceptCharter { version })
+                    .await
+                    .map_err(at("charter"))?;
                 member.charter_accepted = true;
             }
             self.members.push(Some(member));
@@ -718,7 +716,7 @@ impl Demo {
         let req: ReferralRequest = serde_json::from_value(body)
             .map_err(|e| failure(format!("demo: referral {i}: {e}")))?;
         let who = self.who(spec.by)?.clone();
-        let created = cases::submit(&self.state, &who, req, None)
+        let created = cases::submit(&self.state, &who, req)
             .await
             .map_err(at("submitting a referral"))?;
         while self.cases.len() <= i {
@@ -773,11 +771,11 @@ impl Demo {
     ) -> Result<(String, usize, usize), CliError> {
         let coordinator = self.who(COORDINATOR)?.clone();
         self.set(s.starts_at - days(7));
-        sessions::build(&self.state, &coordinator, &s.id)
+        agenda::build(&self.state, &coordinator, &s.id)
             .await
             .map_err(at("building an agenda"))?;
         self.set(s.starts_at - days(6));
-        let agenda: AgendaView = sessions::publish(&self.state, &coordinator, &s.id)
+        let agenda: AgendaView = agenda::publish(&self.state, &coordinator, &s.id)
             .await
             .map_err(at("publishing an agenda"))?;
         self.set(s.starts_at + chrono::Duration::hours(2));
@@ -847,7 +845,7 @@ impl Demo {
                 ),
             };
             let outcome = req.outcome;
-            sessions::decide(&self.state, &coordinator, &s.id, &item.case_id, req)
+            decisions::decide(&self.state, &coordinator, &s.id, &item.case_id, req)
                 .await
                 .map_err(at("recording a decision"))?;
             decided.push((i, item.case_id.clone(), outcome, lead));

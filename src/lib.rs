@@ -11,13 +11,9 @@
 //! - [`error`]: the one API error type, rendered as RFC 9457 problem+json;
 //! - [`app`], [`cli`]: wiring and the command line.
 #![forbid(unsafe_code)]
-
-pub mod access;
 pub mod app;
 pub mod audit;
 pub mod auth;
-pub mod cases;
-pub mod cellules;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -27,6 +23,6 @@ pub mod domain;
 pub mod error;
 pub mod fsutil;
 pub mod http;
-pub mod sessions;
+pub mod services;
 pub mod storage;
 pub mod telemetry;

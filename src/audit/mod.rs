@@ -48,8 +48,6 @@
 //! backends. The only deletion is audit retention ([`purge`]), an explicit operation that first
 //! signs a `retention` checkpoint at the last removed entry, which then anchors verification.
 
-pub mod appender;
-pub mod auditor;
 pub mod checkpoint;
 pub mod fhir;
 pub mod verify;
@@ -59,9 +57,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::Membership;
-use crate::error::ApiError;
-use crate::http::AppState;
-use crate::storage::{Database, StorageError};
 
 pub use checkpoint::{Checkpoint, CheckpointKind, Signer};
 pub use verify::{Broken, VerifyReport};
@@ -612,109 +607,6 @@ pub struct Filter {
     pub limit: i64,
 }
 
-/// The signer of the keyring in force (it follows a reloaded keyring).
-pub fn signer(state: &AppState) -> Result<Signer, ApiError> {
-    Signer::new(state.keys.keyring()).map_err(|e| ApiError::Internal(e.to_string()))
-}
-
-/// Records entries of a request that changes nothing else (a read, a denial): returns once they
-/// are committed (grouped with other requests' entries by the [`appender`]); the request fails
-/// when they cannot be written.
-pub async fn log(state: &AppState, cellule: &str, drafts: Vec<Draft>) -> Result<(), ApiError> {
-    state
-        .audit
-        .append(cellule, drafts)
-        .await
-        .map_err(ApiError::from)
-}
-
-/// After a write that appended its own entry: a count-based checkpoint if due.
-pub async fn written(state: &AppState, cellule: &str, head: &Head) {
-    if let Ok(signer) = signer(state) {
-        after_append(
-            state.db.as_ref(),
-            &signer,
-            state.config.audit.checkpoint_every,
-            cellule,
-            head,
-            state.clock.now(),
-        )
-        .await;
-    }
-}
-
-/// The reason code of an access refusal, `None` for other errors.
-pub fn denial_reason(e: &ApiError) -> Option<&'static str> {
-    match e {
-        ApiError::NotFound(_) => Some(reason::NOT_VISIBLE),
-        ApiError::Forbidden(_) => Some(reason::FORBIDDEN),
-        ApiError::CharterNotAccepted => Some(reason::CHARTER_NOT_ACCEPTED),
-        _ => None,
-    }
-}
-
-/// The reason code of a refused write on a visible case (422, 409), `None` for other errors.
-pub fn refusal_reason(e: &ApiError) -> Option<&'static str> {
-    match e {
-        ApiError::Validation(_) | ApiError::Identifiers(_) => Some(reason::INVALID),
-        ApiError::InvalidTransition(_) | ApiError::Conflict(_) => Some(reason::CONFLICT),
-        _ => None,
-    }
-}
-
-/// Appends entries outside any other work (reads, denials), then signs a checkpoint if
-/// `checkpoint_every` entries have accumulated since the last one.
-pub async fn record(
-    db: &dyn Database,
-    signer: &Signer,
-    every: i64,
-    cellule: &str,
-    drafts: Vec<Draft>,
-) -> Result<(), StorageError> {
-    let Some(now) = drafts.first().map(|d| d.at) else {
-        return Ok(());
-    };
-    let head = db.append_audit(cellule, drafts).await?;
-    after_append(db, signer, every, cellule, &head, now).await;
-    Ok(())
-}
-
-/// After a committed append: sign a checkpoint when `every` entries have accumulated. A failure
-/// here does not fail the request (the entries are committed); the periodic task retries.
-pub async fn after_append(
-    db: &dyn Database,
-    signer: &Signer,
-    every: i64,
-    cellule: &str,
-    head: &Head,
-    now: DateTime<Utc>,
-) {
-    if every > 0
-        && head.seq - head.checkpoint_seq >= every
-        && let Err(e) = db
-            .checkpoint_audit(cellule, signer, CheckpointKind::Periodic, now)
-            .await
-    {
-        tracing::warn!(cellule, error = %e, "audit checkpoint failed; will retry");
-    }
-}
-
-/// Signs a checkpoint for every cellule whose chain moved since its last checkpoint.
-pub async fn checkpoint_all(
-    db: &dyn Database,
-    signer: &Signer,
-    kind: CheckpointKind,
-    now: DateTime<Utc>,
-) -> Result<Vec<Checkpoint>, StorageError> {
-    let mut out = Vec::new();
-    for cellule in db.cellules_with_unsigned_audit().await? {
-        if let Some(c) = db.checkpoint_audit(&cellule, signer, kind, now).await? {
-            out.push(c);
-        }
-    }
-    Ok(out)
-}
-
 /// What an audit retention purge did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Purged {
@@ -733,19 +625,6 @@ pub fn purge_entry(now: DateTime<Utc>, seq: i64) -> Draft {
     }
     .entry(Action::PurgeAudit, now)
     .target("audit_entries_through", &seq.to_string())
-}
-
-/// Audit retention: removes the cellule's entries older than `before`, after signing a
-/// `retention` checkpoint at the last removed one. Explicit operation only (CLI).
-pub async fn purge(
-    db: &dyn Database,
-    signer: &Signer,
-    cellule: &str,
-    before: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<Purged, StorageError> {
-    db.purge_audit(cellule, before.timestamp_micros(), signer, now)
-        .await
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -13,23 +13,14 @@
 
 use std::collections::HashMap;
 
-use futures_util::StreamExt;
-
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::checkpoint::{PublicKey, PublicKeys};
 use super::{Checkpoint, GENESIS, Head, Link, hex};
-use crate::storage::{Database, StorageError};
 
-/// Entries read per query. Each page costs a transaction and a few round trips (5,000 gave
-/// PostgreSQL 18 % of raw SHA-256 with two readers); both backends hash its rows as they are
-/// read, so a page holds its links (some 2 MB at 20,000), never its entries.
+/// Entries read per page: a page holds its links (some 2 MB at 20,000), never its entries.
 pub const PAGE: i64 = 20_000;
-/// Pages read at once. On two cores, four keep the database formatting pages while others are
-/// hashed (on PostgreSQL, 21 % of raw SHA-256 with four readers of 5,000, 24–28 % with four of
-/// 20,000; `cargo bench --bench load`, README).
-const READERS: usize = 4;
 
 /// The first broken point of a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -100,155 +91,186 @@ fn keep_first(slot: &mut Option<Broken>, seq: i64, reason: String) {
     }
 }
 
-/// Verifies the chain of `cellule` up to the head read at the start (entries appended while it
-/// runs are left for the next verification).
-pub async fn verify(
-    db: &dyn Database,
-    cellule: &str,
-    keys: &PublicKeys,
-) -> Result<VerifyReport, StorageError> {
-    verify_paged(db, cellule, keys, PAGE).await
+/// A verification in progress: built from what the database says of the chain (head,
+/// checkpoints, lowest stored sequence), fed the chain's links page after page in sequence
+/// order, finished into a [`VerifyReport`]. Entries appended while it runs are left for the next
+/// verification.
+pub struct Verification {
+    cellule: String,
+    head: Head,
+    checkpoints: Vec<Checkpoint>,
+    public_keys: Vec<PublicKey>,
+    signed: HashMap<i64, Vec<Vec<u8>>>,
+    broken: Option<Broken>,
+    walk: Walk,
 }
 
-/// [`verify`] reading `page` entries per query (tests use small pages to cross page boundaries).
-pub async fn verify_paged(
-    db: &dyn Database,
-    cellule: &str,
-    keys: &PublicKeys,
-    page_size: i64,
-) -> Result<VerifyReport, StorageError> {
-    let page_size = page_size.max(1);
-    let head = db.audit_head(cellule).await?.unwrap_or_else(Head::empty);
-    let checkpoints = db.audit_checkpoints(cellule).await?;
-    let mut broken: Option<Broken> = None;
-    for c in &checkpoints {
-        if !keys.verifies(c) || c.cellule != cellule {
-            keep_first(
-                &mut broken,
-                c.seq,
-                format!(
-                    "the {} checkpoint at {} has an invalid signature",
-                    c.kind, c.seq
-                ),
-            );
+impl Verification {
+    /// Starts from the stored head, the cellule's checkpoints and the lowest sequence still
+    /// stored (`None`: no entry). Signatures, the purge anchor and the purge mark are checked
+    /// here.
+    pub fn new(
+        cellule: &str,
+        head: Head,
+        checkpoints: Vec<Checkpoint>,
+        lowest_seq: Option<i64>,
+        keys: &PublicKeys,
+    ) -> Self {
+        let mut broken: Option<Broken> = None;
+        for c in &checkpoints {
+            if !keys.verifies(c) || c.cellule != cellule {
+                keep_first(
+                    &mut broken,
+                    c.seq,
+                    format!(
+                        "the {} checkpoint at {} has an invalid signature",
+                        c.kind, c.seq
+                    ),
+                );
+            }
         }
-    }
-    let start = head.purged_through;
-    let mut prev: Vec<u8> = GENESIS.to_vec();
-    if start > 0 {
-        let anchor = checkpoints
-            .iter()
-            .find(|c| c.seq == start && c.kind == "retention" && keys.verifies(c));
-        match anchor {
-            Some(anchor) => prev = anchor.hash.clone(),
-            None => keep_first(
-                &mut broken,
-                start + 1,
-                format!(
-                    "no valid signed retention checkpoint anchors the log purged through {start}"
+        let start = head.purged_through;
+        let mut prev: Vec<u8> = GENESIS.to_vec();
+        if start > 0 {
+            let anchor = checkpoints
+                .iter()
+                .find(|c| c.seq == start && c.kind == "retention" && keys.verifies(c));
+            match anchor {
+                Some(anchor) => prev = anchor.hash.clone(),
+                None => keep_first(
+                    &mut broken,
+                    start + 1,
+                    format!(
+                        "no valid signed retention checkpoint anchors the log purged through {start}"
+                    ),
                 ),
-            ),
+            }
         }
-    }
-    // Nothing may remain at or below the purge mark.
-    if let Some(first) = db.audit_entries(cellule, 0, 1).await?.first()
-        && first.seq <= start
-    {
-        keep_first(
-            &mut broken,
-            first.seq,
-            format!(
-                "entry {} lies below the purge mark {start}: the mark was moved without a purge",
-                first.seq
-            ),
-        );
-    }
-    // Pages are sequence ranges read and hashed by up to `READERS` readers at once (the storage
-    // recomputes each entry's hash where it reads the row: SQLite on a blocking thread,
-    // PostgreSQL as the row arrives); the walk then checks their links in order. A gap shows as
-    // a short page; the walk stops at it.
-    let signed_hashes = by_seq_hashes(&checkpoints);
-    let mut walk = Walk {
-        start,
-        head_seq: head.seq,
-        prev,
-        expected: start + 1,
-        checked: 0,
-        broken: None,
-        chain_broken: false,
-        done: start >= head.seq,
-    };
-    let step = usize::try_from(page_size).unwrap_or(usize::MAX);
-    let mut pages = futures_util::stream::iter((start..head.seq).step_by(step))
-        .map(|after| db.audit_links(cellule, after, page_size))
-        .buffered(READERS);
-    while !walk.done {
-        let Some(page) = pages.next().await else {
-            break;
-        };
-        walk.check(&page?, &signed_hashes);
-    }
-    if let Some(b) = walk.broken.take() {
-        keep_first(&mut broken, b.seq, b.reason);
-    }
-    let Walk {
-        expected,
-        checked,
-        chain_broken,
-        prev,
-        ..
-    } = walk;
-    if !chain_broken {
-        let last = expected - 1;
-        if let Some(c) = checkpoints
-            .iter()
-            .filter(|c| c.seq > last)
-            .max_by_key(|c| c.seq)
+        // Nothing may remain at or below the purge mark.
+        if let Some(first) = lowest_seq
+            && first <= start
         {
             keep_first(
                 &mut broken,
-                last + 1,
+                first,
                 format!(
-                    "entries {}-{} are missing: the log ends at {last} but a checkpoint was signed at {}",
-                    last + 1,
-                    c.seq,
-                    c.seq
+                    "entry {first} lies below the purge mark {start}: the mark was moved without a purge"
                 ),
-            );
-        } else if head.seq > last {
-            keep_first(
-                &mut broken,
-                last + 1,
-                format!(
-                    "entries {}-{} are missing: the head is at {}",
-                    last + 1,
-                    head.seq,
-                    head.seq
-                ),
-            );
-        } else if head.hash != prev && (last > start || start > 0) {
-            keep_first(
-                &mut broken,
-                last.max(1),
-                "the chain head does not match the last entry".to_owned(),
             );
         }
+        let walk = Walk {
+            start,
+            head_seq: head.seq,
+            prev,
+            expected: start + 1,
+            checked: 0,
+            broken: None,
+            chain_broken: false,
+            done: start >= head.seq,
+        };
+        Verification {
+            cellule: cellule.to_owned(),
+            signed: by_seq_hashes(&checkpoints),
+            public_keys: keys.published(),
+            head,
+            checkpoints,
+            broken,
+            walk,
+        }
     }
-    let last_checkpoint = checkpoints.iter().max_by_key(|c| c.seq);
-    Ok(VerifyReport {
-        cellule: cellule.to_owned(),
-        valid: broken.is_none(),
-        entries_checked: checked,
-        purged_through: head.purged_through,
-        head: HeadView {
-            seq: head.seq,
-            hash: hex(&head.hash),
-        },
-        checkpoints: checkpoints.len() as i64,
-        last_checkpoint: last_checkpoint.map(CheckpointView::from),
-        broken,
-        public_keys: keys.published(),
-    })
+
+    /// The pages to read, as the sequence each one starts after: `page_size` entries each, from
+    /// the purge mark up to the head.
+    pub fn pages(&self, page_size: i64) -> impl Iterator<Item = i64> + use<> {
+        let step = usize::try_from(page_size.max(1)).unwrap_or(usize::MAX);
+        (self.walk.start..self.head.seq).step_by(step)
+    }
+
+    /// Whether the walk needs no more pages (the head is reached, or the chain is broken).
+    pub fn done(&self) -> bool {
+        self.walk.done
+    }
+
+    /// Checks the next page of links (in sequence order, following the previous page). A gap
+    /// shows as a short page; the walk stops at it.
+    pub fn check(&mut self, page: &[Link]) {
+        self.walk.check(page, &self.signed);
+    }
+
+    /// The report: the first broken sequence, if any, and the chain's state.
+    pub fn finish(self) -> VerifyReport {
+        let Verification {
+            cellule,
+            head,
+            checkpoints,
+            public_keys,
+            mut broken,
+            mut walk,
+            ..
+        } = self;
+        if let Some(b) = walk.broken.take() {
+            keep_first(&mut broken, b.seq, b.reason);
+        }
+        let Walk {
+            start,
+            expected,
+            checked,
+            chain_broken,
+            prev,
+            ..
+        } = walk;
+        if !chain_broken {
+            let last = expected - 1;
+            if let Some(c) = checkpoints
+                .iter()
+                .filter(|c| c.seq > last)
+                .max_by_key(|c| c.seq)
+            {
+                keep_first(
+                    &mut broken,
+                    last + 1,
+                    format!(
+                        "entries {}-{} are missing: the log ends at {last} but a checkpoint was signed at {}",
+                        last + 1,
+                        c.seq,
+                        c.seq
+                    ),
+                );
+            } else if head.seq > last {
+                keep_first(
+                    &mut broken,
+                    last + 1,
+                    format!(
+                        "entries {}-{} are missing: the head is at {}",
+                        last + 1,
+                        head.seq,
+                        head.seq
+                    ),
+                );
+            } else if head.hash != prev && (last > start || start > 0) {
+                keep_first(
+                    &mut broken,
+                    last.max(1),
+                    "the chain head does not match the last entry".to_owned(),
+                );
+            }
+        }
+        let last_checkpoint = checkpoints.iter().max_by_key(|c| c.seq);
+        VerifyReport {
+            valid: broken.is_none(),
+            entries_checked: checked,
+            purged_through: head.purged_through,
+            head: HeadView {
+                seq: head.seq,
+                hash: hex(&head.hash),
+            },
+            checkpoints: checkpoints.len() as i64,
+            last_checkpoint: last_checkpoint.map(CheckpointView::from),
+            broken,
+            public_keys,
+            cellule,
+        }
+    }
 }
 
 /// The hashes signed by checkpoints, by sequence.

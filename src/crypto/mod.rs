@@ -22,7 +22,6 @@
 
 pub mod envelope;
 pub mod keyring;
-pub mod keys;
 
 pub use envelope::{DataKey, FieldContext};
 pub use keyring::{Keyring, KeyringError};

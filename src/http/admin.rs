@@ -4,20 +4,17 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use serde::Deserialize;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::{ApiJson, ApiPath};
-use crate::auth::Admin;
-use crate::cellules;
-use crate::domain::{
-    Cellule, CelluleCode, CelluleName, CelluleSlug, Membership, MembershipSpec, Organisation, Role,
-    Sphere, Subject,
-};
-use crate::error::{ApiError, Problem};
+use super::problem::Problem;
+use crate::domain::{Cellule, Membership};
+use crate::error::Error;
+use crate::services::access::{self, Caller};
+use crate::services::cellules::{self, CreateCellule, PutMember, Retention};
+use crate::services::charter::{self, CharterVersion, PutCharter};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -26,20 +23,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(put_member, delete_member))
         .routes(routes!(put_charter))
         .routes(routes!(put_retention))
-}
-
-/// Body of `PUT /v1/cellules/{cellule}/charter`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PutCharter {
-    /// 1-20000 characters.
-    pub text: String,
-}
-
-/// A new charter version.
-#[derive(Debug, serde::Serialize, ToSchema)]
-pub struct CharterVersion {
-    pub version: i64,
 }
 
 /// Publishes a new charter version; members and coordinators must accept it again.
@@ -58,30 +41,14 @@ pub struct CharterVersion {
     ))]
 pub async fn put_charter(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Caller,
     ApiPath(cellule): ApiPath<String>,
-    ApiJson(body): ApiJson<PutCharter>,
-) -> Result<(StatusCode, Json<CharterVersion>), ApiError> {
-    let slug = existing_cellule(&state, &cellule).await?;
-    let len = body.text.trim().chars().count();
-    if len == 0 || len > 20_000 {
-        return Err(ApiError::invalid("/text", "must be 1-20000 characters"));
-    }
-    let version = state
-        .db
-        .add_charter(slug.as_str(), body.text.trim(), state.clock.now())
-        .await?;
-    Ok((StatusCode::CREATED, Json(CharterVersion { version })))
-}
-
-/// Retention of a cellule's cases (SPEC §4).
-#[derive(Debug, Deserialize, serde::Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Retention {
-    /// Months after closure before a closed case is erased (1-120, default 24).
-    pub closed_months: i64,
-    /// Months after decline before a declined case is erased (1-120, default 3).
-    pub declined_months: i64,
+    body: ApiJson<PutCharter>,
+) -> Result<(StatusCode, Json<CharterVersion>), Error> {
+    access::admin(&state, &caller)?;
+    let slug = cellules::existing(&state, &cellule).await?;
+    let version = charter::publish(&state, &slug, body.parse()?).await?;
+    Ok((StatusCode::CREATED, Json(version)))
 }
 
 /// Sets how long closed and declined cases are kept.
@@ -100,57 +67,13 @@ pub struct Retention {
     ))]
 pub async fn put_retention(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Caller,
     ApiPath(cellule): ApiPath<String>,
-    ApiJson(body): ApiJson<Retention>,
-) -> Result<Json<Retention>, ApiError> {
-    let slug = existing_cellule(&state, &cellule).await?;
-    for (pointer, value) in [
-        ("/closed_months", body.closed_months),
-        ("/declined_months", body.declined_months),
-    ] {
-        if !(1..=120).contains(&value) {
-            return Err(ApiError::invalid(
-                pointer,
-                "must be between 1 and 120 months",
-            ));
-        }
-    }
-    if !state
-        .db
-        .set_retention(slug.as_str(), body.closed_months, body.declined_months)
-        .await?
-    {
-        return Err(ApiError::NotFound("cellule"));
-    }
-    Ok(Json(body))
-}
-
-/// Body of `POST /v1/cellules`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateCellule {
-    pub slug: CelluleSlug,
-    pub name: CelluleName,
-    /// Reference code (`PER` in `PER-2026-0042`); defaults to the slug's first three letters.
-    #[serde(default)]
-    pub code: Option<CelluleCode>,
-}
-
-/// Body of `PUT /v1/cellules/{cellule}/members/{sub}`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PutMember {
-    pub role: Role,
-    /// Required for `member` and `coordinator`, refused for `auditor`.
-    #[serde(default)]
-    pub sphere: Option<Sphere>,
-    /// Required for `member`, `coordinator` and `referrer`.
-    #[serde(default)]
-    pub organisation: Option<Organisation>,
-    /// Only for `member`: an organisation invited case by case.
-    #[serde(default)]
-    pub guest: bool,
+    body: ApiJson<Retention>,
+) -> Result<Json<Retention>, Error> {
+    access::admin(&state, &caller)?;
+    let stored = cellules::set_retention(&state, &cellule, body.parse()?).await?;
+    Ok(Json(stored))
 }
 
 /// All cellules of the deployment.
@@ -163,9 +86,10 @@ pub struct PutMember {
     ))]
 pub async fn list_cellules(
     State(state): State<AppState>,
-    _admin: Admin,
-) -> Result<Json<Vec<Cellule>>, ApiError> {
-    Ok(Json(state.db.list_cellules().await?))
+    caller: Caller,
+) -> Result<Json<Vec<Cellule>>, Error> {
+    access::admin(&state, &caller)?;
+    Ok(Json(cellules::list(&state).await?))
 }
 
 /// Creates a cellule.
@@ -184,9 +108,11 @@ pub async fn list_cellules(
     ))]
 pub async fn create_cellule(
     State(state): State<AppState>,
-    _admin: Admin,
-    ApiJson(body): ApiJson<CreateCellule>,
-) -> Result<(StatusCode, HeaderMap, Json<Cellule>), ApiError> {
+    caller: Caller,
+    body: ApiJson<CreateCellule>,
+) -> Result<(StatusCode, HeaderMap, Json<Cellule>), Error> {
+    access::admin(&state, &caller)?;
+    let body = body.parse()?;
     let cellule = cellules::create(
         state.db.as_ref(),
         state.clock.as_ref(),
@@ -214,11 +140,11 @@ pub async fn create_cellule(
     ))]
 pub async fn list_members(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Caller,
     ApiPath(cellule): ApiPath<String>,
-) -> Result<Json<Vec<Membership>>, ApiError> {
-    let slug = existing_cellule(&state, &cellule).await?;
-    Ok(Json(state.db.list_members(&slug).await?))
+) -> Result<Json<Vec<Membership>>, Error> {
+    access::admin(&state, &caller)?;
+    Ok(Json(cellules::members(&state, &cellule).await?))
 }
 
 /// Creates (201) or replaces (200) a membership.
@@ -239,23 +165,12 @@ pub async fn list_members(
     ))]
 pub async fn put_member(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Caller,
     ApiPath((cellule, sub)): ApiPath<(String, String)>,
-    ApiJson(body): ApiJson<PutMember>,
-) -> Result<(StatusCode, Json<Membership>), ApiError> {
-    let slug = CelluleSlug::parse(&cellule).map_err(|_| ApiError::NotFound("cellule"))?;
-    let subject = Subject::parse(&sub).map_err(|e| ApiError::invalid("/sub", e.to_string()))?;
-    let spec = MembershipSpec::new(body.role, body.sphere, body.organisation, body.guest)
-        .map_err(|(field, e)| ApiError::invalid(format!("/{field}"), e.to_string()))?;
-    let (membership, created) = cellules::put_member(
-        state.db.as_ref(),
-        state.clock.as_ref(),
-        &state.admins,
-        &slug,
-        &subject,
-        &spec,
-    )
-    .await?;
+    body: ApiJson<PutMember>,
+) -> Result<(StatusCode, Json<Membership>), Error> {
+    access::admin(&state, &caller)?;
+    let (membership, created) = cellules::grant(&state, &cellule, &sub, body.parse()?).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -276,22 +191,10 @@ pub async fn put_member(
     ))]
 pub async fn delete_member(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Caller,
     ApiPath((cellule, sub)): ApiPath<(String, String)>,
-) -> Result<StatusCode, ApiError> {
-    let slug = existing_cellule(&state, &cellule).await?;
-    let subject = Subject::parse(&sub).map_err(|_| ApiError::NotFound("membership"))?;
-    if state.db.delete_membership(&slug, &subject).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("membership"))
-    }
-}
-
-async fn existing_cellule(state: &AppState, raw: &str) -> Result<CelluleSlug, ApiError> {
-    let slug = CelluleSlug::parse(raw).map_err(|_| ApiError::NotFound("cellule"))?;
-    match state.db.get_cellule(&slug).await? {
-        Some(_) => Ok(slug),
-        None => Err(ApiError::NotFound("cellule")),
-    }
+) -> Result<StatusCode, Error> {
+    access::admin(&state, &caller)?;
+    cellules::revoke(&state, &cellule, &sub).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,5 +1,5 @@
 //! The auditor API (SPEC §9): query, verify, checkpoint, export, and a case's access log.
-//! Handlers are thin: the rules live in [`crate::audit::auditor`].
+//! Handlers are thin: the rules live in [`crate::services::auditor`].
 
 use axum::Json;
 use axum::body::Body;
@@ -11,10 +11,11 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::{ApiPath, ApiQuery};
-use crate::audit::auditor::{self, AccessLog, AuditPage, AuditQuery, ExportFormat, ExportQuery};
+use super::problem::Problem;
 use crate::audit::verify::{CheckpointView, VerifyReport};
-use crate::auth::CelluleMember;
-use crate::error::{ApiError, Problem};
+use crate::error::Error;
+use crate::services::access::{self, Caller};
+use crate::services::auditor::{self, AccessLog, AuditPage, AuditQuery, ExportFormat, ExportQuery};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -38,10 +39,14 @@ pub fn router() -> OpenApiRouter<AppState> {
     ))]
 pub async fn search_audit(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiQuery(query): ApiQuery<AuditQuery>,
-) -> Result<Json<AuditPage>, ApiError> {
-    Ok(Json(auditor::search(&state, &member, query).await?))
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+    query: ApiQuery<AuditQuery>,
+) -> Result<Json<AuditPage>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(
+        auditor::search(&state, &member, query.parse()?).await?,
+    ))
 }
 
 /// Verifies the cellule's hash chain against its signed checkpoints (auditors). A broken chain
@@ -57,8 +62,10 @@ pub async fn search_audit(
     ))]
 pub async fn verify_audit(
     State(state): State<AppState>,
-    member: CelluleMember,
-) -> Result<Json<VerifyReport>, ApiError> {
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+) -> Result<Json<VerifyReport>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
     Ok(Json(auditor::verify(&state, &member).await?))
 }
 
@@ -74,8 +81,10 @@ pub async fn verify_audit(
     ))]
 pub async fn sign_checkpoint(
     State(state): State<AppState>,
-    member: CelluleMember,
-) -> Result<(StatusCode, Json<CheckpointView>), ApiError> {
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+) -> Result<(StatusCode, Json<CheckpointView>), Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
     Ok((
         StatusCode::CREATED,
         Json(auditor::checkpoint(&state, &member).await?),
@@ -95,8 +104,10 @@ pub async fn sign_checkpoint(
     ))]
 pub async fn list_checkpoints(
     State(state): State<AppState>,
-    member: CelluleMember,
-) -> Result<Json<Vec<CheckpointView>>, ApiError> {
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+) -> Result<Json<Vec<CheckpointView>>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
     Ok(Json(auditor::checkpoints(&state, &member).await?))
 }
 
@@ -114,9 +125,12 @@ pub async fn list_checkpoints(
     ))]
 pub async fn export_audit(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiQuery(query): ApiQuery<ExportQuery>,
-) -> Result<Response, ApiError> {
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+    query: ApiQuery<ExportQuery>,
+) -> Result<Response, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    let query = query.parse()?;
     let stream = auditor::export(&state, &member, query.format).await?;
     let (content_type, extension) = match query.format {
         ExportFormat::Jsonl => ("application/jsonl", "jsonl"),
@@ -147,8 +161,9 @@ pub async fn export_audit(
     ))]
 pub async fn access_log(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiPath((_, id)): ApiPath<(String, String)>,
-) -> Result<Json<AccessLog>, ApiError> {
+    caller: Caller,
+    ApiPath((cellule, id)): ApiPath<(String, String)>,
+) -> Result<Json<AccessLog>, Error> {
+    let member = access::enter(&state, &caller, &cellule, Some(&id)).await?;
     Ok(Json(auditor::access_log(&state, &member, &id).await?))
 }

@@ -1,23 +1,23 @@
-//! Referrals, cases, notes and the charter. Handlers are thin: the rules live in
-//! [`crate::cases`] and [`crate::access`]; membership comes from the `CelluleMember` extractor.
+//! Referrals, cases, notes and the charter. Handlers are thin: they enter the cellule
+//! ([`access::enter`]), then call the use case of [`crate::services::cases`] or
+//! [`crate::services::charter`].
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::auth::{CaseReader, CelluleMember, Submitter};
-use crate::cases::{
+use super::problem::Problem;
+use crate::error::Error;
+use crate::services::access::{self, Caller};
+use crate::services::cases::{
     self, CasePage, CaseQuery, CaseSummary, CaseView, NoteRequest, NoteView, ReferralCreated,
     ReferralRequest, ReferralStatus, TransitionRequest,
 };
-use crate::error::{ApiError, Problem};
+use crate::services::charter::{self, AcceptCharter, CharterAccepted, CharterView};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -47,14 +47,12 @@ pub fn router() -> OpenApiRouter<AppState> {
     ))]
 pub async fn submit_referral(
     State(state): State<AppState>,
-    submitter: Submitter,
-) -> Result<(StatusCode, HeaderMap, Json<ReferralCreated>), ApiError> {
-    let Submitter {
-        member,
-        referral,
-        duplicates,
-    } = submitter;
-    let created = cases::submit(&state, &member, referral, duplicates).await?;
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+    body: ApiJson<ReferralRequest>,
+) -> Result<(StatusCode, HeaderMap, Json<ReferralCreated>), Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    let created = cases::submit(&state, &member, body.parse()?).await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!(
         "/v1/cellules/{}/cases/{}",
@@ -76,8 +74,10 @@ pub async fn submit_referral(
     ))]
 pub async fn my_referrals(
     State(state): State<AppState>,
-    member: CelluleMember,
-) -> Result<Json<Vec<ReferralStatus>>, ApiError> {
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+) -> Result<Json<Vec<ReferralStatus>>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
     Ok(Json(cases::my_referrals(&state, &member).await?))
 }
 
@@ -94,10 +94,12 @@ pub async fn my_referrals(
     ))]
 pub async fn list_cases(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiQuery(query): ApiQuery<CaseQuery>,
-) -> Result<Json<CasePage>, ApiError> {
-    Ok(Json(cases::list(&state, &member, query).await?))
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+    query: ApiQuery<CaseQuery>,
+) -> Result<Json<CasePage>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(cases::list(&state, &member, query.parse()?).await?))
 }
 
 /// One case, with its decrypted content and history.
@@ -113,9 +115,11 @@ pub async fn list_cases(
     ))]
 pub async fn get_case(
     State(state): State<AppState>,
-    reader: CaseReader,
-) -> Result<Json<CaseView>, ApiError> {
-    Ok(Json(cases::read(&state, reader).await?))
+    caller: Caller,
+    ApiPath((cellule, id)): ApiPath<(String, String)>,
+) -> Result<Json<CaseView>, Error> {
+    let member = access::enter(&state, &caller, &cellule, Some(&id)).await?;
+    Ok(Json(cases::read(&state, &member, &id).await?))
 }
 
 /// Erases a case: its rows and its data key go, a tombstone stays.
@@ -130,9 +134,10 @@ pub async fn get_case(
     ))]
 pub async fn erase_case(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiPath((_, id)): ApiPath<(String, String)>,
-) -> Result<StatusCode, ApiError> {
+    caller: Caller,
+    ApiPath((cellule, id)): ApiPath<(String, String)>,
+) -> Result<StatusCode, Error> {
+    let member = access::enter(&state, &caller, &cellule, Some(&id)).await?;
     cases::erase(&state, &member, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -155,11 +160,14 @@ pub async fn erase_case(
     ))]
 pub async fn transition_case(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiPath((_, id)): ApiPath<(String, String)>,
-    ApiJson(body): ApiJson<TransitionRequest>,
-) -> Result<Json<CaseSummary>, ApiError> {
-    Ok(Json(cases::transition(&state, &member, &id, body).await?))
+    caller: Caller,
+    ApiPath((cellule, id)): ApiPath<(String, String)>,
+    body: ApiJson<TransitionRequest>,
+) -> Result<Json<CaseSummary>, Error> {
+    let member = access::enter(&state, &caller, &cellule, Some(&id)).await?;
+    Ok(Json(
+        cases::transition(&state, &member, &id, body.parse()?).await?,
+    ))
 }
 
 /// Appends a note (append-only; a correction references the note it corrects).
@@ -180,14 +188,13 @@ pub async fn transition_case(
     ))]
 pub async fn add_note(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiPath((_, id)): ApiPath<(String, String)>,
-    ApiJson(body): ApiJson<NoteRequest>,
-) -> Result<(StatusCode, Json<NoteView>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(cases::add_note(&state, &member, &id, body).await?),
-    ))
+    caller: Caller,
+    ApiPath((cellule, id)): ApiPath<(String, String)>,
+    body: ApiJson<NoteRequest>,
+) -> Result<(StatusCode, Json<NoteView>), Error> {
+    let member = access::enter(&state, &caller, &cellule, Some(&id)).await?;
+    let note = cases::add_note(&state, &member, &id, body.parse()?).await?;
+    Ok((StatusCode::CREATED, Json(note)))
 }
 
 /// Notes of the audiences the caller may read, oldest first.
@@ -203,32 +210,11 @@ pub async fn add_note(
     ))]
 pub async fn list_notes(
     State(state): State<AppState>,
-    reader: CaseReader,
-) -> Result<Json<Vec<NoteView>>, ApiError> {
-    Ok(Json(cases::notes(&state, reader).await?))
-}
-
-/// The cellule's current charter and whether the caller accepted it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CharterView {
-    pub version: i64,
-    pub text: String,
-    pub accepted: bool,
-}
-
-/// Body of `POST …/charter/accept`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AcceptCharter {
-    /// The version read (must be the current one).
-    pub version: i64,
-}
-
-/// An acceptance.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CharterAccepted {
-    pub version: i64,
-    pub accepted_at: DateTime<Utc>,
+    caller: Caller,
+    ApiPath((cellule, id)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<NoteView>>, Error> {
+    let member = access::enter(&state, &caller, &cellule, Some(&id)).await?;
+    Ok(Json(cases::notes(&state, &member, &id).await?))
 }
 
 /// The charter members and coordinators must accept before any case content.
@@ -242,25 +228,11 @@ pub struct CharterAccepted {
     ))]
 pub async fn get_charter(
     State(state): State<AppState>,
-    member: CelluleMember,
-) -> Result<Json<CharterView>, ApiError> {
-    let p = crate::access::principal(&member);
-    crate::access::cellule_action(&state, &p, "read_charter")?;
-    let slug = member.cellule.slug.as_str();
-    let charter = state
-        .db
-        .current_charter(slug)
-        .await?
-        .ok_or(ApiError::NotFound("charter"))?;
-    let accepted = state
-        .db
-        .has_accepted_charter(slug, member.caller.subject.as_str(), charter.version)
-        .await?;
-    Ok(Json(CharterView {
-        version: charter.version,
-        text: charter.text,
-        accepted,
-    }))
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+) -> Result<Json<CharterView>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(charter::current(&state, &member).await?))
 }
 
 /// Accepts the current charter (members and coordinators).
@@ -280,48 +252,10 @@ pub async fn get_charter(
     ))]
 pub async fn accept_charter(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiJson(body): ApiJson<AcceptCharter>,
-) -> Result<Json<CharterAccepted>, ApiError> {
-    let p = crate::access::principal(&member);
-    let a = member.audit();
-    crate::access::cellule_action_audited(
-        &state,
-        &p,
-        &a,
-        "accept_charter",
-        crate::audit::Action::AcceptCharter,
-    )
-    .await?;
-    let slug = member.cellule.slug.as_str();
-    let charter = state
-        .db
-        .current_charter(slug)
-        .await?
-        .ok_or(ApiError::NotFound("charter"))?;
-    if charter.version != body.version {
-        return Err(ApiError::Conflict(format!(
-            "The current charter is version {}; read it and accept that version.",
-            charter.version
-        )));
-    }
-    let now = state.clock.now();
-    let draft = a
-        .entry(crate::audit::Action::AcceptCharter, now)
-        .target("charter", &charter.version.to_string());
-    let head = state
-        .db
-        .accept_charter(
-            slug,
-            member.caller.subject.as_str(),
-            charter.version,
-            now,
-            draft,
-        )
-        .await?;
-    crate::audit::written(&state, slug, &head).await;
-    Ok(Json(CharterAccepted {
-        version: charter.version,
-        accepted_at: now,
-    }))
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+    body: ApiJson<AcceptCharter>,
+) -> Result<Json<CharterAccepted>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(charter::accept(&state, &member, body.parse()?).await?))
 }

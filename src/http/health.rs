@@ -12,7 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use crate::error::{ApiError, Problem};
+use super::problem::Problem;
+use crate::error::Error;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -40,11 +41,11 @@ pub async fn healthz() -> Json<Status> {
         (status = 200, description = "Ready to serve", body = Status),
         (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, Error> {
     match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
         Ok(Ok(())) => Ok(Json(Status { status: "ready" })),
-        Ok(Err(e)) => Err(ApiError::Unavailable(e.to_string())),
-        Err(_) => Err(ApiError::Unavailable("ping timed out".into())),
+        Ok(Err(e)) => Err(Error::Unavailable(e.to_string())),
+        Err(_) => Err(Error::Unavailable("ping timed out".into())),
     }
 }
 
@@ -52,11 +53,11 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Metrics in OpenMetrics text format", body = String,
         content_type = "application/openmetrics-text")))]
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, Error> {
     let text = state
         .metrics
         .render()
-        .map_err(|e| ApiError::Internal(format!("metrics encoding: {e}")))?;
+        .map_err(|e| Error::Internal(format!("metrics encoding: {e}")))?;
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -8,9 +8,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use crate::auth::{Caller, CelluleMember};
+use super::extract::ApiPath;
+use super::problem::Problem;
 use crate::domain::{Cellule, CelluleCode, CelluleName, CelluleSlug, MembershipSpec, Subject};
-use crate::error::{ApiError, Problem};
+use crate::error::Error;
+use crate::services::access::{self, Caller};
+use crate::services::cellules;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -61,27 +64,19 @@ pub struct Me {
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
-    let admin = caller.is_admin(&state);
-    let memberships = if admin {
-        // Administrators hold no membership (separation of duties).
-        Vec::new()
-    } else {
-        state
-            .db
-            .memberships_of(&caller.subject)
-            .await?
-            .into_iter()
-            .map(|(cellule, m)| MyMembership {
-                cellule: cellule.into(),
-                spec: m.spec,
-            })
-            .collect()
-    };
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>, Error> {
+    let memberships = cellules::memberships_of(&state, &caller.subject)
+        .await?
+        .into_iter()
+        .map(|(cellule, m)| MyMembership {
+            cellule: cellule.into(),
+            spec: m.spec,
+        })
+        .collect();
     Ok(Json(Me {
+        admin: state.is_admin(caller.subject.as_str()),
         subject: caller.subject,
         issuer: caller.issuer,
-        admin,
         memberships,
     }))
 }
@@ -104,9 +99,14 @@ pub struct CelluleView {
         (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn my_cellule(member: CelluleMember) -> Json<CelluleView> {
-    Json(CelluleView {
+pub async fn my_cellule(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+) -> Result<Json<CelluleView>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(CelluleView {
         cellule: member.cellule.into(),
         membership: member.membership.spec,
-    })
+    }))
 }

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::AppState;
-use super::metrics::RequestLabels;
-use crate::error::ApiError;
+use crate::error::Error;
+use crate::telemetry::metrics::RequestLabels;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -74,6 +74,6 @@ pub async fn envelope(State(state): State<AppState>, mut req: Request, next: Nex
 pub async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(state.config.http.request_timeout, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => ApiError::Timeout.into_response(),
+        Err(_) => Error::Timeout.into_response(),
     }
 }

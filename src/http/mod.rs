@@ -8,11 +8,10 @@ pub mod cases;
 pub mod extract;
 pub mod health;
 pub mod me;
-pub mod metrics;
 pub mod middleware;
+pub mod problem;
 pub mod sessions;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -22,26 +21,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::auth::TokenVerifier;
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::error::{ApiError, FieldError, Problem};
-use crate::storage::Database;
-
-/// Shared by every handler. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub db: Arc<dyn Database>,
-    pub verifier: Arc<TokenVerifier>,
-    pub admins: Arc<HashSet<String>>,
-    pub clock: Arc<dyn Clock>,
-    pub metrics: Arc<metrics::Metrics>,
-    pub keys: Arc<crate::crypto::keys::KeyService>,
-    pub policies: Arc<crate::domain::policy::Policies>,
-    /// Group commit of the audit entries of reads and denials.
-    pub audit: Arc<crate::audit::appender::Appender>,
-}
+use crate::domain::FieldError;
+use crate::error::Error;
+pub use crate::services::AppState;
+use problem::Problem;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -125,9 +108,39 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found() -> Response {
-    ApiError::NotFound("resource").into_response()
+    Error::NotFound("resource").into_response()
 }
 
 async fn method_not_allowed() -> Response {
-    ApiError::MethodNotAllowed.into_response()
+    Error::MethodNotAllowed.into_response()
+}
+
+/// Serves the API on `listener` until `shutdown` completes; in-flight requests then get
+/// `http.shutdown_grace` to finish before they are abandoned.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = state.config.http.shutdown_grace;
+    let app = router(state);
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = tx.send(true);
+    });
+    let deadline = async move {
+        if rx.wait_for(|stopping| *stopping).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server.into_future() => result,
+        () = deadline => {
+            tracing::warn!("shutdown grace period over; abandoning remaining requests");
+            Ok(())
+        }
+    }
 }

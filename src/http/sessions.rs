@@ -1,5 +1,6 @@
 //! The monthly review: schedule, sessions, agenda, decisions, calendar, routing directory and
-//! statistics (SPEC §10-§11). Handlers are thin: the rules live in [`crate::sessions`].
+//! statistics (SPEC §10-§11). Handlers are thin: they enter the cellule, then call the use case
+//! of [`crate::services::review`].
 
 use axum::Json;
 use axum::extract::State;
@@ -10,13 +11,18 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::auth::CelluleMember;
+use super::problem::Problem;
 use crate::domain::schedule::Schedule;
-use crate::error::{ApiError, Problem};
-use crate::sessions::{
-    self, AdHocRequest, AgendaEdit, AgendaView, DecisionRequest, DecisionView, Interlocutors,
-    PlanRequest, PlanResult, RoutingRules, SessionQuery, SessionView, Stats, StatsQuery,
+use crate::error::Error;
+use crate::services::access::{self, Caller};
+use crate::services::review::agenda::{self, AgendaEdit, AgendaView};
+use crate::services::review::decisions::{self, DecisionRequest, DecisionView};
+use crate::services::review::directory::{self, Interlocutors, RoutingRules};
+use crate::services::review::schedule;
+use crate::services::review::sessions::{
+    self, AdHocRequest, PlanRequest, PlanResult, SessionQuery, SessionView,
 };
+use crate::services::review::statistics::{self, Stats, StatsQuery};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -46,9 +52,11 @@ pub fn router() -> OpenApiRouter<AppState> {
     ))]
 pub async fn get_schedule(
     State(state): State<AppState>,
-    member: CelluleMember,
-) -> Result<Json<Schedule>, ApiError> {
-    Ok(Json(sessions::get_schedule(&state, &member).await?))
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+) -> Result<Json<Schedule>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(schedule::get_schedule(&state, &member).await?))
 }
 
 /// Sets the schedule (coordinator).
@@ -68,10 +76,14 @@ pub async fn get_schedule(
     ))]
 pub async fn put_schedule(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiJson(body): ApiJson<Schedule>,
-) -> Result<Json<Schedule>, ApiError> {
-    Ok(Json(sessions::put_schedule(&state, &member, body).await?))
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+    body: ApiJson<Schedule>,
+) -> Result<Json<Schedule>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(
+        schedule::put_schedule(&state, &member, body.parse()?).await?,
+    ))
 }
 
 /// Plans the sessions of the coming months from the schedule, idempotently (coordinator).
@@ -92,10 +104,12 @@ pub async fn put_schedule(
     ))]
 pub async fn plan_sessions(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiJson(body): ApiJson<PlanRequest>,
-) -> Result<Json<PlanResult>, ApiError> {
-    Ok(Json(sessions::plan(&state, &member, body).await?))
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+    body: ApiJson<PlanRequest>,
+) -> Result<Json<PlanResult>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(sessions::plan(&state, &member, body.parse()?).await?))
 }
 
 /// Sessions, by start (coordinator, members).
@@ -111,10 +125,14 @@ pub async fn plan_sessions(
     ))]
 pub async fn list_sessions(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiQuery(query): ApiQuery<SessionQuery>,
-) -> Result<Json<Vec<SessionView>>, ApiError> {
-    Ok(Json(sessions::list_sessions(&state, &member, query).await?))
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+    query: ApiQuery<SessionQuery>,
+) -> Result<Json<Vec<SessionView>>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(
+        sessions::list_sessions(&state, &member, query.parse()?).await?,
+    ))
 }
 
 /// Adds an ad-hoc session (coordinator).
@@ -134,12 +152,14 @@ pub async fn list_sessions(
     ))]
 pub async fn add_session(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiJson(body): ApiJson<AdHocRequest>,
-) -> Result<(StatusCode, Json<SessionView>), ApiError> {
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+    body: ApiJson<AdHocRequest>,
+) -> Result<(StatusCode, Json<SessionView>), Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
     Ok((
         StatusCode::CREATED,
-        Json(sessions::add_session(&state, &member, body).await?),
+        Json(sessions::add_session(&state, &member, body.parse()?).await?),
     ))
 }
 
@@ -156,9 +176,10 @@ pub async fn add_session(
     ))]
 pub async fn cancel_session(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiPath((_, sid)): ApiPath<(String, String)>,
-) -> Result<Json<SessionView>, ApiError> {
+    caller: Caller,
+    ApiPath((cellule, sid)): ApiPath<(String, String)>,
+) -> Result<Json<SessionView>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
     Ok(Json(sessions::cancel(&state, &member, &sid).await?))
 }
 
@@ -176,10 +197,11 @@ pub async fn cancel_session(
     ))]
 pub async fn build_agenda(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiPath((_, sid)): ApiPath<(String, String)>,
-) -> Result<Json<AgendaView>, ApiError> {
-    Ok(Json(sessions::build(&state, &member, &sid).await?))
+    caller: Caller,
+    ApiPath((cellule, sid)): ApiPath<(String, String)>,
+) -> Result<Json<AgendaView>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(agenda::build(&state, &member, &sid).await?))
 }
 
 /// The agenda with time slots and routing proposals; also the printable view of the meeting.
@@ -195,10 +217,11 @@ pub async fn build_agenda(
     ))]
 pub async fn get_agenda(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiPath((_, sid)): ApiPath<(String, String)>,
-) -> Result<Json<AgendaView>, ApiError> {
-    Ok(Json(sessions::get_agenda(&state, &member, &sid).await?))
+    caller: Caller,
+    ApiPath((cellule, sid)): ApiPath<(String, String)>,
+) -> Result<Json<AgendaView>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(agenda::get_agenda(&state, &member, &sid).await?))
 }
 
 /// Sets the agenda's items in the given order (coordinator).
@@ -219,11 +242,14 @@ pub async fn get_agenda(
     ))]
 pub async fn edit_agenda(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiPath((_, sid)): ApiPath<(String, String)>,
-    ApiJson(body): ApiJson<AgendaEdit>,
-) -> Result<Json<AgendaView>, ApiError> {
-    Ok(Json(sessions::edit(&state, &member, &sid, body).await?))
+    caller: Caller,
+    ApiPath((cellule, sid)): ApiPath<(String, String)>,
+    body: ApiJson<AgendaEdit>,
+) -> Result<Json<AgendaView>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(
+        agenda::edit(&state, &member, &sid, body.parse()?).await?,
+    ))
 }
 
 /// Publishes the agenda: its deferrals are counted, its cases become `scheduled` and members get
@@ -240,10 +266,11 @@ pub async fn edit_agenda(
     ))]
 pub async fn publish_agenda(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiPath((_, sid)): ApiPath<(String, String)>,
-) -> Result<Json<AgendaView>, ApiError> {
-    Ok(Json(sessions::publish(&state, &member, &sid).await?))
+    caller: Caller,
+    ApiPath((cellule, sid)): ApiPath<(String, String)>,
+) -> Result<Json<AgendaView>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(agenda::publish(&state, &member, &sid).await?))
 }
 
 /// Records the session's decision on one item and moves the case on (coordinator).
@@ -265,13 +292,14 @@ pub async fn publish_agenda(
     ))]
 pub async fn record_decision(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiPath((_, sid, case_id)): ApiPath<(String, String, String)>,
-    ApiJson(body): ApiJson<DecisionRequest>,
-) -> Result<(StatusCode, Json<DecisionView>), ApiError> {
+    caller: Caller,
+    ApiPath((cellule, sid, case_id)): ApiPath<(String, String, String)>,
+    body: ApiJson<DecisionRequest>,
+) -> Result<(StatusCode, Json<DecisionView>), Error> {
+    let member = access::enter(&state, &caller, &cellule, Some(&case_id)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(sessions::decide(&state, &member, &sid, &case_id, body).await?),
+        Json(decisions::decide(&state, &member, &sid, &case_id, body.parse()?).await?),
     ))
 }
 
@@ -287,9 +315,10 @@ pub async fn record_decision(
     ))]
 pub async fn session_calendar(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiPath((_, sid)): ApiPath<(String, String)>,
-) -> Result<Response, ApiError> {
+    caller: Caller,
+    ApiPath((cellule, sid)): ApiPath<(String, String)>,
+) -> Result<Response, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
     let text = sessions::calendar(&state, &member, &sid).await?;
     let mut response = text.into_response();
     response.headers_mut().insert(
@@ -311,9 +340,11 @@ pub async fn session_calendar(
     ))]
 pub async fn get_interlocutors(
     State(state): State<AppState>,
-    member: CelluleMember,
-) -> Result<Json<Interlocutors>, ApiError> {
-    Ok(Json(sessions::get_interlocutors(&state, &member).await?))
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+) -> Result<Json<Interlocutors>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(directory::get_interlocutors(&state, &member).await?))
 }
 
 /// Replaces the interlocutors (coordinator); the routing rules must still refer to them.
@@ -333,11 +364,13 @@ pub async fn get_interlocutors(
     ))]
 pub async fn put_interlocutors(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiJson(body): ApiJson<Interlocutors>,
-) -> Result<Json<Interlocutors>, ApiError> {
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+    body: ApiJson<Interlocutors>,
+) -> Result<Json<Interlocutors>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
     Ok(Json(
-        sessions::put_interlocutors(&state, &member, body).await?,
+        directory::put_interlocutors(&state, &member, body.parse()?).await?,
     ))
 }
 
@@ -353,9 +386,11 @@ pub async fn put_interlocutors(
     ))]
 pub async fn get_routing(
     State(state): State<AppState>,
-    member: CelluleMember,
-) -> Result<Json<RoutingRules>, ApiError> {
-    Ok(Json(sessions::get_rules(&state, &member).await?))
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+) -> Result<Json<RoutingRules>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(directory::get_rules(&state, &member).await?))
 }
 
 /// Replaces the ordered routing rules (coordinator).
@@ -375,10 +410,14 @@ pub async fn get_routing(
     ))]
 pub async fn put_routing(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiJson(body): ApiJson<RoutingRules>,
-) -> Result<Json<RoutingRules>, ApiError> {
-    Ok(Json(sessions::put_rules(&state, &member, body).await?))
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+    body: ApiJson<RoutingRules>,
+) -> Result<Json<RoutingRules>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(
+        directory::put_rules(&state, &member, body.parse()?).await?,
+    ))
 }
 
 /// Yearly statistics, every count below 5 suppressed (coordinator, auditor).
@@ -394,8 +433,11 @@ pub async fn put_routing(
     ))]
 pub async fn get_stats(
     State(state): State<AppState>,
-    member: CelluleMember,
-    ApiQuery(query): ApiQuery<StatsQuery>,
-) -> Result<Json<Stats>, ApiError> {
-    Ok(Json(sessions::stats(&state, &member, query.year).await?))
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+    query: ApiQuery<StatsQuery>,
+) -> Result<Json<Stats>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    let query = query.parse()?;
+    Ok(Json(statistics::stats(&state, &member, query.year).await?))
 }

@@ -112,7 +112,7 @@ async fn verify_lib(app: &TestApp) -> cellule::audit::VerifyReport {
     let keys = cellule::audit::Signer::new(app.state.keys.keyring())
         .expect("signer")
         .public_keys();
-    cellule::audit::verify::verify(app.state.db.as_ref(), "perpignan", &keys)
+    cellule::services::auditor::verify_chain(app.state.db.as_ref(), "perpignan", &keys)
         .await
         .expect("verify")
 }
@@ -1226,9 +1226,14 @@ async fn verification_holds_across_page_boundaries(backend: Backend) {
         let app = &app;
         let keys = &keys;
         async move {
-            cellule::audit::verify::verify_paged(app.state.db.as_ref(), "perpignan", keys, page)
-                .await
-                .expect("verify")
+            cellule::services::auditor::verify_chain_paged(
+                app.state.db.as_ref(),
+                "perpignan",
+                keys,
+                page,
+            )
+            .await
+            .expect("verify")
         }
     };
     let head = head_seq(&app).await;
@@ -1389,7 +1394,7 @@ async fn concurrent_reads_share_commits_and_keep_one_chain(backend: Backend) {
     let jobs = (0..9).map(|i| {
         let cellule = if i == 4 { "nowhere" } else { "perpignan" };
         let app = &app;
-        async move { app.state.audit.append(cellule, vec![draft()]).await }
+        async move { app.state.audit.record(cellule, vec![draft()]).await }
     });
     let results = futures_util::future::join_all(jobs).await;
     for (i, r) in results.iter().enumerate() {

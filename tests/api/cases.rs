@@ -1007,14 +1007,15 @@ async fn retention_erases_expired_cases(backend: Backend) {
     };
 
     assert!(
-        cellule::cases::run_retention(db.as_ref(), months(2))
+        cellule::services::cases::run_retention(db.as_ref(), months(2))
             .await
             .expect("run")
             .is_empty()
     );
-    let erased = cellule::cases::run_retention(db.as_ref(), months(3) + chrono::Duration::days(1))
-        .await
-        .expect("run");
+    let erased =
+        cellule::services::cases::run_retention(db.as_ref(), months(3) + chrono::Duration::days(1))
+            .await
+            .expect("run");
     assert_eq!(erased.len(), 1);
     app.get(&case_path(&declined), Some(&app.token(COORD)))
         .await
@@ -1025,9 +1026,12 @@ async fn retention_erases_expired_cases(backend: Backend) {
             .status,
         200
     );
-    let erased = cellule::cases::run_retention(db.as_ref(), months(24) + chrono::Duration::days(1))
-        .await
-        .expect("run");
+    let erased = cellule::services::cases::run_retention(
+        db.as_ref(),
+        months(24) + chrono::Duration::days(1),
+    )
+    .await
+    .expect("run");
     assert_eq!(erased.len(), 1);
     app.get(&case_path(&closed), Some(&app.token(COORD)))
         .await
@@ -1067,13 +1071,13 @@ async fn retention_erases_expired_cases(backend: Backend) {
     clock.set(months(30));
     let late = case_in(&app, "closed").await;
     assert!(
-        cellule::cases::run_retention(db.as_ref(), months(35))
+        cellule::services::cases::run_retention(db.as_ref(), months(35))
             .await
             .expect("run")
             .is_empty()
     );
     assert_eq!(
-        cellule::cases::run_retention(db.as_ref(), months(37))
+        cellule::services::cases::run_retention(db.as_ref(), months(37))
             .await
             .expect("run")
             .len(),

@@ -111,7 +111,7 @@ pub struct TestApp {
     pub config: Config,
     pub data_dir: tempfile::TempDir,
     pub database_url: String,
-    pub state: cellule::http::AppState,
+    pub state: cellule::services::AppState,
     dev_key: EncodingKey,
     dev_kid: String,
     shutdown: Option<oneshot::Sender<()>>,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use cellule::crypto::Keyring;
-use cellule::crypto::keys::{KeyService, KeyringSource, RewrapOptions};
+use cellule::services::keys::{KeyService, KeyringSource, RewrapOptions};
 use reqwest::Method;
 use serde_json::json;
 use sqlx::Connection;

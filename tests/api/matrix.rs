@@ -562,9 +562,10 @@ async fn access_matrix(backend: Backend) {
         .expect("signer")
         .public_keys();
     for cellule in ["perpignan", "narbonne"] {
-        let report = cellule::audit::verify::verify(app.state.db.as_ref(), cellule, &keys)
-            .await
-            .expect("verify");
+        let report =
+            cellule::services::auditor::verify_chain(app.state.db.as_ref(), cellule, &keys)
+                .await
+                .expect("verify");
         assert!(report.valid, "{cellule}: {:?}", report.broken);
     }
 }

@@ -1,40 +1,81 @@
-//! Group commit for the requests whose only write is their audit entry (reads, denials, auditor
-//! reads) and for referral submissions.
+//! The audit log as the use cases write it (SPEC §9): entries of reads and denials, new cases
+//! with the entry of their submission, a checkpoint whenever `audit.checkpoint_every` entries
+//! have accumulated, and the verification of a chain read from storage. The chain's format and
+//! rules are in [`crate::audit`].
 //!
-//! Each such request used to commit a transaction of its own while holding its cellule's chain
-//! head (and, for a submission, its reference counter): on PostgreSQL one WAL flush per request,
-//! each waiting for the one before. The appender is one task per process that takes every job
-//! queued while it was committing the previous batch and writes them all in **one** transaction
-//! ([`Database::commit_batch`]: one counter bump per cellule and year, multi-row inserts of
-//! cases, keys and entries, one head update per cellule; on SQLite one `rusqlite` step,
-//! `storage::sqlite_batch`; on PostgreSQL, for a batch of one cellule, one statement when the
-//! process knows its counter and chain head, `PostgresDatabase::batch_alone`), then answers
-//! each waiting request.
-//! The rules of SPEC §9 are unchanged: a new case and its entry are in the same transaction, and
-//! a request is answered only once its entry is committed; it fails when it cannot be written.
+//! **Same transaction.** A write hands its entry to the storage method doing the work, which
+//! appends it in the same transaction, then calls [`AuditLog::checkpoint_if_due`]. A read or a
+//! denial writes nothing but its entry: [`record`] returns once the entry is committed, and the
+//! request fails when it cannot be written.
 //!
+//! **Group commit.** Those entries, and new cases with the entry of their submission, go to one
+//! task per process, which writes every job queued while it was committing the previous batch in
+//! one transaction ([`crate::storage::CaseStore::commit_batch`]: one counter bump per cellule
+//! and year, one head update per cellule) and answers each request once its batch is
+//! committed. On PostgreSQL this is one WAL flush for many requests instead of one each, with
+//! every request of a cellule waiting for the head row the one before holds.
 //! - Order: the entries of one cellule keep the order in which requests queued them (a batch's
 //!   new cases first, then the other entries).
 //! - Failure: when a batch of several jobs fails, each job is retried alone, so a job that
 //!   cannot be written fails only its own request.
-//! - Checkpoints: the count-based checkpoint (`audit.checkpoint_every`) is signed by the task
-//!   after the batch, once per cellule.
-//! - Other writes (transitions, notes, agendas…) append their entry in their own transaction.
-//!
-//! The task starts on first use in the current Tokio runtime and stops with the state; when it
-//! is gone (a runtime shut down under it), requests write directly.
+//! - The task starts on first use in the current Tokio runtime; when it is gone (a runtime shut
+//!   down under it), requests write directly.
 
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Draft, Head, Signer, after_append};
-use crate::crypto::keys::KeyService;
+use super::AppState;
+use super::keys::KeyService;
+use crate::audit::{Checkpoint, CheckpointKind, Draft, Head, Signer, reason};
+use crate::error::Error;
 use crate::storage::{CaseWrite, Database, NewCase, StorageError, WrappedKey};
 
-/// At most this many requests' entries go in one transaction.
+/// At most this many requests' jobs go in one transaction.
 const MAX_BATCH: usize = 512;
+
+/// Records the entries of a request that changes nothing else (a read, a denial); returns once
+/// they are committed.
+pub async fn record(state: &AppState, cellule: &str, drafts: Vec<Draft>) -> Result<(), Error> {
+    state
+        .audit
+        .record(cellule, drafts)
+        .await
+        .map_err(Error::from)
+}
+
+/// After a write that appended its own entry: a checkpoint if one is due.
+pub async fn committed(state: &AppState, cellule: &str, head: &Head) {
+    state
+        .audit
+        .checkpoint_if_due(cellule, head, state.clock.now())
+        .await;
+}
+
+/// The signer of the keyring in force (it follows a reloaded keyring).
+pub fn signer(keys: &KeyService) -> Result<Signer, Error> {
+    Signer::new(keys.keyring()).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// The reason code of an access refusal, `None` for other errors.
+pub fn denial_reason(e: &Error) -> Option<&'static str> {
+    match e {
+        Error::NotFound(_) => Some(reason::NOT_VISIBLE),
+        Error::Forbidden(_) => Some(reason::FORBIDDEN),
+        Error::CharterNotAccepted => Some(reason::CHARTER_NOT_ACCEPTED),
+        _ => None,
+    }
+}
+
+/// The reason code of a refused write on a visible case (422, 409), `None` for other errors.
+pub fn refusal_reason(e: &Error) -> Option<&'static str> {
+    match e {
+        Error::Validation(_) | Error::Identifiers(_) => Some(reason::INVALID),
+        Error::InvalidTransition(_) | Error::Conflict(_) => Some(reason::CONFLICT),
+        _ => None,
+    }
+}
 
 enum Job {
     Entries {
@@ -54,22 +95,23 @@ struct Submission {
     audit: Draft,
 }
 
-/// Queues entries and answers each request once its entry is committed.
-pub struct Appender {
-    shared: Arc<Shared>,
+/// The writer of the audit log: group commit and count-based checkpoints.
+pub struct AuditLog {
+    inner: Arc<Inner>,
     queue: OnceLock<mpsc::UnboundedSender<Job>>,
 }
 
-struct Shared {
+struct Inner {
     db: Arc<dyn Database>,
     keys: Arc<KeyService>,
+    /// Sign a checkpoint when this many entries accumulated since the last one (0: never).
     every: i64,
 }
 
-impl Appender {
+impl AuditLog {
     pub fn new(db: Arc<dyn Database>, keys: Arc<KeyService>, checkpoint_every: i64) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            inner: Arc::new(Inner {
                 db,
                 keys,
                 every: checkpoint_every,
@@ -79,7 +121,7 @@ impl Appender {
     }
 
     /// Appends `drafts` to the cellule's chain; returns once they are committed.
-    pub async fn append(&self, cellule: &str, drafts: Vec<Draft>) -> Result<(), StorageError> {
+    pub async fn record(&self, cellule: &str, drafts: Vec<Draft>) -> Result<(), StorageError> {
         if drafts.is_empty() {
             return Ok(());
         }
@@ -93,7 +135,7 @@ impl Appender {
             Ok(()) => answer.await.unwrap_or_else(|_| Err(stopped())),
             Err(mpsc::error::SendError(Job::Entries {
                 cellule, drafts, ..
-            })) => self.shared.entries_alone(&cellule, drafts).await,
+            })) => self.inner.entries_alone(&cellule, drafts).await,
             Err(_) => Err(stopped()),
         }
     }
@@ -114,33 +156,59 @@ impl Appender {
         match self.queue().send(job) {
             Ok(()) => answer.await.unwrap_or_else(|_| Err(stopped())),
             Err(mpsc::error::SendError(Job::Case { new, .. })) => {
-                self.shared.case_alone(&new.case, &new.key, new.audit).await
+                self.inner.case_alone(&new.case, &new.key, new.audit).await
             }
             Err(_) => Err(stopped()),
         }
     }
 
+    /// After a committed append that left the chain at `head`: signs a checkpoint when
+    /// `checkpoint_every` entries have accumulated. A failure does not fail the request (the
+    /// entries are committed); the periodic task retries.
+    pub async fn checkpoint_if_due(&self, cellule: &str, head: &Head, now: DateTime<Utc>) {
+        self.inner
+            .checkpoints(&[(cellule.to_owned(), head.clone())], now)
+            .await;
+    }
+
+    /// Signs a checkpoint for every cellule whose chain moved since its last one.
+    pub async fn checkpoint_all(
+        &self,
+        kind: CheckpointKind,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Checkpoint>, Error> {
+        let signer = signer(&self.inner.keys)?;
+        let db = self.inner.db.as_ref();
+        let mut out = Vec::new();
+        for cellule in db.cellules_with_unsigned_audit().await? {
+            if let Some(c) = db.checkpoint_audit(&cellule, &signer, kind, now).await? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
     fn queue(&self) -> &mpsc::UnboundedSender<Job> {
         self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(run(self.shared.clone(), rx));
+            tokio::spawn(run(self.inner.clone(), rx));
             tx
         })
     }
 }
 
-async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        shared.commit(std::mem::take(&mut batch)).await;
+        inner.commit(std::mem::take(&mut batch)).await;
     }
 }
 
 fn stopped() -> StorageError {
-    StorageError::Unavailable("the audit appender stopped before committing".into())
+    StorageError::Unavailable("the audit log's writer stopped before committing".into())
 }
 
-impl Shared {
+impl Inner {
     /// Writes one batch in one transaction and answers its requests.
     async fn commit(&self, batch: Vec<Job>) {
         let now = batch
@@ -241,11 +309,15 @@ impl Shared {
         Ok(reference)
     }
 
+    /// Signs a periodic checkpoint for each cellule whose head is `every` entries or more past
+    /// its last checkpoint.
     async fn checkpoints(&self, heads: &[(String, Head)], now: DateTime<Utc>) {
-        let due = heads
+        let due: Vec<&str> = heads
             .iter()
-            .any(|(_, h)| self.every > 0 && h.seq - h.checkpoint_seq >= self.every);
-        if !due {
+            .filter(|(_, h)| self.every > 0 && h.seq - h.checkpoint_seq >= self.every)
+            .map(|(cellule, _)| cellule.as_str())
+            .collect();
+        if due.is_empty() {
             return;
         }
         let signer = match Signer::new(self.keys.keyring()) {
@@ -255,8 +327,14 @@ impl Shared {
                 return;
             }
         };
-        for (cellule, head) in heads {
-            after_append(self.db.as_ref(), &signer, self.every, cellule, head, now).await;
+        for cellule in due {
+            if let Err(e) = self
+                .db
+                .checkpoint_audit(cellule, &signer, CheckpointKind::Periodic, now)
+                .await
+            {
+                tracing::warn!(cellule, error = %e, "audit checkpoint failed; will retry");
+            }
         }
     }
 }

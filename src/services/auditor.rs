@@ -9,14 +9,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::checkpoint::CheckpointKind;
-use super::verify::{CheckpointView, VerifyReport};
-use super::{Action, Entry, Filter, Outcome, hex};
-use crate::access;
-use crate::auth::CelluleMember;
-use crate::error::ApiError;
-use crate::http::AppState;
-use crate::storage::Database;
+use futures_util::StreamExt;
+
+use super::access::{self, CelluleMember};
+use super::{AppState, audit_log};
+use crate::audit::checkpoint::{CheckpointKind, PublicKeys};
+use crate::audit::verify::{CheckpointView, PAGE, Verification, VerifyReport};
+use crate::audit::{Action, Entry, Filter, Head, Outcome, hex};
+use crate::error::Error;
+use crate::storage::{Database, StorageError};
 
 /// Entries per page of an export.
 const EXPORT_PAGE: i64 = 1_000;
@@ -142,7 +143,7 @@ async fn begin(
     policy_action: &str,
     action: Action,
     case: Option<(&str, &str)>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let a = who.audit();
     let p = access::principal(who);
     access::cellule_action_audited(state, &p, &a, policy_action, action).await?;
@@ -150,7 +151,7 @@ async fn begin(
     if let Some((id, reference)) = case {
         draft = draft.case(id, Some(reference));
     }
-    super::log(state, &a.cellule, vec![draft]).await
+    audit_log::record(state, &a.cellule, vec![draft]).await
 }
 
 /// `GET …/audit`.
@@ -158,17 +159,17 @@ pub async fn search(
     state: &AppState,
     who: &CelluleMember,
     q: AuditQuery,
-) -> Result<AuditPage, ApiError> {
+) -> Result<AuditPage, Error> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("/limit", "must be between 1 and 500"));
+        return Err(Error::invalid("/limit", "must be between 1 and 500"));
     }
     let before_seq = match &q.cursor {
         Some(c) => Some(
             c.parse::<i64>()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| ApiError::invalid("/cursor", "not a cursor from this API"))?,
+                .ok_or_else(|| Error::invalid("/cursor", "not a cursor from this API"))?,
         ),
         None => None,
     };
@@ -200,14 +201,57 @@ pub async fn search(
 }
 
 /// `GET …/audit/verify`.
-pub async fn verify(state: &AppState, who: &CelluleMember) -> Result<VerifyReport, ApiError> {
+pub async fn verify(state: &AppState, who: &CelluleMember) -> Result<VerifyReport, Error> {
     begin(state, who, "verify_audit", Action::VerifyAudit, None).await?;
-    let keys = super::signer(state)?.public_keys();
-    Ok(super::verify::verify(state.db.as_ref(), who.cellule.slug.as_str(), &keys).await?)
+    let keys = audit_log::signer(&state.keys)?.public_keys();
+    Ok(verify_chain(state.db.as_ref(), who.slug(), &keys).await?)
+}
+
+/// Pages read at once: on two cores, four keep the database producing pages while others are
+/// hashed.
+const READERS: usize = 4;
+
+/// Verifies the chain of `cellule` against its signed checkpoints, up to the head read at the
+/// start (see [`crate::audit::verify`]).
+pub async fn verify_chain(
+    db: &dyn Database,
+    cellule: &str,
+    keys: &PublicKeys,
+) -> Result<VerifyReport, StorageError> {
+    verify_chain_paged(db, cellule, keys, PAGE).await
+}
+
+/// [`verify_chain`] reading `page_size` entries per query (tests use small pages to cross page
+/// boundaries).
+pub async fn verify_chain_paged(
+    db: &dyn Database,
+    cellule: &str,
+    keys: &PublicKeys,
+    page_size: i64,
+) -> Result<VerifyReport, StorageError> {
+    let page_size = page_size.max(1);
+    let head = db.audit_head(cellule).await?.unwrap_or_else(Head::empty);
+    let checkpoints = db.audit_checkpoints(cellule).await?;
+    let lowest = db
+        .audit_entries(cellule, 0, 1)
+        .await?
+        .first()
+        .map(|e| e.seq);
+    let mut verification = Verification::new(cellule, head, checkpoints, lowest, keys);
+    let mut pages = futures_util::stream::iter(verification.pages(page_size))
+        .map(|after| db.audit_links(cellule, after, page_size))
+        .buffered(READERS);
+    while !verification.done() {
+        let Some(page) = pages.next().await else {
+            break;
+        };
+        verification.check(&page?);
+    }
+    Ok(verification.finish())
 }
 
 /// `POST …/audit/checkpoints`: signs the head now.
-pub async fn checkpoint(state: &AppState, who: &CelluleMember) -> Result<CheckpointView, ApiError> {
+pub async fn checkpoint(state: &AppState, who: &CelluleMember) -> Result<CheckpointView, Error> {
     begin(
         state,
         who,
@@ -216,7 +260,7 @@ pub async fn checkpoint(state: &AppState, who: &CelluleMember) -> Result<Checkpo
         None,
     )
     .await?;
-    let signer = super::signer(state)?;
+    let signer = audit_log::signer(&state.keys)?;
     let c = state
         .db
         .checkpoint_audit(
@@ -226,7 +270,7 @@ pub async fn checkpoint(state: &AppState, who: &CelluleMember) -> Result<Checkpo
             state.clock.now(),
         )
         .await?
-        .ok_or_else(|| ApiError::Internal("audit chain empty after an append".into()))?;
+        .ok_or_else(|| Error::Internal("audit chain empty after an append".into()))?;
     Ok(CheckpointView::from(&c))
 }
 
@@ -234,7 +278,7 @@ pub async fn checkpoint(state: &AppState, who: &CelluleMember) -> Result<Checkpo
 pub async fn checkpoints(
     state: &AppState,
     who: &CelluleMember,
-) -> Result<Vec<CheckpointView>, ApiError> {
+) -> Result<Vec<CheckpointView>, Error> {
     begin(state, who, "read_audit", Action::ReadAudit, None).await?;
     Ok(state
         .db
@@ -250,7 +294,7 @@ pub async fn access_log(
     state: &AppState,
     who: &CelluleMember,
     id: &str,
-) -> Result<AccessLog, ApiError> {
+) -> Result<AccessLog, Error> {
     let cellule = who.cellule.slug.as_str();
     let resolved = state.db.resolve_case(cellule, id).await?;
     let Some((case_id, reference)) = resolved else {
@@ -261,12 +305,12 @@ pub async fn access_log(
             .await?;
         let mut draft = a
             .entry(Action::ReadAccessLog, state.clock.now())
-            .denied(super::reason::NOT_FOUND);
+            .denied(crate::audit::reason::NOT_FOUND);
         if let Ok(id) = uuid::Uuid::parse_str(id) {
             draft = draft.case(&id.to_string(), None);
         }
-        super::log(state, &a.cellule, vec![draft]).await?;
-        return Err(ApiError::NotFound("case"));
+        audit_log::record(state, &a.cellule, vec![draft]).await?;
+        return Err(Error::NotFound("case"));
     };
     begin(
         state,
@@ -295,7 +339,7 @@ pub async fn export(
     state: &AppState,
     who: &CelluleMember,
     format: ExportFormat,
-) -> Result<impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + use<>, ApiError> {
+) -> Result<impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + use<>, Error> {
     begin(state, who, "export_audit", Action::ExportAudit, None).await?;
     Ok(export_stream(
         state.db.clone(),
@@ -325,7 +369,7 @@ pub fn export_stream(
             match phase {
                 Phase::Start => {
                     let open = match format {
-                        ExportFormat::Fhir => super::fhir::bundle_start(&cellule, now),
+                        ExportFormat::Fhir => crate::audit::fhir::bundle_start(&cellule, now),
                         ExportFormat::Jsonl => String::new(),
                     };
                     Some((
@@ -349,7 +393,7 @@ pub fn export_stream(
                     };
                     let Some(last) = page.last().map(|e| e.seq) else {
                         let close = match format {
-                            ExportFormat::Fhir => super::fhir::BUNDLE_END,
+                            ExportFormat::Fhir => crate::audit::fhir::BUNDLE_END,
                             ExportFormat::Jsonl => "",
                         };
                         return Some((Ok(Bytes::from_static(close.as_bytes())), Phase::Done));
@@ -369,7 +413,7 @@ pub fn export_stream(
                                     out.push(',');
                                 }
                                 first = false;
-                                out.push_str(&super::fhir::bundle_entry(e).to_string());
+                                out.push_str(&crate::audit::fhir::bundle_entry(e).to_string());
                             }
                         }
                     }

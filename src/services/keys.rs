@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
-use super::{CryptoError, DataKey, Keyring, KeyringError};
+use crate::crypto::{CryptoError, DataKey, Keyring, KeyringError};
 use crate::storage::{Database, Rewrapped, StorageError, WrappedKey};
 
 /// Where the keyring came from.

@@ -9,13 +9,17 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+mod audit;
+mod keys;
+mod routing;
+
 use crate::app::{self, Application, StartError};
-use crate::cellules;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Overrides};
 use crate::domain::{
     CelluleCode, CelluleName, CelluleSlug, MembershipSpec, Organisation, Role, Sphere, Subject,
 };
+use crate::services::cellules;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -250,12 +254,12 @@ impl From<StartError> for CliError {
     }
 }
 
-impl From<crate::error::ApiError> for CliError {
-    fn from(e: crate::error::ApiError) -> Self {
+impl From<crate::error::Error> for CliError {
+    fn from(e: crate::error::Error) -> Self {
         let problem = e.problem();
         let mut message = problem.detail.unwrap_or(problem.title);
         for item in problem.errors {
-            if let crate::error::ProblemItem::Field(field) = item {
+            if let crate::http::problem::ProblemItem::Field(field) = item {
                 message = format!(
                     "{}: {}",
                     field.pointer.trim_start_matches('/'),
@@ -325,15 +329,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             println!("migrations applied to {url}");
             Ok(())
         }
-        Command::Keys(cmd) => keys(&config, cmd).await,
-        Command::Routing(cmd) => routing(&config, &clock, cmd).await,
+        Command::Keys(cmd) => keys::run(&config, cmd).await,
+        Command::Routing(cmd) => routing::run(&config, &clock, cmd).await,
         Command::Demo { slug, ttl } => {
             let slug = arg("slug", CelluleSlug::parse(&slug))?;
             crate::demo::run(&config, &slug, ttl).await
         }
         Command::Audit(cmd) => {
             let db = app::open_database(&config, true).await?;
-            let result = audit(&config, db.clone(), &clock, cmd).await;
+            let result = audit::run(&config, db.clone(), &clock, cmd).await;
             db.close().await;
             result
         }
@@ -341,7 +345,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let db = app::open_database(&config, true).await?;
             let result = async {
                 app::open_keys(&config, db.as_ref(), &clock).await?;
-                crate::cases::run_retention(db.as_ref(), clock.now())
+                crate::services::cases::run_retention(db.as_ref(), clock.now())
                     .await
                     .map_err(CliError::from)
             }
@@ -463,369 +467,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     m.spec.organisation.as_ref().map_or("-", |o| o.as_str()),
                     if m.spec.guest { "guest" } else { "-" }
                 );
-            }
-            Ok(())
-        }
-    }
-}
-
-async fn keys(config: &Config, cmd: KeysCommand) -> Result<(), CliError> {
-    use crate::crypto::Keyring;
-    use crate::crypto::keys::{KeyService, KeyringSource, RewrapOptions};
-    let clock = SystemClock;
-    if config.keyring.is_some() && !matches!(cmd, KeysCommand::Status) {
-        return Err(CliError::usage(
-            "the keyring is given inline (CELLULE_KEYRING); rotation and retirement need a keyring file",
-        ));
-    }
-    let db = app::open_database(config, true).await?;
-    let result = async {
-        let keys = app::open_keys(config, db.as_ref(), &clock).await?;
-        let fail = |e: &dyn std::fmt::Display| CliError::failure(crate::config::one_line(&e.to_string()));
-        match cmd {
-            KeysCommand::Status => {
-                let keyring = keys.keyring();
-                let counts: std::collections::HashMap<i64, i64> =
-                    db.wrapped_key_counts().await.map_err(|e| fail(&e))?.into_iter().collect();
-                for v in keyring.versions() {
-                    let current = if v == keyring.current_version() { " (current)" } else { "" };
-                    println!("KEK v{v}{current}: wraps {} key(s)", counts.get(&i64::from(v)).copied().unwrap_or(0));
-                }
-                let pending: i64 =
-                    counts.iter().filter(|(v, _)| **v != i64::from(keyring.current_version())).map(|(_, n)| n).sum();
-                if pending > 0 {
-                    println!("{pending} key(s) not on the current version: run `cellule keys rotate --resume`");
-                }
-                Ok(())
-            }
-            KeysCommand::Rotate { resume, batch } => {
-                let KeyringSource::File(path) = keys.source().clone() else {
-                    return Err(CliError::usage("rotation needs a keyring file"));
-                };
-                let keys = if resume {
-                    keys
-                } else {
-                    let mut keyring = Keyring::load(&path).map_err(|e| fail(&e))?;
-                    let version = keyring.add_version(clock.now()).map_err(|e| fail(&e))?;
-                    keyring.save(&path).map_err(|e| fail(&e))?;
-                    println!("added KEK v{version} to {}", path.display());
-                    let keys = KeyService::new(keyring, KeyringSource::File(path.clone()));
-                    keys.reconcile(db.as_ref(), clock.now()).await.map_err(|e| fail(&e))?;
-                    std::sync::Arc::new(keys)
-                };
-                let done = keys
-                    .rewrap(db.as_ref(), RewrapOptions { batch_size: batch, fail_in_batch: None }, |p| {
-                        if p.remaining > 0 {
-                            println!("re-wrapping: {} done, {} left", p.done, p.remaining);
-                        }
-                    })
-                    .await
-                    .map_err(|e| fail(&e))?;
-                println!(
-                    "re-wrapped {} key(s); every key is on KEK v{}",
-                    done.done,
-                    keys.keyring().current_version()
-                );
-                Ok(())
-            }
-            KeysCommand::Retire { version } => {
-                let KeyringSource::File(path) = keys.source().clone() else {
-                    return Err(CliError::usage("retirement needs a keyring file"));
-                };
-                if version == keys.keyring().current_version() {
-                    return Err(CliError::usage(format!("KEK v{version} is the current version; rotate first")));
-                }
-                let in_use = db
-                    .wrapped_key_counts()
-                    .await
-                    .map_err(|e| fail(&e))?
-                    .into_iter()
-                    .find(|(v, _)| *v == i64::from(version))
-                    .map_or(0, |(_, n)| n);
-                if in_use > 0 {
-                    return Err(CliError::failure(format!(
-                        "KEK v{version} still wraps {in_use} key(s); run `cellule keys rotate --resume` first"
-                    )));
-                }
-                let mut keyring = Keyring::load(&path).map_err(|e| fail(&e))?;
-                keyring.retire(version).map_err(|e| CliError::usage(e.to_string()))?;
-                keyring.save(&path).map_err(|e| fail(&e))?;
-                println!("retired KEK v{version}");
-                Ok(())
-            }
-        }
-    }
-    .await;
-    db.close().await;
-    result
-}
-
-/// Longest routing directory file read, in bytes.
-const MAX_DIRECTORY_FILE: u64 = 1024 * 1024;
-
-/// `cellule routing import|export`. Like `PUT …/interlocutors` and `PUT …/routing`, the
-/// directory is not case data: it is not recorded in the audit log.
-async fn routing(config: &Config, clock: &dyn Clock, cmd: RoutingCommand) -> Result<(), CliError> {
-    use std::io::Read;
-    let fail =
-        |e: &dyn std::fmt::Display| CliError::failure(crate::config::one_line(&e.to_string()));
-    match cmd {
-        RoutingCommand::Import { cellule, file } => {
-            let slug = arg("cellule", CelluleSlug::parse(&cellule))?;
-            let shown = if file.as_os_str() == "-" {
-                "stdin".to_owned()
-            } else {
-                file.display().to_string()
-            };
-            // Read and check everything before touching the database.
-            let mut bytes = Vec::new();
-            let read = if file.as_os_str() == "-" {
-                std::io::stdin()
-                    .take(MAX_DIRECTORY_FILE + 1)
-                    .read_to_end(&mut bytes)
-            } else {
-                std::fs::File::open(&file)
-                    .and_then(|f| f.take(MAX_DIRECTORY_FILE + 1).read_to_end(&mut bytes))
-            };
-            read.map_err(|e| CliError::usage(format!("{shown}: {e}")))?;
-            if bytes.len() as u64 > MAX_DIRECTORY_FILE {
-                return Err(CliError::usage(format!(
-                    "{shown}: larger than {MAX_DIRECTORY_FILE} bytes"
-                )));
-            }
-            let text = String::from_utf8(bytes)
-                .map_err(|_| CliError::usage(format!("{shown}: not UTF-8 text")))?;
-            let dir = crate::domain::routing::Directory::from_toml(&text).map_err(|e| {
-                let problems: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
-                CliError::usage(format!(
-                    "{shown}: refused, nothing changed: {}",
-                    problems.join("; ")
-                ))
-            })?;
-            let db = app::open_database(config, true).await?;
-            let result = async {
-                if db.get_cellule(&slug).await.map_err(|e| fail(&e))?.is_none() {
-                    return Err(CliError::failure(format!("no cellule {slug}")));
-                }
-                crate::sessions::import_directory(db.as_ref(), slug.as_str(), &dir, clock.now())
-                    .await
-                    .map_err(CliError::from)
-            }
-            .await;
-            db.close().await;
-            result?;
-            println!(
-                "imported the routing directory of {slug}: {} interlocutor(s), {} rule(s)",
-                dir.interlocutors.len(),
-                dir.rules.len()
-            );
-            Ok(())
-        }
-        RoutingCommand::Export { cellule, output } => {
-            let slug = arg("cellule", CelluleSlug::parse(&cellule))?;
-            let db = app::open_database(config, true).await?;
-            let result = async {
-                if db.get_cellule(&slug).await.map_err(|e| fail(&e))?.is_none() {
-                    return Err(CliError::failure(format!("no cellule {slug}")));
-                }
-                crate::sessions::export_directory(db.as_ref(), slug.as_str())
-                    .await
-                    .map_err(CliError::from)
-            }
-            .await;
-            db.close().await;
-            let text = result?.to_toml();
-            match output {
-                Some(path) => std::fs::write(&path, text)
-                    .map_err(|e| fail(&format!("{}: {e}", path.display())))?,
-                None => print!("{text}"),
-            }
-            Ok(())
-        }
-    }
-}
-
-/// The entry an operator's command leaves in the audit log.
-fn operator_entry(
-    cellule: &str,
-    action: crate::audit::Action,
-    now: chrono::DateTime<chrono::Utc>,
-) -> crate::audit::Draft {
-    crate::audit::AuditCtx {
-        cellule: cellule.to_owned(),
-        actor: crate::audit::Actor::system("cli"),
-        request_id: None,
-    }
-    .entry(action, now)
-}
-
-async fn audit(
-    config: &Config,
-    db: Arc<dyn crate::storage::Database>,
-    clock: &dyn Clock,
-    cmd: AuditCommand,
-) -> Result<(), CliError> {
-    use crate::audit::{self, Action, CheckpointKind, Signer};
-    let fail =
-        |e: &dyn std::fmt::Display| CliError::failure(crate::config::one_line(&e.to_string()));
-    let keys = app::open_keys(config, db.as_ref(), clock).await?;
-    let signer = Signer::new(keys.keyring()).map_err(|e| fail(&e))?;
-    let cellules = |one: Option<String>| {
-        let db = db.clone();
-        async move {
-            match one {
-                Some(slug) => {
-                    let slug = arg("cellule", CelluleSlug::parse(&slug))?;
-                    match db.get_cellule(&slug).await.map_err(|e| fail(&e))? {
-                        Some(c) => Ok(vec![c.slug.as_str().to_owned()]),
-                        None => Err(CliError::failure(format!("no cellule {slug}"))),
-                    }
-                }
-                None => Ok(db
-                    .list_cellules()
-                    .await
-                    .map_err(|e| fail(&e))?
-                    .into_iter()
-                    .map(|c| c.slug.as_str().to_owned())
-                    .collect::<Vec<_>>()),
-            }
-        }
-    };
-    match cmd {
-        AuditCommand::Verify { cellule } => {
-            let mut broken = Vec::new();
-            for slug in cellules(cellule).await? {
-                audit::record(
-                    db.as_ref(),
-                    &signer,
-                    0,
-                    &slug,
-                    vec![operator_entry(&slug, Action::VerifyAudit, clock.now())],
-                )
-                .await
-                .map_err(|e| fail(&e))?;
-                let report = audit::verify::verify(db.as_ref(), &slug, &signer.public_keys())
-                    .await
-                    .map_err(|e| fail(&e))?;
-                match &report.broken {
-                    None => println!(
-                        "{slug}: ok, {} entries checked, head {}, {} checkpoint(s)",
-                        report.entries_checked, report.head.seq, report.checkpoints
-                    ),
-                    Some(b) => {
-                        println!("{slug}: BROKEN at entry {}: {}", b.seq, b.reason);
-                        broken.push(format!("{slug} at entry {}", b.seq));
-                    }
-                }
-            }
-            if broken.is_empty() {
-                Ok(())
-            } else {
-                Err(CliError::failure(format!(
-                    "audit chain broken: {}",
-                    broken.join(", ")
-                )))
-            }
-        }
-        AuditCommand::Export {
-            cellule,
-            format,
-            output,
-        } => {
-            use futures_util::StreamExt;
-            use tokio::io::AsyncWriteExt;
-            let format = match format.as_str() {
-                "jsonl" => audit::auditor::ExportFormat::Jsonl,
-                "fhir" => audit::auditor::ExportFormat::Fhir,
-                other => {
-                    return Err(CliError::usage(format!(
-                        "format: {other:?} is not jsonl or fhir"
-                    )));
-                }
-            };
-            let slug = cellules(Some(cellule)).await?.remove(0);
-            let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match &output {
-                Some(path) => {
-                    crate::fsutil::create_private_file(path, b"")
-                        .map_err(|e| fail(&format!("{}: {e}", path.display())))?;
-                    Box::new(
-                        tokio::fs::OpenOptions::new()
-                            .write(true)
-                            .truncate(true)
-                            .open(path)
-                            .await
-                            .map_err(|e| fail(&format!("{}: {e}", path.display())))?,
-                    )
-                }
-                None => Box::new(tokio::io::stdout()),
-            };
-            audit::record(
-                db.as_ref(),
-                &signer,
-                0,
-                &slug,
-                vec![operator_entry(&slug, Action::ExportAudit, clock.now())],
-            )
-            .await
-            .map_err(|e| fail(&e))?;
-            let stream = audit::auditor::export_stream(db.clone(), slug, format, clock.now());
-            futures_util::pin_mut!(stream);
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| fail(&e))?;
-                out.write_all(&chunk).await.map_err(|e| fail(&e))?;
-            }
-            out.flush().await.map_err(|e| fail(&e))?;
-            Ok(())
-        }
-        AuditCommand::Checkpoint { cellule } => {
-            for slug in cellules(cellule).await? {
-                audit::record(
-                    db.as_ref(),
-                    &signer,
-                    0,
-                    &slug,
-                    vec![operator_entry(&slug, Action::CheckpointAudit, clock.now())],
-                )
-                .await
-                .map_err(|e| fail(&e))?;
-                match db
-                    .checkpoint_audit(&slug, &signer, CheckpointKind::OnDemand, clock.now())
-                    .await
-                    .map_err(|e| fail(&e))?
-                {
-                    Some(c) => println!(
-                        "{slug}: checkpoint at entry {} signed by key {}",
-                        c.seq, c.key_id
-                    ),
-                    None => println!("{slug}: no entries yet"),
-                }
-            }
-            Ok(())
-        }
-        AuditCommand::Purge {
-            cellule,
-            before,
-            yes,
-        } => {
-            if !yes {
-                return Err(CliError::usage(
-                    "audit purge removes entries for good: add --yes to confirm",
-                ));
-            }
-            let slug = cellules(Some(cellule)).await?.remove(0);
-            let before = before
-                .and_hms_opt(0, 0, 0)
-                .map(|t| t.and_utc())
-                .ok_or_else(|| CliError::usage("before: not a day"))?;
-            let purged = audit::purge(db.as_ref(), &signer, &slug, before, clock.now())
-                .await
-                .map_err(|e| fail(&e))?;
-            match purged.anchor {
-                Some(anchor) => println!(
-                    "{slug}: {} entries removed; signed retention checkpoint at entry {}",
-                    purged.removed, anchor.seq
-                ),
-                None => println!("{slug}: no entries before {}", before.date_naive()),
             }
             Ok(())
         }

@@ -1,6 +1,10 @@
 //! Logging. Lines carry request ids, routes, statuses and reasons; never bodies, note text,
 //! identities, tokens or database passwords.
 
+pub mod metrics;
+
+pub use metrics::Metrics;
+
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;

@@ -1,0 +1,110 @@
+//! Moving a case along the lifecycle graph (SPEC §4).
+
+use super::*;
+
+/// `POST …/cases/{id}/transitions`: one step of the SPEC §4 graph, or 409 and no change.
+pub async fn transition(
+    state: &AppState,
+    who: &CelluleMember,
+    id: &str,
+    req: TransitionRequest,
+) -> Result<CaseSummary, Error> {
+    let a = who.audit();
+    let p = access::principal(who);
+    let case = authorised_case(
+        state,
+        &p,
+        &a,
+        id,
+        "transition_case",
+        Action::TransitionCase,
+        None,
+    )
+    .await?;
+    let result = transition_authorised(state, who, &a, &case, req).await;
+    refused(state, &a, Action::TransitionCase, &case, result).await
+}
+
+async fn transition_authorised(
+    state: &AppState,
+    who: &CelluleMember,
+    a: &AuditCtx,
+    case: &CaseRecord,
+    req: TransitionRequest,
+) -> Result<CaseSummary, Error> {
+    let m = &who.membership;
+    let from = parse(&case.status, CaseStatus::parse, "status")?;
+    let mut errors = Vec::new();
+    if req.to.needs_reason() {
+        match &req.reason {
+            Some(r) => text_field("/reason", r, MAX_SHORT_TEXT, &mut errors),
+            None => errors.push(FieldError::new(
+                "/reason",
+                format!("a reason is required to move to {}", req.to.as_str()),
+            )),
+        }
+    } else if let Some(r) = &req.reason {
+        text_field("/reason", r, MAX_SHORT_TEXT, &mut errors);
+    }
+    if req.to == CaseStatus::InFollowUp && req.follow_up_date.is_none() {
+        errors.push(FieldError::new(
+            "/follow_up_date",
+            "required to move to in_follow_up",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    if !from.can_become(req.to) {
+        return Err(Error::InvalidTransition(format!(
+            "A case cannot go from {} to {}.",
+            from.as_str(),
+            req.to.as_str()
+        )));
+    }
+    if let Some(r) = &req.reason {
+        let hits = guard(state).scan("reason", r);
+        if !hits.is_empty() {
+            return Err(Error::Identifiers(hits));
+        }
+    }
+    let key = case_key(state, case)?;
+    let event_id = uuid::Uuid::now_v7().to_string();
+    let reason = req
+        .reason
+        .as_deref()
+        .map(|r| seal(&key, &case.cellule, &case.id, &event_id, "reason", r))
+        .transpose()?;
+    let draft = a
+        .entry(Action::TransitionCase, state.clock.now())
+        .case(&case.id, Some(&case.reference))
+        .target("event", &event_id);
+    let t = Transition {
+        event_id,
+        case_id: case.id.clone(),
+        cellule: case.cellule.clone(),
+        from: from.as_str().to_owned(),
+        to: req.to.as_str().to_owned(),
+        reason,
+        follow_up_date: req.follow_up_date,
+        routed_org: req.routed_org.map(|o| o.as_str().to_owned()),
+        actor: m.subject.as_str().to_owned(),
+        at: state.clock.now(),
+    };
+    let Some(head) = state.db.transition_case(&t, draft).await? else {
+        return Err(Error::InvalidTransition(
+            "The case changed meanwhile; reload it and try again.".into(),
+        ));
+    };
+    audit_log::committed(state, &case.cellule, &head).await;
+    let updated = state
+        .db
+        .get_case(
+            &case.cellule,
+            &case.id,
+            access::agenda_since(state.clock.now()),
+        )
+        .await?
+        .ok_or(Error::NotFound("case"))?;
+    summary(&updated)
+}

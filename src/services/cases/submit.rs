@@ -1,0 +1,159 @@
+//! Intake: a referral with consent and the identifier guard becomes a `submitted` case.
+
+use super::*;
+
+/// `POST …/referrals`.
+pub async fn submit(
+    state: &AppState,
+    who: &CelluleMember,
+    req: ReferralRequest,
+) -> Result<ReferralCreated, Error> {
+    let m = &who.membership;
+    let a = who.audit();
+    let p = access::principal(who);
+    access::cellule_action_audited(state, &p, &a, "submit_referral", Action::SubmitReferral)
+        .await?;
+    let mut errors = Vec::new();
+    if req.commune.is_none() && req.sector.is_none() {
+        errors.push(FieldError::new(
+            "/commune",
+            "give a commune, a sector, or both",
+        ));
+    }
+    if req.needs.is_empty() {
+        errors.push(FieldError::new("/needs", "at least one need is required"));
+    }
+    let mut needs = req.needs.clone();
+    needs.sort();
+    needs.dedup();
+    if needs.len() != req.needs.len() {
+        errors.push(FieldError::new("/needs", "needs must not repeat"));
+    }
+    match req.consent.status {
+        ConsentStatus::Objected => errors.push(FieldError::new(
+            "/consent/status",
+            "the person objected: an objection blocks all sharing, the referral cannot be recorded",
+        )),
+        ConsentStatus::NotInformed => match &req.consent.justification {
+            Some(j) => text_field("/consent/justification", j, MAX_SHORT_TEXT, &mut errors),
+            None => errors.push(FieldError::new(
+                "/consent/justification",
+                "required when the person was not informed",
+            )),
+        },
+        ConsentStatus::Agreed | ConsentStatus::Informed => {
+            if let Some(j) = &req.consent.justification {
+                text_field("/consent/justification", j, MAX_SHORT_TEXT, &mut errors);
+            }
+        }
+    }
+    text_field("/situation", &req.situation, MAX_TEXT, &mut errors);
+    if let Some(e) = &req.expectations {
+        text_field("/expectations", e, MAX_SHORT_TEXT, &mut errors);
+    }
+    let referring_org = match (&req.referring_org, &m.spec.organisation) {
+        (Some(org), _) | (None, Some(org)) => org.clone(),
+        (None, None) => {
+            errors.push(FieldError::new("/referring_org", "required"));
+            Organisation::parse("-").map_err(|e| Error::Internal(e.to_string()))?
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    let scanner = guard(state);
+    let mut hits: Vec<Hit> = scanner.scan("situation", &req.situation);
+    if let Some(e) = &req.expectations {
+        hits.extend(scanner.scan("expectations", e));
+    }
+    if let Some(j) = &req.consent.justification {
+        hits.extend(scanner.scan("consent.justification", j));
+    }
+    if !hits.is_empty() {
+        return Err(Error::Identifiers(hits));
+    }
+
+    let cellule = m.cellule.as_str();
+    let (linkage_key, possible_duplicates) = match &req.identity {
+        None => (None, Vec::new()),
+        Some(identity) => {
+            let secret = state
+                .keys
+                .linkage_secret(state.db.as_ref(), cellule)
+                .await
+                .map_err(|e| match e {
+                    crate::services::keys::KeyError::Storage(s) => Error::from(s),
+                    other => integrity(other.to_string()),
+                })?;
+            let key = identity
+                .linkage_key(&secret)
+                .map_err(|e| Error::invalid(format!("/identity/{}", e.field), e.message))?;
+            let found = state.db.open_cases_with_linkage(cellule, &key).await?;
+            (Some(key), found)
+        }
+    };
+    // The identity is not needed any more: drop it (its fields are wiped on drop).
+    let ReferralRequest {
+        situation,
+        expectations,
+        consent,
+        identity,
+        ..
+    } = req;
+    drop(identity);
+
+    // Time-ordered (UUIDv7): a new case's rows go at the end of the indexes keyed by case id
+    // (case, data key, audit entries by case) instead of into a random page of each, which the
+    // commit would write and the WAL copy back. It shows the millisecond it was made (the
+    // system clock's, about the case's `submitted_at`, which is shown wherever the case is).
+    let id = uuid::Uuid::now_v7().to_string();
+    let (key, wrapped) = state
+        .keys
+        .new_case_key(cellule, &id)
+        .map_err(|e| Error::Internal(format!("key generation: {e}")))?;
+    let now = state.clock.now();
+    let new = NewCase {
+        id: id.clone(),
+        cellule: cellule.to_owned(),
+        code: who.cellule.code.as_str().to_owned(),
+        year: crate::domain::case::reference_year(now),
+        urgency: req.urgency.as_str().to_owned(),
+        age_band: req.age_band.as_str().to_owned(),
+        gender: req.gender.as_str().to_owned(),
+        commune: req.commune.as_ref().map(|c| c.as_str().to_owned()),
+        sector: req.sector.as_ref().map(|s| s.as_str().to_owned()),
+        needs: format!(
+            ",{},",
+            needs
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        consent_status: consent.status.as_str().to_owned(),
+        consent_justification: consent
+            .justification
+            .as_deref()
+            .map(|j| seal(&key, cellule, &id, &id, "consent_justification", j))
+            .transpose()?,
+        referring_org: referring_org.as_str().to_owned(),
+        referrer: m.subject.as_str().to_owned(),
+        linkage_key,
+        situation: seal(&key, cellule, &id, &id, "situation", &situation)?,
+        expectations: expectations
+            .as_deref()
+            .map(|e| seal(&key, cellule, &id, &id, "expectations", e))
+            .transpose()?,
+        submitted_at: now,
+    };
+    let draft = a.entry(Action::SubmitReferral, now).case(&id, None);
+    // Group-committed with the other submissions and reads of the moment (same transaction as
+    // its entry; answered once committed).
+    let reference = state.audit.insert_case(new, wrapped, draft).await?;
+    Ok(ReferralCreated {
+        id,
+        reference,
+        status: CaseStatus::Submitted,
+        possible_duplicates,
+    })
+}

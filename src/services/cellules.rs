@@ -1,0 +1,204 @@
+//! Deployment administration: cellules, memberships and retention (administrators only; the
+//! rules of creation shared with the CLI). Nothing here returns case content.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::clock::Clock;
+use crate::domain::{
+    Cellule, CelluleCode, CelluleName, CelluleSlug, Membership, MembershipSpec, NewCellule,
+    Organisation, Role, Sphere, Subject,
+};
+use crate::error::Error;
+use crate::storage::{Database, StorageError};
+
+/// Body of `POST /v1/cellules`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCellule {
+    pub slug: CelluleSlug,
+    pub name: CelluleName,
+    /// Reference code (`PER` in `PER-2026-0042`); defaults to the slug's first three letters.
+    #[serde(default)]
+    pub code: Option<CelluleCode>,
+}
+
+/// Body of `PUT /v1/cellules/{cellule}/members/{sub}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutMember {
+    pub role: Role,
+    /// Required for `member` and `coordinator`, refused for `auditor`.
+    #[serde(default)]
+    pub sphere: Option<Sphere>,
+    /// Required for `member`, `coordinator` and `referrer`.
+    #[serde(default)]
+    pub organisation: Option<Organisation>,
+    /// Only for `member`: an organisation invited case by case.
+    #[serde(default)]
+    pub guest: bool,
+}
+
+/// Retention of a cellule's cases (SPEC §4).
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Months after closure before a closed case is erased (1-120, default 24).
+    pub closed_months: i64,
+    /// Months after decline before a declined case is erased (1-120, default 3).
+    pub declined_months: i64,
+}
+
+/// The slug of a cellule that exists (`raw` as given in a path); 404 otherwise.
+pub async fn existing(state: &AppState, raw: &str) -> Result<CelluleSlug, Error> {
+    let slug = CelluleSlug::parse(raw).map_err(|_| Error::NotFound("cellule"))?;
+    match state.db.get_cellule(&slug).await? {
+        Some(_) => Ok(slug),
+        None => Err(Error::NotFound("cellule")),
+    }
+}
+
+/// Every cellule of the deployment, by slug.
+pub async fn list(state: &AppState) -> Result<Vec<Cellule>, Error> {
+    Ok(state.db.list_cellules().await?)
+}
+
+/// The memberships of a cellule, by subject.
+pub async fn members(state: &AppState, cellule: &str) -> Result<Vec<Membership>, Error> {
+    let slug = existing(state, cellule).await?;
+    Ok(state.db.list_members(&slug).await?)
+}
+
+/// Creates or replaces a membership from its API form; the flag tells whether it was created.
+pub async fn grant(
+    state: &AppState,
+    cellule: &str,
+    subject: &str,
+    body: PutMember,
+) -> Result<(Membership, bool), Error> {
+    let slug = CelluleSlug::parse(cellule).map_err(|_| Error::NotFound("cellule"))?;
+    let subject = Subject::parse(subject).map_err(|e| Error::invalid("/sub", e.to_string()))?;
+    let spec = MembershipSpec::new(body.role, body.sphere, body.organisation, body.guest)
+        .map_err(|(field, e)| Error::invalid(format!("/{field}"), e.to_string()))?;
+    put_member(
+        state.db.as_ref(),
+        state.clock.as_ref(),
+        &state.admins,
+        &slug,
+        &subject,
+        &spec,
+    )
+    .await
+}
+
+/// Removes a membership: the person loses access at once.
+pub async fn revoke(state: &AppState, cellule: &str, subject: &str) -> Result<(), Error> {
+    let slug = existing(state, cellule).await?;
+    let subject = Subject::parse(subject).map_err(|_| Error::NotFound("membership"))?;
+    if state.db.delete_membership(&slug, &subject).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound("membership"))
+    }
+}
+
+/// Sets how long closed and declined cases are kept.
+pub async fn set_retention(
+    state: &AppState,
+    cellule: &str,
+    body: Retention,
+) -> Result<Retention, Error> {
+    let slug = existing(state, cellule).await?;
+    for (pointer, value) in [
+        ("/closed_months", body.closed_months),
+        ("/declined_months", body.declined_months),
+    ] {
+        if !(1..=120).contains(&value) {
+            return Err(Error::invalid(pointer, "must be between 1 and 120 months"));
+        }
+    }
+    if !state
+        .db
+        .set_retention(slug.as_str(), body.closed_months, body.declined_months)
+        .await?
+    {
+        return Err(Error::NotFound("cellule"));
+    }
+    Ok(body)
+}
+
+/// The memberships of one subject with their cellules, by cellule (administrators hold none).
+pub async fn memberships_of(
+    state: &AppState,
+    subject: &Subject,
+) -> Result<Vec<(Cellule, Membership)>, Error> {
+    if state.is_admin(subject.as_str()) {
+        return Ok(Vec::new());
+    }
+    Ok(state.db.memberships_of(subject).await?)
+}
+
+/// The first version of every cellule's charter; a deployment replaces it with its own text
+/// (`PUT /v1/cellules/{c}/charter`).
+pub const DEFAULT_CHARTER: &str = "Charte de confidentialité de la cellule cas complexes. Les informations partagées \
+relèvent du secret partagé : seules les informations strictement nécessaires à la coordination sont \
+échangées, les données médicales restent entre professionnels de santé, aucune information n'est \
+transmise hors de la cellule sans l'accord de la personne, et chaque accès est tracé.";
+
+/// Creates a cellule; the code defaults to the slug's first three letters.
+pub async fn create(
+    db: &dyn Database,
+    clock: &dyn Clock,
+    slug: CelluleSlug,
+    name: CelluleName,
+    code: Option<CelluleCode>,
+) -> Result<Cellule, Error> {
+    let code = match code {
+        Some(code) => code,
+        None => slug.default_code().map_err(|_| {
+            Error::invalid(
+                "/code",
+                "the slug has fewer than two letters to derive a code from; give a code (2-6 letters A-Z)",
+            )
+        })?,
+    };
+    let new = NewCellule {
+        slug,
+        name,
+        code,
+        charter: DEFAULT_CHARTER.to_owned(),
+    };
+    db.create_cellule(&new, clock.now())
+        .await
+        .map_err(|e| match e {
+            StorageError::Conflict(_) => {
+                Error::Conflict("A cellule with this slug or code already exists.".into())
+            }
+            other => other.into(),
+        })
+}
+
+/// Creates or replaces a membership. Administrators cannot be members (separation of duties:
+/// whoever grants access never reads case content).
+pub async fn put_member(
+    db: &dyn Database,
+    clock: &dyn Clock,
+    admins: &std::collections::HashSet<String>,
+    cellule: &CelluleSlug,
+    subject: &Subject,
+    spec: &MembershipSpec,
+) -> Result<(Membership, bool), Error> {
+    if admins.contains(subject.as_str()) {
+        return Err(Error::invalid(
+            "/sub",
+            "an administrator cannot hold a membership; use a separate subject",
+        ));
+    }
+    db.put_membership(cellule, subject, spec, clock.now())
+        .await
+        .map_err(|e| match e {
+            StorageError::NotFound(_) => Error::NotFound("cellule"),
+            other => other.into(),
+        })
+}

@@ -1,0 +1,180 @@
+//! The monthly review (SPEC §10), one module per use case: [`schedule`], [`sessions`] (planned
+//! and ad-hoc sessions, cancellation, the calendar export), [`agenda`] (build, edit, publish),
+//! [`decisions`], [`directory`] (routing) and [`statistics`]. Pure rules live in
+//! [`crate::domain::schedule`], [`crate::domain::agenda`] and [`crate::domain::routing`]; these
+//! modules load, authorise, record in the audit log and store.
+//!
+//! Choices where the design is silent:
+//! - A session's agenda can be built and edited until it is published; publishing is final for
+//!   that session (decisions follow). Cancelling a session releases its items to the pool (cases
+//!   return to `accepted` or `in_follow_up`).
+//! - A build's deferrals (the eligible cases beyond the capacity) are the session's draft until
+//!   the agenda is published: a rebuild replaces them, an edit that puts a case back on the
+//!   agenda withdraws its deferral. Publication counts each of them once (the count that orders
+//!   the next builds); cancelling a published session undoes its counts. A draft's deferrals
+//!   show the count they will have (`times_deferred` includes this session). A session left
+//!   unpublished counts nothing: a draft no one published is not a review that passed a case
+//!   over.
+//! - Publishing moves the items' cases to `scheduled` and opens member access (SPEC §7) to each
+//!   item for 30 days after the session; every organisation of an item's routing proposal is
+//!   invited to that item (guests see only those items).
+//! - A decision needs the published agenda: `routed` and `follow_up` move the case to
+//!   `in_follow_up` (a follow-up date is required; `routed` also needs the interlocutor, and only
+//!   `routed` assigns one), `closed` closes it (the text is the closing reason), `deferred`
+//!   returns it to the pool and counts a deferral. Once a decision is recorded the session took
+//!   place and cannot be cancelled.
+//! - A case is on at most one open agenda (planned, unpublished, still to come); build, edit,
+//!   publish and cancel re-check their cases inside their transaction and answer 409 when a case
+//!   moved meanwhile. Members see no item of an unpublished agenda.
+//! - Statistics count the cases submitted in the year (by month, need and referring organisation
+//!   kind from the directory, `unknown` when the organisation is not in it) and the decisions of
+//!   the year by outcome; delays are medians in days (a deferral is not a review). Every count
+//!   from 1 to 4 is shown as suppressed (`null` with `"suppressed": true`), with complementary
+//!   suppression in breakdowns of a shown total, so that no small group can be singled out.
+
+pub mod agenda;
+pub mod decisions;
+pub mod directory;
+pub mod schedule;
+pub mod sessions;
+pub mod statistics;
+
+use chrono::{DateTime, Datelike, Duration, FixedOffset, Months, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::access::{self, CelluleMember};
+use super::{AppState, audit_log};
+use crate::audit::{self, Action};
+use crate::crypto::FieldContext;
+use crate::domain::Organisation;
+use crate::domain::agenda::{Candidate, Capacity, Kind};
+use crate::domain::case::{CaseStatus, Need, Urgency};
+use crate::domain::policy::Principal;
+use crate::domain::routing::{self, Directory};
+use crate::domain::schedule::{IcsEvent, Schedule};
+use crate::error::{Error, FieldError};
+use crate::storage::{
+    AgendaItemRecord, CaseRecord, DecisionRecord, Deferrals, EligibleCase, NewAgendaItem,
+    SessionRecord, Transition,
+};
+
+/// Most items an edited agenda may hold.
+pub const MAX_AGENDA_ITEMS: usize = 200;
+/// Longest decision text, in characters.
+pub const MAX_DECISION_TEXT: usize = 4_000;
+/// Counts below this are suppressed in statistics.
+pub const SUPPRESS_BELOW: i64 = 5;
+
+fn parse<T>(
+    value: &str,
+    parse: fn(&str) -> Result<T, crate::domain::Invalid>,
+    what: &str,
+) -> Result<T, Error> {
+    parse(value).map_err(|_| Error::Internal(format!("stored {what} does not parse")))
+}
+
+fn needs_of(stored: &str) -> Result<Vec<Need>, Error> {
+    stored
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|n| parse(n, Need::parse, "need"))
+        .collect()
+}
+
+/// A cellule-level action without case data (schedule, sessions, routing, statistics).
+async fn allowed(state: &AppState, who: &CelluleMember, action: &str) -> Result<(), Error> {
+    let p = access::principal(who);
+    access::cellule_action(state, &p, action)
+}
+
+/// A cellule-level action on case data: refusals are audited.
+async fn allowed_audited(
+    state: &AppState,
+    who: &CelluleMember,
+    action: &str,
+    audited: Action,
+) -> Result<Principal, Error> {
+    let p = access::principal(who);
+    access::cellule_action_audited(state, &p, &who.audit(), action, audited).await?;
+    Ok(p)
+}
+
+fn slug(who: &CelluleMember) -> &str {
+    who.cellule.slug.as_str()
+}
+
+async fn load_schedule(state: &AppState, cellule: &str) -> Result<Option<Schedule>, Error> {
+    match state.db.get_schedule(cellule).await? {
+        Some(doc) => Ok(Some(serde_json::from_str(&doc).map_err(|e| {
+            Error::Internal(format!("stored schedule does not parse: {e}"))
+        })?)),
+        None => Ok(None),
+    }
+}
+
+async fn load_directory(state: &AppState, cellule: &str) -> Result<Directory, Error> {
+    directory::export_directory(state.db.as_ref(), cellule).await
+}
+
+async fn store_directory(
+    db: &dyn crate::storage::Database,
+    cellule: &str,
+    dir: &Directory,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let doc = serde_json::to_string(dir).map_err(|e| Error::Internal(e.to_string()))?;
+    db.put_directory(cellule, &doc, now).await?;
+    Ok(())
+}
+
+pub(super) async fn session(
+    state: &AppState,
+    cellule: &str,
+    id: &str,
+) -> Result<SessionRecord, Error> {
+    state
+        .db
+        .get_session(cellule, id)
+        .await?
+        .ok_or(Error::NotFound("session"))
+}
+
+/// The one entry of a session-level action: it names the session and the set of cases touched
+/// (none: the session alone). An agenda build considers every eligible case of the cellule;
+/// one entry per case would cost thousands of chained rows per build, the set costs one.
+pub(super) fn session_entry(
+    a: &audit::AuditCtx,
+    action: Action,
+    now: DateTime<Utc>,
+    session_id: &str,
+    cases: &[(&str, &str)],
+) -> Vec<audit::Draft> {
+    vec![
+        a.entry(action, now)
+            .target("session", session_id)
+            .cases(cases),
+    ]
+}
+
+pub(super) fn transition(
+    case_id: &str,
+    cellule: &str,
+    from: &str,
+    to: &str,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Transition {
+    Transition {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        case_id: case_id.to_owned(),
+        cellule: cellule.to_owned(),
+        from: from.to_owned(),
+        to: to.to_owned(),
+        reason: None,
+        follow_up_date: None,
+        routed_org: None,
+        actor: actor.to_owned(),
+        at,
+    }
+}
