@@ -523,10 +523,7 @@ fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
     })
 }
 
-/// Collapses a possibly multi-line message into one line.
-pub fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+pub use crate::domain::one_line;
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 mod audit;
+pub mod demo;
 mod keys;
 mod routing;
 
@@ -79,7 +80,7 @@ pub enum Command {
     /// tokens and curl commands to try the API at once (refused if the cellule already exists)
     Demo {
         /// Slug of the demo cellule
-        #[arg(long, default_value = crate::demo::DEFAULT_SLUG)]
+        #[arg(long, default_value = demo::DEFAULT_SLUG)]
         slug: String,
         /// Lifetime of the printed tokens, e.g. 12h (at most auth.dev_issuer.max_ttl)
         #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
@@ -333,7 +334,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Routing(cmd) => routing::run(&config, &clock, cmd).await,
         Command::Demo { slug, ttl } => {
             let slug = arg("slug", CelluleSlug::parse(&slug))?;
-            crate::demo::run(&config, &slug, ttl).await
+            demo::run(&config, &slug, ttl).await
         }
         Command::Audit(cmd) => {
             let db = app::open_database(&config, true).await?;

@@ -68,3 +68,8 @@ pub(crate) fn label(s: &str, what: &str) -> Result<String, Invalid> {
 pub(crate) fn invalid<T>(message: impl Into<String>) -> Result<T, Invalid> {
     Err(Invalid(message.into()))
 }
+
+/// Collapses a possibly multi-line message into one line.
+pub fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}

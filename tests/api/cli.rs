@@ -956,7 +956,7 @@ async fn demo_holds_on_any_day(backend: Backend) {
     for (slug, at) in days {
         let now: chrono::DateTime<chrono::Utc> = at.parse().expect("instant");
         let slug = cellule::domain::CelluleSlug::parse(slug).expect("slug");
-        let s = cellule::demo::set_up(&config, &slug, now)
+        let s = cellule::cli::demo::set_up(&config, &slug, now)
             .await
             .unwrap_or_else(|e| panic!("{at}: {}", e.message));
         let total: usize = s.counts.iter().map(|(_, n)| n).sum();
@@ -987,7 +987,7 @@ async fn demo_holds_on_any_day(backend: Backend) {
             );
         }
     }
-    let again = cellule::demo::set_up(
+    let again = cellule::cli::demo::set_up(
         &config,
         &cellule::domain::CelluleSlug::parse("aaa").expect("slug"),
         chrono::Utc::now(),
