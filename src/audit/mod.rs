@@ -1,4 +1,4 @@
-//! The tamper-evident audit log (SPEC §9).
+//! The tamper-evident audit log (docs/design.md §9).
 //!
 //! **What is recorded.** Every read, write, export and erasure of case data, every denial, and
 //! every read of the audit log itself. An entry holds identifiers only: sequence, UTC time,

@@ -10,7 +10,7 @@
 //!  "signing_keys": [{"key": "<base64 PKCS#8 Ed25519>", "created_at": "…"}]}
 //! ```
 //!
-//! `signing_keys` are the Ed25519 keys that sign audit checkpoints (SPEC §9), separate from the
+//! `signing_keys` are the Ed25519 keys that sign audit checkpoints (docs/design.md §9), separate from the
 //! KEKs; the last one signs, the earlier ones still verify older checkpoints. A keyring file
 //! written before the audit log existed gets one added on first start.
 

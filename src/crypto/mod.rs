@@ -1,4 +1,4 @@
-//! Per-case envelope encryption (SPEC §8).
+//! Per-case envelope encryption (docs/design.md §8).
 //!
 //! - A **keyring** of key-encryption keys (KEKs), versioned, kept outside the database
 //!   ([`keyring`]).

@@ -1,4 +1,4 @@
-//! Agenda building (SPEC §10): which eligible cases a session reviews, in which order, and which
+//! Agenda building (docs/design.md §10): which eligible cases a session reviews, in which order, and which
 //! wait for the next one. Pure: the caller loads the candidates and stores the result.
 //!
 //! - **Order**: urgency (`urgent`, `priority`, `routine`), then how many times the case was

@@ -1,5 +1,5 @@
 //! Cases and referrals: the pseudonymised attributes (stored in clear, needed to route, plan and
-//! count) and the lifecycle of SPEC §4.
+//! count) and the lifecycle of docs/design.md §4.
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -45,7 +45,7 @@ string_enum!(
     Urgency { Routine = "routine", Priority = "priority", Urgent = "urgent" }
 );
 string_enum!(
-    /// Need categories (SPEC §3).
+    /// Need categories (docs/design.md §3).
     Need {
         Housing = "housing",
         CareAccess = "care_access",
@@ -60,11 +60,11 @@ string_enum!(
     }
 );
 string_enum!(
-    /// Consent of the person to the referral (SPEC §5). `objected` is refused.
+    /// Consent of the person to the referral (docs/design.md §5). `objected` is refused.
     ConsentStatus { Agreed = "agreed", Informed = "informed", NotInformed = "not_informed", Objected = "objected" }
 );
 string_enum!(
-    /// Status of a case (SPEC §4).
+    /// Status of a case (docs/design.md §4).
     CaseStatus {
         Submitted = "submitted",
         Accepted = "accepted",
@@ -75,7 +75,7 @@ string_enum!(
     }
 );
 string_enum!(
-    /// Who may read a note (SPEC §6).
+    /// Who may read a note (docs/design.md §6).
     Audience { Cellule = "cellule", Psychiatry = "psychiatry", City = "city" }
 );
 

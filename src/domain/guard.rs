@@ -1,4 +1,4 @@
-//! Pseudonymisation guard (SPEC §5): free text is scanned for direct identifiers before it is
+//! Pseudonymisation guard (docs/design.md §5): free text is scanned for direct identifiers before it is
 //! encrypted and stored. A hit names the field, the kind and the character offsets (Unicode
 //! scalar values, end exclusive), and never echoes the text.
 //!

@@ -1,4 +1,4 @@
-//! Linkage key (SPEC §3): HMAC-SHA256, under a per-cellule secret, of the normalised identity.
+//! Linkage key (docs/design.md §3): HMAC-SHA256, under a per-cellule secret, of the normalised identity.
 //! It tells that two referrals concern the same person without storing who that person is.
 //!
 //! Normalisation: names upper-cased, accents removed (Unicode NFD, combining marks dropped),

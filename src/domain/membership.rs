@@ -1,4 +1,4 @@
-//! Memberships: what a verified subject may do in one cellule (SPEC §2).
+//! Memberships: what a verified subject may do in one cellule (docs/design.md §2).
 //!
 //! Choices where the spec is silent:
 //! - `member` and `coordinator` must have a sphere (`city` or `psychiatry`) and an organisation;
@@ -77,7 +77,7 @@ impl Role {
     }
 }
 
-/// Professional sphere: decides which notes a person may read (SPEC §6).
+/// Professional sphere: decides which notes a person may read (docs/design.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Sphere {

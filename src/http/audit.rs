@@ -1,4 +1,4 @@
-//! The auditor API (SPEC §9): query, verify, checkpoint, export, and a case's access log.
+//! The auditor API (docs/design.md §9): query, verify, checkpoint, export, and a case's access log.
 //! Handlers are thin: the rules live in [`crate::services::auditor`].
 
 use axum::Json;

@@ -18,7 +18,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
-    /// A URI reference naming the problem type (see the README's list of problem types).
+    /// A URI reference naming the problem type (listed in docs/api.md).
     #[serde(rename = "type")]
     #[schema(example = "/problems/not-found")]
     pub problem_type: String,

@@ -1,5 +1,5 @@
 //! The monthly review: schedule, sessions, agenda, decisions, calendar, routing directory and
-//! statistics (SPEC §10-§11). Handlers are thin: they enter the cellule, then call the use case
+//! statistics (docs/design.md §10). Handlers are thin: they enter the cellule, then call the use case
 //! of [`crate::services::review`].
 
 use axum::Json;

@@ -1,4 +1,4 @@
-//! Who may do what (SPEC §2, §6-§7): entering a cellule as one of its members, and the one
+//! Who may do what (docs/design.md §2, §6-§7): entering a cellule as one of its members, and the one
 //! authorisation point for everything done inside it. Every use case asks these functions, which
 //! ask the Cedar policies of [`crate::domain::policy`]; no use case compares roles.
 //!

@@ -1,4 +1,4 @@
-//! The audit log as the use cases write it (SPEC §9): entries of reads and denials, new cases
+//! The audit log as the use cases write it (docs/design.md §9): entries of reads and denials, new cases
 //! with the entry of their submission, a checkpoint whenever `audit.checkpoint_every` entries
 //! have accumulated, and the verification of a chain read from storage. The chain's format and
 //! rules are in [`crate::audit`].

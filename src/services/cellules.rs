@@ -40,7 +40,7 @@ pub struct PutMember {
     pub guest: bool,
 }
 
-/// Retention of a cellule's cases (SPEC §4).
+/// Retention of a cellule's cases (docs/design.md §4).
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {

@@ -1,4 +1,4 @@
-//! The cellule's charter (charte de confidentialité, SPEC §2): a versioned text per cellule that
+//! The cellule's charter (charte de confidentialité, docs/design.md §2): a versioned text per cellule that
 //! members and coordinators accept before their first access to case content. Referrers and
 //! auditors read no case content and sign nothing.
 

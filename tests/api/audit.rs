@@ -1,4 +1,4 @@
-//! The audit log (SPEC §9) on both backends: tampering found at the right sequence number, a
+//! The audit log (docs/design.md §9) on both backends: tampering found at the right sequence number, a
 //! failed audit write failing the request and changing nothing, append-only triggers, auditor
 //! queries, the access log of an erased case, signed checkpoints verified with the published key,
 //! exports (JSON Lines and FHIR R4 validated by an independent model library), retention, the CLI,
@@ -1344,7 +1344,7 @@ async fn verification_links_match_the_stored_entries(backend: Backend) {
     assert_eq!(seqs, [7, 9, 10]);
 }
 
-/// Reads and denials of concurrent requests are committed together (group commit, SPEC §9: each
+/// Reads and denials of concurrent requests are committed together (group commit, docs/design.md §9: each
 /// answered only once its entry is committed) and keep one linear chain; an entry that cannot be
 /// written fails only its own request.
 async fn concurrent_reads_share_commits_and_keep_one_chain(backend: Backend) {

@@ -283,7 +283,7 @@ async fn fixture(app: &TestApp) -> HashMap<String, String> {
     cases
 }
 
-/// The entries a request should have appended (SPEC §9), from the `[audit]` part of the matrix.
+/// The entries a request should have appended (docs/design.md §9), from the `[audit]` part of the matrix.
 #[allow(clippy::too_many_arguments)]
 fn expected_entries(
     spec: &AuditSpec,

@@ -1,4 +1,4 @@
-//! Routing (SPEC §10): the cellule's directory of interlocutors and its ordered routing rules, and
+//! Routing (docs/design.md §10): the cellule's directory of interlocutors and its ordered routing rules, and
 //! the proposal made for each case.
 //!
 //! # Directory
@@ -9,7 +9,7 @@
 //! organisations, never persons: `contact` is the service's own phone line or mailbox.
 //!
 //! An interlocutor's `name` must be spelled **exactly** like the `organisation` of the
-//! memberships of that organisation's staff (SPEC §2): routing a case to an interlocutor is what
+//! memberships of that organisation's staff (docs/design.md §2): routing a case to an interlocutor is what
 //! opens the item to its members (and, for a `guest` organisation, invites it to that item only),
 //! and the link is made by that name. A name spelled differently routes the case to nobody.
 //!

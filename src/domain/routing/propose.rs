@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// The routing-relevant facts of a case (its pseudonymised attributes, SPEC §3).
+/// The routing-relevant facts of a case (its pseudonymised attributes, docs/design.md §3).
 #[derive(Debug, Clone, Copy)]
 pub struct CaseFacts<'a> {
     pub needs: &'a [Need],

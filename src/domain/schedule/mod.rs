@@ -1,5 +1,5 @@
 //! A cellule's session schedule: recurrence, French public holidays, daylight-saving time and
-//! iCalendar export (SPEC §10, body of `PUT /v1/cellules/{c}/schedule`, SPEC §11).
+//! iCalendar export (docs/design.md §10, body of `PUT /v1/cellules/{c}/schedule`, docs/design.md §12).
 //!
 //! Pure code: no database, no clock, no HTTP. Callers pass dates and "now" explicitly.
 //!
@@ -54,7 +54,7 @@
 //! [`calendar`] writes an RFC 5545 `VCALENDAR` (`METHOD:PUBLISH`) with one `VTIMEZONE` for the
 //! schedule's zone and one `VEVENT` per [`IcsEvent`] (`DTSTART;TZID=…` in local time, `DURATION`,
 //! `STATUS`, `SEQUENCE`, …); its documentation gives the exact shape. Calendars carry references
-//! only, never case content (SPEC §10).
+//! only, never case content (docs/design.md §10).
 
 mod holidays;
 mod ics;

@@ -1,8 +1,8 @@
-//! Moving a case along the lifecycle graph (SPEC §4).
+//! Moving a case along the lifecycle graph (docs/design.md §4).
 
 use super::*;
 
-/// `POST …/cases/{id}/transitions`: one step of the SPEC §4 graph, or 409 and no change.
+/// `POST …/cases/{id}/transitions`: one step of the docs/design.md §4 graph, or 409 and no change.
 pub async fn transition(
     state: &AppState,
     who: &CelluleMember,

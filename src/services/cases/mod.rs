@@ -1,5 +1,5 @@
 //! Referrals and cases: intake with consent and identifier guard, screening and lifecycle,
-//! notes, erasure and retention (SPEC §3-§7). Free text is sealed with the case's data key
+//! notes, erasure and retention (docs/design.md §3-§7). Free text is sealed with the case's data key
 //! before it reaches storage and opened only for callers the access rules let see it.
 
 mod erasure;

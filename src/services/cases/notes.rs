@@ -1,4 +1,4 @@
-//! Notes: append-only, each with its audience (SPEC §6).
+//! Notes: append-only, each with its audience (docs/design.md §6).
 
 use super::*;
 

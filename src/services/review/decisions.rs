@@ -257,7 +257,7 @@ async fn decide_on(
         now,
     );
     t.follow_up_date = req.follow_up_date;
-    // Only routing assigns an interlocutor (and so opens its members' access, SPEC §7).
+    // Only routing assigns an interlocutor (and so opens its members' access, docs/design.md §7).
     if req.outcome == Outcome::Routed {
         t.routed_org = interlocutor.clone();
     }

@@ -1,4 +1,4 @@
-//! The monthly review (SPEC §10), one module per use case: [`schedule`], [`sessions`] (planned
+//! The monthly review (docs/design.md §10), one module per use case: [`schedule`], [`sessions`] (planned
 //! and ad-hoc sessions, cancellation, the calendar export), [`agenda`] (build, edit, publish),
 //! [`decisions`], [`directory`] (routing) and [`statistics`]. Pure rules live in
 //! [`crate::domain::schedule`], [`crate::domain::agenda`] and [`crate::domain::routing`]; these
@@ -15,7 +15,7 @@
 //!   show the count they will have (`times_deferred` includes this session). A session left
 //!   unpublished counts nothing: a draft no one published is not a review that passed a case
 //!   over.
-//! - Publishing moves the items' cases to `scheduled` and opens member access (SPEC §7) to each
+//! - Publishing moves the items' cases to `scheduled` and opens member access (docs/design.md §7) to each
 //!   item for 30 days after the session; every organisation of an item's routing proposal is
 //!   invited to that item (guests see only those items).
 //! - A decision needs the published agenda: `routed` and `follow_up` move the case to
