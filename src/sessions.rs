@@ -781,8 +781,7 @@ pub async fn build(
     let tz = schedule::parse_tz(&s.time_zone).unwrap_or(chrono_tz::Europe::Paris);
     let due_by = s.starts_at.with_timezone(&tz).date_naive();
     let now = state.clock.now();
-    // The eligible cases (thousands, on a blocking thread for SQLite) are read while the
-    // schedule and the directory are.
+    // The eligible cases (thousands) are read while the schedule and the directory are.
     let (sched, cases, dir) = tokio::try_join!(
         load_schedule(state, cellule),
         async { Ok::<_, ApiError>(state.db.eligible_cases(cellule, &s.id, due_by, now).await?) },

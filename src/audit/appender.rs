@@ -5,11 +5,9 @@
 //! head (and, for a submission, its reference counter): on PostgreSQL one WAL flush per request,
 //! each waiting for the one before. The appender is one task per process that takes every job
 //! queued while it was committing the previous batch and writes them all in **one** transaction
-//! ([`Database::commit_batch`]: one counter bump per cellule and year, multi-row inserts of
-//! cases, keys and entries, one head update per cellule; on SQLite one `rusqlite` step,
-//! `storage::sqlite_batch`; on PostgreSQL, for a batch of one cellule, one statement when the
-//! process knows its counter and chain head, `PostgresDatabase::batch_alone`), then answers
-//! each waiting request.
+//! ([`CaseStore::commit_batch`](crate::storage::CaseStore::commit_batch): the reference
+//! counters in one statement, multi-row inserts of cases, keys and entries, the chain heads in
+//! one statement each way; see `storage::batch`), then answers each waiting request.
 //! The rules of SPEC §9 are unchanged: a new case and its entry are in the same transaction, and
 //! a request is answered only once its entry is committed; it fails when it cannot be written.
 //!

@@ -164,9 +164,8 @@ pub async fn verify_paged(
         );
     }
     // Pages are sequence ranges read and hashed by up to `READERS` readers at once (the storage
-    // recomputes each entry's hash where it reads the row: SQLite on a blocking thread,
-    // PostgreSQL as the row arrives); the walk then checks their links in order. A gap shows as
-    // a short page; the walk stops at it.
+    // recomputes each entry's hash as its row streams in, each page on a task of its own); the
+    // walk then checks their links in order. A gap shows as a short page; the walk stops at it.
     let signed_hashes = by_seq_hashes(&checkpoints);
     let mut walk = Walk {
         start,

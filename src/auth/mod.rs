@@ -235,7 +235,7 @@ async fn member(
 }
 
 /// A [`CelluleMember`] with the case of the `{id}` path segment as
-/// [`crate::storage::Database::case_access`] finds it (`None`: no such case in this cellule),
+/// [`crate::storage::CaseStore::case_access`] finds it (`None`: no such case in this cellule),
 /// from one query. The case is for the handler's access decision: it is never shown unless
 /// that decision allows it.
 #[derive(Debug)]
@@ -271,7 +271,7 @@ impl FromRequestParts<AppState> for CaseReader {
 
 /// A [`CelluleMember`] with the referral of the request's body and the possible duplicates
 /// of the person it names, found with the membership in one query
-/// ([`crate::storage::Database::submit_access`]). The lookup is made in that query only when
+/// ([`crate::storage::CaseStore::submit_access`]). The lookup is made in that query only when
 /// the body is a referral with a valid identity and this process already holds the cellule's
 /// linkage secret (no database access before the membership is known); otherwise the
 /// membership is looked up alone and the handler runs the duplicate check. The references are

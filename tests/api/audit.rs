@@ -322,10 +322,9 @@ async fn a_stored_hash_cut_short_is_found_at_its_entry(backend: Backend) {
     assert_broken_at(&report, 6, "entry 6 was altered");
 }
 
-/// PostgreSQL reads a page as a `COPY` stream and hashes each row as it arrives: a row that
-/// cannot be read (a required column emptied behind the schema's back) fails its page as
-/// corrupt, and the rest of the stream is still read, so every connection of the pool keeps
-/// working (more pages are read than the pool holds connections).
+/// A page's rows are hashed as they stream in: a row that cannot be read (a required column
+/// emptied behind the schema's back) fails its page as corrupt, and every connection of the
+/// pool keeps working (more pages are read than the pool holds connections).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_an_unreadable_row_fails_its_page_and_the_pool_still_works() {
     let app = spawn_app(Backend::Postgres).await;
@@ -1121,9 +1120,8 @@ async fn two_server_processes_keep_one_linear_chain(backend: Backend) {
     assert_eq!(charter.status(), 200);
     let referrer = dev_token(dir.path(), "ref-1");
 
-    // 4 workers x 15 rounds, alternating servers: a referral then a read of it. Each server's
-    // group commit keeps hints of the reference counter and the chain head (PostgreSQL writes a
-    // batch in one statement while they hold); the other server's writes make them stale.
+    // 4 workers x 15 rounds, alternating servers: a referral then a read of it. Both servers'
+    // group commits move the same reference counter and chain head.
     let workers = 4;
     let rounds = 15;
     let mut tasks = Vec::new();
@@ -1697,7 +1695,7 @@ async fn an_agenda_build_is_one_entry_naming_its_cases(backend: Backend) {
         );
     }
 
-    // The direct verification readers hash the set as the entry path does.
+    // Verification's links hash the set as the entry path does.
     let db = app.state.db.as_ref();
     let links = db
         .audit_links("perpignan", build_seq - 1, 1)
@@ -1727,9 +1725,9 @@ async fn an_agenda_build_is_one_entry_naming_its_cases(backend: Backend) {
     assert_eq!(report.broken.map(|b| b.seq), Some(build_seq));
 }
 
-/// The group commit's foreign-key mapping (SQLite: the `rusqlite` batch writer; PostgreSQL:
-/// sqlx): entries for a cellule that does not exist (deleted between the extractor and the
-/// commit) are "no such cellule", and the failed batch changes nothing.
+/// The group commit's foreign-key mapping: entries for a cellule that does not exist (deleted
+/// between the extractor and the commit) are "no such cellule", and the failed batch changes
+/// nothing.
 async fn a_batch_for_an_unknown_cellule_is_not_found(backend: Backend) {
     use cellule::audit::{Action, Actor, AuditCtx};
     use cellule::storage::StorageError;
@@ -1776,9 +1774,8 @@ async fn a_batch_for_an_unknown_cellule_is_not_found(backend: Backend) {
     assert_eq!(v.body["valid"], true, "{}", v.text);
 }
 
-/// Entries-only batches of one cellule (reads, denials) go in one statement on PostgreSQL when
-/// the process knows the chain's head; a head moved by another kind of write (or process) since
-/// is noticed, and the batch goes through the transaction instead: the chain stays linear.
+/// Entries-only batches of one cellule (reads, denials) follow a head that another kind of write
+/// moved between them: the chain stays linear.
 async fn an_entries_only_batch_follows_a_head_moved_elsewhere(backend: Backend) {
     let app = spawn_app(backend).await;
     app.standard_cellule().await;
