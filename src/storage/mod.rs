@@ -36,6 +36,7 @@ pub mod records;
 mod review;
 mod rows;
 mod sql;
+mod types;
 
 pub use audit::AuditStore;
 pub use batch::{CaseWrite, Committed};

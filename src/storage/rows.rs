@@ -51,8 +51,8 @@ impl TryFrom<CelluleRow> for Cellule {
 pub(crate) struct MembershipRow {
     pub cellule: String,
     pub subject: String,
-    pub role: String,
-    pub sphere: Option<String>,
+    pub role: Role,
+    pub sphere: Option<Sphere>,
     pub organisation: Option<String>,
     pub guest: bool,
     pub created_at: DateTime<Utc>,
@@ -63,21 +63,14 @@ impl TryFrom<MembershipRow> for Membership {
     type Error = StorageError;
     fn try_from(r: MembershipRow) -> Result<Self, StorageError> {
         let corrupt = |e: crate::domain::Invalid| StorageError::Corrupt(format!("membership: {e}"));
-        let spec = MembershipSpec::new(
-            Role::parse(&r.role).map_err(corrupt)?,
-            r.sphere
-                .as_deref()
-                .map(Sphere::parse)
-                .transpose()
-                .map_err(corrupt)?,
-            r.organisation
-                .as_deref()
-                .map(Organisation::parse)
-                .transpose()
-                .map_err(corrupt)?,
-            r.guest,
-        )
-        .map_err(|(_, e)| corrupt(e))?;
+        let organisation = r
+            .organisation
+            .as_deref()
+            .map(Organisation::parse)
+            .transpose()
+            .map_err(corrupt)?;
+        let spec = MembershipSpec::new(r.role, r.sphere, organisation, r.guest)
+            .map_err(|(_, e)| corrupt(e))?;
         Ok(Membership {
             cellule: CelluleSlug::parse(&r.cellule).map_err(corrupt)?,
             subject: Subject::parse(&r.subject).map_err(corrupt)?,
@@ -117,8 +110,8 @@ pub(crate) struct CelluleAccessRow {
     #[sqlx(flatten)]
     pub cellule: CelluleRow,
     pub subject: Option<String>,
-    pub role: Option<String>,
-    pub sphere: Option<String>,
+    pub role: Option<Role>,
+    pub sphere: Option<Sphere>,
     pub organisation: Option<String>,
     pub guest: Option<bool>,
     pub member_since: Option<DateTime<Utc>>,
