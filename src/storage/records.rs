@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::domain::{Cellule, Membership};
+
 /// A data key (or a cellule's linkage secret) wrapped by a KEK.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WrappedKey {
@@ -82,19 +84,16 @@ pub struct CaseRecord {
     pub agenda_invited: String,
 }
 
-/// A case as a read shows it: the case and the two aggregates its view adds, as one row
-/// ([`Database::case_access`]).
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct CaseReadRow {
-    #[sqlx(flatten)]
-    pub case: CaseRecord,
-    /// Its status history, a JSON array (`None`: none).
-    pub history: Option<String>,
-    /// The open cases of its cellule sharing its linkage key, a JSON array (`None`: none).
-    pub duplicates: Option<String>,
+/// A cellule as one subject reaches it ([`super::CelluleStore::cellule_access`]).
+#[derive(Debug, Clone)]
+pub struct CelluleAccess {
+    pub cellule: Cellule,
+    pub membership: Option<Membership>,
+    /// The subject accepted the cellule's current charter (false when there is none).
+    pub charter_accepted: bool,
 }
 
-/// A case with what its view adds ([`Database::case_access`]).
+/// A case with what its view adds ([`super::CaseStore::case_access`]).
 #[derive(Debug)]
 pub struct CaseRead {
     pub case: CaseRecord,

@@ -322,10 +322,9 @@ async fn a_stored_hash_cut_short_is_found_at_its_entry(backend: Backend) {
     assert_broken_at(&report, 6, "entry 6 was altered");
 }
 
-/// PostgreSQL reads a page as a `COPY` stream and hashes each row as it arrives: a row that
-/// cannot be read (a required column emptied behind the schema's back) fails its page as
-/// corrupt, and the rest of the stream is still read, so every connection of the pool keeps
-/// working (more pages are read than the pool holds connections).
+/// A page's rows are hashed as they stream in: a row that cannot be read (a required column
+/// emptied behind the schema's back) fails its page as corrupt, and every connection of the
+/// pool keeps working (more pages are read than the pool holds connections).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_an_unreadable_row_fails_its_page_and_the_pool_still_works() {
     let app = spawn_app(Backend::Postgres).await;
@@ -1121,9 +1120,8 @@ async fn two_server_processes_keep_one_linear_chain(backend: Backend) {
     assert_eq!(charter.status(), 200);
     let referrer = dev_token(dir.path(), "ref-1");
 
-    // 4 workers x 15 rounds, alternating servers: a referral then a read of it. Each server's
-    // group commit keeps hints of the reference counter and the chain head (PostgreSQL writes a
-    // batch in one statement while they hold); the other server's writes make them stale.
+    // 4 workers x 15 rounds, alternating servers: a referral then a read of it. Both servers'
+    // group commits move the same reference counter and chain head.
     let workers = 4;
     let rounds = 15;
     let mut tasks = Vec::new();
@@ -1702,7 +1700,7 @@ async fn an_agenda_build_is_one_entry_naming_its_cases(backend: Backend) {
         );
     }
 
-    // The direct verification readers hash the set as the entry path does.
+    // Verification's links hash the set as the entry path does.
     let db = app.state.db.as_ref();
     let links = db
         .audit_links("perpignan", build_seq - 1, 1)
@@ -1732,9 +1730,9 @@ async fn an_agenda_build_is_one_entry_naming_its_cases(backend: Backend) {
     assert_eq!(report.broken.map(|b| b.seq), Some(build_seq));
 }
 
-/// The group commit's foreign-key mapping (SQLite: the `rusqlite` batch writer; PostgreSQL:
-/// sqlx): entries for a cellule that does not exist (deleted between the extractor and the
-/// commit) are "no such cellule", and the failed batch changes nothing.
+/// The group commit's foreign-key mapping: entries for a cellule that does not exist (deleted
+/// between the extractor and the commit) are "no such cellule", and the failed batch changes
+/// nothing.
 async fn a_batch_for_an_unknown_cellule_is_not_found(backend: Backend) {
     use cellule::audit::{Action, Actor, AuditCtx};
     use cellule::storage::StorageError;
@@ -1781,9 +1779,147 @@ async fn a_batch_for_an_unknown_cellule_is_not_found(backend: Backend) {
     assert_eq!(v.body["valid"], true, "{}", v.text);
 }
 
-/// Entries-only batches of one cellule (reads, denials) go in one statement on PostgreSQL when
-/// the process knows the chain's head; a head moved by another kind of write (or process) since
-/// is noticed, and the batch goes through the transaction instead: the chain stays linear.
+/// One batch holds new cases of two cellules and two years and entries of both cellules: each
+/// counter and each chain moves once, the references follow the batch's order within each
+/// counter, and both chains verify. Batches mixing the same cellules in opposite orders commit
+/// side by side (the rows they share are taken in one order).
+async fn a_batch_of_several_cellules_and_years_commits_together(backend: Backend) {
+    use cellule::audit::{Action, Actor, AuditCtx};
+    use cellule::storage::{CaseWrite, NewCase, WrappedKey};
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    app.create_cellule("beziers").await;
+    let db = app.state.db.clone();
+    let year = chrono::Datelike::year(&chrono::Utc::now());
+    let ctx = |cellule: &str| AuditCtx {
+        cellule: cellule.into(),
+        actor: Actor::system("group-commit-test"),
+        request_id: None,
+    };
+    let new_case =
+        |cellule: &str, code: &str, year: i32| -> (NewCase, WrappedKey, cellule::audit::Draft) {
+            let id = uuid::Uuid::new_v4().to_string();
+            let (_, key) = app.state.keys.new_case_key(cellule, &id).expect("case key");
+            let draft = ctx(cellule)
+                .entry(Action::SubmitReferral, chrono::Utc::now())
+                .case(&id, None);
+            let case = NewCase {
+                id,
+                cellule: cellule.into(),
+                code: code.into(),
+                year,
+                urgency: "routine".into(),
+                age_band: "35-44".into(),
+                gender: "f".into(),
+                commune: None,
+                sector: None,
+                needs: ",housing,".into(),
+                consent_status: "informed".into(),
+                consent_justification: None,
+                referring_org: "CCAS Perpignan".into(),
+                referrer: REF1.into(),
+                linkage_key: None,
+                situation: vec![0; 32],
+                expectations: None,
+                submitted_at: chrono::Utc::now(),
+            };
+            (case, key, draft)
+        };
+    let cases = [
+        new_case("perpignan", "PER", year),
+        new_case("beziers", "BEZ", year),
+        new_case("perpignan", "PER", year - 1),
+        new_case("perpignan", "PER", year),
+    ];
+    let writes: Vec<CaseWrite<'_>> = cases
+        .iter()
+        .map(|(case, key, audit)| CaseWrite { case, key, audit })
+        .collect();
+    let reads = |cellule: &str| vec![ctx(cellule).entry(Action::ReadCase, chrono::Utc::now()); 2];
+    let (per, bez) = (reads("perpignan"), reads("beziers"));
+    let before = db
+        .audit_head("perpignan")
+        .await
+        .expect("head")
+        .map_or(0, |h| h.seq);
+    let done = db
+        .commit_batch(&writes, &[("beziers", &bez), ("perpignan", &per)])
+        .await
+        .expect("batch");
+    assert_eq!(
+        done.references,
+        [
+            format!("PER-{year}-0001"),
+            format!("BEZ-{year}-0001"),
+            format!("PER-{}-0001", year - 1),
+            format!("PER-{year}-0002"),
+        ]
+    );
+    let mut heads = done.heads.clone();
+    heads.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        heads
+            .iter()
+            .map(|(c, h)| (c.as_str(), h.seq))
+            .collect::<Vec<_>>(),
+        [("beziers", 3), ("perpignan", before + 5)]
+    );
+    for (cellule, head) in &heads {
+        assert_eq!(
+            db.audit_head(cellule).await.expect("head").as_ref(),
+            Some(head)
+        );
+    }
+    // Opposite mixes of the same cellules, side by side, round after round.
+    for _ in 0..10 {
+        let a = [
+            new_case("perpignan", "PER", year),
+            new_case("beziers", "BEZ", year),
+        ];
+        let b = [
+            new_case("beziers", "BEZ", year),
+            new_case("perpignan", "PER", year),
+        ];
+        let wa: Vec<CaseWrite<'_>> = a
+            .iter()
+            .map(|(case, key, audit)| CaseWrite { case, key, audit })
+            .collect();
+        let wb: Vec<CaseWrite<'_>> = b
+            .iter()
+            .map(|(case, key, audit)| CaseWrite { case, key, audit })
+            .collect();
+        let ea: [(&str, &[cellule::audit::Draft]); 2] = [("beziers", &bez), ("perpignan", &per)];
+        let eb: [(&str, &[cellule::audit::Draft]); 2] = [("perpignan", &per), ("beziers", &bez)];
+        let (ra, rb) = tokio::join!(db.commit_batch(&wa, &ea), db.commit_batch(&wb, &eb));
+        ra.expect("first batch");
+        rb.expect("second batch");
+    }
+    let keys = cellule::audit::Signer::new(app.state.keys.keyring())
+        .expect("signer")
+        .public_keys();
+    for cellule in ["perpignan", "beziers"] {
+        let report = cellule::services::auditor::verify_chain(db.as_ref(), cellule, &keys)
+            .await
+            .expect("verify");
+        assert!(report.valid, "{cellule}: {report:?}");
+    }
+    let mut counts = Vec::new();
+    for cellule in ["beziers", "perpignan"] {
+        let filter = cellule::storage::CaseFilter {
+            limit: 100,
+            ..Default::default()
+        };
+        let listed = db.list_cases(cellule, &filter).await.expect("cases");
+        counts.push((cellule.to_owned(), listed.len()));
+    }
+    assert_eq!(
+        counts,
+        [("beziers".to_owned(), 21), ("perpignan".to_owned(), 23)]
+    );
+}
+
+/// Entries-only batches of one cellule (reads, denials) follow a head that another kind of write
+/// moved between them: the chain stays linear.
 async fn an_entries_only_batch_follows_a_head_moved_elsewhere(backend: Backend) {
     let app = spawn_app(backend).await;
     app.standard_cellule().await;
@@ -1824,6 +1960,7 @@ async fn an_entries_only_batch_follows_a_head_moved_elsewhere(backend: Backend) 
 }
 
 backend_tests!(
+    a_batch_of_several_cellules_and_years_commits_together,
     an_entries_only_batch_follows_a_head_moved_elsewhere,
     a_batch_for_an_unknown_cellule_is_not_found,
     verification_holds_across_page_boundaries,

@@ -1251,11 +1251,11 @@ backend_tests!(
     case_list_filters_and_pagination,
 );
 
-/// SQLite writes submissions and reads' entries through its batch writer (rusqlite), every
-/// other row through sqlx: the batch writer's rows must be the ones sqlx would have written
-/// (same storage classes, timestamps in sqlx's text form, which the queries compare as text).
+/// SQLite stores what the group commit writes (submissions, reads' entries) in the storage
+/// classes and text forms every query compares them in: blobs, integers, and timestamps in
+/// sqlx's text form.
 #[tokio::test]
-async fn sqlite_batch_writer_stores_what_sqlx_stores() {
+async fn sqlite_group_commit_stores_sqlx_forms() {
     use sqlx::Connection;
     let app = spawn_app(Backend::Sqlite).await;
     app.standard_cellule().await;
@@ -1290,7 +1290,7 @@ async fn sqlite_batch_writer_stores_what_sqlx_stores() {
         .await
         .expect("encode");
     assert_eq!(submitted, sqlx_text);
-    // The entry the batch wrote continues the chain the sqlx writes began, and reads' entries
+    // The submission's entry continues the chain the set-up began, and reads' entries
     // follow it: the whole chain verifies.
     let r = app.get(&case_path(&id), Some(&app.token(COORD))).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -1315,54 +1315,4 @@ async fn sqlite_batch_writer_stores_what_sqlx_stores() {
         .await;
     assert_eq!(v.status, 200, "{}", v.text);
     assert_eq!(v.body["valid"], true, "{}", v.text);
-}
-
-/// SQLite's connections leave checkpoints to the background task (`wal_autocheckpoint = 0`):
-/// committed pages reach the database file within a few rounds of it, while the server runs,
-/// though far fewer than the 1,000 pages SQLite's automatic checkpoint would wait for.
-#[tokio::test]
-async fn sqlite_checkpoints_the_wal_in_the_background() {
-    let app = spawn_app(Backend::Sqlite).await;
-    app.standard_cellule().await;
-    let file = std::path::PathBuf::from(
-        app.database_url
-            .strip_prefix("sqlite://")
-            .expect("a SQLite URL"),
-    );
-    let size = || std::fs::metadata(&file).expect("database file").len();
-    let wal_pages = || {
-        let wal = file.with_file_name("cellule.db-wal");
-        std::fs::metadata(wal).map_or(0, |m| m.len() / 4096)
-    };
-    // The set-up's own pages are checkpointed first: the file stops growing.
-    let mut before = size();
-    for _ in 0..20 {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let now = size();
-        if now == before {
-            break;
-        }
-        before = now;
-    }
-    for n in 0..40 {
-        let r = app
-            .refer(
-                REF1,
-                &referral(&format!("Situation {n}: {}", "logement ".repeat(60))),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
-    }
-    assert!(
-        wal_pages() < 1000,
-        "the test needs fewer pages than SQLite's own threshold"
-    );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while size() <= before && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(
-        size() > before,
-        "40 referrals were committed but the database file did not grow: nothing checkpointed them"
-    );
 }

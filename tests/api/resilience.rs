@@ -144,8 +144,7 @@ async fn postgres_down_answers_503_and_recovers_by_itself() {
     let alice = app.token("alice");
     assert_eq!(app.get("/v1/me", Some(&alice)).await.status, 200);
     assert_eq!(app.get("/readyz", None).await.status, 200);
-    // The statements every request makes run on their own connections (`storage::lanes`),
-    // beside the pool: a case read and a submission have left some of them idle.
+    // A case read and a submission have left some of the pool's connections idle.
     app.standard_cellule().await;
     let (id, _) = app.refer_ok(REF1, "Situation avant la coupure.").await;
     let case = format!("/v1/cellules/perpignan/cases/{id}");
@@ -183,9 +182,8 @@ async fn postgres_down_answers_503_and_recovers_by_itself() {
     assert!(ready, "the service did not recover within 10 s");
     let a = app.get("/v1/me", Some(&alice)).await;
     assert_eq!(a.status, 200, "{}", a.text);
-    // A connection cut while idle fails its next statement once (503) and is closed, not
-    // handed back: within as many requests as there were connections, reads and submissions
-    // go through again, and keep going through.
+    // A connection cut while idle is closed, not handed back: within as many requests as there
+    // were connections, reads and submissions go through again, and keep going through.
     let max = app.config.pool.max_connections;
     let mut failed = 0;
     for _ in 0..=max {
@@ -251,8 +249,8 @@ async fn connections_ended_by_the_server_fail_once() {
             failed += 1;
         }
     }
-    // The reads one after the other use one connection of the lanes: its first statement
-    // meets the FATAL notice, and the connection is closed there.
+    // The pool tests a connection before handing it out: one the server ended is closed
+    // there, before a read's statement meets its FATAL notice.
     assert!(
         failed <= 1,
         "{failed} failures for {ended} sessions ended, one of them the reads' connection"

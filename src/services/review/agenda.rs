@@ -121,8 +121,7 @@ pub async fn build(state: &AppState, who: &CelluleMember, sid: &str) -> Result<A
     let tz = crate::domain::schedule::parse_tz(&s.time_zone).unwrap_or(chrono_tz::Europe::Paris);
     let due_by = s.starts_at.with_timezone(&tz).date_naive();
     let now = state.clock.now();
-    // The eligible cases (thousands, on a blocking thread for SQLite) are read while the
-    // schedule and the directory are.
+    // The eligible cases (thousands) are read while the schedule and the directory are.
     let (sched, cases, dir) = tokio::try_join!(
         load_schedule(state, cellule),
         async { Ok::<_, Error>(state.db.eligible_cases(cellule, &s.id, due_by, now).await?) },

@@ -1,0 +1,360 @@
+//! Cellules, memberships, charters and retention settings.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::rows::{
+    CelluleAccessRow, CelluleRow, MembershipRow, MembershipWithCelluleRow, access_columns,
+    access_join, cellule_columns, collect, membership_columns,
+};
+use super::sql::{Store, db_run, tx_run};
+use super::{CelluleAccess, CharterRecord, RetentionSettings, StorageError, not_found_on_fk};
+use crate::audit::{Draft, Head};
+use crate::domain::{Cellule, CelluleSlug, Membership, MembershipSpec, NewCellule, Subject};
+
+/// Cellules, memberships, charters and retention settings.
+#[async_trait]
+pub trait CelluleStore: Send + Sync {
+    async fn create_cellule(
+        &self,
+        new: &NewCellule,
+        now: DateTime<Utc>,
+    ) -> Result<Cellule, StorageError>;
+    async fn get_cellule(&self, slug: &CelluleSlug) -> Result<Option<Cellule>, StorageError>;
+    async fn list_cellules(&self) -> Result<Vec<Cellule>, StorageError>;
+
+    /// Creates or replaces a membership; the flag tells whether it was created.
+    /// `NotFound("cellule")` when the cellule does not exist.
+    async fn put_membership(
+        &self,
+        cellule: &CelluleSlug,
+        subject: &Subject,
+        spec: &MembershipSpec,
+        now: DateTime<Utc>,
+    ) -> Result<(Membership, bool), StorageError>;
+    /// Removes a membership; `false` when there was none.
+    async fn delete_membership(
+        &self,
+        cellule: &CelluleSlug,
+        subject: &Subject,
+    ) -> Result<bool, StorageError>;
+    /// A cellule as one subject reaches it: the cellule, their membership if any, and whether
+    /// they accepted its current charter, in one round trip (the `CelluleMember` extractor's
+    /// question on every cellule route). `None` when the cellule does not exist.
+    async fn cellule_access(
+        &self,
+        cellule: &CelluleSlug,
+        subject: &Subject,
+    ) -> Result<Option<CelluleAccess>, StorageError>;
+    async fn list_members(&self, cellule: &CelluleSlug) -> Result<Vec<Membership>, StorageError>;
+    /// Every membership of one subject, with its cellule, ordered by cellule slug.
+    async fn memberships_of(
+        &self,
+        subject: &Subject,
+    ) -> Result<Vec<(Cellule, Membership)>, StorageError>;
+
+    async fn retention_settings(&self) -> Result<Vec<RetentionSettings>, StorageError>;
+    async fn set_retention(
+        &self,
+        cellule: &str,
+        closed_months: i64,
+        declined_months: i64,
+    ) -> Result<bool, StorageError>;
+
+    async fn current_charter(&self, cellule: &str) -> Result<Option<CharterRecord>, StorageError>;
+    /// Adds a charter version; returns it.
+    async fn add_charter(
+        &self,
+        cellule: &str,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StorageError>;
+    async fn has_accepted_charter(
+        &self,
+        cellule: &str,
+        subject: &str,
+        version: i64,
+    ) -> Result<bool, StorageError>;
+    /// Records an acceptance and its audit entry in one transaction.
+    async fn accept_charter(
+        &self,
+        cellule: &str,
+        subject: &str,
+        version: i64,
+        now: DateTime<Utc>,
+        audit: Draft,
+    ) -> Result<Head, StorageError>;
+}
+
+#[async_trait]
+impl CelluleStore for Store {
+    async fn create_cellule(
+        &self,
+        new: &NewCellule,
+        now: DateTime<Utc>,
+    ) -> Result<Cellule, StorageError> {
+        let conflict = |e| StorageError::from_sqlx(e, "a cellule with this slug or code exists");
+        let mut tx = self.begin().await?;
+        let row: CelluleRow = tx_run!(&mut tx, c => {
+            let row = sqlx::query_as(concat!(
+                "INSERT INTO cellules (slug, name, code, created_at) VALUES ($1, $2, $3, $4) \
+                 RETURNING ",
+                cellule_columns!()
+            ))
+            .bind(new.slug.as_str())
+            .bind(new.name.as_str())
+            .bind(new.code.as_str())
+            .bind(now)
+            .fetch_one(&mut *c)
+            .await
+            .map_err(conflict)?;
+            sqlx::query(
+                "INSERT INTO charters (cellule, version, text, created_at) VALUES ($1, 1, $2, $3)",
+            )
+            .bind(new.slug.as_str())
+            .bind(&new.charter)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            row
+        });
+        tx.commit().await?;
+        row.try_into()
+    }
+
+    async fn get_cellule(&self, slug: &CelluleSlug) -> Result<Option<Cellule>, StorageError> {
+        let row: Option<CelluleRow> = db_run!(self, c => {
+            sqlx::query_as(concat!("SELECT ", cellule_columns!(), " FROM cellules WHERE slug = $1"))
+                .bind(slug.as_str())
+                .fetch_optional(c)
+                .await?
+        });
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn list_cellules(&self) -> Result<Vec<Cellule>, StorageError> {
+        let rows: Vec<CelluleRow> = db_run!(self, c => {
+            sqlx::query_as(concat!("SELECT ", cellule_columns!(), " FROM cellules ORDER BY slug"))
+                .fetch_all(c)
+                .await?
+        });
+        collect(rows)
+    }
+
+    async fn put_membership(
+        &self,
+        cellule: &CelluleSlug,
+        subject: &Subject,
+        spec: &MembershipSpec,
+        now: DateTime<Utc>,
+    ) -> Result<(Membership, bool), StorageError> {
+        let row: MembershipRow = db_run!(self, c => {
+            sqlx::query_as(concat!(
+                "INSERT INTO memberships (",
+                membership_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+                 ON CONFLICT (cellule, subject) DO UPDATE SET \
+                   role = excluded.role, sphere = excluded.sphere, \
+                   organisation = excluded.organisation, guest = excluded.guest, \
+                   updated_at = excluded.updated_at \
+                 RETURNING ",
+                membership_columns!()
+            ))
+            .bind(cellule.as_str())
+            .bind(subject.as_str())
+            .bind(spec.role)
+            .bind(spec.sphere)
+            .bind(spec.organisation.as_ref().map(|o| o.as_str()))
+            .bind(spec.guest)
+            .bind(now)
+            .fetch_one(c)
+            .await
+            .map_err(not_found_on_fk)?
+        });
+        let created = row.created_at == now;
+        Ok((row.try_into()?, created))
+    }
+
+    async fn delete_membership(
+        &self,
+        cellule: &CelluleSlug,
+        subject: &Subject,
+    ) -> Result<bool, StorageError> {
+        let done = db_run!(self, c => {
+            sqlx::query("DELETE FROM memberships WHERE cellule = $1 AND subject = $2")
+                .bind(cellule.as_str())
+                .bind(subject.as_str())
+                .execute(c)
+                .await?
+                .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
+    async fn cellule_access(
+        &self,
+        cellule: &CelluleSlug,
+        subject: &Subject,
+    ) -> Result<Option<CelluleAccess>, StorageError> {
+        let row: Option<CelluleAccessRow> = db_run!(self, c => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                access_columns!(),
+                " FROM ",
+                access_join!(),
+                " WHERE c.slug = $1"
+            ))
+            .bind(cellule.as_str())
+            .bind(subject.as_str())
+            .fetch_optional(c)
+            .await?
+        });
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn list_members(&self, cellule: &CelluleSlug) -> Result<Vec<Membership>, StorageError> {
+        let rows: Vec<MembershipRow> = db_run!(self, c => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                membership_columns!(),
+                " FROM memberships WHERE cellule = $1 ORDER BY subject"
+            ))
+            .bind(cellule.as_str())
+            .fetch_all(c)
+            .await?
+        });
+        collect(rows)
+    }
+
+    async fn memberships_of(
+        &self,
+        subject: &Subject,
+    ) -> Result<Vec<(Cellule, Membership)>, StorageError> {
+        let rows: Vec<MembershipWithCelluleRow> = db_run!(self, c => {
+            sqlx::query_as(
+                "SELECT m.cellule, m.subject, m.role, m.sphere, m.organisation, m.guest, \
+                        m.created_at, m.updated_at, \
+                        c.name AS cellule_name, c.code AS cellule_code, \
+                        c.created_at AS cellule_created_at \
+                 FROM memberships m JOIN cellules c ON c.slug = m.cellule \
+                 WHERE m.subject = $1 ORDER BY m.cellule",
+            )
+            .bind(subject.as_str())
+            .fetch_all(c)
+            .await?
+        });
+        collect(rows)
+    }
+
+    async fn retention_settings(&self) -> Result<Vec<RetentionSettings>, StorageError> {
+        Ok(db_run!(self, c => {
+            sqlx::query_as(
+                "SELECT slug, retention_closed_months, retention_declined_months FROM cellules \
+                 ORDER BY slug",
+            )
+            .fetch_all(c)
+            .await?
+        }))
+    }
+
+    async fn set_retention(
+        &self,
+        cellule: &str,
+        closed_months: i64,
+        declined_months: i64,
+    ) -> Result<bool, StorageError> {
+        let done = db_run!(self, c => {
+            sqlx::query(
+                "UPDATE cellules SET retention_closed_months = $1, retention_declined_months = $2 \
+                 WHERE slug = $3",
+            )
+            .bind(closed_months)
+            .bind(declined_months)
+            .bind(cellule)
+            .execute(c)
+            .await?
+            .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    async fn current_charter(&self, cellule: &str) -> Result<Option<CharterRecord>, StorageError> {
+        Ok(db_run!(self, c => {
+            sqlx::query_as(
+                "SELECT version, text, created_at FROM charters WHERE cellule = $1 \
+                 ORDER BY version DESC LIMIT 1",
+            )
+            .bind(cellule)
+            .fetch_optional(c)
+            .await?
+        }))
+    }
+
+    async fn add_charter(
+        &self,
+        cellule: &str,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StorageError> {
+        db_run!(self, c => {
+            sqlx::query_scalar(
+                "INSERT INTO charters (cellule, version, text, created_at) \
+                 VALUES ($1, (SELECT COALESCE(MAX(version), 0) + 1 FROM charters WHERE cellule = $1), \
+                   $2, $3) \
+                 RETURNING version",
+            )
+            .bind(cellule)
+            .bind(text)
+            .bind(now)
+            .fetch_one(c)
+            .await
+            .map_err(not_found_on_fk)
+        })
+    }
+
+    async fn has_accepted_charter(
+        &self,
+        cellule: &str,
+        subject: &str,
+        version: i64,
+    ) -> Result<bool, StorageError> {
+        let found: Option<i64> = db_run!(self, c => {
+            sqlx::query_scalar(
+                "SELECT version FROM charter_acceptances \
+                 WHERE cellule = $1 AND subject = $2 AND version = $3",
+            )
+            .bind(cellule)
+            .bind(subject)
+            .bind(version)
+            .fetch_optional(c)
+            .await?
+        });
+        Ok(found.is_some())
+    }
+
+    async fn accept_charter(
+        &self,
+        cellule: &str,
+        subject: &str,
+        version: i64,
+        now: DateTime<Utc>,
+        audit: Draft,
+    ) -> Result<Head, StorageError> {
+        let mut tx = self.begin().await?;
+        tx_run!(&mut tx, c => {
+            sqlx::query(
+                "INSERT INTO charter_acceptances (cellule, subject, version, accepted_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (cellule, subject, version) DO NOTHING",
+            )
+            .bind(cellule)
+            .bind(subject)
+            .bind(version)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+        });
+        let head = tx.append(cellule, vec![audit]).await?;
+        tx.commit().await?;
+        Ok(head)
+    }
+}

@@ -1,0 +1,73 @@
+//! What can go wrong in storage, classified for the HTTP layer.
+
+/// What can go wrong in storage, classified for the HTTP layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database cannot be reached or is overloaded: answered 503, retried by clients.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness rule was violated.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The referenced parent row does not exist.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// A stored value no longer passes validation.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Migrations could not be applied.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl StorageError {
+    /// Classifies a driver error; a unique violation is the conflict `conflict`.
+    pub(crate) fn from_sqlx(e: sqlx::Error, conflict: &'static str) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed
+            // A connection cut while it is being set up (e.g. during the TLS negotiation).
+            | sqlx::Error::Protocol(_) => StorageError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) => {
+                if db.is_unique_violation() {
+                    return StorageError::Conflict(conflict);
+                }
+                let code = db.code().unwrap_or_default();
+                // PostgreSQL: class 08 (connection), 57P01-03 (shutdown / cannot connect now),
+                // 53xxx (insufficient resources). SQLite: 5 (BUSY), 6 (LOCKED).
+                if code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code.starts_with("53")
+                    || code == "5"
+                    || code == "6"
+                {
+                    StorageError::Unavailable(e.to_string())
+                } else {
+                    StorageError::Other(e.to_string())
+                }
+            }
+            _ => StorageError::Other(e.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(e: sqlx::Error) -> Self {
+        StorageError::from_sqlx(e, "unique constraint")
+    }
+}
+
+/// A foreign-key violation on insert means the parent cellule does not exist.
+pub(crate) fn not_found_on_fk(e: sqlx::Error) -> StorageError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_foreign_key_violation()
+    {
+        return StorageError::NotFound("cellule");
+    }
+    StorageError::from(e)
+}

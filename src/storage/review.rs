@@ -1,0 +1,467 @@
+//! Review: the schedule and routing directory documents, sessions, decisions and statistics.
+//! The agenda's reads and writes are in `agenda`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::cases::Decided;
+use super::sql::{Store, db_run, tx_run};
+use super::{
+    AgendaItemRecord, DecisionRecord, Deferrals, DeferredRecord, EligibleCase, NewAgendaItem,
+    SessionRecord, StatsCase, StorageError, Transition, not_found_on_fk,
+};
+use crate::audit::{Draft, Head};
+
+/// The columns of a session, in `SessionRecord` order.
+macro_rules! session_columns {
+    () => {
+        "id, cellule, occurrence_key, starts_at, local_start, time_zone, duration_minutes, \
+         location, holiday, status, agenda_built_at, published_at, created_at"
+    };
+}
+
+/// Sessions, agendas, decisions and statistics (SPEC §10).
+#[async_trait]
+pub trait ReviewStore: Send + Sync {
+    /// The cellule's schedule document (JSON).
+    async fn get_schedule(&self, cellule: &str) -> Result<Option<String>, StorageError>;
+    async fn put_schedule(
+        &self,
+        cellule: &str,
+        document: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError>;
+    /// The cellule's routing directory document (JSON).
+    async fn get_directory(&self, cellule: &str) -> Result<Option<String>, StorageError>;
+    async fn put_directory(
+        &self,
+        cellule: &str,
+        document: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError>;
+    /// Inserts sessions, skipping planned ones whose occurrence already exists; returns the
+    /// inserted ones.
+    async fn insert_sessions(
+        &self,
+        sessions: &[SessionRecord],
+    ) -> Result<Vec<SessionRecord>, StorageError>;
+    /// Sessions starting in [from, to), by start.
+    async fn list_sessions(
+        &self,
+        cellule: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<SessionRecord>, StorageError>;
+    async fn get_session(
+        &self,
+        cellule: &str,
+        id: &str,
+    ) -> Result<Option<SessionRecord>, StorageError>;
+    /// Cancels a planned session: its agenda, deferrals (their counts undone if the agenda was
+    /// published) and publications go, the listed cases return to their previous status, and
+    /// the audit entries are appended, in one transaction. `None` when the session was not
+    /// planned; `Conflict` when decisions are recorded for it, when its agenda is no longer
+    /// exactly `items`, or when a revert finds its case moved.
+    async fn cancel_session(
+        &self,
+        cellule: &str,
+        id: &str,
+        items: &[String],
+        reverts: &[Transition],
+        audit: Vec<Draft>,
+    ) -> Result<Option<Head>, StorageError>;
+    /// Cases eligible for the agenda of `session_id`: accepted ones, and followed-up ones due by
+    /// `due_by`, that are not on the agenda of another open session (planned, not published,
+    /// starting at or after `now`: an agenda left unpublished in the past holds nothing). Each
+    /// says whether this session already deferred it (`deferred_here`). In no particular order
+    /// (the build sorts them). Read through an index of the eligible cases only: the cellule's
+    /// other cases are not visited.
+    async fn eligible_cases(
+        &self,
+        cellule: &str,
+        session_id: &str,
+        due_by: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EligibleCase>, StorageError>;
+    /// Replaces a session's agenda; with `deferred` (a build), also replaces its set of
+    /// deferrals; without (an edit), withdraws the deferral of any case put back on the agenda.
+    /// Nothing is counted here: an agenda's deferrals are counted when it is published
+    /// (`publish_agenda`). Every item must still be accepted or followed up and on no other open
+    /// agenda (`Conflict` otherwise). Audit entries go in the same transaction.
+    ///
+    /// A build's deferrals are written as a difference when the session's stored deferrals are
+    /// exactly `before` (the agenda unchanged since `read_at`, and as many stored deferrals as
+    /// `before` holds: none left by a case no longer eligible): nothing at all is written on a
+    /// rebuild that defers the same cases. Otherwise the whole set is compared in the database.
+    async fn replace_agenda(
+        &self,
+        cellule: &str,
+        session_id: &str,
+        items: &[NewAgendaItem],
+        deferred: Option<Deferrals<'_>>,
+        now: DateTime<Utc>,
+        audit: Vec<Draft>,
+    ) -> Result<Head, StorageError>;
+    async fn agenda(&self, session_id: &str) -> Result<Vec<AgendaItemRecord>, StorageError>;
+    async fn agenda_deferred(&self, session_id: &str) -> Result<Vec<DeferredRecord>, StorageError>;
+    /// Cases on the agenda of another open session (planned, unpublished, starting at or after
+    /// `now`), with that session's id.
+    async fn other_agendas(
+        &self,
+        cellule: &str,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, StorageError>;
+    /// Publishes a session's agenda: publication rows (with invited organisations), the moves of
+    /// its cases to `scheduled`, one more deferral counted for each case of the session's set of
+    /// deferrals, and the audit entries, in one transaction. `Conflict` when the agenda is no
+    /// longer exactly the cases of `invited` or a move finds its case moved.
+    async fn publish_agenda(
+        &self,
+        cellule: &str,
+        session: &SessionRecord,
+        invited: &[(String, String)],
+        moves: &[Transition],
+        now: DateTime<Utc>,
+        audit: Vec<Draft>,
+    ) -> Result<Head, StorageError>;
+    /// Records a decision with its case transition (and a deferral count for `deferred`) and the
+    /// audit entry; `None` when the case was no longer in `t.from`; `Conflict` when the item was
+    /// already decided.
+    async fn record_decision(
+        &self,
+        decision: &DecisionRecord,
+        t: &Transition,
+        audit: Draft,
+    ) -> Result<Option<Head>, StorageError>;
+    /// Facts of the cases submitted in [from, to).
+    async fn stats_cases(
+        &self,
+        cellule: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StatsCase>, StorageError>;
+    /// Outcomes of the decisions taken in [from, to).
+    async fn stats_outcomes(
+        &self,
+        cellule: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<String>, StorageError>;
+}
+
+#[async_trait]
+impl ReviewStore for Store {
+    async fn get_schedule(&self, cellule: &str) -> Result<Option<String>, StorageError> {
+        Ok(db_run!(self, c => {
+            sqlx::query_scalar("SELECT document FROM schedules WHERE cellule = $1")
+                .bind(cellule)
+                .fetch_optional(c)
+                .await?
+        }))
+    }
+
+    async fn put_schedule(
+        &self,
+        cellule: &str,
+        document: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        db_run!(self, c => {
+            sqlx::query(
+                "INSERT INTO schedules (cellule, document, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (cellule) DO UPDATE SET document = $2, updated_at = $3",
+            )
+            .bind(cellule)
+            .bind(document)
+            .bind(now)
+            .execute(c)
+            .await
+            .map_err(not_found_on_fk)?;
+        });
+        Ok(())
+    }
+
+    async fn get_directory(&self, cellule: &str) -> Result<Option<String>, StorageError> {
+        Ok(db_run!(self, c => {
+            sqlx::query_scalar("SELECT document FROM routing_directories WHERE cellule = $1")
+                .bind(cellule)
+                .fetch_optional(c)
+                .await?
+        }))
+    }
+
+    async fn put_directory(
+        &self,
+        cellule: &str,
+        document: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        db_run!(self, c => {
+            sqlx::query(
+                "INSERT INTO routing_directories (cellule, document, updated_at) \
+                 VALUES ($1, $2, $3) \
+                 ON CONFLICT (cellule) DO UPDATE SET document = $2, updated_at = $3",
+            )
+            .bind(cellule)
+            .bind(document)
+            .bind(now)
+            .execute(c)
+            .await
+            .map_err(not_found_on_fk)?;
+        });
+        Ok(())
+    }
+
+    async fn insert_sessions(
+        &self,
+        sessions: &[SessionRecord],
+    ) -> Result<Vec<SessionRecord>, StorageError> {
+        let mut tx = self.begin().await?;
+        let mut inserted = Vec::new();
+        for s in sessions {
+            let row: Option<SessionRecord> = tx_run!(&mut tx, c => {
+                sqlx::query_as(concat!(
+                    "INSERT INTO sessions (id, cellule, occurrence_key, starts_at, local_start, \
+                       time_zone, duration_minutes, location, holiday, status, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     ON CONFLICT (cellule, occurrence_key) DO NOTHING RETURNING ",
+                    session_columns!()
+                ))
+                .bind(&s.id)
+                .bind(&s.cellule)
+                .bind(s.occurrence_key)
+                .bind(s.starts_at)
+                .bind(&s.local_start)
+                .bind(&s.time_zone)
+                .bind(s.duration_minutes)
+                .bind(&s.location)
+                .bind(&s.holiday)
+                .bind(&s.status)
+                .bind(s.created_at)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(not_found_on_fk)?
+            });
+            inserted.extend(row);
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn list_sessions(
+        &self,
+        cellule: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<SessionRecord>, StorageError> {
+        Ok(db_run!(self, c => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                session_columns!(),
+                " FROM sessions WHERE cellule = $1 AND ($2 IS NULL OR starts_at >= $2) \
+                   AND ($3 IS NULL OR starts_at < $3) ORDER BY starts_at, id"
+            ))
+            .bind(cellule)
+            .bind(from)
+            .bind(to)
+            .fetch_all(c)
+            .await?
+        }))
+    }
+
+    async fn get_session(
+        &self,
+        cellule: &str,
+        id: &str,
+    ) -> Result<Option<SessionRecord>, StorageError> {
+        Ok(db_run!(self, c => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                session_columns!(),
+                " FROM sessions WHERE cellule = $1 AND id = $2"
+            ))
+            .bind(cellule)
+            .bind(id)
+            .fetch_optional(c)
+            .await?
+        }))
+    }
+
+    async fn cancel_session(
+        &self,
+        cellule: &str,
+        id: &str,
+        items: &[String],
+        reverts: &[Transition],
+        audit: Vec<Draft>,
+    ) -> Result<Option<Head>, StorageError> {
+        super::agenda::cancel_session(self, cellule, id, items, reverts, audit).await
+    }
+
+    async fn eligible_cases(
+        &self,
+        cellule: &str,
+        session_id: &str,
+        due_by: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EligibleCase>, StorageError> {
+        super::agenda::eligible_cases(self, cellule, session_id, due_by, now).await
+    }
+
+    async fn replace_agenda(
+        &self,
+        cellule: &str,
+        session_id: &str,
+        items: &[NewAgendaItem],
+        deferred: Option<Deferrals<'_>>,
+        now: DateTime<Utc>,
+        audit: Vec<Draft>,
+    ) -> Result<Head, StorageError> {
+        super::agenda::replace_agenda(self, cellule, session_id, items, deferred, now, audit).await
+    }
+
+    async fn agenda(&self, session_id: &str) -> Result<Vec<AgendaItemRecord>, StorageError> {
+        Ok(db_run!(self, c => {
+            sqlx::query_as(
+                "SELECT ai.case_id, ai.position, ai.kind, ai.minutes, ai.proposal, c.reference, \
+                   c.status, c.urgency, c.needs, c.commune, c.sector, c.routed_org, \
+                   c.follow_up_date, \
+                   COALESCE((SELECT f.times FROM case_deferrals f WHERE f.case_id = c.id), 0) \
+                     AS times_deferred, \
+                   (SELECT d.outcome FROM decisions d \
+                     WHERE d.session_id = ai.session_id AND d.case_id = ai.case_id) \
+                     AS decision_outcome \
+                 FROM agenda_items ai JOIN cases c ON c.id = ai.case_id WHERE ai.session_id = $1 \
+                 ORDER BY ai.position, ai.case_id",
+            )
+            .bind(session_id)
+            .fetch_all(c)
+            .await?
+        }))
+    }
+
+    async fn agenda_deferred(&self, session_id: &str) -> Result<Vec<DeferredRecord>, StorageError> {
+        super::agenda::agenda_deferred(self, session_id).await
+    }
+
+    async fn other_agendas(
+        &self,
+        cellule: &str,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        Ok(db_run!(self, c => {
+            sqlx::query_as(
+                "SELECT ai.case_id, s.id FROM agenda_items ai JOIN sessions s ON s.id = ai.session_id \
+                 WHERE s.cellule = $1 AND s.id <> $2 AND s.status = 'planned' \
+                   AND s.published_at IS NULL AND s.starts_at >= $3",
+            )
+            .bind(cellule)
+            .bind(session_id)
+            .bind(now)
+            .fetch_all(c)
+            .await?
+        }))
+    }
+
+    async fn publish_agenda(
+        &self,
+        cellule: &str,
+        session: &SessionRecord,
+        invited: &[(String, String)],
+        moves: &[Transition],
+        now: DateTime<Utc>,
+        audit: Vec<Draft>,
+    ) -> Result<Head, StorageError> {
+        super::agenda::publish_agenda(self, cellule, session, invited, moves, now, audit).await
+    }
+
+    async fn record_decision(
+        &self,
+        d: &DecisionRecord,
+        t: &Transition,
+        audit: Draft,
+    ) -> Result<Option<Head>, StorageError> {
+        let mut tx = self.begin().await?;
+        tx_run!(&mut tx, c => {
+            sqlx::query(
+                "INSERT INTO decisions (id, session_id, case_id, outcome, interlocutor, \
+                   follow_up_date, actions, text, decided_by, decided_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&d.id)
+            .bind(&d.session_id)
+            .bind(&d.case_id)
+            .bind(&d.outcome)
+            .bind(&d.interlocutor)
+            .bind(d.follow_up_date)
+            .bind(&d.actions)
+            .bind(&d.text)
+            .bind(&d.decided_by)
+            .bind(d.decided_at)
+            .execute(&mut *c)
+            .await
+            .map_err(|e| StorageError::from_sqlx(e, "this item was already decided"))?;
+        });
+        if !tx.move_case(t, Decided::KeepFirst).await? {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        if d.outcome == "deferred" {
+            tx_run!(&mut tx, c => {
+                sqlx::query(
+                    "INSERT INTO case_deferrals (case_id, times) VALUES ($1, 1) \
+                     ON CONFLICT (case_id) DO UPDATE SET times = case_deferrals.times + 1",
+                )
+                .bind(&d.case_id)
+                .execute(&mut *c)
+                .await?;
+            });
+        }
+        let head = tx.append(&t.cellule, vec![audit]).await?;
+        tx.commit().await?;
+        Ok(Some(head))
+    }
+
+    async fn stats_cases(
+        &self,
+        cellule: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StatsCase>, StorageError> {
+        Ok(db_run!(self, c => {
+            sqlx::query_as(
+                "SELECT c.submitted_at, c.needs, c.referring_org, \
+                   (SELECT MIN(d.decided_at) FROM decisions d \
+                     WHERE d.case_id = c.id AND d.outcome <> 'deferred') AS first_review_at, \
+                   c.closed_at \
+                 FROM cases c WHERE c.cellule = $1 AND c.submitted_at >= $2 AND c.submitted_at < $3",
+            )
+            .bind(cellule)
+            .bind(from)
+            .bind(to)
+            .fetch_all(c)
+            .await?
+        }))
+    }
+
+    async fn stats_outcomes(
+        &self,
+        cellule: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<String>, StorageError> {
+        Ok(db_run!(self, c => {
+            sqlx::query_scalar(
+                "SELECT d.outcome FROM decisions d JOIN sessions s ON s.id = d.session_id \
+                 WHERE s.cellule = $1 AND d.decided_at >= $2 AND d.decided_at < $3",
+            )
+            .bind(cellule)
+            .bind(from)
+            .bind(to)
+            .fetch_all(c)
+            .await?
+        }))
+    }
+}

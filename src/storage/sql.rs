@@ -1,0 +1,286 @@
+//! The store of both backends: sqlx's pool of the backend the URL names, the macros that run one
+//! body on either, transactions, connection settings and migrations.
+//!
+//! Queries are written once: sqlx binds `$1`, `$2`… on PostgreSQL and SQLite alike, and both
+//! accept `RETURNING`, `ON CONFLICT`, `string_agg` and `IS NOT DISTINCT FROM`. A body run with
+//! [`db_run!`] or [`tx_run!`] is expanded once per backend. Their per-backend form is kept for
+//! the statements whose SQL really differs (JSON aggregates, PostgreSQL's arrays of a session's
+//! deferrals, row locks), and [`Store::pick`] chooses between two texts of one statement that
+//! differ only in a function's name (`instr`, `strpos`).
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{PgPool, SqlitePool};
+
+use super::StorageError;
+use crate::config::{Backend, DatabaseUrl, PoolConfig};
+
+/// sqlx's pool of one backend.
+#[derive(Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The storage of the service, on either backend (see [`super::Database`]).
+pub struct Store {
+    pub(crate) pool: Pool,
+}
+
+/// Runs `body` on the store's pool, bound to `$c` (`&SqlitePool` or `&PgPool`): one body
+/// expanded for each backend. The second form names one body per backend, for SQL that differs.
+macro_rules! db_run {
+    ($store:expr, $c:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::storage::sql::Pool::Sqlite($c) => $body,
+            $crate::storage::sql::Pool::Postgres($c) => $body,
+        }
+    };
+    ($store:expr, sqlite $s:ident => $sqlite:expr, postgres $p:ident => $postgres:expr $(,)?) => {
+        match &$store.pool {
+            $crate::storage::sql::Pool::Sqlite($s) => $sqlite,
+            $crate::storage::sql::Pool::Postgres($p) => $postgres,
+        }
+    };
+}
+pub(crate) use db_run;
+
+/// Runs `body` inside the transaction `$tx` (a `&mut Tx`), its connection bound to `$c`
+/// (`&mut SqliteConnection` or `&mut PgConnection`), as [`db_run!`] does on the pool.
+macro_rules! tx_run {
+    ($tx:expr, $c:ident => $body:expr) => {
+        match $tx {
+            $crate::storage::sql::Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::storage::sql::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+    ($tx:expr, sqlite $s:ident => $sqlite:expr, postgres $p:ident => $postgres:expr $(,)?) => {
+        match $tx {
+            $crate::storage::sql::Tx::Sqlite(t) => {
+                let $s = &mut **t;
+                $sqlite
+            }
+            $crate::storage::sql::Tx::Postgres(t) => {
+                let $p = &mut **t;
+                $postgres
+            }
+        }
+    };
+}
+pub(crate) use tx_run;
+
+/// A write transaction. On SQLite it starts with `BEGIN IMMEDIATE`: it takes the database's
+/// write lock at once (waiting up to the busy timeout for another writer), so that no
+/// transaction reads a snapshot it then cannot write on.
+pub(crate) enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Store {
+    /// Begins a write transaction.
+    pub(crate) async fn begin(&self) -> Result<Tx, StorageError> {
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// This backend's text of a statement written twice from one template (a function's name,
+    /// a JSON aggregate), its binds and decoding being written once.
+    pub(crate) fn pick(&self, sqlite: &'static str, postgres: &'static str) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => sqlite,
+            Pool::Postgres(_) => postgres,
+        }
+    }
+
+    pub(crate) fn backend_of(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub(crate) async fn run_migrations(&self) -> Result<(), StorageError> {
+        let done = match &self.pool {
+            Pool::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await,
+            Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await,
+        };
+        done.map_err(|e| StorageError::Migration(e.to_string()))
+    }
+
+    pub(crate) async fn close_pool(&self) {
+        db_run!(self, p => p.close().await)
+    }
+}
+
+impl Tx {
+    pub(crate) async fn commit(self) -> Result<(), StorageError> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), StorageError> {
+        match self {
+            Tx::Sqlite(t) => t.rollback().await?,
+            Tx::Postgres(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+/// `journal_size_limit` of SQLite connections, in bytes: a write-ahead log that a burst (an
+/// agenda build, a long reader holding checkpoints back) made larger is cut back to this when
+/// it starts over.
+const WAL_SIZE_LIMIT: i64 = 32 * 1024 * 1024;
+
+/// The settings of every SQLite connection (the journal mode, WAL, is the file's).
+fn sqlite_pragmas() -> [(&'static str, String); 5] {
+    [
+        ("foreign_keys", "ON".into()),
+        ("synchronous", "NORMAL".into()),
+        ("secure_delete", "ON".into()),
+        // Statement journals and transient tables in memory: a statement writing thousands of
+        // rows (an agenda's deferrals) otherwise creates, writes and deletes a temporary file
+        // outside the data folder for its statement journal.
+        ("temp_store", "MEMORY".into()),
+        ("journal_size_limit", WAL_SIZE_LIMIT.to_string()),
+    ]
+}
+
+impl Store {
+    /// Opens the backend the URL names, waiting at most `pool.connect_timeout` for it.
+    pub async fn connect(url: &DatabaseUrl, pool: &PoolConfig) -> Result<Self, StorageError> {
+        let backend = url
+            .backend()
+            .map_err(|e| StorageError::Other(e.to_string()))?;
+        let connecting = async {
+            match backend {
+                Backend::Sqlite => Self::connect_sqlite(url, pool).await,
+                Backend::Postgres => Self::connect_postgres(url, pool).await,
+            }
+        };
+        match tokio::time::timeout(pool.connect_timeout, connecting).await {
+            Ok(done) => done,
+            Err(_) => Err(StorageError::Unavailable(format!(
+                "no answer within {}",
+                humantime::format_duration(pool.connect_timeout)
+            ))),
+        }
+    }
+
+    async fn connect_sqlite(url: &DatabaseUrl, pool: &PoolConfig) -> Result<Self, StorageError> {
+        let options = SqliteConnectOptions::from_str(url.expose())
+            .map_err(|e| StorageError::Other(format!("invalid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(pool.acquire_timeout);
+        let options = sqlite_pragmas()
+            .into_iter()
+            .fold(options, |o, (name, value)| o.pragma(name, value));
+        prepare_file(options.get_filename())?;
+        // No liveness ping before handing out a connection (sqlx's default): a SQLite connection
+        // is a file handle of this process that no server can close.
+        let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(pool.max_connections)
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+        Ok(Store {
+            pool: Pool::Sqlite(pool),
+        })
+    }
+
+    async fn connect_postgres(url: &DatabaseUrl, pool: &PoolConfig) -> Result<Self, StorageError> {
+        let options = PgConnectOptions::from_str(url.expose())
+            .map_err(|e| StorageError::Other(format!("invalid PostgreSQL URL: {e}")))?
+            .application_name("cellule");
+        // sqlx tests a connection before handing it out: one the server ended (a restart,
+        // `pg_terminate_backend`, `idle_session_timeout`) is replaced instead of failing a
+        // request.
+        let pool = PgPoolOptions::new()
+            .max_connections(pool.max_connections)
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| StorageError::Unavailable(crate::config::one_line(&e.to_string())))?;
+        Ok(Store {
+            pool: Pool::Postgres(pool),
+        })
+    }
+}
+
+/// Creates the database's folder (0700) and file (0600) before SQLite does, so that neither is
+/// ever readable by other local users.
+fn prepare_file(path: &std::path::Path) -> Result<(), StorageError> {
+    if path.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let io = |e: std::io::Error| StorageError::Unavailable(format!("{}: {e}", path.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::fsutil::create_private_dir(dir).map_err(io)?;
+    }
+    if !path.exists() {
+        crate::fsutil::create_private_file(path, b"").map_err(io)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every SQLite connection of the pool gets the settings of the one list, and the file is
+    /// in WAL mode.
+    #[tokio::test]
+    async fn sqlite_connections_get_the_settings() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let path = dir.path().join("settings.db");
+        let store = Store::connect(
+            &DatabaseUrl::new(format!("sqlite://{}", path.display())),
+            &PoolConfig::default(),
+        )
+        .await
+        .expect("database");
+        let Pool::Sqlite(pool) = &store.pool else {
+            panic!("a SQLite URL opens SQLite");
+        };
+        let expected = [
+            ("foreign_keys", "1".to_owned()),
+            ("synchronous", "1".to_owned()),
+            ("secure_delete", "1".to_owned()),
+            ("temp_store", "2".to_owned()),
+            ("journal_size_limit", WAL_SIZE_LIMIT.to_string()),
+            ("journal_mode", "wal".to_owned()),
+        ];
+        // Two connections held at once: the second is a new one, set up like the first.
+        let mut first = pool.acquire().await.expect("connection");
+        let mut second = pool.acquire().await.expect("connection");
+        for conn in [&mut first, &mut second] {
+            for (name, value) in &expected {
+                let v: String =
+                    sqlx::query_scalar(&format!("SELECT CAST({name} AS TEXT) FROM pragma_{name}"))
+                        .fetch_one(&mut **conn)
+                        .await
+                        .expect("pragma");
+                assert_eq!((*name, &v), (*name, value));
+            }
+        }
+        drop((first, second));
+        store.close_pool().await;
+    }
+}
