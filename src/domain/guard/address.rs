@@ -36,7 +36,7 @@ static TYPE: LazyLock<Regex> = LazyLock::new(|| {
 /// A street number (and `bis`, `ter`, a letter, `de la`…) right before a street type.
 static NUMBER_BEFORE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?:^|[^\d/.,])(?P<n>\d{1,4})[ \t]*(?:(?:bis|ter|quater)\b|(?-i:[A-Da-d])\b)?[ \t]*,?[ \t]*(?:(?:de[ \t]+la|de[ \t]+l'|du|de)[ \t]*)?$",
+        r"(?i)(?:^|(?u:[^0-9/.,]))(?P<n>\d{1,4})[ \t]*(?:(?:bis|ter|quater)\b|(?-i:[A-Da-d])\b)?[ \t]*,?[ \t]*(?:(?:de[ \t]+la|de[ \t]+l'|du|de)[ \t]*)?$",
     )
 });
 /// A street number after the street's name.

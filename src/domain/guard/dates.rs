@@ -54,7 +54,7 @@ static BIRTH_FAR: LazyLock<Regex> =
 /// `né`, `née`, `né(e)` and what may stand between them and the date.
 static BIRTH_NEAR: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?:\bnee?s?\b(?:[ \t]*\(e?e?s?\))?[ \t]*(?:le\b|a\b|en\b|:|au\b|vers\b|,|dans\b)[^\d\n;!?]{0,30}|\bnee?s?\b[ \t]*\(e?e?s?\)[ \t]*:?[ \t]*|\bnees?\b[ \t]*:?[ \t]*)$",
+        r"(?i)(?:\bnee?s?\b(?:[ \t]*\(e?e?s?\))?[ \t]*(?:le\b|a\b|en\b|:|au\b|vers\b|,|dans\b)(?u:[^0-9\n;!?]){0,30}|\bnee?s?\b[ \t]*\(e?e?s?\)[ \t]*:?[ \t]*|\bnees?\b[ \t]*:?[ \t]*)$",
     )
 });
 /// Words that say a date is an event.

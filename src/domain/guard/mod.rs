@@ -386,10 +386,13 @@ pub(crate) fn before(s: &str, i: usize, n: usize) -> &str {
     s.get(start..i).unwrap_or("")
 }
 
-/// Compiles a constant pattern; the patterns are checked by the unit tests, so a typo is a bug
-/// caught there.
+/// Compiles a constant pattern in ASCII mode (`\\d`, `\\s`, `\\w`, `\\b` and `(?i)` on ASCII
+/// only): the normalised text holds its identifiers in ASCII, and Unicode classes and word
+/// boundaries would make the regex engine give up its fast automaton on the first `€` or `°`.
+/// The patterns are checked by the unit tests, so a typo is a bug caught there.
 pub(crate) fn re(pattern: &str) -> regex::Regex {
-    regex::Regex::new(pattern).unwrap_or_else(|e| panic!("identifier guard pattern: {e}"))
+    regex::Regex::new(&format!("(?-u){pattern}"))
+        .unwrap_or_else(|e| panic!("identifier guard pattern: {e}"))
 }
 
 #[cfg(test)]

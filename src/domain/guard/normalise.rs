@@ -88,6 +88,13 @@ impl<'a> Normalised<'a> {
         // Byte range in `text` of what the last character that produced output produced.
         let mut last = 0..0;
         for (i, c) in chars {
+            if c.is_ascii() {
+                text.push(c);
+                starts.push(i);
+                ends.push(i.saturating_add(1));
+                last = text.len() - 1..text.len();
+                continue;
+            }
             let before = text.len();
             decompose_compatible(c, |d| {
                 if !is_combining_mark(d) {

@@ -10,10 +10,9 @@ use super::{Found, Reason, before, re};
 /// to two spaces either side), with an optional international prefix.
 static RUN: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?P<prefix>(?:\(\s?\+\s?33\s?\)|\+\s?33|\b00\s?33)[ .\-]?(?:\(\s?0\s?\)[ .\-]?)?)?\d+(?:(?:[ \t]{1,3}|[ \t]{0,2}[./\-_][ \t]{0,2})\d+)*",
+        r"(?:(?:\(\s?\+\s?33\s?\)|\+\s?33|\b00\s?33)[ .\-]?(?:\(\s?0\s?\)[ .\-]?)?)?\d+(?:(?:[ \t]{1,3}|[ \t]{0,2}[./\-_][ \t]{0,2})\d+)*",
     )
 });
-static DIGITS: LazyLock<Regex> = LazyLock::new(|| re(r"\d+"));
 /// A phone word just before a number written without its leading `0`.
 static PHONE_WORD: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -42,12 +41,23 @@ pub(crate) fn find(t: &str, out: &mut Vec<Found>) {
     claimants(t, out);
 }
 
-/// The digit groups (byte ranges) of a run.
+/// The digit groups (byte ranges) of `t[start..end]`.
 fn groups(t: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
-    DIGITS
-        .find_iter(&t[start..end])
-        .map(|m| (start + m.start(), start + m.end()))
-        .collect()
+    let b = t.as_bytes();
+    let mut out = Vec::new();
+    let mut i = start;
+    while i < end {
+        if b[i].is_ascii_digit() {
+            let s = i;
+            while i < end && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            out.push((s, i));
+        } else {
+            i += 1;
+        }
+    }
+    out
 }
 
 /// The `n`-th digit of a sequence of digit groups.
@@ -75,11 +85,17 @@ fn groups_for(gs: &[(usize, usize)], n: usize) -> Option<usize> {
 
 fn phones(t: &str, out: &mut Vec<Found>) {
     let b = t.as_bytes();
-    for c in RUN.captures_iter(t) {
-        let Some(m) = c.get(0) else { continue };
-        let prefixed = c.name("prefix").is_some();
-        // The `33` (and the `0` of `(0)`) are not part of the number.
-        let body_start = c.name("prefix").map_or(m.start(), |p| p.end());
+    for m in RUN.find_iter(t) {
+        // A run starts with `+`, `(` or `00` only when the regex took an international prefix
+        // (`0033`, not `0012…`); the `33` and the `0` of `(0)` are not part of the number.
+        let run = m.as_str();
+        let prefixed = run.starts_with(['+', '('])
+            || (run.starts_with("00") && run[2..].trim_start().starts_with("33"));
+        let body_start = if prefixed {
+            m.start() + prefix_end(run)
+        } else {
+            m.start()
+        };
         let gs = groups(t, body_start, m.end());
         let mut k = 0;
         if prefixed {
@@ -190,20 +206,36 @@ pub(crate) fn phone_key(slice: &str) -> Option<String> {
     }
 }
 
-/// Up to `max` significant characters from byte `i`: digits, and the `A`/`B` of Corsica's
-/// departments where `letter_at` allows it, with at most `gap` separators (space, dot, dash)
-/// between two of them. Returns their byte positions.
+/// Byte positions of up to 34 significant characters (an IBAN's most).
+struct Walked {
+    pos: [usize; 34],
+    len: usize,
+}
+
+impl Walked {
+    fn positions(&self) -> &[usize] {
+        &self.pos[..self.len]
+    }
+}
+
+/// Up to `max` significant characters from byte `i`: those `allow` accepts (given how many were
+/// taken before), with at most `gap` separators (space, dot, dash) between two of them.
 fn walk(
     b: &[u8],
     mut i: usize,
     max: usize,
     gap: usize,
     allow: impl Fn(usize, u8) -> bool,
-) -> Vec<usize> {
-    let mut pos = Vec::with_capacity(max);
-    while pos.len() < max && i < b.len() {
-        if allow(pos.len(), b[i]) {
-            pos.push(i);
+) -> Walked {
+    let mut w = Walked {
+        pos: [0; 34],
+        len: 0,
+    };
+    let max = max.min(w.pos.len());
+    while w.len < max && i < b.len() {
+        if allow(w.len, b[i]) {
+            w.pos[w.len] = i;
+            w.len += 1;
             i += 1;
             continue;
         }
@@ -211,12 +243,12 @@ fn walk(
         while j < b.len() && j - i < gap && matches!(b[j], b' ' | b'.' | b'-') {
             j += 1;
         }
-        if j == i || j >= b.len() || !allow(pos.len(), b[j]) {
+        if j == i || j >= b.len() || !allow(w.len, b[j]) {
             break;
         }
         i = j;
     }
-    pos
+    w
 }
 
 /// Whether the byte after position `p` ends a token (not a letter or digit).
@@ -235,10 +267,18 @@ fn nirs(t: &str, out: &mut Vec<Found>) {
             i += 1;
             continue;
         }
-        let pos = walk(b, i, 15, 3, |n, c| {
+        let walked = walk(b, i, 15, 3, |n, c| {
             c.is_ascii_digit() || (n == 6 && matches!(c, b'A' | b'B' | b'a' | b'b'))
         });
-        let chars: Vec<u8> = pos.iter().map(|&p| b[p].to_ascii_uppercase()).collect();
+        let pos = walked.positions();
+        if pos.len() < 13 {
+            i += 1;
+            continue;
+        }
+        let mut chars = [0u8; 15];
+        for (c, &p) in chars.iter_mut().zip(pos) {
+            *c = b[p].to_ascii_uppercase();
+        }
         let mut matched = None;
         if pos.len() == 15 && ends_token(b, pos[14]) {
             // With its key: the key decides.
@@ -246,7 +286,7 @@ fn nirs(t: &str, out: &mut Vec<Found>) {
             if nir_structure(&chars[..13], true) && key.is_some() && nir_key(&chars[..13]) == key {
                 matched = Some(pos[14] + 1);
             }
-        } else if pos.len() >= 13 && ends_token(b, pos[12]) && nir_structure(&chars[..13], false) {
+        } else if ends_token(b, pos[12]) && nir_structure(&chars[..13], false) {
             matched = Some(pos[12] + 1);
         }
         match matched {
@@ -352,21 +392,27 @@ fn ibans(t: &str, out: &mut Vec<Found>) {
         if m.start() < after {
             continue;
         }
-        let pos = walk(b, m.start(), 34, 3, |_, c| c.is_ascii_alphanumeric());
-        if pos.len() < 15 {
-            continue;
-        }
-        let chars: Vec<u8> = pos.iter().map(|&p| b[p].to_ascii_uppercase()).collect();
-        if !chars[..2].iter().all(u8::is_ascii_alphabetic)
-            || !chars[2..4].iter().all(u8::is_ascii_digit)
-        {
-            continue;
-        }
         // Only the countries whose length is known: with any length, one candidate in a few
         // dozen would pass the checksum by chance.
-        let Some(n) = iban_length(&chars[..2]) else {
+        let country = [
+            b[m.start()].to_ascii_uppercase(),
+            b[m.start() + 1].to_ascii_uppercase(),
+        ];
+        let Some(n) = iban_length(&country) else {
             continue;
         };
+        let walked = walk(b, m.start(), n + 1, 3, |_, c| c.is_ascii_alphanumeric());
+        let pos = walked.positions();
+        if pos.len() < n {
+            continue;
+        }
+        let mut chars = [0u8; 34];
+        for (c, &p) in chars.iter_mut().zip(pos) {
+            *c = b[p].to_ascii_uppercase();
+        }
+        if !chars[2..4].iter().all(u8::is_ascii_digit) {
+            continue;
+        }
         let mostly_digits =
             || chars[4..n].iter().filter(|c| c.is_ascii_digit()).count() * 2 >= n - 4;
         if n <= chars.len()
