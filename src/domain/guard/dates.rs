@@ -9,9 +9,10 @@
 //!
 //! 1. the referral's identity's birth date, in any of these spellings, is refused wherever it is;
 //! 2. a date right after a **birth word** (`né`, `née`, `né(e)` followed by `le`, `à`, `en` or
-//!    `:`; `naissance`, `naiss.`, `DDN`, `D.D.N.` within 40 characters, in the same sentence) is
-//!    a birth date, when it is a valid date not after today: full dates, and also day and month
-//!    (`née le 12 mars`) or month and year (`né en mars 1980`) — a year alone passes;
+//!    `:`; `naissance`, `naiss.`, `DDN`, `D.D.N.` within 40 characters, in the same sentence), or
+//!    listed after such a date (`nés le 04/05/2010 et le 17/09/2012`), is a birth date when it is
+//!    a valid date not after today: full dates, and also day and month (`née le 12 mars`) or
+//!    month and year (`né en mars 1980`) — a year alone passes;
 //! 3. a date that something explains is an event and passes: an **event word** before it in its
 //!    sentence and closer than any birth word (`loi`, `décret`, `juge`, `audience`, `depuis`,
 //!    `hospitalisé`, `rendez-vous`, `arrêt`, `signalement`, `décédé`…, see [`EVENT`]), one end
@@ -78,9 +79,14 @@ static EVENT: LazyLock<Regex> = LazyLock::new(|| {
         r"rencontr\w*|vu\w*|revu\w*|obtenu\w*|accord\w*|refus\w*|ouvert\w*|ferme\w*|commenc\w*|termin\w*|",
         r"intern\w*|transfer\w*|mute\w*|opere\w*|operation|greffe|diagnostiqu\w*|licencie\w*|condamn\w*|",
         r"interpell\w*|fugu\w*|disparu\w*|retrouv\w*|hospit\w*|inscri\w*|radie\w*|expire\w*|attribu\w*|",
-        r"reconnu\w*|incendie|inond\w*|sinistre|vol|cambriol\w*|rixe|bagarre|altercation|dispute)\b"
+        r"reconnu\w*|incendie|inond\w*|sinistre|vol|cambriol\w*|rixe|bagarre|altercation|dispute|",
+        r"episodes?|delir\w*|diagnostic\w*|premier|premiere|dernier|derniere|chu|chs|cmp|hopital|clinique|",
+        r"samu|epsm|ehpad|chrs|foyer)\b"
     ))
 });
+/// What joins the dates of a list (`nés le 04/05/2010 et le 17/09/2012`).
+static LIST_JOIN: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)^[ \t]*[,;]?[ \t]*(?:et[ \t]+)?(?:le[ \t]+)?$"));
 /// What joins the two ends of a range.
 static RANGE_JOIN: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)^[ \t]*(?:au|a|-|et|et le|jusqu'au|jusqu'a|puis le)[ \t]*$"));
@@ -352,13 +358,22 @@ pub(crate) fn find(
         }
     }
     let adult = today.with_year(today.year() - 18).unwrap_or(today);
+    // The previous date, when it was a birth date (`nés le 04/05/2010 et le 17/09/2012`).
+    let mut previous_birth: Option<usize> = None;
     for (i, c) in cands.iter().enumerate() {
         if c.date.is_some() && c.date == identity_date {
             out.push(Found::new(Reason::IdentityBirthDate, c.start, c.end));
             continue;
         }
         let plausible = c.date.is_some_and(|d| d <= today && d.year() >= 1900);
-        let birth = match context(t, c.start) {
+        let listed = previous_birth
+            .is_some_and(|end| end <= c.start && LIST_JOIN.is_match(&t[end..c.start]));
+        let context = if listed {
+            Context::Birth
+        } else {
+            context(t, c.start)
+        };
+        let birth = match context {
             Context::Birth => match c.shape {
                 Shape::Partial => c.partial_ok,
                 Shape::Full | Shape::Weak => plausible,
@@ -375,6 +390,7 @@ pub(crate) fn find(
         if birth {
             out.push(Found::new(Reason::BirthDate, c.start, c.end));
         }
+        previous_birth = birth.then_some(c.end);
     }
 }
 
@@ -422,6 +438,10 @@ mod tests {
         ] {
             assert_eq!(births(text), vec![date], "{text}");
         }
+        assert_eq!(
+            births("deux enfants nes le 04/05/2010 et le 17/09/2012"),
+            vec!["04/05/2010", "17/09/2012"]
+        );
     }
 
     #[test]
@@ -440,6 +460,8 @@ mod tests {
             "circulaire du 30/09/2016 (n° DGS/SP4/CGET/2016/289)",
             "06.12.34.56.78",
             "Version 2.3.1",
+            "Il a eu son premier episode delirant le 12/04/1995.",
+            "Pose du diagnostic le 20/10/1998 au CHU.",
         ] {
             assert!(births(text).is_empty(), "{text}: {:?}", births(text));
         }

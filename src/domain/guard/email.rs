@@ -20,6 +20,27 @@ static DOT: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
+/// Mail providers whose name after a plain `@` is an address even without its top-level domain
+/// (`jean.dupont@free`).
+const PROVIDERS: &[&str] = &[
+    "aol",
+    "free",
+    "gmail",
+    "gmx",
+    "hotmail",
+    "icloud",
+    "laposte",
+    "live",
+    "msn",
+    "neuf",
+    "orange",
+    "outlook",
+    "protonmail",
+    "sfr",
+    "wanadoo",
+    "yahoo",
+];
+
 /// Top-level domains accepted after an obfuscated `@` or dot.
 const COMMON_TLDS: &[&str] = &[
     "be", "biz", "ca", "ch", "ci", "com", "de", "dz", "es", "eu", "fr", "gf", "gp", "info", "io",
@@ -95,7 +116,12 @@ fn parse(t: &str, at_start: usize, at_end: usize, plain_at: bool) -> Option<Pars
         }
         labels.pop();
     }
-    if labels.len() < 2 {
+    let provider_only = plain_at
+        && labels.len() == 1
+        && PROVIDERS
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(&t[labels[0].0..labels[0].1]));
+    if labels.len() < 2 && !provider_only {
         return None;
     }
     let local = t[start..at_start].trim_end_matches(['.', '-']);
@@ -162,6 +188,7 @@ mod tests {
             ("jean.dupont @ free.fr le soir", "jean.dupont @ free.fr"),
             ("jean.dupont at laposte.net", "jean.dupont at laposte.net"),
             ("ecrire a jean@orange.fr. Il repond", "jean@orange.fr"),
+            ("Contact: jean.dupont@free", "jean.dupont@free"),
         ] {
             assert_eq!(spans(text), vec![email], "{text}");
         }
@@ -175,6 +202,7 @@ mod tests {
             "il est arrive at home",
             "le dossier 12.3 at 4.5",
             "rendez-vous at the hotel.Paris",
+            "ecrire a jean@cmp",
         ] {
             assert!(spans(text).is_empty(), "{text}");
         }

@@ -11,12 +11,13 @@
 //! evasion (`06\u{200B}12…`, `０６…`, `jean＠orаnge.fr` with a Cyrillic `а`) is caught and the
 //! hit still points at what was typed. Then each detector reads the normalised text:
 //!
-//! - `email`: `local@domain.tld`, with spaces around `@`, and obfuscated forms (`(at)`, `[at]`,
-//!   ` at `, ` arobase `, `(dot)`, ` point `) when the top-level domain is a common one;
+//! - `email`: `local@domain.tld`, with spaces around `@`, a known mail provider without its
+//!   top-level domain (`jean.dupont@free`), and obfuscated forms (`(at)`, `[at]`, ` at `,
+//!   ` arobase `, `(dot)`, ` point `) when the top-level domain is a common one;
 //! - `phone`: French numbers of ten digits starting `0[1-9]` in any grouping and with any mix of
 //!   spaces, dots, dashes, slashes (`06 12 345 678`, `06/45/23/78/90`, `06 12.34.56.78`), with
-//!   `+33`, `0033`, `(+33)` and `(0)`; nine digits without the `0` after a phone word (`tel`,
-//!   `portable`, `joignable`…);
+//!   `+33`, `0033`, `(+33)` and `(0)`, a letter `O` for the leading zero; nine digits without
+//!   the `0` after a phone word (`tel`, `portable`, `joignable`…);
 //! - `nir`: a social security number of 13 characters (without key) or 15 (with key), in any
 //!   grouping with spaces, dots or dashes, whose structure is valid: sex 1, 2, 3, 4, 7 or 8;
 //!   month 01-12, 20 or 30-42 (and 50-99 when a valid key vouches for it); department not `00`
@@ -42,6 +43,12 @@
 //! Ordinary prose passes: laws and event dates, counts whose noun is also a street type
 //! (`1 passage aux urgences`, `2 cours de FLE`), times, amounts, ages, years, partial dates,
 //! sector and INSEE codes, case references.
+//!
+//! Not caught, by choice or for now: names without a title (`Jean Dupont`, `sa fille Léa`) unless
+//! they are the referral's identity's; a lower-case name after a lower-case title (`mme benali`:
+//! the next word is as often a verb); numbers spelled in words (`zéro six…`); a street without
+//! its number (`vit rue des Lilas`); a year of birth alone (`né en 1980`). Professionals' names
+//! after a title (`Dr Martin`) are refused like any other: the referral names the service.
 //!
 //! # Allowed contacts
 //!

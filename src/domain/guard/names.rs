@@ -3,7 +3,7 @@
 //!
 //! # After a civil title
 //!
-//! `M.`, `M`, `Mr`, `MM.`, `Mme`, `Mmes`, `Mlle`, `Dr`, `Pr`, `Me`, `Mtre` (as written, with or
+//! `M.`, `M`, `Mr`, `MM.`, `Mme`, `Mmes`, `Mlle`, `Melle`, `Dr`, `Pr`, `Me`, `Mtre` (as written, with or
 //! without the dot) and `Monsieur`, `Madame`, `Mademoiselle`, `Messieurs`, `Mesdames`,
 //! `Docteur`, `Professeur`, `Maître` (any case) are followed by a name when the next words
 //! (particles such as `de`, `Le`, `d'` allowed in between) include a capitalised word of two
@@ -33,7 +33,7 @@ use super::{Found, IdentityParts, Reason, before, re};
 
 static TITLE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(?:(?:M|MM|Mr|MR|Mme|MME|Mmes|Mlle|MLLE|Mlles|Dr|DR|Dre|Drs|Pr|Me|Mtre)\b\.?|(?i:monsieur|madame|mademoiselle|messieurs|mesdames|docteure?|professeure?|maitre)\b)",
+        r"\b(?:(?:M|MM|Mr|MR|Mme|MME|Mmes|Mlle|MLLE|Mlles|Melle|MELLE|Melles|Dr|DR|Dre|Drs|Pr|Me|Mtre)\b\.?|(?i:monsieur|madame|mademoiselle|messieurs|mesdames|docteure?|professeure?|maitre)\b)",
     )
 });
 /// A street or an institution whose name holds a title.

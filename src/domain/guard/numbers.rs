@@ -7,10 +7,11 @@ use regex::Regex;
 use super::{Found, Reason, before, re};
 
 /// A run of digit groups joined by separators (one to three spaces, or one of `. / - _` with up
-/// to two spaces either side), with an optional international prefix.
+/// to two spaces either side), with an optional international prefix; a letter `O` typed for
+/// the leading zero (`O6 12 34 56 78`) counts as a digit.
 static RUN: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?:(?:\(\s?\+\s?33\s?\)|\+\s?33|\b00\s?33)[ .\-]?(?:\(\s?0\s?\)[ .\-]?)?)?\d+(?:(?:[ \t]{1,3}|[ \t]{0,2}[./\-_][ \t]{0,2})\d+)*",
+        r"(?:(?:\(\s?\+\s?33\s?\)|\+\s?33|\b00\s?33)[ .\-]?(?:\(\s?0\s?\)[ .\-]?)?)?(?:\b[Oo])?\d+(?:(?:[ \t]{1,3}|[ \t]{0,2}[./\-_][ \t]{0,2})\d+)*",
     )
 });
 /// A phone word just before a number written without its leading `0`.
@@ -47,8 +48,9 @@ fn groups(t: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut i = start;
     while i < end {
-        if b[i].is_ascii_digit() {
+        if b[i].is_ascii_digit() || (i == start && matches!(b[i], b'O' | b'o')) {
             let s = i;
+            i += 1;
             while i < end && b[i].is_ascii_digit() {
                 i += 1;
             }
@@ -64,7 +66,10 @@ fn groups(t: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
 fn nth_digit(b: &[u8], gs: &[(usize, usize)], mut n: usize) -> Option<u8> {
     for g in gs {
         if n < g.1 - g.0 {
-            return Some(b[g.0 + n]);
+            return Some(match b[g.0 + n] {
+                b'O' | b'o' => b'0',
+                c => c,
+            });
         }
         n -= g.1 - g.0;
     }
@@ -198,7 +203,14 @@ pub(crate) fn phone_key(slice: &str) -> Option<String> {
     } else {
         slice
     };
-    let digits: String = body.chars().filter(char::is_ascii_digit).collect();
+    let digits: String = body
+        .chars()
+        .filter_map(|c| match c {
+            '0'..='9' => Some(c),
+            'O' | 'o' => Some('0'),
+            _ => None,
+        })
+        .collect();
     match digits.len() {
         10 => Some(digits),
         9 => Some(format!("0{digits}")),
@@ -472,6 +484,7 @@ mod tests {
             ("(+33) 6 12 34 56 78", "(+33) 6 12 34 56 78"),
             ("tél.04.68.12.34.56", "04.68.12.34.56"),
             ("le 12/03/2024 06 12 34 56 78", "06 12 34 56 78"),
+            ("Tel O6 12 34 56 78", "O6 12 34 56 78"),
         ] {
             assert_eq!(spans(text, Reason::Phone), vec![phone], "{text}");
         }
