@@ -22,7 +22,8 @@ use cellule::audit::checkpoint::PublicKeys;
 use cellule::audit::{Action, Actor, AuditCtx, Draft, Entry, GENESIS, Signer, reason};
 use cellule::config::{DatabaseUrl, PoolConfig};
 use cellule::crypto::Keyring;
-use cellule::domain::{CelluleCode, CelluleName, CelluleSlug, NewCellule};
+use cellule::domain::case::{AgeBand, Audience, ConsentStatus, Gender, Need, Needs, Urgency};
+use cellule::domain::{CelluleCode, CelluleName, CelluleSlug, NewCellule, Role, Sphere};
 use cellule::storage::{Database, NewCase, NoteRecord, WrappedKey};
 use chrono::{DateTime, Datelike, Utc};
 use ring::digest::{SHA256, digest};
@@ -385,10 +386,10 @@ impl Raw {
                     .bind(&n.id)
                     .bind(&n.case_id)
                     .bind(&n.author)
-                    .bind(&n.author_role)
-                    .bind(&n.author_sphere)
+                    .bind(n.author_role)
+                    .bind(n.author_sphere)
                     .bind(&n.author_organisation)
-                    .bind(&n.audience)
+                    .bind(n.audience)
                     .bind(&n.corrects)
                     .bind(&n.body)
                     .bind(n.created_at)
@@ -402,10 +403,10 @@ impl Raw {
                     .bind(&n.id)
                     .bind(&n.case_id)
                     .bind(&n.author)
-                    .bind(&n.author_role)
-                    .bind(&n.author_sphere)
+                    .bind(n.author_role)
+                    .bind(n.author_sphere)
                     .bind(&n.author_organisation)
-                    .bind(&n.audience)
+                    .bind(n.audience)
                     .bind(&n.corrects)
                     .bind(&n.body)
                     .bind(n.created_at)
@@ -547,13 +548,13 @@ async fn exercise(
         cellule: CELLULE.to_owned(),
         code: "BEN".to_owned(),
         year: now.year(),
-        urgency: "priority".to_owned(),
-        age_band: "35-44".to_owned(),
-        gender: "f".to_owned(),
+        urgency: Urgency::Priority,
+        age_band: AgeBand::A35,
+        gender: Gender::F,
         commune: Some("66136".to_owned()),
         sector: Some("perpignan-nord".to_owned()),
-        needs: ",housing,care,".to_owned(),
-        consent_status: "agreed".to_owned(),
+        needs: Needs::new(vec![Need::Housing, Need::CareAccess]).ok_or("needs")?,
+        consent_status: ConsentStatus::Agreed,
         consent_justification: None,
         referring_org: "ccas-perpignan".to_owned(),
         referrer: w.actors[33].subject.clone(),
@@ -574,14 +575,15 @@ async fn exercise(
         .case(&case_id, None);
     let (reference, _) = db.insert_case(&case, &key, draft).await?;
 
+    let writer_role = Role::parse(&writer.role)?;
     let note = |rng: &mut Rng| NoteRecord {
         id: uuid::Uuid::new_v4().to_string(),
         case_id: case_id.clone(),
         author: writer.subject.clone(),
-        author_role: writer.role.clone(),
-        author_sphere: Some("city".to_owned()),
+        author_role: writer_role,
+        author_sphere: Some(Sphere::City),
         author_organisation: writer.organisation.clone(),
-        audience: "cellule".to_owned(),
+        audience: Audience::Cellule,
         corrects: None,
         body: rng.bytes(BODY_BYTES),
         created_at: Utc::now(),

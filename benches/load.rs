@@ -59,7 +59,8 @@ use cellule::audit::{Action, Actor, AuditCtx, Draft};
 use cellule::auth::DevIssuer;
 use cellule::config::{Config, DatabaseUrl, PoolConfig};
 use cellule::crypto::envelope::FieldContext;
-use cellule::domain::Subject;
+use cellule::domain::case::{AgeBand, Audience, CaseStatus, ConsentStatus, Gender, Needs, Urgency};
+use cellule::domain::{Role, Sphere, Subject};
 use cellule::services::AppState;
 use cellule::services::access::{self, Caller};
 use cellule::services::keys::KeyService;
@@ -816,20 +817,20 @@ async fn seed_case(
     let needs = [
         ",housing,care_access,",
         ",isolation,",
-        ",rights_income,housing,",
+        ",housing,rights_income,",
     ];
     let case = NewCase {
         id: id.clone(),
         cellule: CELLULE.to_owned(),
         code: "BENCH".to_owned(),
         year: now.year(),
-        urgency: ["routine", "priority", "urgent"][i % 3].to_owned(),
-        age_band: ["25-34", "35-44", "45-54", "55-64"][i % 4].to_owned(),
-        gender: ["f", "m", "x", "unknown"][i % 4].to_owned(),
+        urgency: [Urgency::Routine, Urgency::Priority, Urgency::Urgent][i % 3],
+        age_band: [AgeBand::A25, AgeBand::A35, AgeBand::A45, AgeBand::A55][i % 4],
+        gender: [Gender::F, Gender::M, Gender::X, Gender::Unknown][i % 4],
         commune: Some("66136".to_owned()),
         sector: Some("66G03".to_owned()),
-        needs: needs[i % 3].to_owned(),
-        consent_status: "informed".to_owned(),
+        needs: Needs::parse_stored(needs[i % 3])?,
+        consent_status: ConsentStatus::Informed,
         consent_justification: None,
         referring_org: "CCAS Perpignan".to_owned(),
         referrer: COORD.to_owned(),
@@ -851,10 +852,10 @@ async fn seed_case(
             id: note_id.clone(),
             case_id: id.clone(),
             author: COORD.to_owned(),
-            author_role: "coordinator".to_owned(),
-            author_sphere: Some("city".to_owned()),
+            author_role: Role::Coordinator,
+            author_sphere: Some(Sphere::City),
             author_organisation: Some(COORD_ORG.to_owned()),
-            audience: "cellule".to_owned(),
+            audience: Audience::Cellule,
             corrects: None,
             body,
             created_at: at,
@@ -872,8 +873,8 @@ async fn seed_case(
             event_id: event_id.clone(),
             case_id: id.clone(),
             cellule: CELLULE.to_owned(),
-            from: "submitted".to_owned(),
-            to: "accepted".to_owned(),
+            from: CaseStatus::Submitted,
+            to: CaseStatus::Accepted,
             reason: None,
             follow_up_date: None,
             routed_org: None,

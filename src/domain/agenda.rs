@@ -30,6 +30,14 @@ impl Kind {
             Kind::FollowUp => "follow_up",
         }
     }
+
+    pub fn parse(s: &str) -> Result<Self, super::Invalid> {
+        match s {
+            "new" => Ok(Kind::New),
+            "follow_up" => Ok(Kind::FollowUp),
+            _ => super::invalid("kind must be new or follow_up"),
+        }
+    }
 }
 
 /// An eligible case, as far as ordering is concerned.

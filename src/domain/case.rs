@@ -7,31 +7,6 @@ use utoipa::ToSchema;
 
 use super::{Invalid, invalid};
 
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-        pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(s: &str) -> Result<Self, Invalid> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => invalid(concat!(stringify!($name), " must be one of: ", $($text, " "),+)),
-                }
-            }
-        }
-    };
-}
-
 string_enum!(
     /// Age band of the person.
     AgeBand { Minor = "0-17", A18 = "18-24", A25 = "25-34", A35 = "35-44", A45 = "45-54", A55 = "55-64", A65 = "65-74", A75 = "75+" }
@@ -78,6 +53,53 @@ string_enum!(
     /// Who may read a note (docs/design.md §6).
     Audience { Cellule = "cellule", Psychiatry = "psychiatry", City = "city" }
 );
+
+/// The needs of a case: distinct, in the order of [`Need::ALL`]'s declaration (sorted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs(Vec<Need>);
+
+impl Needs {
+    /// The needs given, sorted; `None` when one repeats.
+    pub fn new(mut needs: Vec<Need>) -> Option<Self> {
+        let given = needs.len();
+        needs.sort();
+        needs.dedup();
+        (needs.len() == given).then_some(Needs(needs))
+    }
+
+    pub fn as_slice(&self) -> &[Need] {
+        &self.0
+    }
+
+    pub fn contains(&self, need: Need) -> bool {
+        self.0.contains(&need)
+    }
+
+    /// The stored form `,housing,care_access,`: one need is found with `LIKE '%,need,%'`.
+    pub fn to_stored(&self) -> String {
+        let mut out = String::from(",");
+        for n in &self.0 {
+            out.push_str(n.as_str());
+            out.push(',');
+        }
+        out
+    }
+
+    /// Reads the stored form back.
+    pub fn parse_stored(stored: &str) -> Result<Self, Invalid> {
+        let needs = stored
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(Need::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        Needs::new(needs).ok_or_else(|| Invalid("needs must not repeat".into()))
+    }
+
+    /// The pattern of a stored form that holds `need`.
+    pub fn pattern(need: Need) -> String {
+        format!("%,{},%", need.as_str())
+    }
+}
 
 impl CaseStatus {
     /// The lifecycle graph. Everything else is refused with 409.

@@ -15,6 +15,38 @@ macro_rules! deserialize_via_parse {
     )+};
 }
 
+/// A closed set of values with one text each: `as_str`, `parse`, `ALL`, serde under that text.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Result<Self, Invalid> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => invalid(concat!(stringify!($name), " must be one of: ", $($text, " "),+)),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 pub mod agenda;
 pub mod case;
 pub mod cellule;
@@ -24,6 +56,7 @@ pub mod membership;
 pub mod policy;
 pub mod routing;
 pub mod schedule;
+pub mod session;
 
 pub use cellule::{Cellule, CelluleCode, CelluleName, CelluleSlug, NewCellule};
 pub use membership::{Membership, MembershipSpec, Organisation, Role, Sphere, Subject};

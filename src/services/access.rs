@@ -221,7 +221,7 @@ fn case_resource(c: &CaseRecord) -> Resource<'_> {
     Resource::Case {
         id: &c.id,
         cellule: &c.cellule,
-        status: &c.status,
+        status: c.status.as_str(),
         referrer: &c.referrer,
         routed_org: c.routed_org.as_deref().unwrap_or(""),
         on_published_agenda: c.on_agenda,

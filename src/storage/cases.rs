@@ -12,6 +12,7 @@ use super::{
     Transition, WrappedKey,
 };
 use crate::audit::{Draft, Head};
+use crate::domain::case::Needs;
 use crate::domain::{CelluleSlug, Subject};
 
 /// The columns of a case row, in `CaseRecord` order: the case is `c`, its data key `k`, and
@@ -389,9 +390,9 @@ impl CaseStore for Store {
         Ok(db_run!(self, c => {
             sqlx::query_as(sql)
                 .bind(cellule)
-                .bind(&f.status)
-                .bind(&f.urgency)
-                .bind(&f.need_pattern)
+                .bind(f.status)
+                .bind(f.urgency)
+                .bind(f.need.map(Needs::pattern))
                 .bind(&f.sector)
                 .bind(&f.commune)
                 .bind(f.submitted_from)
@@ -440,10 +441,10 @@ impl CaseStore for Store {
             .bind(&n.id)
             .bind(&n.case_id)
             .bind(&n.author)
-            .bind(&n.author_role)
-            .bind(&n.author_sphere)
+            .bind(n.author_role)
+            .bind(n.author_sphere)
             .bind(&n.author_organisation)
-            .bind(&n.audience)
+            .bind(n.audience)
             .bind(&n.corrects)
             .bind(&n.body)
             .bind(n.created_at)
@@ -644,13 +645,13 @@ impl Tx {
                    routed_org = COALESCE($4, routed_org) \
                  WHERE cellule = $5 AND id = $6 AND status = $7",
             )
-            .bind(&t.to)
+            .bind(t.to)
             .bind(t.at)
             .bind(t.follow_up_date)
             .bind(&t.routed_org)
             .bind(&t.cellule)
             .bind(&t.case_id)
-            .bind(&t.from)
+            .bind(t.from)
             .bind(decided == Decided::Now)
             .execute(&mut *c)
             .await?;
@@ -663,8 +664,8 @@ impl Tx {
             )
             .bind(&t.event_id)
             .bind(&t.case_id)
-            .bind(&t.from)
-            .bind(&t.to)
+            .bind(t.from)
+            .bind(t.to)
             .bind(&t.reason)
             .bind(&t.actor)
             .bind(t.at)

@@ -3,7 +3,12 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::domain::{Cellule, Membership};
+use crate::domain::agenda::Kind;
+use crate::domain::case::{
+    AgeBand, Audience, CaseStatus, ConsentStatus, Gender, Need, Needs, Urgency,
+};
+use crate::domain::session::{Outcome, SessionStatus};
+use crate::domain::{Cellule, Membership, Role, Sphere};
 
 /// A data key (or a cellule's linkage secret) wrapped by a KEK.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -32,14 +37,13 @@ pub struct NewCase {
     pub cellule: String,
     pub code: String,
     pub year: i32,
-    pub urgency: String,
-    pub age_band: String,
-    pub gender: String,
+    pub urgency: Urgency,
+    pub age_band: AgeBand,
+    pub gender: Gender,
     pub commune: Option<String>,
     pub sector: Option<String>,
-    /// `,need_a,need_b,` so that one need is matched with a bound `LIKE`.
-    pub needs: String,
-    pub consent_status: String,
+    pub needs: Needs,
+    pub consent_status: ConsentStatus,
     pub consent_justification: Option<Vec<u8>>,
     pub referring_org: String,
     pub referrer: String,
@@ -55,14 +59,14 @@ pub struct CaseRecord {
     pub id: String,
     pub cellule: String,
     pub reference: String,
-    pub status: String,
-    pub urgency: String,
-    pub age_band: String,
-    pub gender: String,
+    pub status: CaseStatus,
+    pub urgency: Urgency,
+    pub age_band: AgeBand,
+    pub gender: Gender,
     pub commune: Option<String>,
     pub sector: Option<String>,
-    pub needs: String,
-    pub consent_status: String,
+    pub needs: Needs,
+    pub consent_status: ConsentStatus,
     pub consent_justification: Option<Vec<u8>>,
     pub referring_org: String,
     pub referrer: String,
@@ -109,9 +113,9 @@ pub struct CaseRead {
 pub struct EligibleCase {
     pub id: String,
     pub reference: String,
-    pub status: String,
-    pub urgency: String,
-    pub needs: String,
+    pub status: CaseStatus,
+    pub urgency: Urgency,
+    pub needs: Needs,
     pub commune: Option<String>,
     pub sector: Option<String>,
     pub follow_up_date: Option<NaiveDate>,
@@ -130,8 +134,8 @@ impl From<&CaseRecord> for EligibleCase {
         EligibleCase {
             id: c.id.clone(),
             reference: c.reference.clone(),
-            status: c.status.clone(),
-            urgency: c.urgency.clone(),
+            status: c.status,
+            urgency: c.urgency,
             needs: c.needs.clone(),
             commune: c.commune.clone(),
             sector: c.sector.clone(),
@@ -230,10 +234,9 @@ mod tests {
 /// Filters of `GET …/cases`; `None` means "any". Ordered newest first by (submitted_at, id).
 #[derive(Debug, Clone)]
 pub struct CaseFilter {
-    pub status: Option<String>,
-    pub urgency: Option<String>,
-    /// `%,need,%`
-    pub need_pattern: Option<String>,
+    pub status: Option<CaseStatus>,
+    pub urgency: Option<Urgency>,
+    pub need: Option<Need>,
     pub sector: Option<String>,
     pub commune: Option<String>,
     pub submitted_from: Option<DateTime<Utc>>,
@@ -258,7 +261,7 @@ impl Default for CaseFilter {
         Self {
             status: None,
             urgency: None,
-            need_pattern: None,
+            need: None,
             sector: None,
             commune: None,
             submitted_from: None,
@@ -280,8 +283,8 @@ pub struct Transition {
     pub event_id: String,
     pub case_id: String,
     pub cellule: String,
-    pub from: String,
-    pub to: String,
+    pub from: CaseStatus,
+    pub to: CaseStatus,
     pub reason: Option<Vec<u8>>,
     pub follow_up_date: Option<NaiveDate>,
     pub routed_org: Option<String>,
@@ -295,10 +298,10 @@ pub struct NoteRecord {
     pub id: String,
     pub case_id: String,
     pub author: String,
-    pub author_role: String,
-    pub author_sphere: Option<String>,
+    pub author_role: Role,
+    pub author_sphere: Option<Sphere>,
     pub author_organisation: Option<String>,
-    pub audience: String,
+    pub audience: Audience,
     pub corrects: Option<String>,
     pub body: Vec<u8>,
     pub created_at: DateTime<Utc>,
@@ -308,8 +311,8 @@ pub struct NoteRecord {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EventRecord {
     pub id: String,
-    pub from_status: String,
-    pub to_status: String,
+    pub from_status: CaseStatus,
+    pub to_status: CaseStatus,
     pub reason: Option<Vec<u8>>,
     pub actor: String,
     pub at: DateTime<Utc>,
@@ -355,8 +358,7 @@ pub struct SessionRecord {
     pub location: String,
     /// The holiday the session was moved from (or kept on).
     pub holiday: Option<String>,
-    /// `planned` or `cancelled`.
-    pub status: String,
+    pub status: SessionStatus,
     pub agenda_built_at: Option<DateTime<Utc>>,
     pub published_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -410,8 +412,7 @@ impl<'a> Deferrals<'a> {
 pub struct NewAgendaItem {
     pub case_id: String,
     pub position: i64,
-    /// `new` or `follow_up`.
-    pub kind: &'static str,
+    pub kind: Kind,
     pub minutes: i64,
     /// The routing proposal, JSON.
     pub proposal: String,
@@ -422,19 +423,19 @@ pub struct NewAgendaItem {
 pub struct AgendaItemRecord {
     pub case_id: String,
     pub position: i64,
-    pub kind: String,
+    pub kind: Kind,
     pub minutes: i64,
     pub proposal: String,
     pub reference: String,
-    pub status: String,
-    pub urgency: String,
-    pub needs: String,
+    pub status: CaseStatus,
+    pub urgency: Urgency,
+    pub needs: Needs,
     pub commune: Option<String>,
     pub sector: Option<String>,
     pub times_deferred: i64,
     pub routed_org: Option<String>,
     pub follow_up_date: Option<NaiveDate>,
-    pub decision_outcome: Option<String>,
+    pub decision_outcome: Option<Outcome>,
 }
 
 /// A case left out of a session's agenda.
@@ -452,7 +453,7 @@ pub struct DecisionRecord {
     pub id: String,
     pub session_id: String,
     pub case_id: String,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub interlocutor: Option<String>,
     pub follow_up_date: Option<NaiveDate>,
     pub actions: Option<Vec<u8>>,
@@ -465,7 +466,7 @@ pub struct DecisionRecord {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StatsCase {
     pub submitted_at: DateTime<Utc>,
-    pub needs: String,
+    pub needs: Needs,
     pub referring_org: String,
     pub first_review_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,

@@ -11,6 +11,7 @@ use super::{
     SessionRecord, StatsCase, StorageError, Transition, not_found_on_fk,
 };
 use crate::audit::{Draft, Head};
+use crate::domain::session::Outcome;
 
 /// The columns of a session, in `SessionRecord` order.
 macro_rules! session_columns {
@@ -237,7 +238,7 @@ impl ReviewStore for Store {
                 .bind(s.duration_minutes)
                 .bind(&s.location)
                 .bind(&s.holiday)
-                .bind(&s.status)
+                .bind(s.status)
                 .bind(s.created_at)
                 .fetch_optional(&mut *c)
                 .await
@@ -393,7 +394,7 @@ impl ReviewStore for Store {
             .bind(&d.id)
             .bind(&d.session_id)
             .bind(&d.case_id)
-            .bind(&d.outcome)
+            .bind(d.outcome)
             .bind(&d.interlocutor)
             .bind(d.follow_up_date)
             .bind(&d.actions)
@@ -408,7 +409,7 @@ impl ReviewStore for Store {
             tx.rollback().await?;
             return Ok(None);
         }
-        if d.outcome == "deferred" {
+        if d.outcome == Outcome::Deferred {
             tx_run!(&mut tx, c => {
                 sqlx::query(
                     "INSERT INTO case_deferrals (case_id, times) VALUES ($1, 1) \

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{CaseRead, CaseRecord, CelluleAccess, EventRecord, StorageError};
+use crate::domain::case::CaseStatus;
 use crate::domain::{
     Cellule, CelluleCode, CelluleName, CelluleSlug, Membership, MembershipSpec, Organisation, Role,
     Sphere, Subject,
@@ -252,13 +253,16 @@ fn case_read(row: CaseReadRow) -> Result<CaseRead, StorageError> {
         Some(j) => serde_json::from_str(j).map_err(corrupt)?,
         None => Vec::new(),
     };
+    let status = |s: &str| {
+        CaseStatus::parse(s).map_err(|e| StorageError::Corrupt(format!("case history: {e}")))
+    };
     let mut history = events
         .into_iter()
         .map(|(id, from_status, to_status, reason, actor, at)| {
             Ok(EventRecord {
                 id,
-                from_status,
-                to_status,
+                from_status: status(&from_status)?,
+                to_status: status(&to_status)?,
                 reason: reason
                     .map(hex::decode)
                     .transpose()

@@ -6,7 +6,9 @@ use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Encode, Type};
 
-use crate::domain::case::{AgeBand, Audience, CaseStatus, ConsentStatus, Gender, Urgency};
+use crate::domain::agenda::Kind;
+use crate::domain::case::{AgeBand, Audience, CaseStatus, ConsentStatus, Gender, Needs, Urgency};
+use crate::domain::session::{Outcome, SessionStatus};
 use crate::domain::{Role, Sphere};
 
 /// `Type`, `Encode` and `Decode` for enumerations with `as_str` and `parse`, generic over the
@@ -58,8 +60,47 @@ text_enum!(
     AgeBand,
     Gender,
     ConsentStatus,
-    Audience
+    Audience,
+    Kind,
+    SessionStatus,
+    Outcome
 );
+
+/// The needs of a case are stored as `,need,need,` ([`Needs::to_stored`]).
+impl<DB: Database> Type<DB> for Needs
+where
+    str: Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <str as Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <str as Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'q, DB: Database> Encode<'q, DB> for Needs
+where
+    String: Encode<'q, DB>,
+{
+    fn encode_by_ref(
+        &self,
+        buf: &mut <DB as Database>::ArgumentBuffer<'q>,
+    ) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'q, DB>>::encode(self.to_stored(), buf)
+    }
+}
+
+impl<'r, DB: Database> Decode<'r, DB> for Needs
+where
+    &'r str: Decode<'r, DB>,
+{
+    fn decode(value: <DB as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as Decode<'r, DB>>::decode(value)?;
+        Ok(Needs::parse_stored(text)?)
+    }
+}
 
 #[cfg(test)]
 mod tests {

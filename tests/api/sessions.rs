@@ -1156,7 +1156,7 @@ async fn the_store_refuses_items_that_are_no_longer_eligible(backend: Backend) {
     let item = |case_id: &str, position| NewAgendaItem {
         case_id: case_id.to_owned(),
         position,
-        kind: "new",
+        kind: cellule::domain::agenda::Kind::New,
         minutes: 20,
         proposal: "{}".to_owned(),
     };
@@ -1325,7 +1325,11 @@ async fn edits_publication_and_cancellation_keep_the_pool_consistent(backend: Ba
         .await
         .expect("db")
         .expect("case");
-    assert_eq!(unchanged.status, "accepted", "nothing published");
+    assert_eq!(
+        unchanged.status,
+        cellule::domain::case::CaseStatus::Accepted,
+        "nothing published"
+    );
     // ... and a scheduled case cannot be put on an agenda.
     agenda_put_get(&app, &b_sid, json!(on_b))
         .await

@@ -39,6 +39,7 @@ use crate::config::Config;
 use crate::domain::case::{Audience, CaseStatus};
 use crate::domain::routing::Directory;
 use crate::domain::schedule::Schedule;
+use crate::domain::session::Outcome;
 use crate::domain::{
     Cellule, CelluleName, CelluleSlug, MembershipSpec, Organisation, Role, Sphere, Subject,
 };
@@ -49,7 +50,7 @@ use crate::services::cases::{self, NoteRequest, ReferralRequest, TransitionReque
 use crate::services::cellules;
 use crate::services::charter::{self, AcceptCharter};
 use crate::services::review::agenda::{self, AgendaView};
-use crate::services::review::decisions::{self, DecisionRequest, Outcome};
+use crate::services::review::decisions::{self, DecisionRequest};
 use crate::services::review::directory::{self, Interlocutors, RoutingRules};
 use crate::services::review::schedule;
 use crate::services::review::sessions::{self, PlanRequest};
@@ -320,7 +321,7 @@ impl Demo {
                 .await
                 .map_err(|e| failure(e.to_string()))?
                 .ok_or_else(|| failure("demo: a case vanished"))?;
-            let status = CaseStatus::parse(&c.status).map_err(|e| failure(e.to_string()))?;
+            let status = c.status;
             *by_status.entry(status).or_default() += 1;
         }
         Ok(Summary {

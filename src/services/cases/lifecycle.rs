@@ -33,7 +33,7 @@ async fn transition_authorised(
     req: TransitionRequest,
 ) -> Result<CaseSummary, Error> {
     let m = &who.membership;
-    let from = parse(&case.status, CaseStatus::parse, "status")?;
+    let from = case.status;
     let mut errors = Vec::new();
     if req.to.needs_reason() {
         match &req.reason {
@@ -83,8 +83,8 @@ async fn transition_authorised(
         event_id,
         case_id: case.id.clone(),
         cellule: case.cellule.clone(),
-        from: from.as_str().to_owned(),
-        to: req.to.as_str().to_owned(),
+        from,
+        to: req.to,
         reason,
         follow_up_date: req.follow_up_date,
         routed_org: req.routed_org.map(|o| o.as_str().to_owned()),

@@ -25,7 +25,7 @@ use crate::audit::{self, Action, AuditCtx};
 use crate::crypto::{DataKey, FieldContext};
 use crate::domain::Organisation;
 use crate::domain::case::{
-    AgeBand, Audience, CaseStatus, Commune, ConsentStatus, Gender, Need, Sector, Urgency,
+    AgeBand, Audience, CaseStatus, Commune, ConsentStatus, Gender, Need, Needs, Sector, Urgency,
 };
 use crate::domain::guard::{Guard, Hit};
 use crate::domain::linkage::Identity;
@@ -276,33 +276,17 @@ fn open(key: &DataKey, c: FieldContext<'_>, blob: &[u8]) -> Result<Zeroizing<Str
     })
 }
 
-fn parse<T>(
-    value: &str,
-    parse: fn(&str) -> Result<T, crate::domain::Invalid>,
-    what: &str,
-) -> Result<T, Error> {
-    parse(value).map_err(|_| Error::Internal(format!("stored {what} does not parse")))
-}
-
-fn needs_of(stored: &str) -> Result<Vec<Need>, Error> {
-    stored
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|n| parse(n, Need::parse, "need"))
-        .collect()
-}
-
 fn summary(c: &CaseRecord) -> Result<CaseSummary, Error> {
     Ok(CaseSummary {
         id: c.id.clone(),
         reference: c.reference.clone(),
-        status: parse(&c.status, CaseStatus::parse, "status")?,
-        urgency: parse(&c.urgency, Urgency::parse, "urgency")?,
-        age_band: parse(&c.age_band, AgeBand::parse, "age band")?,
-        gender: parse(&c.gender, Gender::parse, "gender")?,
+        status: c.status,
+        urgency: c.urgency,
+        age_band: c.age_band,
+        gender: c.gender,
         commune: c.commune.clone(),
         sector: c.sector.clone(),
-        needs: needs_of(&c.needs)?,
+        needs: c.needs.as_slice().to_vec(),
         referring_org: c.referring_org.clone(),
         routed_org: c.routed_org.clone(),
         follow_up_date: c.follow_up_date,

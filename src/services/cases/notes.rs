@@ -42,14 +42,8 @@ async fn add_note_authorised(
     if let Some(corrected) = &req.corrects {
         let original = state.db.get_note(&case.id, corrected).await?;
         match original {
-            Some(n)
-                if access::readable_audiences(state, p, case)?.contains(&parse(
-                    &n.audience,
-                    Audience::parse,
-                    "audience",
-                )?) =>
-            {
-                if n.audience != req.audience.as_str() {
+            Some(n) if access::readable_audiences(state, p, case)?.contains(&n.audience) => {
+                if n.audience != req.audience {
                     return Err(Error::invalid(
                         "/corrects",
                         "a correction keeps the audience of the note it corrects",
@@ -69,10 +63,10 @@ async fn add_note_authorised(
         id: note_id.clone(),
         case_id: case.id.clone(),
         author: m.subject.as_str().to_owned(),
-        author_role: m.spec.role.as_str().to_owned(),
-        author_sphere: m.spec.sphere.map(|s| s.as_str().to_owned()),
+        author_role: m.spec.role,
+        author_sphere: m.spec.sphere,
         author_organisation: m.spec.organisation.as_ref().map(|o| o.as_str().to_owned()),
-        audience: req.audience.as_str().to_owned(),
+        audience: req.audience,
         corrects: req.corrects.clone(),
         body: seal(&key, &case.cellule, &case.id, &note_id, "body", &req.body)?,
         created_at: state.clock.now(),
@@ -89,12 +83,12 @@ async fn add_note_authorised(
 fn note_view(key: &DataKey, case: &CaseRecord, n: NoteRecord) -> Result<NoteView, Error> {
     let body = open(key, ctx(case, &n.id, "body"), &n.body)?;
     Ok(NoteView {
-        audience: parse(&n.audience, Audience::parse, "audience")?,
+        audience: n.audience,
         body: body.as_str().to_owned(),
         id: n.id,
         corrects: n.corrects,
         author: n.author,
-        author_role: n.author_role,
+        author_role: n.author_role.as_str().to_owned(),
         author_organisation: n.author_organisation,
         created_at: n.created_at,
     })

@@ -25,7 +25,7 @@ pub async fn my_referrals(
     log_list(state, &a, Action::ListReferrals, &shown).await?;
     rows.iter()
         .map(|c| {
-            let status = parse(&c.status, CaseStatus::parse, "status")?;
+            let status = c.status;
             Ok(ReferralStatus {
                 id: c.id.clone(),
                 reference: c.reference.clone(),
@@ -79,9 +79,9 @@ pub async fn list(state: &AppState, who: &CelluleMember, q: CaseQuery) -> Result
     };
     let day_start = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
     let filter = CaseFilter {
-        status: q.status.map(|s| s.as_str().to_owned()),
-        urgency: q.urgency.map(|u| u.as_str().to_owned()),
-        need_pattern: q.need.map(|n| format!("%,{},%", n.as_str())),
+        status: q.status,
+        urgency: q.urgency,
+        need: q.need,
         sector: q.sector.map(|s| s.as_str().to_owned()),
         commune: q.commune.map(|c| c.as_str().to_owned()),
         submitted_from: q.submitted_from.and_then(day_start),
@@ -187,8 +187,8 @@ fn view(
             .map(|b| open(&key, ctx(case, &e.id, "reason"), b))
             .transpose()?;
         history.push(CaseEvent {
-            from: parse(&e.from_status, CaseStatus::parse, "status")?,
-            to: parse(&e.to_status, CaseStatus::parse, "status")?,
+            from: e.from_status,
+            to: e.to_status,
             reason: reason.map(|r| r.as_str().to_owned()),
             actor: e.actor,
             at: e.at,
@@ -200,7 +200,7 @@ fn view(
         .collect();
     Ok(CaseView {
         summary: summary(case)?,
-        consent_status: parse(&case.consent_status, ConsentStatus::parse, "consent")?,
+        consent_status: case.consent_status,
         consent_justification: justification.map(|j| j.as_str().to_owned()),
         situation: situation.as_str().to_owned(),
         expectations: expectations.map(|e| e.as_str().to_owned()),

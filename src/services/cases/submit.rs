@@ -23,10 +23,8 @@ pub async fn submit(
     if req.needs.is_empty() {
         errors.push(FieldError::new("/needs", "at least one need is required"));
     }
-    let mut needs = req.needs.clone();
-    needs.sort();
-    needs.dedup();
-    if needs.len() != req.needs.len() {
+    let needs = Needs::new(req.needs.clone()).unwrap_or_default();
+    if needs.as_slice().len() != req.needs.len() {
         errors.push(FieldError::new("/needs", "needs must not repeat"));
     }
     match req.consent.status {
@@ -117,20 +115,13 @@ pub async fn submit(
         cellule: cellule.to_owned(),
         code: who.cellule.code.as_str().to_owned(),
         year: crate::domain::case::reference_year(now),
-        urgency: req.urgency.as_str().to_owned(),
-        age_band: req.age_band.as_str().to_owned(),
-        gender: req.gender.as_str().to_owned(),
+        urgency: req.urgency,
+        age_band: req.age_band,
+        gender: req.gender,
         commune: req.commune.as_ref().map(|c| c.as_str().to_owned()),
         sector: req.sector.as_ref().map(|s| s.as_str().to_owned()),
-        needs: format!(
-            ",{},",
-            needs
-                .iter()
-                .map(|n| n.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        consent_status: consent.status.as_str().to_owned(),
+        needs,
+        consent_status: consent.status,
         consent_justification: consent
             .justification
             .as_deref()

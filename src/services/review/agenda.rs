@@ -3,6 +3,7 @@
 
 use super::sessions::SessionView;
 use super::*;
+use crate::domain::session::Outcome;
 
 /// One agenda item: identifiers and attributes, never content.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -26,7 +27,7 @@ pub struct AgendaItemView {
     #[schema(value_type = Object)]
     pub proposal: serde_json::Value,
     /// The decision's outcome once taken.
-    pub decision: Option<String>,
+    pub decision: Option<Outcome>,
 }
 
 /// A case left for a later session.
@@ -67,7 +68,7 @@ fn capacity(sched: Option<&Schedule>, s: &SessionRecord) -> Capacity {
 }
 
 fn candidate(c: &EligibleCase) -> Result<Candidate, Error> {
-    let follow_up = c.status == "in_follow_up";
+    let follow_up = c.status == CaseStatus::InFollowUp;
     let waiting_since = if follow_up {
         c.follow_up_date
             .and_then(|d| d.and_hms_opt(0, 0, 0))
@@ -79,7 +80,7 @@ fn candidate(c: &EligibleCase) -> Result<Candidate, Error> {
     Ok(Candidate {
         case_id: c.id.clone(),
         reference: c.reference.clone(),
-        urgency: parse(&c.urgency, Urgency::parse, "urgency")?,
+        urgency: c.urgency,
         // Counted when a session is published: this session's own draft deferral is not.
         times_deferred: c.times_deferred,
         waiting_since,
@@ -88,7 +89,7 @@ fn candidate(c: &EligibleCase) -> Result<Candidate, Error> {
 }
 
 fn proposal_json(dir: &Directory, c: &EligibleCase) -> Result<String, Error> {
-    let needs = needs_of(&c.needs)?;
+    let needs = c.needs.as_slice().to_vec();
     let proposal = routing::propose(
         dir,
         &routing::CaseFacts {
@@ -101,7 +102,7 @@ fn proposal_json(dir: &Directory, c: &EligibleCase) -> Result<String, Error> {
 }
 
 fn open_for_changes(s: &SessionRecord) -> Result<(), Error> {
-    if s.status != "planned" {
+    if s.status != SessionStatus::Planned {
         return Err(Error::Conflict("This session is cancelled.".into()));
     }
     if s.published_at.is_some() {
@@ -149,7 +150,7 @@ pub async fn build(state: &AppState, who: &CelluleMember, sid: &str) -> Result<A
         let item = NewAgendaItem {
             case_id: i.candidate.case_id.clone(),
             position: i.position,
-            kind: i.candidate.kind.as_str(),
+            kind: i.candidate.kind,
             minutes: i.minutes,
             proposal: proposal_json(&dir, c)?,
         };
@@ -218,8 +219,8 @@ fn built_row(c: &EligibleCase, item: &NewAgendaItem) -> AgendaItemRecord {
         minutes: item.minutes,
         proposal: item.proposal.clone(),
         reference: c.reference.clone(),
-        status: c.status.clone(),
-        urgency: c.urgency.clone(),
+        status: c.status,
+        urgency: c.urgency,
         needs: c.needs.clone(),
         commune: c.commune.clone(),
         sector: c.sector.clone(),
@@ -344,18 +345,18 @@ fn item_view(
         case_id: r.case_id.clone(),
         reference: r.reference.clone(),
         position: r.position,
-        kind: r.kind.clone(),
+        kind: r.kind.as_str().to_owned(),
         minutes: r.minutes,
         starts_at: start.to_rfc3339(),
         ends_at: (start + Duration::minutes(r.minutes)).to_rfc3339(),
-        urgency: parse(&r.urgency, Urgency::parse, "urgency")?,
-        needs: needs_of(&r.needs)?,
+        urgency: r.urgency,
+        needs: r.needs.as_slice().to_vec(),
         commune: r.commune.clone(),
         sector: r.sector.clone(),
-        status: parse(&r.status, CaseStatus::parse, "status")?,
+        status: r.status,
         times_deferred: r.times_deferred,
         proposal,
-        decision: r.decision_outcome.clone(),
+        decision: r.decision_outcome,
     })
 }
 
@@ -455,7 +456,7 @@ pub async fn edit(
     for c in &cases {
         let mut cand = candidate(&EligibleCase::from(c))?;
         if let Some(existing) = current.iter().find(|i| i.case_id == c.id) {
-            cand.kind = if existing.kind == "follow_up" {
+            cand.kind = if existing.kind == Kind::FollowUp {
                 Kind::FollowUp
             } else {
                 Kind::New
@@ -473,7 +474,7 @@ pub async fn edit(
         items.push(NewAgendaItem {
             case_id: c.id.clone(),
             position: slot.position,
-            kind: slot.candidate.kind.as_str(),
+            kind: slot.candidate.kind,
             minutes: slot.minutes,
             proposal,
         });
@@ -535,8 +536,8 @@ pub async fn publish(
         moves.push(transition(
             &r.case_id,
             cellule,
-            &r.status,
-            "scheduled",
+            r.status,
+            CaseStatus::Scheduled,
             actor,
             now,
         ));

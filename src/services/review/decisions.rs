@@ -1,27 +1,7 @@
 //! Decisions on the items of a published agenda: the case's next step and its interlocutor.
 
 use super::*;
-
-/// Outcomes of a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Routed,
-    FollowUp,
-    Closed,
-    Deferred,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Routed => "routed",
-            Outcome::FollowUp => "follow_up",
-            Outcome::Closed => "closed",
-            Outcome::Deferred => "deferred",
-        }
-    }
-}
+pub use crate::domain::session::Outcome;
 
 /// Body of `POST …/items/{case_id}/decision`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -201,7 +181,7 @@ async fn decide_on(
     if !hits.is_empty() {
         return Err(Error::Identifiers(hits));
     }
-    if case.status != "scheduled" {
+    if case.status != CaseStatus::Scheduled {
         return Err(Error::InvalidTransition(format!(
             "The case is {}, not scheduled.",
             case.status
@@ -238,20 +218,20 @@ async fn decide_on(
     };
     let now = state.clock.now();
     let to = match req.outcome {
-        Outcome::Routed | Outcome::FollowUp => "in_follow_up",
-        Outcome::Closed => "closed",
+        Outcome::Routed | Outcome::FollowUp => CaseStatus::InFollowUp,
+        Outcome::Closed => CaseStatus::Closed,
         Outcome::Deferred => {
-            if item.kind == "follow_up" {
-                "in_follow_up"
+            if item.kind == Kind::FollowUp {
+                CaseStatus::InFollowUp
             } else {
-                "accepted"
+                CaseStatus::Accepted
             }
         }
     };
     let mut t = transition(
         &case.id,
         cellule,
-        "scheduled",
+        CaseStatus::Scheduled,
         to,
         who.membership.subject.as_str(),
         now,
@@ -270,7 +250,7 @@ async fn decide_on(
         id: decision_id.clone(),
         session_id: s.id.clone(),
         case_id: case.id.clone(),
-        outcome: req.outcome.as_str().to_owned(),
+        outcome: req.outcome,
         interlocutor: interlocutor.clone(),
         follow_up_date: req.follow_up_date,
         actions,
@@ -296,7 +276,7 @@ async fn decide_on(
         outcome: req.outcome,
         interlocutor,
         follow_up_date: req.follow_up_date,
-        status: parse(to, CaseStatus::parse, "status")?,
+        status: to,
         decided_at: now,
     })
 }

@@ -53,6 +53,7 @@ use crate::domain::case::{CaseStatus, Need, Urgency};
 use crate::domain::policy::Principal;
 use crate::domain::routing::{self, Directory};
 use crate::domain::schedule::{IcsEvent, Schedule};
+use crate::domain::session::SessionStatus;
 use crate::error::{Error, FieldError};
 use crate::storage::{
     AgendaItemRecord, CaseRecord, DecisionRecord, Deferrals, EligibleCase, NewAgendaItem,
@@ -65,22 +66,6 @@ pub const MAX_AGENDA_ITEMS: usize = 200;
 pub const MAX_DECISION_TEXT: usize = 4_000;
 /// Counts below this are suppressed in statistics.
 pub const SUPPRESS_BELOW: i64 = 5;
-
-fn parse<T>(
-    value: &str,
-    parse: fn(&str) -> Result<T, crate::domain::Invalid>,
-    what: &str,
-) -> Result<T, Error> {
-    parse(value).map_err(|_| Error::Internal(format!("stored {what} does not parse")))
-}
-
-fn needs_of(stored: &str) -> Result<Vec<Need>, Error> {
-    stored
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|n| parse(n, Need::parse, "need"))
-        .collect()
-}
 
 /// A cellule-level action without case data (schedule, sessions, routing, statistics).
 async fn allowed(state: &AppState, who: &CelluleMember, action: &str) -> Result<(), Error> {
@@ -160,8 +145,8 @@ pub(super) fn session_entry(
 pub(super) fn transition(
     case_id: &str,
     cellule: &str,
-    from: &str,
-    to: &str,
+    from: CaseStatus,
+    to: CaseStatus,
     actor: &str,
     at: DateTime<Utc>,
 ) -> Transition {
@@ -169,8 +154,8 @@ pub(super) fn transition(
         event_id: uuid::Uuid::now_v7().to_string(),
         case_id: case_id.to_owned(),
         cellule: cellule.to_owned(),
-        from: from.to_owned(),
-        to: to.to_owned(),
+        from,
+        to,
         reason: None,
         follow_up_date: None,
         routed_org: None,

@@ -31,7 +31,7 @@ impl From<&SessionRecord> for SessionView {
             time_zone: s.time_zone.clone(),
             duration_minutes: s.duration_minutes,
             location: s.location.clone(),
-            status: s.status.clone(),
+            status: s.status.as_str().to_owned(),
             kind: if s.occurrence_key.is_some() {
                 "planned".into()
             } else {
@@ -107,7 +107,7 @@ fn session_record(
         duration_minutes: duration,
         location: location.to_owned(),
         holiday: holiday.map(str::to_owned),
-        status: "planned".into(),
+        status: SessionStatus::Planned,
         agenda_built_at: None,
         published_at: None,
         created_at: now,
@@ -262,7 +262,7 @@ pub async fn cancel(
     allowed_audited(state, who, "manage_sessions", Action::CancelSession).await?;
     let cellule = slug(who);
     let s = session(state, cellule, sid).await?;
-    if s.status != "planned" {
+    if s.status != SessionStatus::Planned {
         return Err(Error::Conflict("This session is already cancelled.".into()));
     }
     let items = state.db.agenda(&s.id).await?;
@@ -276,14 +276,14 @@ pub async fn cancel(
     let actor = who.membership.subject.as_str();
     let reverts: Vec<Transition> = items
         .iter()
-        .filter(|i| i.status == "scheduled" && i.decision_outcome.is_none())
+        .filter(|i| i.status == CaseStatus::Scheduled && i.decision_outcome.is_none())
         .map(|i| {
-            let back = if i.kind == "follow_up" {
-                "in_follow_up"
+            let back = if i.kind == Kind::FollowUp {
+                CaseStatus::InFollowUp
             } else {
-                "accepted"
+                CaseStatus::Accepted
             };
-            transition(&i.case_id, cellule, "scheduled", back, actor, now)
+            transition(&i.case_id, cellule, CaseStatus::Scheduled, back, actor, now)
         })
         .collect();
     let a = who.audit();
@@ -339,8 +339,9 @@ pub async fn calendar(state: &AppState, who: &CelluleMember, sid: &str) -> Resul
         summary: format!("Cellule cas complexes — {}", who.cellule.name.as_str()),
         location: s.location.clone(),
         description,
-        cancelled: s.status == "cancelled",
-        sequence: u32::from(s.published_at.is_some()) + u32::from(s.status == "cancelled"),
+        cancelled: s.status == SessionStatus::Cancelled,
+        sequence: u32::from(s.published_at.is_some())
+            + u32::from(s.status == SessionStatus::Cancelled),
     };
     Ok(crate::domain::schedule::calendar(
         who.cellule.name.as_str(),

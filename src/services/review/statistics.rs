@@ -1,7 +1,7 @@
 //! Yearly statistics for the CLSM's report, with small counts suppressed.
 
-use super::decisions::Outcome;
 use super::*;
+use crate::domain::session::Outcome;
 
 /// Query of `GET …/stats`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -140,7 +140,7 @@ pub async fn stats(state: &AppState, who: &CelluleMember, year: i32) -> Result<S
         (Vec::new(), Vec::new(), Vec::new());
     for c in &cases {
         by_month[c.submitted_at.month0() as usize] += 1;
-        for n in needs_of(&c.needs)? {
+        for &n in c.needs.as_slice() {
             *by_need.entry(n.as_str()).or_insert(0i64) += 1;
         }
         let kind = dir

@@ -1,0 +1,15 @@
+//! Sessions of a cellule and what they decide (docs/design.md §10).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Invalid, invalid};
+
+string_enum!(
+    /// Where a session stands.
+    SessionStatus { Planned = "planned", Cancelled = "cancelled" }
+);
+string_enum!(
+    /// What a session decided for one item.
+    Outcome { Routed = "routed", FollowUp = "follow_up", Closed = "closed", Deferred = "deferred" }
+);
