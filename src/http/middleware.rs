@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
@@ -25,7 +25,7 @@ pub struct RequestId(pub String);
 pub async fn envelope(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = uuid::Uuid::new_v4().to_string();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -47,7 +47,7 @@ pub async fn envelope(State(state): State<AppState>, mut req: Request, next: Nex
     });
     state.metrics.observe(
         RequestLabels {
-            method: method.to_string(),
+            method: method.to_owned(),
             route,
             status: status.as_u16().to_string(),
         },
@@ -68,6 +68,23 @@ pub async fn envelope(State(state): State<AppState>, mut req: Request, next: Nex
         HeaderValue::from_static("no-referrer"),
     );
     response
+}
+
+/// The method as a metrics label: the standard methods by name, every other one as `other`, so
+/// that a client cannot create a label per request.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// Abandons a request that runs longer than `http.request_timeout` with a 503 problem.

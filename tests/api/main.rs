@@ -1,5 +1,6 @@
 //! The integration suite: every test runs against SQLite and against PostgreSQL.
 
+mod abuse;
 mod admin;
 mod audit;
 mod cases;
