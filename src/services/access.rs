@@ -199,6 +199,19 @@ pub fn cellule_action(state: &AppState, p: &Principal, action: &str) -> Result<(
     }
 }
 
+/// Whether `p` may see the possible duplicates of a referral (the policies' `view_duplicates`);
+/// a policy set that does not know the action shows them to nobody.
+pub fn sees_duplicates(state: &AppState, p: &Principal) -> bool {
+    ask(
+        state,
+        p,
+        "view_duplicates",
+        &Resource::Cellule(&p.cellule),
+        None,
+    )
+    .is_ok_and(|v| v.is_allowed())
+}
+
 /// A cellule-level action; a refusal is recorded as a denied `audited` entry.
 pub async fn cellule_action_audited(
     state: &AppState,

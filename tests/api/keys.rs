@@ -447,7 +447,7 @@ async fn rotation_rewraps_resumably_and_retires(backend: Backend) {
     assert!(cellule_bin(&app, &["keys", "retire", "3"]).status.success());
     all_cases_read(&app, &ids).await;
     // Duplicates still link after rotation (the linkage secret was re-wrapped, not changed).
-    let again = app.refer(REF1, &with_identity).await;
+    let again = app.refer(COORD, &with_identity).await;
     assert_eq!(
         again.body["possible_duplicates"].as_array().map(Vec::len),
         Some(1),
