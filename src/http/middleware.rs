@@ -16,6 +16,9 @@ use crate::telemetry::metrics::RequestLabels;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The content security policy of API answers (JSON, problems, metrics, iCalendar).
+pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
 /// The id given to one request; echoed in `x-request-id` and in every log line of the request.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -67,6 +70,10 @@ pub async fn envelope(State(state): State<AppState>, mut req: Request, next: Nex
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // API answers load nothing and are framed nowhere; a page that sets its own policy keeps it.
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(API_CSP));
     response
 }
 

@@ -471,7 +471,7 @@ async fn wrong_or_damaged_keyring_is_refused_at_start(backend: Backend) {
     let app = spawn_app(backend).await;
     app.standard_cellule().await;
     app.refer_ok(REF1, "Situation ordinaire.").await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::helpers::private_tempdir();
 
     let other = dir.path().join("other.json");
     Keyring::generate(chrono::Utc::now())

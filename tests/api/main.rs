@@ -9,6 +9,7 @@ mod guard;
 mod helpers;
 mod http;
 mod keys;
+mod limits;
 mod matrix;
 mod migrations;
 mod policies;
