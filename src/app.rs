@@ -32,6 +32,8 @@ pub enum StartError {
     Keys(#[from] crate::services::keys::KeyError),
     #[error(transparent)]
     Policy(#[from] crate::domain::policy::PolicyError),
+    #[error("{0}")]
+    Files(String),
     #[error("cannot listen on {addr}: {cause}")]
     Bind {
         addr: SocketAddr,
@@ -39,11 +41,13 @@ pub enum StartError {
     },
 }
 
-/// Opens the configured database (applying migrations when asked).
+/// Opens the configured database (applying migrations when asked), after checking that the
+/// data directory and the database's files are private ([`check_private_files`]).
 pub async fn open_database(
     config: &Config,
     migrate: bool,
 ) -> Result<Arc<dyn Database>, StartError> {
+    check_private_files(config)?;
     let url = config.database_url();
     storage::connect(&url, &config.pool, migrate)
         .await
@@ -53,9 +57,35 @@ pub async fn open_database(
         })
 }
 
+/// Refuses to go on when the data directory, the SQLite database's folder or its files
+/// (database, write-ahead log, shared memory, journal) can be read by other local users, as
+/// for key files; the message names the `chmod` to run. Missing ones are created private later.
+pub fn check_private_files(config: &Config) -> Result<(), StartError> {
+    let refuse = |e: std::io::Error| StartError::Files(e.to_string());
+    let mut dirs = vec![config.data_dir.clone()];
+    let mut files = Vec::new();
+    if let Some(db) = config.database_url().sqlite_file() {
+        if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+            dirs.push(parent.to_path_buf());
+        }
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            files.push(std::path::PathBuf::from(name));
+        }
+    }
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        crate::fsutil::check_private_dir(dir).map_err(refuse)?;
+    }
+    for file in files.iter().filter(|f| f.exists()) {
+        crate::fsutil::check_private(file).map_err(refuse)?;
+    }
+    Ok(())
+}
+
 /// Loads the development issuer when it is enabled.
 pub fn dev_issuer(config: &Config) -> Result<Option<DevIssuer>, StartError> {
-    if config.auth.dev_issuer.enabled {
+    if config.auth.dev_issuer_enabled() {
         Ok(Some(DevIssuer::load_or_create(
             &config.data_dir,
             &config.auth.dev_issuer,
@@ -135,6 +165,9 @@ pub fn state(
     ));
     Ok(AppState {
         audit,
+        limits: Arc::new(crate::services::throttle::RateLimits::new(
+            &config.rate_limit,
+        )),
         admins: Arc::new(config.admins.iter().cloned().collect::<HashSet<_>>()),
         config: Arc::new(config),
         db,

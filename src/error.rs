@@ -41,6 +41,9 @@ pub enum Error {
     Integrity(String),
     #[error("request timed out")]
     Timeout,
+    /// Past a rate limit; retry after the duration.
+    #[error("too many requests")]
+    TooManyRequests(std::time::Duration),
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]

@@ -26,14 +26,25 @@ pub fn create_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> 
 
 /// Refuses a secret file that other local users can read or write.
 pub fn check_private(path: &Path) -> std::io::Result<()> {
+    check_mode(path, "600")
+}
+
+/// Refuses a private folder (the data directory, the database's) that other local users can
+/// list, enter or write.
+pub fn check_private_dir(path: &Path) -> std::io::Result<()> {
+    check_mode(path, "700")
+}
+
+fn check_mode(path: &Path, wanted: &str) -> std::io::Result<()> {
     let mode = std::fs::metadata(path)?.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             format!(
-                "{} has permissions {:o}; it must be readable by its owner only (chmod 600)",
+                "{} has permissions {:o}; it must be accessible to its owner only: run `chmod {wanted} {}`",
                 path.display(),
-                mode & 0o777
+                mode & 0o777,
+                path.display()
             ),
         ));
     }

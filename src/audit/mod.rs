@@ -235,6 +235,10 @@ pub mod reason {
     pub const INVALID: &str = "invalid";
     /// An authorised write refused as not applicable to the case's state (409).
     pub const CONFLICT: &str = "conflict";
+    /// A denial past the caller's denial budget (429): this entry stands for it and for the
+    /// caller's further denials in the cellule during the window, which are not recorded one
+    /// by one (`rate_limit.denials`).
+    pub const THROTTLED: &str = "throttled";
 }
 
 /// Who acts: the identifiers of a membership (or a system actor).

@@ -1,5 +1,8 @@
 //! Token verification: signature, `iss`, `aud`, `exp`, `nbf` (bounded leeway) and the algorithm,
-//! pinned per issuer. Tokens are never logged; only the reason of a rejection is.
+//! pinned per issuer; `iat` is required, not in the future beyond the leeway, and `exp - iat` is
+//! at most the issuer's maximum lifetime. The development issuer's subjects never start with an
+//! OpenID Connect issuer's subject prefix, so that it can never act as one of their users.
+//! Tokens are never logged; only the reason of a rejection is.
 //!
 //! Issuer selection reads the unverified `iss` claim, then everything is checked against that
 //! issuer's own configuration: an attacker choosing `iss` only chooses which keys must have
@@ -54,6 +57,12 @@ pub enum TokenError {
     BadClaim(String),
     #[error("subject is not acceptable")]
     BadSubject,
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    #[error("token lifetime longer than the issuer's maximum")]
+    LifetimeTooLong,
+    #[error("subject belongs to another issuer's namespace")]
+    ForeignSubject,
 }
 
 /// A token that passed every check.
@@ -69,8 +78,18 @@ struct IssOnly {
 }
 
 #[derive(Deserialize)]
-struct SubOnly {
+struct Claims {
     sub: serde_json::Value,
+    #[serde(default)]
+    iat: Option<serde_json::Value>,
+    exp: serde_json::Value,
+}
+
+/// A NumericDate claim as whole seconds (fractions dropped), `None` when not a number.
+fn seconds(value: &serde_json::Value) -> Option<i64> {
+    value
+        .as_i64()
+        .or_else(|| value.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
 }
 
 /// Verifies bearer tokens against the configured issuers.
@@ -92,6 +111,11 @@ struct Issuer {
     audience: String,
     algorithms: Vec<Algorithm>,
     subject_prefix: String,
+    /// Longest `exp - iat`, in seconds.
+    max_lifetime: i64,
+    /// Subject prefixes this issuer may not produce (the development issuer: the OpenID
+    /// Connect issuers' prefixes).
+    foreign_prefixes: Vec<String>,
     keys: KeySource,
 }
 
@@ -116,6 +140,7 @@ impl TokenVerifier {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, VerifierSetupError> {
         let mut issuers = HashMap::new();
+        let lifetime = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         if let Some(dev) = dev {
             issuers.insert(
                 dev.issuer().to_owned(),
@@ -123,12 +148,17 @@ impl TokenVerifier {
                     audience: dev.audience().to_owned(),
                     algorithms: vec![Algorithm::EdDSA],
                     subject_prefix: String::new(),
+                    max_lifetime: lifetime(config.max_token_lifetime),
+                    foreign_prefixes: config.oidc_subject_prefixes(),
                     keys: KeySource::Static(vec![(Some(dev.kid().to_owned()), dev.decoding_key())]),
                 },
             );
         }
         for cfg in &config.issuers {
-            issuers.insert(cfg.issuer.clone(), Issuer::from_config(cfg, clock.clone())?);
+            let mut issuer = Issuer::from_config(cfg, clock.clone())?;
+            issuer.max_lifetime =
+                lifetime(cfg.max_token_lifetime.unwrap_or(config.max_token_lifetime));
+            issuers.insert(cfg.issuer.clone(), issuer);
         }
         Ok(Self {
             issuers,
@@ -161,34 +191,55 @@ impl TokenVerifier {
         validation.set_audience(&[issuer.audience.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
 
-        let data =
-            jsonwebtoken::decode::<SubOnly>(token, &key, &validation).map_err(|e| {
-                match e.kind() {
-                    ErrorKind::InvalidSignature
-                    | ErrorKind::InvalidKeyFormat
-                    | ErrorKind::InvalidEcdsaKey
-                    | ErrorKind::InvalidEddsaKey
-                    | ErrorKind::InvalidRsaKey(_) => TokenError::BadSignature,
-                    ErrorKind::ExpiredSignature => TokenError::Expired,
-                    ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                    ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
-                    ErrorKind::InvalidAudience => TokenError::WrongAudience,
-                    ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
-                        TokenError::AlgorithmNotAllowed
-                    }
-                    ErrorKind::MissingRequiredClaim(c) | ErrorKind::InvalidClaimFormat(c) => {
-                        TokenError::BadClaim(c.clone())
-                    }
-                    ErrorKind::Json(_) => TokenError::BadClaim("payload".into()),
-                    _ => TokenError::Malformed,
-                }
-            })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| match e
+            .kind()
+        {
+            ErrorKind::InvalidSignature
+            | ErrorKind::InvalidKeyFormat
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidEddsaKey
+            | ErrorKind::InvalidRsaKey(_) => TokenError::BadSignature,
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+            ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+            ErrorKind::InvalidAudience => TokenError::WrongAudience,
+            ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
+                TokenError::AlgorithmNotAllowed
+            }
+            ErrorKind::MissingRequiredClaim(c) | ErrorKind::InvalidClaimFormat(c) => {
+                TokenError::BadClaim(c.clone())
+            }
+            ErrorKind::Json(_) => TokenError::BadClaim("payload".into()),
+            _ => TokenError::Malformed,
+        })?;
+        let iat = data
+            .claims
+            .iat
+            .as_ref()
+            .and_then(seconds)
+            .ok_or_else(|| TokenError::BadClaim("iat".into()))?;
+        let exp = seconds(&data.claims.exp).ok_or_else(|| TokenError::BadClaim("exp".into()))?;
+        let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX);
+        let leeway = i64::try_from(self.leeway).unwrap_or(0);
+        if iat > now.saturating_add(leeway) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if exp.saturating_sub(iat) > issuer.max_lifetime {
+            return Err(TokenError::LifetimeTooLong);
+        }
         let sub = match data.claims.sub {
             serde_json::Value::String(sub) => sub,
             _ => return Err(TokenError::BadClaim("sub".into())),
         };
         let subject = Subject::parse(&format!("{}{}", issuer.subject_prefix, sub))
             .map_err(|_| TokenError::BadSubject)?;
+        if issuer
+            .foreign_prefixes
+            .iter()
+            .any(|p| subject.as_str().starts_with(p.as_str()))
+        {
+            return Err(TokenError::ForeignSubject);
+        }
         Ok(VerifiedToken {
             subject,
             issuer: iss,
@@ -223,6 +274,8 @@ impl Issuer {
             audience: cfg.audience.clone(),
             algorithms: cfg.algorithms.clone(),
             subject_prefix: cfg.subject_prefix.clone(),
+            max_lifetime: i64::MAX,
+            foreign_prefixes: Vec::new(),
             keys,
         })
     }

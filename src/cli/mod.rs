@@ -363,9 +363,19 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let subject = arg("subject", Subject::parse(&sub))?;
             let dev = app::dev_issuer(&config)?.ok_or_else(|| {
                 CliError::usage(
-                    "the development issuer is disabled (auth.dev_issuer.enabled = false)",
+                    "the development issuer is disabled (auth.dev_issuer.enabled = false, or an OpenID Connect issuer is configured)",
                 )
             })?;
+            if let Some(prefix) = config
+                .auth
+                .oidc_subject_prefixes()
+                .into_iter()
+                .find(|p| subject.as_str().starts_with(p.as_str()))
+            {
+                return Err(CliError::usage(format!(
+                    "subjects starting with {prefix:?} belong to an OpenID Connect issuer; the development issuer does not sign them"
+                )));
+            }
             let token = dev
                 .mint(&subject, ttl, clock.now())
                 .map_err(|e| CliError::usage(e.to_string()))?;
@@ -476,7 +486,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 
 async fn serve(config: Config) -> Result<(), CliError> {
     crate::telemetry::init(&config.log);
-    let dev_enabled = config.auth.dev_issuer.enabled;
+    let dev_enabled = config.auth.dev_issuer_enabled();
     let backend = config.database_url().redacted();
     let app = Application::build_with_clock(config, Arc::new(SystemClock)).await?;
     let addr = app

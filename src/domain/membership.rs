@@ -19,14 +19,19 @@ use super::{Invalid, invalid};
 pub struct Subject(String);
 
 impl Subject {
+    /// Checks and normalises (NFC) a subject: no spaces, controls, format characters
+    /// (bidirectional overrides, zero-width characters) or line separators.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let s = super::nfc(s);
         if s.is_empty() || s.len() > 255 {
             return invalid("subject must be 1-255 bytes");
         }
-        if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return invalid("subject must not contain spaces or control characters");
+        if s.chars().any(|c| c.is_whitespace() || super::hidden(c)) {
+            return invalid(
+                "subject must not contain spaces, control, format, bidirectional or line separator characters",
+            );
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(s))
     }
 
     pub fn as_str(&self) -> &str {
@@ -241,6 +246,20 @@ mod tests {
         assert!(Subject::parse("").is_err());
         assert!(Subject::parse("a b").is_err());
         assert!(Subject::parse(&"x".repeat(256)).is_err());
+        for bad in [
+            "coordA\u{202e}",
+            "a\u{2028}b",
+            "a\u{200d}b",
+            "\u{feff}a",
+            "a\u{0}",
+        ] {
+            assert!(Subject::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Subject::parse("jose\u{301}").unwrap().as_str(),
+            "jos\u{e9}",
+            "subjects are NFC"
+        );
     }
 }
 

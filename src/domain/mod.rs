@@ -84,18 +84,44 @@ impl FieldError {
 #[error("{0}")]
 pub struct Invalid(pub String);
 
-/// A human-readable label (a name, an organisation): trimmed, 1-200 characters, no control
-/// characters.
+/// A human-readable label (a name, an organisation): trimmed, in Unicode NFC, 1-200 characters,
+/// no control, format (bidirectional marks and overrides, zero-width characters) or line and
+/// paragraph separator characters.
 pub(crate) fn label(s: &str, what: &str) -> Result<String, Invalid> {
-    let trimmed = s.trim();
-    let len = trimmed.chars().count();
+    let normalised = nfc(s.trim());
+    let len = normalised.chars().count();
     if len == 0 || len > 200 {
         return invalid(format!("{what} must be 1-200 characters"));
     }
-    if trimmed.chars().any(char::is_control) {
-        return invalid(format!("{what} must not contain control characters"));
+    if normalised.chars().any(hidden) {
+        return invalid(format!(
+            "{what} must not contain control, format, bidirectional or line separator characters"
+        ));
     }
-    Ok(trimmed.to_owned())
+    Ok(normalised)
+}
+
+/// `s` in Unicode normalisation form C, so that one name has one spelling.
+pub(crate) fn nfc(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    s.nfc().collect()
+}
+
+/// A character that does not show as itself or that reorders or breaks the text around it:
+/// controls (Cc), format characters (Cf: bidirectional embeddings, overrides, isolates and
+/// marks, zero-width spaces and joiners, the byte order mark…), line and paragraph separators
+/// (Zl, Zp), surrogates and private-use characters.
+pub(crate) fn hidden(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+            | GeneralCategory::Surrogate
+            | GeneralCategory::PrivateUse
+    )
 }
 
 pub(crate) fn invalid<T>(message: impl Into<String>) -> Result<T, Invalid> {
@@ -105,4 +131,29 @@ pub(crate) fn invalid<T>(message: impl Into<String>) -> Result<T, Invalid> {
 /// Collapses a possibly multi-line message into one line.
 pub fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_refuse_hidden_characters_and_are_nfc() {
+        for bad in [
+            "X\u{2028}forged line",
+            "evil\u{202e}txt",
+            "a\u{200b}b",
+            "\u{feff}CCAS",
+            "a\u{2066}b\u{2069}",
+            "a\u{061c}b",
+            "a\u{0}b",
+            "a\u{2029}b",
+            "a\u{e000}b",
+        ] {
+            assert!(label(bad, "name").is_err(), "{bad:?}");
+        }
+        let decomposed = "Me\u{301}diation";
+        assert_eq!(label(decomposed, "name").unwrap(), "M\u{e9}diation");
+        assert_eq!(label(" CMP 66G03 ", "name").unwrap(), "CMP 66G03");
+    }
 }

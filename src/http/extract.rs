@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap};
 use serde::de::DeserializeOwned;
 
 use super::AppState;
@@ -16,32 +17,48 @@ use crate::auth::TokenError;
 use crate::error::{Error, FieldError};
 use crate::services::access::Caller;
 
+/// A token refused by the edge ([`super::limits`]): the extractor answers it without verifying
+/// the token again.
+#[derive(Debug, Clone)]
+pub struct TokenRejected(pub TokenError);
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
 
     /// A valid bearer token (verified once per request), with the request's id and route.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        if let Some(caller) = parts.extensions.get::<Caller>() {
-            return Ok(caller.clone());
-        }
-        let header = match parts.headers.get(AUTHORIZATION) {
-            Some(value) => Some(value.to_str().map_err(|_| TokenError::Malformed)?),
-            None => None,
-        };
-        let token = crate::auth::bearer(header)?;
-        let verified = state.verifier.verify(token).await?;
-        let caller = Caller {
-            subject: verified.subject,
-            issuer: verified.issuer,
-            request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
-            route: parts
-                .extensions
-                .get::<MatchedPath>()
-                .map(|p| p.as_str().to_owned()),
-        };
+        let caller = authenticate(&parts.headers, &parts.extensions, state).await?;
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }
+}
+
+/// The caller of a request: the one already verified, or the bearer token verified now.
+pub async fn authenticate(
+    headers: &HeaderMap,
+    extensions: &Extensions,
+    state: &AppState,
+) -> Result<Caller, Error> {
+    if let Some(caller) = extensions.get::<Caller>() {
+        return Ok(caller.clone());
+    }
+    if let Some(TokenRejected(reason)) = extensions.get::<TokenRejected>() {
+        return Err(Error::Unauthorized(reason.clone()));
+    }
+    let header = match headers.get(AUTHORIZATION) {
+        Some(value) => Some(value.to_str().map_err(|_| TokenError::Malformed)?),
+        None => None,
+    };
+    let token = crate::auth::bearer(header)?;
+    let verified = state.verifier.verify(token).await?;
+    Ok(Caller {
+        subject: verified.subject,
+        issuer: verified.issuer,
+        request_id: extensions.get::<RequestId>().map(|r| r.0.clone()),
+        route: extensions
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_owned()),
+    })
 }
 
 /// A JSON body, read by the extractor and parsed by the handler ([`ApiJson::parse`]) once the
@@ -122,10 +139,28 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
                 inner.column()
             ))
         } else {
-            Error::Validation(vec![FieldError::new(
-                pointer(e.path()),
-                clean_message(inner),
-            )])
+            let message = clean_message(inner);
+            let mut pointer = pointer(e.path());
+            if message.starts_with("unknown field") {
+                // The path ends with the unknown member's name, which the caller chose. A name
+                // shaped like a field name (`colour`, `owner_id`) is pointed at; any other text
+                // (an address typed as a key…) is not repeated: the pointer names the object
+                // that holds it.
+                let at = pointer.rfind('/').unwrap_or(0);
+                let name = &pointer[at + 1..];
+                let field_like = (1..=64).contains(&name.len())
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                if !field_like {
+                    pointer.truncate(at);
+                }
+            }
+            let sent = serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()
+                .and_then(|body| body.pointer(&pointer).cloned());
+            let detail = safe_detail(&message, sent.as_ref());
+            Error::Validation(vec![FieldError::new(pointer, detail)])
         }
     })?;
     de.end()
@@ -156,6 +191,53 @@ fn clean_message(e: &serde_json::Error) -> String {
     match text.rfind(" at line ") {
         Some(at) => text[..at].to_owned(),
         None => text,
+    }
+}
+
+/// A deserialisation message that repeats nothing the caller sent. serde's own messages name
+/// the rejected value (``unknown variant `jean.dupont@…` ``, `invalid type: string "…"`,
+/// ``unknown field `…` ``): they are told by their kind and what was expected, which comes
+/// from the target type. Other messages (the domain's, which never echo their input, or a
+/// library's) are kept only when they contain no quoted text and not the value sent at that
+/// place (`sent`); otherwise a generic text replaces them.
+pub fn safe_detail(message: &str, sent: Option<&serde_json::Value>) -> String {
+    // What was expected follows the value in serde's messages: the last ", expected " is ours.
+    let expected = message
+        .rfind(", expected ")
+        .map(|at| &message[at + 2..])
+        .filter(|e| !e.is_empty());
+    let with_expected = |kind: &str| match expected {
+        Some(expected) => format!("{kind}: {expected}"),
+        None => kind.to_owned(),
+    };
+    for (prefix, kind) in [
+        ("unknown variant", "unknown value"),
+        ("unknown field", "unknown field"),
+        ("invalid type", "invalid type"),
+        ("invalid value", "invalid value"),
+        ("invalid length", "invalid length"),
+    ] {
+        if message.starts_with(prefix) {
+            return with_expected(kind);
+        }
+    }
+    // `missing field `x`` and `duplicate field `x`` name a field of the target type.
+    if message.starts_with("missing field `") || message.starts_with("duplicate field `") {
+        return message.to_owned();
+    }
+    let quoted = message.contains(['`', '"', '\'']);
+    let repeats = match sent {
+        Some(serde_json::Value::String(s)) => {
+            let s = s.trim();
+            !s.is_empty() && message.contains(s)
+        }
+        Some(serde_json::Value::Number(n)) => message.contains(&n.to_string()),
+        _ => false,
+    };
+    if quoted || repeats {
+        "invalid value".to_owned()
+    } else {
+        message.to_owned()
     }
 }
 
@@ -195,18 +277,30 @@ where
 {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        Ok(ApiQuery(
-            axum::extract::Query::<T>::from_request_parts(parts, state)
-                .await
-                .map(|axum::extract::Query(v)| v)
-                .map_err(|rejection| {
-                    let text = rejection.body_text();
-                    let detail = text
-                        .strip_prefix("Failed to deserialize query string: ")
-                        .unwrap_or(&text);
-                    Error::Validation(vec![FieldError::new("/query", detail.to_owned())])
-                }),
-        ))
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Error> {
+        Ok(ApiQuery(parse_query(parts.uri.query().unwrap_or_default())))
     }
+}
+
+/// Parses a query string; an error names the parameter and what was expected, never the value.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
+    let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
+        let message = e.inner().to_string();
+        let name = if message.starts_with("unknown field") {
+            String::new()
+        } else {
+            e.path().to_string()
+        };
+        let sent = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| serde_json::Value::String(value.into_owned()));
+        let detail = safe_detail(&message, sent.as_ref());
+        let pointer = if name.is_empty() || name == "." || name.contains('?') {
+            "/query".to_owned()
+        } else {
+            format!("/query/{}", name.replace('~', "~0").replace('/', "~1"))
+        };
+        Error::Validation(vec![FieldError::new(pointer, detail)])
+    })
 }

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
@@ -16,6 +16,9 @@ use crate::telemetry::metrics::RequestLabels;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The content security policy of API answers (JSON, problems, metrics, iCalendar).
+pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
 /// The id given to one request; echoed in `x-request-id` and in every log line of the request.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -25,7 +28,7 @@ pub struct RequestId(pub String);
 pub async fn envelope(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = uuid::Uuid::new_v4().to_string();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -47,7 +50,7 @@ pub async fn envelope(State(state): State<AppState>, mut req: Request, next: Nex
     });
     state.metrics.observe(
         RequestLabels {
-            method: method.to_string(),
+            method: method.to_owned(),
             route,
             status: status.as_u16().to_string(),
         },
@@ -67,7 +70,28 @@ pub async fn envelope(State(state): State<AppState>, mut req: Request, next: Nex
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // API answers load nothing and are framed nowhere; a page that sets its own policy keeps it.
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(API_CSP));
     response
+}
+
+/// The method as a metrics label: the standard methods by name, every other one as `other`, so
+/// that a client cannot create a label per request.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// Abandons a request that runs longer than `http.request_timeout` with a 503 problem.

@@ -5,11 +5,14 @@
 pub mod admin;
 pub mod audit;
 pub mod cases;
+pub mod client;
 pub mod extract;
 pub mod health;
+pub mod limits;
 pub mod me;
 pub mod middleware;
 pub mod problem;
+pub mod server;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -85,6 +88,8 @@ pub fn router(state: AppState) -> Router {
     let (routes, doc) = routes();
     let doc = Arc::new(doc);
     let body_limit = state.config.http.body_limit_bytes;
+    // Checked when the configuration was validated.
+    let trusted_proxies = state.config.http.trusted_networks().unwrap_or_default();
     routes
         .route(
             "/openapi.json",
@@ -96,6 +101,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            limits::Edge {
+                state: state.clone(),
+                trusted_proxies: trusted_proxies.into(),
+            },
+            limits::edge,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::timeout,
@@ -115,32 +127,13 @@ async fn method_not_allowed() -> Response {
     Error::MethodNotAllowed.into_response()
 }
 
-/// Serves the API on `listener` until `shutdown` completes; in-flight requests then get
-/// `http.shutdown_grace` to finish before they are abandoned.
+/// Serves the API on `listener` until `shutdown` completes, with the connection limits of
+/// [`server`]; in-flight requests then get `http.shutdown_grace` to finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let grace = state.config.http.shutdown_grace;
-    let app = router(state);
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: draining in-flight requests");
-        let _ = tx.send(true);
-    });
-    let deadline = async move {
-        if rx.wait_for(|stopping| *stopping).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = server.into_future() => result,
-        () = deadline => {
-            tracing::warn!("shutdown grace period over; abandoning remaining requests");
-            Ok(())
-        }
-    }
+    let config = state.config.http.clone();
+    server::serve(listener, router(state), &config, shutdown).await
 }

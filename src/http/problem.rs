@@ -12,6 +12,7 @@ use crate::auth::TokenError;
 use crate::domain::FieldError;
 use crate::domain::guard::Hit;
 use crate::error::Error;
+use crate::services::throttle::retry_after_seconds;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -56,6 +57,7 @@ impl Error {
             Error::CharterNotAccepted => StatusCode::FORBIDDEN,
             Error::Integrity(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Timeout | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,6 +78,7 @@ impl Error {
             Error::CharterNotAccepted => "charter-not-accepted",
             Error::Integrity(_) => "internal",
             Error::Timeout => "timeout",
+            Error::TooManyRequests(_) => "rate-limited",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
         }
@@ -97,6 +100,7 @@ impl Error {
             Error::CharterNotAccepted => "Charter not accepted",
             Error::Integrity(_) => "Internal error",
             Error::Timeout => "Request timed out",
+            Error::TooManyRequests(_) => "Too many requests",
             Error::Unavailable(_) => "Service temporarily unavailable",
             Error::Internal(_) => "Internal error",
         }
@@ -130,6 +134,10 @@ impl Error {
             ),
             Error::Integrity(_) => Some("An internal error occurred.".into()),
             Error::Timeout => Some("The request took too long; retry later.".into()),
+            Error::TooManyRequests(wait) => Some(format!(
+                "Too many requests; retry in {} seconds.",
+                retry_after_seconds(*wait)
+            )),
             Error::Unavailable(_) => {
                 Some("The service cannot reach its database; retry later.".into())
             }
@@ -182,6 +190,12 @@ impl IntoResponse for Error {
             }
             Error::Timeout | Error::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Error::TooManyRequests(wait) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_seconds(wait)),
+                );
             }
             _ => {}
         }

@@ -15,6 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::AppState;
 use super::audit_log;
+use super::throttle::Denial;
 use crate::audit::{self, Action, Actor, AuditCtx};
 use crate::domain::case::Audience;
 use crate::domain::policy::{Principal, Resource, Verdict};
@@ -84,6 +85,12 @@ pub async fn enter(
     let slug = CelluleSlug::parse(cellule).map_err(|_| Error::NotFound("cellule"))?;
     let access = state.db.cellule_access(&slug, &caller.subject).await?;
     let Some(access) = access else {
+        // Nothing to record, but the denial budget is spent as for a cellule that exists.
+        if let Denial::Throttled(wait) | Denial::RecordThrottled(wait) =
+            state.limits.denial(caller.subject.as_str(), None)
+        {
+            return Err(Error::TooManyRequests(wait));
+        }
         return Err(Error::NotFound("cellule"));
     };
     let refused = if state.is_admin(caller.subject.as_str()) {
@@ -134,7 +141,7 @@ async fn record_outsider(
     if let Some(id) = case.and_then(|c| uuid::Uuid::parse_str(c).ok()) {
         draft = draft.case(&id.to_string(), None);
     }
-    audit_log::record(state, &ctx.cellule, vec![draft]).await
+    audit_log::record_denial(state, &ctx.cellule, draft).await
 }
 
 /// A member sees the cases of a published agenda until this long after the session.
@@ -199,6 +206,19 @@ pub fn cellule_action(state: &AppState, p: &Principal, action: &str) -> Result<(
     }
 }
 
+/// Whether `p` may see the possible duplicates of a referral (the policies' `view_duplicates`);
+/// a policy set that does not know the action shows them to nobody.
+pub fn sees_duplicates(state: &AppState, p: &Principal) -> bool {
+    ask(
+        state,
+        p,
+        "view_duplicates",
+        &Resource::Cellule(&p.cellule),
+        None,
+    )
+    .is_ok_and(|v| v.is_allowed())
+}
+
 /// A cellule-level action; a refusal is recorded as a denied `audited` entry.
 pub async fn cellule_action_audited(
     state: &AppState,
@@ -210,7 +230,7 @@ pub async fn cellule_action_audited(
     if let Err(e) = cellule_action(state, p, action) {
         if let Some(reason) = audit_log::denial_reason(&e) {
             let draft = a.entry(audited, state.clock.now()).denied(reason);
-            audit_log::record(state, &a.cellule, vec![draft]).await?;
+            audit_log::record_denial(state, &a.cellule, draft).await?;
         }
         return Err(e);
     }

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::AppState;
 use super::keys::KeyService;
+use super::throttle::Denial;
 use crate::audit::{Checkpoint, CheckpointKind, Draft, Head, Signer, reason};
 use crate::error::Error;
 use crate::storage::{CaseWrite, Database, NewCase, StorageError, WrappedKey};
@@ -43,6 +44,20 @@ pub async fn record(state: &AppState, cellule: &str, drafts: Vec<Draft>) -> Resu
         .record(cellule, drafts)
         .await
         .map_err(Error::from)
+}
+
+/// Records an access denial (`draft`, denied) within the caller's denial budget. Past it the
+/// request is answered 429 instead, and only the first throttled denial of the caller in this
+/// cellule and window is recorded, with the reason `throttled` (see [`super::throttle`]).
+pub async fn record_denial(state: &AppState, cellule: &str, draft: Draft) -> Result<(), Error> {
+    match state.limits.denial(&draft.actor.subject, Some(cellule)) {
+        Denial::Record => record(state, cellule, vec![draft]).await,
+        Denial::RecordThrottled(wait) => {
+            record(state, cellule, vec![draft.denied(reason::THROTTLED)]).await?;
+            Err(Error::TooManyRequests(wait))
+        }
+        Denial::Throttled(wait) => Err(Error::TooManyRequests(wait)),
+    }
 }
 
 /// After a write that appended its own entry: a checkpoint if one is due.

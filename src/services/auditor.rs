@@ -309,7 +309,7 @@ pub async fn access_log(
         if let Ok(id) = uuid::Uuid::parse_str(id) {
             draft = draft.case(&id.to_string(), None);
         }
-        audit_log::record(state, &a.cellule, vec![draft]).await?;
+        audit_log::record_denial(state, &a.cellule, draft).await?;
         return Err(Error::NotFound("case"));
     };
     begin(

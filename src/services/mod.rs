@@ -12,6 +12,7 @@ pub mod cellules;
 pub mod charter;
 pub mod keys;
 pub mod review;
+pub mod throttle;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub policies: Arc<Policies>,
     /// The audit log: group commit of the entries of reads, denials and submissions.
     pub audit: Arc<audit_log::AuditLog>,
+    /// Rate limits per caller, per client address and for access denials.
+    pub limits: Arc<throttle::RateLimits>,
 }
 
 impl AppState {

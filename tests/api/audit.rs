@@ -867,7 +867,7 @@ async fn exports_are_chained_jsonl_and_valid_fhir_r4(backend: Backend) {
 }
 
 async fn the_cli_verifies_exports_checkpoints_and_purges(backend: Backend) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::helpers::private_tempdir();
     let (url, _pg) = database(backend, dir.path()).await;
     let served = serve(dir.path(), &url, &[("CELLULE_ADMINS", "ops")]).await;
     let base = format!("http://{}", served.addr);
@@ -1070,7 +1070,7 @@ fn stop(mut served: Served) {
 /// Two `cellule serve` processes on one database (PostgreSQL, or one SQLite file), writing
 /// concurrently: one linear chain.
 async fn two_server_processes_keep_one_linear_chain(backend: Backend) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::helpers::private_tempdir();
     let (url, _pg) = database(backend, dir.path()).await;
     let env = [
         ("CELLULE_ADMINS", "ops"),

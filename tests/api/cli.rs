@@ -139,7 +139,7 @@ pub(crate) fn dev_token(dir: &Path, sub: &str) -> String {
 
 #[test]
 fn token_prints_a_token_alone_on_stdout() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::helpers::private_tempdir();
     let out =
         run(cellule(dir.path()).args(["--data-dir", "data", "token", "alice", "--ttl", "5m"]));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -188,7 +188,7 @@ fn token_prints_a_token_alone_on_stdout() {
 
 #[test]
 fn malformed_configuration_fails_with_one_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::helpers::private_tempdir();
     let cases: [(&str, &str); 6] = [
         ("bind = 12\n", "bind"),
         ("colour = \"blue\"\n", "colour"),
@@ -225,7 +225,7 @@ fn malformed_configuration_fails_with_one_line() {
 
 #[test]
 fn unreachable_database_fails_with_one_line_without_the_password() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::helpers::private_tempdir();
     let url = "postgres://cellule:pw-very-secret@127.0.0.1:1/cellule";
     for args in [
         vec!["--database", url, "migrate"],
@@ -238,7 +238,7 @@ fn unreachable_database_fails_with_one_line_without_the_password() {
 }
 
 async fn cellule_and_member_commands(backend: Backend) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::helpers::private_tempdir();
     let (url, _pg) = database(backend, dir.path()).await;
     let base = ["--data-dir", "data", "--database", url.as_str()];
     let ok = |args: &[&str]| {
@@ -344,7 +344,7 @@ async fn cellule_and_member_commands(backend: Backend) {
 
 /// A served instance: JSON logs, attacks rejected and logged without tokens, SIGTERM honoured.
 async fn serve_logs_rejections_without_tokens_and_stops_on_sigterm(backend: Backend) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::helpers::private_tempdir();
     let (url, _pg) = database(backend, dir.path()).await;
     let Served {
         mut child,
@@ -514,7 +514,7 @@ fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Output {
 /// `routing export` then `routing import` gives back the same directory, through a file, stdin
 /// and `--output`.
 async fn routing_export_import_round_trip(backend: Backend) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::helpers::private_tempdir();
     let (url, _pg) = database(backend, dir.path()).await;
     let base = ["--data-dir", "data", "--database", url.as_str()];
     let ok = |args: &[&str]| {
@@ -630,7 +630,7 @@ async fn routing_export_import_round_trip(backend: Backend) {
 
 /// A bad file is refused with one line and a non-zero exit, and changes nothing.
 async fn routing_import_refuses_bad_files(backend: Backend) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::helpers::private_tempdir();
     let (url, _pg) = database(backend, dir.path()).await;
     let base = ["--data-dir", "data", "--database", url.as_str()];
     let ok = |args: &[&str]| {
@@ -766,7 +766,7 @@ fn exports(text: &str) -> std::collections::HashMap<String, String> {
 /// `cellule demo` on a fresh database: the cellule it prints works through the API with the
 /// tokens it prints; a second run is refused and changes nothing.
 async fn demo_sets_up_a_cellule_the_printed_tokens_work_on(backend: Backend) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::helpers::private_tempdir();
     let (url, _pg) = database(backend, dir.path()).await;
     let base = ["--data-dir", "data", "--database", url.as_str()];
     let out = run(cellule(dir.path()).args(base).arg("demo"));
@@ -935,9 +935,15 @@ async fn demo_sets_up_a_cellule_the_printed_tokens_work_on(backend: Backend) {
 /// of the year. Several demo cellules in one database, each on its own clock.
 async fn demo_holds_on_any_day(backend: Backend) {
     use cellule::domain::case::CaseStatus;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::helpers::private_tempdir();
     let (url, _pg) = database(backend, dir.path()).await;
-    std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir.path().join("data"))
+            .expect("data dir");
+    }
     let mut config = cellule::config::Config {
         data_dir: dir.path().join("data"),
         ..cellule::config::Config::default()

@@ -145,8 +145,18 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, Options::default()).await
 }
 
+/// A fresh temporary folder that only its owner can read (0700), as the service wants its data
+/// directory.
+pub fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .expect("tempdir")
+}
+
 pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
-    let data_dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = private_tempdir();
     let pg = match backend {
         Backend::Postgres => Some(PgDatabase::create().await),
         Backend::Sqlite => None,
@@ -161,6 +171,14 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         admins: vec![ADMIN.to_owned()],
         ..Config::default()
     };
+    // Tests that are not about rate limits are not throttled (those that are set their own).
+    let unlimited = cellule::config::Budget {
+        per_minute: 1_000_000,
+        burst: 1_000_000,
+    };
+    config.rate_limit.subject = unlimited;
+    config.rate_limit.address = unlimited;
+    config.rate_limit.denials = unlimited;
     config.database = Some(DatabaseUrl::new(match options.database_override {
         Some(f) => f(&database_url),
         None => database_url.clone(),
@@ -176,10 +194,12 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         let _ = rx.await;
     }));
 
-    let pkcs8 =
-        std::fs::read(data_dir.path().join(cellule::auth::dev_issuer::KEY_FILE)).expect("dev key");
+    // The development issuer's key (created here when the server does not use it, so that
+    // its tokens can be shown refused).
     let dev = cellule::auth::DevIssuer::load_or_create(data_dir.path(), &config.auth.dev_issuer)
         .expect("dev");
+    let pkcs8 =
+        std::fs::read(data_dir.path().join(cellule::auth::dev_issuer::KEY_FILE)).expect("dev key");
     TestApp {
         base: format!("http://{addr}"),
         client: reqwest::Client::builder().build().expect("client"),

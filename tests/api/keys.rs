@@ -447,7 +447,7 @@ async fn rotation_rewraps_resumably_and_retires(backend: Backend) {
     assert!(cellule_bin(&app, &["keys", "retire", "3"]).status.success());
     all_cases_read(&app, &ids).await;
     // Duplicates still link after rotation (the linkage secret was re-wrapped, not changed).
-    let again = app.refer(REF1, &with_identity).await;
+    let again = app.refer(COORD, &with_identity).await;
     assert_eq!(
         again.body["possible_duplicates"].as_array().map(Vec::len),
         Some(1),
@@ -471,7 +471,7 @@ async fn wrong_or_damaged_keyring_is_refused_at_start(backend: Backend) {
     let app = spawn_app(backend).await;
     app.standard_cellule().await;
     app.refer_ok(REF1, "Situation ordinaire.").await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::helpers::private_tempdir();
 
     let other = dir.path().join("other.json");
     Keyring::generate(chrono::Utc::now())

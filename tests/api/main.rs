@@ -1,5 +1,6 @@
 //! The integration suite: every test runs against SQLite and against PostgreSQL.
 
+mod abuse;
 mod admin;
 mod audit;
 mod cases;
@@ -8,6 +9,7 @@ mod guard;
 mod helpers;
 mod http;
 mod keys;
+mod limits;
 mod matrix;
 mod migrations;
 mod policies;

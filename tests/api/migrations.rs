@@ -116,7 +116,7 @@ macro_rules! upgrade {
 async fn deferral_counts_survive_the_upgrade(backend: Backend) {
     match backend {
         Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("tempdir");
+            let dir = crate::helpers::private_tempdir();
             let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
             upgrade!(
                 backend,

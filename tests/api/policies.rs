@@ -17,7 +17,7 @@ const EXAMPLE: &str =
     include_str!("../../policies/examples/coordinator-reads-psychiatry-notes.cedar");
 
 fn policy_dir(policies: &str, schema: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::helpers::private_tempdir();
     std::fs::write(dir.path().join("schema.cedarschema"), schema).expect("write");
     std::fs::write(dir.path().join("default.cedar"), policies).expect("write");
     dir
@@ -25,7 +25,7 @@ fn policy_dir(policies: &str, schema: &str) -> tempfile::TempDir {
 
 /// `serve` with these policies: must fail before listening, one line naming `file:line`.
 fn assert_start_refused(dir: &Path, contains: &str) {
-    let data = tempfile::tempdir().expect("tempdir");
+    let data = crate::helpers::private_tempdir();
     let out = Command::new(env!("CARGO_BIN_EXE_cellule"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

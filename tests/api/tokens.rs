@@ -339,6 +339,7 @@ async fn jwks_issuer_keys_by_kid_with_paced_refresh(backend: Backend) {
                     jwks_url: Some(url.parse().expect("url")),
                     public_keys: vec![],
                     subject_prefix: "kc:".to_owned(),
+                    max_token_lifetime: None,
                 });
             }),
             clock: clock.clone(),
@@ -447,6 +448,7 @@ async fn static_key_issuer(backend: Backend) {
                         pem,
                     }],
                     subject_prefix: String::new(),
+                    max_token_lifetime: None,
                 });
             }),
             ..Options::default()
@@ -471,7 +473,154 @@ async fn static_key_issuer(backend: Backend) {
     .await;
 }
 
+/// A token may live at most `auth.max_token_lifetime` (`exp - iat`, 12 hours by default), an
+/// issuer's own maximum when it has one; `iat` is required and not in the future.
+async fn token_lifetimes_are_bounded(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let now = chrono::Utc::now().timestamp();
+    let with = |changes: &[(&str, Value)]| {
+        let mut claims = app.claims("alice");
+        for (name, value) in changes {
+            claims[*name] = value.clone();
+        }
+        app.sign_claims(&claims)
+    };
+    let century = now + 100 * 365 * 24 * 3600;
+    expect_rejected(&app, &with(&[("exp", json!(century))]), "a 100-year token").await;
+    expect_rejected(
+        &app,
+        &with(&[("iat", json!(now - 60)), ("exp", json!(now + 12 * 3600))]),
+        "12 hours and a minute",
+    )
+    .await;
+    expect_rejected(
+        &app,
+        &with(&[("iat", json!(now + 3600))]),
+        "iat an hour ahead",
+    )
+    .await;
+    let mut no_iat = app.claims("alice");
+    no_iat.as_object_mut().map(|c| c.remove("iat"));
+    expect_rejected(&app, &app.sign_claims(&no_iat), "no iat").await;
+    // Within bounds: exactly 12 hours, and an iat a few seconds ahead (within the leeway).
+    let ok = app
+        .get("/v1/me", Some(&with(&[("exp", json!(now + 12 * 3600))])))
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    let ok = app
+        .get("/v1/me", Some(&with(&[("iat", json!(now + 5))])))
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+
+    // An issuer's own maximum.
+    let key = ed_key("s1");
+    let pem = key.pem();
+    let app = spawn_app_with(
+        backend,
+        Options {
+            customize: Box::new(move |c| {
+                c.auth.issuers.push(IssuerConfig {
+                    issuer: OIDC_ISSUER.to_owned(),
+                    audience: "cellule-api".to_owned(),
+                    algorithms: vec![Algorithm::EdDSA],
+                    jwks_url: None,
+                    public_keys: vec![StaticKey {
+                        kid: Some("s1".to_owned()),
+                        pem,
+                    }],
+                    subject_prefix: "kc:".to_owned(),
+                    max_token_lifetime: Some(std::time::Duration::from_secs(3600)),
+                });
+            }),
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut long = oidc_claims("u-1");
+    long["exp"] = json!(now + 2 * 3600);
+    expect_rejected(&app, &key.sign(&long), "two hours from a one-hour issuer").await;
+    assert_eq!(
+        app.get("/v1/me", Some(&key.sign(&oidc_claims("u-1"))))
+            .await
+            .status,
+        200
+    );
+}
+
+/// Beside an OpenID Connect issuer, the development issuer is off unless turned on; turned
+/// on, it never signs for a subject of the OpenID Connect issuer's namespace.
+async fn the_dev_issuer_never_acts_as_an_oidc_user(backend: Backend) {
+    let key = ed_key("s1");
+    let oidc = |pem: String| IssuerConfig {
+        issuer: OIDC_ISSUER.to_owned(),
+        audience: "cellule-api".to_owned(),
+        algorithms: vec![Algorithm::EdDSA],
+        jwks_url: None,
+        public_keys: vec![StaticKey {
+            kid: Some("s1".to_owned()),
+            pem,
+        }],
+        subject_prefix: "kc:".to_owned(),
+        max_token_lifetime: None,
+    };
+    let pem = key.pem();
+    let off = spawn_app_with(
+        backend,
+        Options {
+            customize: Box::new(move |c| c.auth.issuers.push(oidc(pem))),
+            ..Options::default()
+        },
+    )
+    .await;
+    expect_rejected(&off, &off.token("alice"), "dev issuer off by default").await;
+    assert_eq!(
+        off.get("/v1/me", Some(&key.sign(&oidc_claims("alice"))))
+            .await
+            .body["subject"],
+        "kc:alice"
+    );
+
+    let pem = key.pem();
+    let on = spawn_app_with(
+        backend,
+        Options {
+            customize: Box::new(move |c| {
+                c.auth.issuers.push(oidc(pem));
+                c.auth.dev_issuer.enabled = Some(true);
+            }),
+            ..Options::default()
+        },
+    )
+    .await;
+    on.create_cellule("perpignan").await;
+    on.add_member(
+        "perpignan",
+        "kc:alice",
+        json!({"role": "coordinator", "sphere": "city", "organisation": "CLSM"}),
+    )
+    .await;
+    expect_rejected(
+        &on,
+        &on.token("kc:alice"),
+        "a dev token for an OIDC subject",
+    )
+    .await;
+    let me = on
+        .get("/v1/me", Some(&key.sign(&oidc_claims("alice"))))
+        .await;
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.body["subject"], "kc:alice");
+    let dev = on.get("/v1/me", Some(&on.token("alice"))).await;
+    assert_eq!(
+        dev.status, 200,
+        "other dev subjects still work: {}",
+        dev.text
+    );
+}
+
 backend_tests!(
+    token_lifetimes_are_bounded,
+    the_dev_issuer_never_acts_as_an_oidc_user,
     valid_token_is_accepted,
     token_attacks_are_refused,
     leeway_tolerates_small_skew_only,

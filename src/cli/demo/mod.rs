@@ -459,8 +459,15 @@ impl Demo {
         while self.cases.len() <= i {
             self.cases.push(None);
         }
-        if let Some(earlier) = created.possible_duplicates.first() {
-            self.duplicate = Some((earlier.clone(), created.reference.clone()));
+        if i == DUPLICATE_PAIR.1 {
+            // Only the coordinator is told of a possible duplicate: the case as they see it.
+            let coordinator = self.who(COORDINATOR)?.clone();
+            let seen = cases::read(&self.state, &coordinator, &created.id)
+                .await
+                .map_err(at("reading the duplicate as the coordinator"))?;
+            if let Some(earlier) = seen.possible_duplicates.first() {
+                self.duplicate = Some((earlier.clone(), created.reference.clone()));
+            }
         }
         self.cases[i] = Some((created.id, created.reference));
         Ok(())

@@ -432,12 +432,19 @@ fn slug_problem(s: &str) -> Option<String> {
 }
 
 fn name_problem(name: &str) -> Option<String> {
-    if let Err(e) = Organisation::parse(name) {
-        return Some(format!("name: {e}"));
-    }
+    let parsed = match Organisation::parse(name) {
+        Ok(parsed) => parsed,
+        Err(e) => return Some(format!("name: {e}")),
+    };
     if name.trim() != name {
         return Some(
             "name must not start or end with spaces (it must equal the memberships' organisation)"
+                .to_owned(),
+        );
+    }
+    if parsed.as_str() != name {
+        return Some(
+            "name must be in Unicode normalisation form C (it must equal the memberships' organisation)"
                 .to_owned(),
         );
     }

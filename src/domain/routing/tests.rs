@@ -383,10 +383,12 @@ fn duplicate_names_and_control_characters_are_refused() {
     d.interlocutors[1].name = d.interlocutors[0].name.clone();
     d.interlocutors[2].contact = "ligne 1\nligne 2".into();
     d.rules[0].note = "a\tb".into();
+    d.interlocutors[2].name = "EMPP\u{202e}evil".into();
     assert_eq!(
         pointers(&d),
         [
             "/interlocutor/1/name",
+            "/interlocutor/2/name",
             "/interlocutor/2/contact",
             "/rule/0/note"
         ]

@@ -333,7 +333,7 @@ async fn authorise(
         if let Ok(id) = uuid::Uuid::parse_str(id) {
             draft = draft.case(&id.to_string(), None);
         }
-        audit_log::record(state, &a.cellule, vec![draft]).await?;
+        audit_log::record_denial(state, &a.cellule, draft).await?;
         return Err(Error::NotFound("case"));
     };
     if let Err(e) = access::case_action(state, p, &case, action, audience) {
@@ -342,7 +342,7 @@ async fn authorise(
                 .entry(audited, now)
                 .case(&case.id, Some(&case.reference))
                 .denied(reason);
-            audit_log::record(state, &a.cellule, vec![draft]).await?;
+            audit_log::record_denial(state, &a.cellule, draft).await?;
         }
         return Err(e);
     }

@@ -147,7 +147,10 @@ pub async fn read(state: &AppState, who: &CelluleMember, id: &str) -> Result<Cas
         None,
     )
     .await?;
-    let (history, duplicates) = extras.unwrap_or_default();
+    let (history, mut duplicates) = extras.unwrap_or_default();
+    if !access::sees_duplicates(state, &p) {
+        duplicates.clear();
+    }
     let draft = a
         .entry(Action::ReadCase, state.clock.now())
         .case(&case.id, Some(&case.reference));

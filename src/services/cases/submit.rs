@@ -86,7 +86,13 @@ pub async fn submit(
             let key = identity
                 .linkage_key(&secret)
                 .map_err(|e| Error::invalid(format!("/identity/{}", e.field), e.message))?;
-            let found = state.db.open_cases_with_linkage(cellule, &key).await?;
+            // Only the coordinator is told (and only then looked for): anyone else's answer is
+            // the same whether or not the person already has an open case.
+            let found = if access::sees_duplicates(state, &p) {
+                state.db.open_cases_with_linkage(cellule, &key).await?
+            } else {
+                Vec::new()
+            };
             (Some(key), found)
         }
     };

@@ -59,7 +59,7 @@ pub async fn decide(
         if let Ok(id) = uuid::Uuid::parse_str(case_id) {
             draft = draft.case(&id.to_string(), None);
         }
-        audit_log::record(state, cellule, vec![draft]).await?;
+        audit_log::record_denial(state, cellule, draft).await?;
         return Err(Error::NotFound("agenda item"));
     };
     let case = state

@@ -17,6 +17,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
+
+mod limits;
+pub use limits::{Budget, HttpConfig, RateLimitConfig};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The most clock skew ever tolerated on `exp`/`nbf`.
@@ -45,6 +48,7 @@ pub struct Config {
     /// `policies/` compiled into the binary when unset.
     pub policies_dir: Option<PathBuf>,
     pub http: HttpConfig,
+    pub rate_limit: RateLimitConfig,
     pub pool: PoolConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
@@ -129,35 +133,12 @@ impl Default for Config {
             keyring: None,
             policies_dir: None,
             http: HttpConfig::default(),
+            rate_limit: RateLimitConfig::default(),
             pool: PoolConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             retention: RetentionConfig::default(),
             audit: AuditConfig::default(),
-        }
-    }
-}
-
-/// HTTP hardening knobs.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Largest accepted request body, in bytes (64 KiB by default).
-    pub body_limit_bytes: usize,
-    /// A request still running after this long is answered 503 and abandoned.
-    #[serde(with = "humantime_serde")]
-    pub request_timeout: Duration,
-    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
-    #[serde(with = "humantime_serde")]
-    pub shutdown_grace: Duration,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            body_limit_bytes: 64 * 1024,
-            request_timeout: Duration::from_secs(30),
-            shutdown_grace: Duration::from_secs(20),
         }
     }
 }
@@ -189,8 +170,12 @@ impl Default for PoolConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Clock skew tolerated on `exp` and `nbf`, at most 60 seconds.
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, at most 60 seconds.
     pub leeway_seconds: u64,
+    /// Longest lifetime (`exp - iat`) of an accepted token, for every issuer that does not set
+    /// its own (the development issuer included).
+    #[serde(with = "humantime_serde")]
+    pub max_token_lifetime: Duration,
     pub dev_issuer: DevIssuerConfig,
     /// External OpenID Connect issuers (Keycloak, Pro Santé Connect, ProConnect…).
     pub issuers: Vec<IssuerConfig>,
@@ -200,9 +185,30 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             leeway_seconds: 30,
+            max_token_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
             dev_issuer: DevIssuerConfig::default(),
             issuers: Vec::new(),
         }
+    }
+}
+
+/// The default of `auth.max_token_lifetime`: a working day.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+impl AuthConfig {
+    /// Whether the development issuer is on: as configured, or by default only when no OpenID
+    /// Connect issuer is configured.
+    pub fn dev_issuer_enabled(&self) -> bool {
+        self.dev_issuer.enabled.unwrap_or(self.issuers.is_empty())
+    }
+
+    /// The subject prefixes of the OpenID Connect issuers: the development issuer's subjects
+    /// never start with one of them.
+    pub fn oidc_subject_prefixes(&self) -> Vec<String> {
+        self.issuers
+            .iter()
+            .map(|i| i.subject_prefix.clone())
+            .collect()
     }
 }
 
@@ -210,8 +216,9 @@ impl Default for AuthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DevIssuerConfig {
-    /// Accept tokens minted by `cellule token`. Turn off in production.
-    pub enabled: bool,
+    /// Accept tokens minted by `cellule token`. Unset: on when no OpenID Connect issuer is
+    /// configured, off otherwise. Turn off in production.
+    pub enabled: Option<bool>,
     pub issuer: String,
     pub audience: String,
     /// Longest lifetime `cellule token --ttl` may ask for.
@@ -222,10 +229,10 @@ pub struct DevIssuerConfig {
 impl Default for DevIssuerConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: None,
             issuer: "cellule-dev".to_owned(),
             audience: "cellule".to_owned(),
-            max_ttl: Duration::from_secs(24 * 3600),
+            max_ttl: DEFAULT_MAX_TOKEN_LIFETIME,
         }
     }
 }
@@ -246,9 +253,14 @@ pub struct IssuerConfig {
     /// Static public keys, used instead of a JWKS URL.
     #[serde(default)]
     pub public_keys: Vec<StaticKey>,
-    /// Prepended to `sub` so that two issuers can never produce the same subject.
+    /// Prepended to `sub` so that two issuers can never produce the same subject. Required
+    /// when the development issuer is on, whose subjects never start with it.
     #[serde(default)]
     pub subject_prefix: String,
+    /// Longest lifetime (`exp - iat`) of this issuer's tokens; `auth.max_token_lifetime` when
+    /// unset.
+    #[serde(default, with = "humantime_serde")]
+    pub max_token_lifetime: Option<Duration>,
 }
 
 /// A public key given in configuration.
@@ -314,6 +326,16 @@ impl DatabaseUrl {
             }
             Err(_) => "<unparsable database URL>".to_owned(),
         }
+    }
+
+    /// The file of a SQLite URL (`None` for PostgreSQL and in-memory databases).
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        let url = self.expose();
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or_default();
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
     }
 
     pub fn backend(&self) -> Result<Backend, ConfigError> {
@@ -446,14 +468,57 @@ impl Config {
         if self.http.request_timeout.is_zero() {
             return invalid("http.request_timeout must be positive".to_owned());
         }
+        if self.http.header_read_timeout.is_zero() || self.http.idle_timeout.is_zero() {
+            return invalid(
+                "http.header_read_timeout and http.idle_timeout must be positive".to_owned(),
+            );
+        }
+        if self.http.max_connections == 0 || self.http.max_requests_per_connection == 0 {
+            return invalid(
+                "http.max_connections and http.max_requests_per_connection must be at least 1"
+                    .to_owned(),
+            );
+        }
+        if self.http.max_headers == 0 || self.http.max_header_bytes < 8192 {
+            return invalid(
+                "http.max_headers must be at least 1 and http.max_header_bytes at least 8192"
+                    .to_owned(),
+            );
+        }
+        self.http.trusted_networks()?;
+        for (name, budget) in [
+            ("subject", self.rate_limit.subject),
+            ("address", self.rate_limit.address),
+            ("denials", self.rate_limit.denials),
+        ] {
+            if budget.per_minute == 0 || budget.burst == 0 {
+                return invalid(format!(
+                    "rate_limit.{name}: per_minute and burst must be at least 1"
+                ));
+            }
+        }
+        if self.rate_limit.throttled_denial_entry_every.is_zero() {
+            return invalid("rate_limit.throttled_denial_entry_every must be positive".to_owned());
+        }
         if self.pool.max_connections == 0 {
             return invalid("pool.max_connections must be at least 1".to_owned());
         }
         if self.admins.iter().any(|a| a.trim().is_empty()) {
             return invalid("admins must not contain an empty subject".to_owned());
         }
+        if self.auth.max_token_lifetime.is_zero() {
+            return invalid("auth.max_token_lifetime must be positive".to_owned());
+        }
+        let dev_on = self.auth.dev_issuer_enabled();
+        if dev_on && self.auth.dev_issuer.max_ttl > self.auth.max_token_lifetime {
+            return invalid(format!(
+                "auth.dev_issuer.max_ttl ({}) is longer than auth.max_token_lifetime ({})",
+                humantime::format_duration(self.auth.dev_issuer.max_ttl),
+                humantime::format_duration(self.auth.max_token_lifetime)
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
-        if self.auth.dev_issuer.enabled {
+        if dev_on {
             seen.insert(self.auth.dev_issuer.issuer.as_str());
         }
         for (i, issuer) in self.auth.issuers.iter().enumerate() {
@@ -463,6 +528,14 @@ impl Config {
             }
             if !seen.insert(issuer.issuer.as_str()) {
                 return invalid(format!("{at}: issuer is configured twice"));
+            }
+            if dev_on && issuer.subject_prefix.is_empty() {
+                return invalid(format!(
+                    "{at}: the development issuer is on, so this issuer needs a subject_prefix (such as \"kc:\") that keeps its subjects apart from the development issuer's"
+                ));
+            }
+            if issuer.max_token_lifetime.is_some_and(|d| d.is_zero()) {
+                return invalid(format!("{at}: max_token_lifetime must be positive"));
             }
             if issuer.algorithms.is_empty() {
                 return invalid(format!("{at}: algorithms must list at least one algorithm"));
@@ -526,50 +599,4 @@ fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
 pub use crate::domain::one_line;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_url_debug_hides_password() {
-        let url =
-            DatabaseUrl::new("postgres://app:s3cr3t-pw@db.example:5432/cellule?sslmode=require");
-        let shown = format!("{url:?}");
-        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
-        assert!(shown.contains("db.example"), "{shown}");
-        let config = Config {
-            database: Some(url),
-            ..Config::default()
-        };
-        assert!(!format!("{config:?}").contains("s3cr3t-pw"));
-    }
-
-    #[test]
-    fn leeway_above_sixty_seconds_is_refused() {
-        let mut config = Config::default();
-        config.auth.leeway_seconds = 61;
-        let err = config.validate().unwrap_err().to_string();
-        assert!(err.contains("leeway"), "{err}");
-    }
-
-    #[test]
-    fn the_deployment_example_is_valid() {
-        let config: Config = Figment::new()
-            .merge(Toml::string(include_str!("../deploy/cellule.example.toml")))
-            .extract()
-            .expect("deploy/cellule.example.toml parses");
-        config
-            .validate()
-            .expect("deploy/cellule.example.toml is valid");
-        assert!(!config.auth.dev_issuer.enabled);
-        assert_eq!(config.auth.issuers.len(), 2);
-    }
-
-    #[test]
-    fn unknown_database_scheme_is_refused() {
-        let config = Config {
-            database: Some(DatabaseUrl::new("mysql://x")),
-            ..Config::default()
-        };
-        assert!(config.validate().is_err());
-    }
-}
+mod tests;

@@ -1,0 +1,87 @@
+//! Configuration checks.
+
+use super::*;
+
+#[test]
+fn database_url_debug_hides_password() {
+    let url = DatabaseUrl::new("postgres://app:s3cr3t-pw@db.example:5432/cellule?sslmode=require");
+    let shown = format!("{url:?}");
+    assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+    assert!(shown.contains("db.example"), "{shown}");
+    let config = Config {
+        database: Some(url),
+        ..Config::default()
+    };
+    assert!(!format!("{config:?}").contains("s3cr3t-pw"));
+}
+
+#[test]
+fn leeway_above_sixty_seconds_is_refused() {
+    let mut config = Config::default();
+    config.auth.leeway_seconds = 61;
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("leeway"), "{err}");
+}
+
+#[test]
+fn the_deployment_example_is_valid() {
+    let config: Config = Figment::new()
+        .merge(Toml::string(include_str!(
+            "../../deploy/cellule.example.toml"
+        )))
+        .extract()
+        .expect("deploy/cellule.example.toml parses");
+    config
+        .validate()
+        .expect("deploy/cellule.example.toml is valid");
+    assert!(!config.auth.dev_issuer_enabled());
+    assert_eq!(config.auth.issuers.len(), 2);
+}
+
+#[test]
+fn the_dev_issuer_is_off_beside_an_oidc_issuer_unless_turned_on() {
+    let mut config = Config::default();
+    assert!(config.auth.dev_issuer_enabled());
+    config.auth.issuers.push(IssuerConfig {
+        issuer: "https://idp".into(),
+        audience: "cellule".into(),
+        algorithms: vec![Algorithm::EdDSA],
+        jwks_url: Some("https://idp/jwks".parse().unwrap()),
+        public_keys: vec![],
+        subject_prefix: String::new(),
+        max_token_lifetime: None,
+    });
+    assert!(!config.auth.dev_issuer_enabled());
+    config
+        .validate()
+        .expect("valid without the development issuer");
+    config.auth.dev_issuer.enabled = Some(true);
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("subject_prefix"), "{err}");
+    config.auth.issuers[0].subject_prefix = "kc:".into();
+    config.validate().expect("valid with a prefix");
+    config.auth.dev_issuer.max_ttl = Duration::from_secs(13 * 3600);
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("max_ttl"), "{err}");
+}
+
+#[test]
+fn sqlite_files_of_urls() {
+    let file = |u: &str| DatabaseUrl::new(u).sqlite_file();
+    assert_eq!(
+        file("sqlite://d/cellule.db?mode=rwc"),
+        Some(PathBuf::from("d/cellule.db"))
+    );
+    assert_eq!(file("sqlite:/abs/x.db"), Some(PathBuf::from("/abs/x.db")));
+    assert_eq!(file("sqlite::memory:"), None);
+    assert_eq!(file("postgres://h/db"), None);
+}
+
+#[test]
+fn unknown_database_scheme_is_refused() {
+    let config = Config {
+        database: Some(DatabaseUrl::new("mysql://x")),
+        ..Config::default()
+    };
+    assert!(config.validate().is_err());
+}
