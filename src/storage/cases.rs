@@ -5,15 +5,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::batch::{CaseWrite, Committed};
-use super::rows::{SubmitAccessRow, access_columns, access_join, case_access_row};
 use super::sql::{Store, Tx, db_run, tx_run};
 use super::{
-    CaseFilter, CaseRead, CaseRecord, CelluleAccess, NewCase, NoteRecord, StorageError, Tombstone,
-    Transition, WrappedKey,
+    CaseFilter, CaseRecord, EventRecord, NewCase, NoteRecord, StorageError, Tombstone, Transition,
+    WrappedKey,
 };
 use crate::audit::{Draft, Head};
 use crate::domain::case::Needs;
-use crate::domain::{CelluleSlug, Subject};
 
 /// The columns of a case row, in `CaseRecord` order: the case is `c`, its data key `k`, and
 /// `$since` the placeholder of the agenda window's start (`on_agenda`, `agenda_invited`).
@@ -51,77 +49,6 @@ macro_rules! open_duplicates {
             " AND d.linkage_key = ",
             $key,
             " AND d.status NOT IN ('declined', 'closed')"
-        )
-    };
-}
-
-/// A case's status history as JSON text: `[id, from, to, reason (hex), actor, time]` per event.
-macro_rules! history_json {
-    (sqlite) => {
-        "(SELECT json_group_array(json_array(e.id, e.from_status, e.to_status, \
-            CASE WHEN e.reason IS NULL THEN NULL ELSE hex(e.reason) END, e.actor, e.at)) \
-          FROM case_events e WHERE e.case_id = c.id)"
-    };
-    (postgres) => {
-        "(SELECT json_agg(json_build_array(e.id, e.from_status, e.to_status, \
-            encode(e.reason, 'hex'), e.actor, (extract(epoch FROM e.at) * 1000000)::int8))::text \
-          FROM case_events e WHERE e.case_id = c.id)"
-    };
-}
-
-/// The open cases sharing the linkage key of case `c`, as JSON text: `[reference, submitted]`.
-macro_rules! duplicates_json {
-    (sqlite) => {
-        concat!(
-            "(SELECT json_group_array(json_array(d.reference, d.submitted_at)) FROM cases d WHERE ",
-            open_duplicates!("c.cellule", "c.linkage_key"),
-            ")"
-        )
-    };
-    (postgres) => {
-        concat!(
-            "(SELECT json_agg(json_build_array(d.reference, \
-               (extract(epoch FROM d.submitted_at) * 1000000)::int8))::text FROM cases d WHERE ",
-            open_duplicates!("c.cellule", "c.linkage_key"),
-            ")"
-        )
-    };
-}
-
-/// [`CaseStore::case_access`]: the access columns and, joined, case `$3` of cellule `$1` with
-/// its history and duplicates (all null when there is no such case).
-macro_rules! case_access_sql {
-    ($backend:ident) => {
-        concat!(
-            "SELECT ",
-            access_columns!(),
-            ", x.* FROM ",
-            access_join!(),
-            " LEFT JOIN (SELECT ",
-            case_columns!("$4"),
-            ", ",
-            history_json!($backend),
-            " AS history, ",
-            duplicates_json!($backend),
-            " AS duplicates FROM cases c JOIN data_keys k ON k.id = c.id \
-              WHERE c.cellule = $1 AND c.id = $3) x ON true WHERE c.slug = $1"
-        )
-    };
-}
-
-/// [`CaseStore::submit_access`]; `$refs` aggregates the references into a JSON array text.
-macro_rules! submit_access_sql {
-    ($refs:literal) => {
-        concat!(
-            "SELECT ",
-            access_columns!(),
-            ", (SELECT ",
-            $refs,
-            " FROM cases d WHERE ",
-            open_duplicates!("c.slug", "$3"),
-            ") AS duplicates FROM ",
-            access_join!(),
-            " WHERE c.slug = $1"
         )
     };
 }
@@ -198,27 +125,6 @@ pub trait CaseStore: Send + Sync {
         cases: &[CaseWrite<'_>],
         entries: &[(&str, &[Draft])],
     ) -> Result<Committed, StorageError>;
-    /// [`super::CelluleStore::cellule_access`] and, in the same round trip, case `id` of that
-    /// cellule with its view's extras: the status history and the open cases of the cellule
-    /// sharing its linkage key (the question of the `CaseReader` extractor, for the read of one
-    /// case). The case comes whatever the membership; the caller decides what to show.
-    async fn case_access(
-        &self,
-        cellule: &CelluleSlug,
-        subject: &Subject,
-        id: &str,
-        agenda_since: DateTime<Utc>,
-    ) -> Result<Option<(CelluleAccess, Option<CaseRead>)>, StorageError>;
-    /// [`super::CelluleStore::cellule_access`] and, in the same round trip, the references of
-    /// the open cases of that cellule sharing `linkage_key`, in submission order (the question
-    /// of the `Submitter` extractor: the duplicate check of a referral with an identity). The
-    /// references come whatever the membership; the caller decides what to show.
-    async fn submit_access(
-        &self,
-        cellule: &CelluleSlug,
-        subject: &Subject,
-        linkage_key: &str,
-    ) -> Result<Option<(CelluleAccess, Vec<String>)>, StorageError>;
     /// References of open cases of the cellule with this linkage key.
     async fn open_cases_with_linkage(
         &self,
@@ -232,6 +138,8 @@ pub trait CaseStore: Send + Sync {
         id: &str,
         agenda_since: DateTime<Utc>,
     ) -> Result<Option<CaseRecord>, StorageError>;
+    /// A case's status changes, in order.
+    async fn case_events(&self, case_id: &str) -> Result<Vec<EventRecord>, StorageError>;
     async fn list_cases(
         &self,
         cellule: &str,
@@ -296,49 +204,6 @@ impl CaseStore for Store {
         super::batch::commit(self, cases, entries).await
     }
 
-    async fn case_access(
-        &self,
-        cellule: &CelluleSlug,
-        subject: &Subject,
-        id: &str,
-        agenda_since: DateTime<Utc>,
-    ) -> Result<Option<(CelluleAccess, Option<CaseRead>)>, StorageError> {
-        let sql = self.pick(case_access_sql!(sqlite), case_access_sql!(postgres));
-        db_run!(self, c => {
-            sqlx::query(sql)
-                .bind(cellule.as_str())
-                .bind(subject.as_str())
-                .bind(id)
-                .bind(agenda_since)
-                .fetch_optional(c)
-                .await?
-                .as_ref()
-                .map(case_access_row)
-                .transpose()
-        })
-    }
-
-    async fn submit_access(
-        &self,
-        cellule: &CelluleSlug,
-        subject: &Subject,
-        linkage_key: &str,
-    ) -> Result<Option<(CelluleAccess, Vec<String>)>, StorageError> {
-        let sql = self.pick(
-            submit_access_sql!("json_group_array(d.reference ORDER BY d.submitted_at)"),
-            submit_access_sql!("json_agg(d.reference ORDER BY d.submitted_at)::text"),
-        );
-        let row: Option<SubmitAccessRow> = db_run!(self, c => {
-            sqlx::query_as(sql)
-                .bind(cellule.as_str())
-                .bind(subject.as_str())
-                .bind(linkage_key)
-                .fetch_optional(c)
-                .await?
-        });
-        row.map(TryInto::try_into).transpose()
-    }
-
     async fn open_cases_with_linkage(
         &self,
         cellule: &str,
@@ -373,6 +238,18 @@ impl CaseStore for Store {
             .bind(id)
             .bind(agenda_since)
             .fetch_optional(c)
+            .await?
+        }))
+    }
+
+    async fn case_events(&self, case_id: &str) -> Result<Vec<EventRecord>, StorageError> {
+        Ok(db_run!(self, c => {
+            sqlx::query_as(
+                "SELECT id, from_status, to_status, reason, actor, at FROM case_events \
+                 WHERE case_id = $1 ORDER BY at, id",
+            )
+            .bind(case_id)
+            .fetch_all(c)
             .await?
         }))
     }

@@ -97,17 +97,6 @@ pub struct CelluleAccess {
     pub charter_accepted: bool,
 }
 
-/// A case with what its view adds ([`super::CaseStore::case_access`]).
-#[derive(Debug)]
-pub struct CaseRead {
-    pub case: CaseRecord,
-    /// Status history, in order.
-    pub history: Vec<EventRecord>,
-    /// References of the open cases of the cellule sharing the case's linkage key (oldest
-    /// first; the case itself among them when it is open).
-    pub duplicates: Vec<String>,
-}
-
 /// What agenda building needs of a case (no ciphertext, no key: thousands are read at once).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EligibleCase {

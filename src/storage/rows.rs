@@ -2,8 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{CaseRead, CaseRecord, CelluleAccess, EventRecord, StorageError};
-use crate::domain::case::CaseStatus;
+use super::{CelluleAccess, StorageError};
 use crate::domain::{
     Cellule, CelluleCode, CelluleName, CelluleSlug, Membership, MembershipSpec, Organisation, Role,
     Sphere, Subject,
@@ -152,27 +151,6 @@ impl TryFrom<CelluleAccessRow> for CelluleAccess {
     }
 }
 
-/// [`CelluleAccessRow`] with the references of [`super::CaseStore::submit_access`], as a JSON
-/// array (`None`: no open case shares the key).
-#[derive(sqlx::FromRow)]
-pub(crate) struct SubmitAccessRow {
-    #[sqlx(flatten)]
-    pub access: CelluleAccessRow,
-    pub duplicates: Option<String>,
-}
-
-impl TryFrom<SubmitAccessRow> for (CelluleAccess, Vec<String>) {
-    type Error = StorageError;
-    fn try_from(r: SubmitAccessRow) -> Result<Self, StorageError> {
-        let duplicates = match r.duplicates.as_deref() {
-            Some(j) => serde_json::from_str(j)
-                .map_err(|e| StorageError::Corrupt(format!("possible duplicates: {e}")))?,
-            None => Vec::new(),
-        };
-        Ok((CelluleAccess::try_from(r.access)?, duplicates))
-    }
-}
-
 /// A row joining a membership with its cellule.
 #[derive(sqlx::FromRow)]
 pub(crate) struct MembershipWithCelluleRow {
@@ -201,119 +179,6 @@ where
     T: TryFrom<R, Error = StorageError>,
 {
     rows.into_iter().map(T::try_from).collect()
-}
-
-/// A case as a read shows it: the case and the two aggregates its view adds, as one row
-/// ([`super::CaseStore::case_access`]).
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct CaseReadRow {
-    #[sqlx(flatten)]
-    pub case: CaseRecord,
-    /// Its status history, a JSON array (`None`: none).
-    pub history: Option<String>,
-    /// The open cases of its cellule sharing its linkage key, a JSON array (`None`: none).
-    pub duplicates: Option<String>,
-}
-
-/// Decodes a row of [`super::CaseStore::case_access`]: the access columns, and the case
-/// columns, all null when the case is not found.
-pub(crate) fn case_access_row<'r, R>(
-    row: &'r R,
-) -> Result<(CelluleAccess, Option<CaseRead>), StorageError>
-where
-    R: sqlx::Row,
-    CelluleAccessRow: sqlx::FromRow<'r, R>,
-    CaseReadRow: sqlx::FromRow<'r, R>,
-    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    &'static str: sqlx::ColumnIndex<R>,
-{
-    use sqlx::{Column, FromRow};
-    // Columns are decoded by name: a case column named like an access column would shadow it.
-    debug_assert!(
-        {
-            let mut names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
-            names.sort_unstable();
-            names.windows(2).all(|w| w[0] != w[1])
-        },
-        "a case column has the name of an access column"
-    );
-    let access = CelluleAccess::try_from(CelluleAccessRow::from_row(row)?)?;
-    let found: Option<String> = row.try_get("id")?;
-    let case = match found {
-        Some(_) => Some(case_read(CaseReadRow::from_row(row)?)?),
-        None => None,
-    };
-    Ok((access, case))
-}
-
-/// Decodes the two aggregates of a case read.
-fn case_read(row: CaseReadRow) -> Result<CaseRead, StorageError> {
-    let corrupt = |e: serde_json::Error| StorageError::Corrupt(format!("case history: {e}"));
-    let events: Vec<EventJson> = match row.history.as_deref() {
-        Some(j) => serde_json::from_str(j).map_err(corrupt)?,
-        None => Vec::new(),
-    };
-    let status = |s: &str| {
-        CaseStatus::parse(s).map_err(|e| StorageError::Corrupt(format!("case history: {e}")))
-    };
-    let mut history = events
-        .into_iter()
-        .map(|(id, from_status, to_status, reason, actor, at)| {
-            Ok(EventRecord {
-                id,
-                from_status: status(&from_status)?,
-                to_status: status(&to_status)?,
-                reason: reason
-                    .map(hex::decode)
-                    .transpose()
-                    .map_err(|e| StorageError::Corrupt(format!("event reason: {e}")))?,
-                actor,
-                at: json_time(&at)?,
-            })
-        })
-        .collect::<Result<Vec<_>, StorageError>>()?;
-    history.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.id.cmp(&b.id)));
-    let duplicates: Vec<(String, serde_json::Value)> = match row.duplicates.as_deref() {
-        Some(j) => serde_json::from_str(j).map_err(corrupt)?,
-        None => Vec::new(),
-    };
-    let mut duplicates = duplicates
-        .into_iter()
-        .map(|(reference, at)| Ok((json_time(&at)?, reference)))
-        .collect::<Result<Vec<_>, StorageError>>()?;
-    duplicates.sort();
-    Ok(CaseRead {
-        case: row.case,
-        history,
-        duplicates: duplicates.into_iter().map(|(_, r)| r).collect(),
-    })
-}
-
-/// One event as a case read aggregates it: id, from, to, reason (hex or null), actor, time.
-type EventJson = (
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    serde_json::Value,
-);
-
-/// A time the database put into a JSON aggregate: RFC 3339 text (as sqlx stores it in SQLite)
-/// or UTC microseconds (PostgreSQL).
-fn json_time(v: &serde_json::Value) -> Result<DateTime<Utc>, StorageError> {
-    let bad = || StorageError::Corrupt(format!("time in an aggregate: {v}"));
-    match v {
-        serde_json::Value::Number(n) => n
-            .as_i64()
-            .and_then(DateTime::<Utc>::from_timestamp_micros)
-            .ok_or_else(bad),
-        serde_json::Value::String(s) => DateTime::parse_from_rfc3339(s)
-            .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z"))
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| bad()),
-        _ => Err(bad()),
-    }
 }
 
 /// Whether two lists name the same cases (order aside).

@@ -117,25 +117,15 @@ pub async fn list(state: &AppState, who: &CelluleMember, q: CaseQuery) -> Result
     Ok(CasePage { items, next_cursor })
 }
 
-/// `GET …/cases/{id}`: the whole case, decrypted, with its history and possible duplicates
-/// (read before the access decision: nothing of it leaves unless the read is allowed).
+/// `GET …/cases/{id}`: the whole case, decrypted, with its history, and for the coordinator its
+/// possible duplicates.
 pub async fn read(state: &AppState, who: &CelluleMember, id: &str) -> Result<CaseView, Error> {
     let a = who.audit();
     let p = access::principal(who);
     let found = state
         .db
-        .case_access(
-            &who.cellule.slug,
-            &who.caller.subject,
-            id,
-            access::agenda_since(state.clock.now()),
-        )
-        .await?
-        .and_then(|(_, case)| case);
-    let (found, extras) = match found {
-        Some(r) => (Some(r.case), Some((r.history, r.duplicates))),
-        None => (None, None),
-    };
+        .get_case(who.slug(), id, access::agenda_since(state.clock.now()))
+        .await?;
     let case = authorise(
         state,
         &p,
@@ -147,10 +137,15 @@ pub async fn read(state: &AppState, who: &CelluleMember, id: &str) -> Result<Cas
         None,
     )
     .await?;
-    let (history, mut duplicates) = extras.unwrap_or_default();
-    if !access::sees_duplicates(state, &p) {
-        duplicates.clear();
-    }
+    let duplicates = async {
+        match &case.linkage_key {
+            Some(key) if access::sees_duplicates(state, &p) => {
+                state.db.open_cases_with_linkage(who.slug(), key).await
+            }
+            _ => Ok(Vec::new()),
+        }
+    };
+    let (history, duplicates) = tokio::try_join!(state.db.case_events(&case.id), duplicates)?;
     let draft = a
         .entry(Action::ReadCase, state.clock.now())
         .case(&case.id, Some(&case.reference));
