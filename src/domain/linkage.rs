@@ -78,6 +78,16 @@ impl Identity {
         )))
     }
 
+    /// The identity's parts as the guard looks for them in the referral's texts (the birth date
+    /// when it reads as one).
+    pub fn parts(&self) -> crate::domain::guard::IdentityParts<'_> {
+        crate::domain::guard::IdentityParts {
+            last_name: self.last_name.as_str(),
+            first_name: self.first_name.as_str(),
+            birth_date: NaiveDate::parse_from_str(self.birth_date.trim(), "%Y-%m-%d").ok(),
+        }
+    }
+
     /// HMAC-SHA256 of the normalised identity under the cellule's secret, hex-encoded.
     pub fn linkage_key(&self, secret: &[u8]) -> Result<String, IdentityError> {
         let message = self.normalised()?;

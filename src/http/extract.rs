@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Request};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::{ACCEPT_LANGUAGE, AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap};
 use serde::de::DeserializeOwned;
@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::middleware::RequestId;
 use crate::auth::TokenError;
+use crate::domain::guard::Lang;
 use crate::error::{Error, FieldError};
 use crate::services::access::Caller;
 
@@ -58,6 +59,11 @@ pub async fn authenticate(
         route: extensions
             .get::<MatchedPath>()
             .map(|p| p.as_str().to_owned()),
+        lang: headers
+            .get(ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .map(Lang::from_accept_language)
+            .unwrap_or_default(),
     })
 }
 

@@ -18,6 +18,7 @@ use super::audit_log;
 use super::throttle::Denial;
 use crate::audit::{self, Action, Actor, AuditCtx};
 use crate::domain::case::Audience;
+use crate::domain::guard::Lang;
 use crate::domain::policy::{Principal, Resource, Verdict};
 use crate::domain::{Cellule, CelluleSlug, Membership, Role, Subject};
 use crate::error::Error;
@@ -34,6 +35,8 @@ pub struct Caller {
     /// The route template the request matched (`/v1/cellules/{cellule}/cases/{id}`), never the
     /// concrete path: named in the entry of an outsider's refusal.
     pub route: Option<String>,
+    /// The language the caller reads (hints of the identifier guard): French unless asked.
+    pub lang: Lang,
 }
 
 /// A caller with a membership in one cellule ([`enter`]).

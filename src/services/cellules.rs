@@ -202,3 +202,31 @@ pub async fn put_member(
             other => other.into(),
         })
 }
+
+/// Whether `name` is an organisation of the cellule `who` entered: their own, one of its
+/// routing directory, or one of its members'. Fields that name an organisation take only these,
+/// never free text (a name typed there could be a person's).
+pub async fn is_known_organisation(
+    state: &AppState,
+    who: &super::access::CelluleMember,
+    name: &Organisation,
+) -> Result<bool, Error> {
+    if who.membership.spec.organisation.as_ref() == Some(name) {
+        return Ok(true);
+    }
+    let directory =
+        super::review::directory::export_directory(state.db.as_ref(), who.slug()).await?;
+    if directory
+        .interlocutors
+        .iter()
+        .any(|i| i.name == name.as_str())
+    {
+        return Ok(true);
+    }
+    Ok(state
+        .db
+        .list_members(&who.cellule.slug)
+        .await?
+        .iter()
+        .any(|m| m.spec.organisation.as_ref() == Some(name)))
+}

@@ -10,6 +10,7 @@ pub mod auditor;
 pub mod cases;
 pub mod cellules;
 pub mod charter;
+pub mod guard;
 pub mod keys;
 pub mod review;
 pub mod throttle;

@@ -896,7 +896,7 @@ async fn the_cli_verifies_exports_checkpoints_and_purges(backend: Backend) {
             Method::PUT,
             &format!("/v1/cellules/perpignan/members/{sub}"),
             &admin,
-            Some(json!({"role": role, "organisation": "CCAS"})),
+            Some(json!({"role": role, "organisation": "CCAS Perpignan"})),
         )
         .await
         .expect("send");
@@ -1093,7 +1093,10 @@ async fn two_server_processes_keep_one_linear_chain(backend: Backend) {
         .expect("send");
     assert_eq!(a.status(), 201);
     for (sub, body) in [
-        ("ref-1", json!({"role": "referrer", "organisation": "CCAS"})),
+        (
+            "ref-1",
+            json!({"role": "referrer", "organisation": "CCAS Perpignan"}),
+        ),
         (
             "coord-1",
             json!({"role": "coordinator", "sphere": "city", "organisation": "CLSM"}),

@@ -388,7 +388,7 @@ async fn serve_logs_rejections_without_tokens_and_stops_on_sigterm(backend: Back
     let a = client
         .put(format!("http://{addr}/v1/cellules/perpignan/members/ref-1"))
         .bearer_auth(&admin_token)
-        .json(&serde_json::json!({"role": "referrer", "organisation": "CCAS"}))
+        .json(&serde_json::json!({"role": "referrer", "organisation": "CCAS Perpignan"}))
         .send()
         .await
         .expect("send");

@@ -6,6 +6,7 @@ mod audit;
 mod cases;
 mod cli;
 mod guard;
+mod guard_fields;
 mod helpers;
 mod http;
 mod keys;

@@ -177,7 +177,11 @@ async fn fixture(app: &TestApp) -> HashMap<String, String> {
             Method::POST,
             "/v1/cellules/narbonne/referrals",
             Some(&app.token("narb-ref")),
-            Some(referral(&text("other"))),
+            Some({
+                let mut body = referral(&text("other"));
+                body["referring_org"] = json!("CCAS Narbonne");
+                body
+            }),
         )
         .await;
     assert_eq!(a.status, 201, "{}", a.text);

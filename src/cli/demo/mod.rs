@@ -377,6 +377,7 @@ impl Demo {
                     issuer: self.state.config.auth.dev_issuer.issuer.clone(),
                     request_id: None,
                     route: None,
+                    lang: Default::default(),
                 },
                 cellule: cellule.clone(),
                 membership,
@@ -447,7 +448,7 @@ impl Demo {
         }
         if i == DUPLICATE_PAIR.0 || i == DUPLICATE_PAIR.1 {
             // Only its linkage key (an HMAC) is stored: it shows duplicate detection.
-            body["identity"] = json!({"last_name": "Exemple-Fictif", "first_name": "Demo",
+            body["identity"] = json!({"last_name": "Exemple-Fictif", "first_name": "Alix",
                                       "birth_date": "1978-01-01"});
         }
         let req: ReferralRequest = serde_json::from_value(body)

@@ -62,11 +62,16 @@ async fn transition_authorised(
             req.to.as_str()
         )));
     }
+    if let Some(org) = &req.routed_org
+        && !cellules::is_known_organisation(state, who, org).await?
+    {
+        return Err(Error::invalid(
+            "/routed_org",
+            "not an organisation of this cellule: name one of the routing directory or of a member",
+        ));
+    }
     if let Some(r) = &req.reason {
-        let hits = guard(state).scan("reason", r);
-        if !hits.is_empty() {
-            return Err(Error::Identifiers(hits));
-        }
+        guard::check(state, who, &[("reason", r)], None).await?;
     }
     let key = case_key(state, case)?;
     let event_id = uuid::Uuid::now_v7().to_string();

@@ -20,14 +20,13 @@ use utoipa::{IntoParams, ToSchema};
 use zeroize::Zeroizing;
 
 use super::access::{self, CelluleMember};
-use super::{AppState, audit_log};
+use super::{AppState, audit_log, cellules, guard};
 use crate::audit::{self, Action, AuditCtx};
 use crate::crypto::{DataKey, FieldContext};
 use crate::domain::Organisation;
 use crate::domain::case::{
     AgeBand, Audience, CaseStatus, Commune, ConsentStatus, Gender, Need, Needs, Sector, Urgency,
 };
-use crate::domain::guard::{Guard, Hit};
 use crate::domain::linkage::Identity;
 use crate::domain::policy::Principal;
 use crate::error::{Error, FieldError};
@@ -228,10 +227,6 @@ fn text_field(pointer: &str, text: &str, max: usize, errors: &mut Vec<FieldError
             format!("must be at most {max} characters"),
         ));
     }
-}
-
-fn guard(state: &AppState) -> Guard {
-    Guard::new(state.clock.now().date_naive())
 }
 
 fn integrity(what: String) -> Error {

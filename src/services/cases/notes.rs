@@ -53,10 +53,7 @@ async fn add_note_authorised(
             _ => return Err(Error::invalid("/corrects", "no such note on this case")),
         }
     }
-    let hits = guard(state).scan("body", &req.body);
-    if !hits.is_empty() {
-        return Err(Error::Identifiers(hits));
-    }
+    guard::check(state, who, &[("body", &req.body)], None).await?;
     let key = case_key(state, case)?;
     let note_id = uuid::Uuid::now_v7().to_string();
     let record = NoteRecord {

@@ -56,20 +56,26 @@ pub async fn submit(
             Organisation::parse("-").map_err(|e| Error::Internal(e.to_string()))?
         }
     };
+    if req.referring_org.is_some()
+        && !cellules::is_known_organisation(state, who, &referring_org).await?
+    {
+        errors.push(FieldError::new(
+            "/referring_org",
+            "not an organisation of this cellule: name your own organisation, one of the routing directory or of a member",
+        ));
+    }
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
-    let scanner = guard(state);
-    let mut hits: Vec<Hit> = scanner.scan("situation", &req.situation);
+    let mut texts = vec![("situation", req.situation.as_str())];
     if let Some(e) = &req.expectations {
-        hits.extend(scanner.scan("expectations", e));
+        texts.push(("expectations", e));
     }
     if let Some(j) = &req.consent.justification {
-        hits.extend(scanner.scan("consent.justification", j));
+        texts.push(("consent.justification", j));
     }
-    if !hits.is_empty() {
-        return Err(Error::Identifiers(hits));
-    }
+    let identity = req.identity.as_ref().map(|i| i.parts());
+    guard::check(state, who, &texts, identity.as_ref()).await?;
 
     let cellule = m.cellule.as_str();
     let (linkage_key, possible_duplicates) = match &req.identity {

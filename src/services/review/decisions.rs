@@ -170,17 +170,17 @@ async fn decide_on(
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
-    let guard = crate::domain::guard::Guard::new(state.clock.now().date_naive());
-    let mut hits = Vec::new();
-    if let Some(t) = &req.text {
-        hits.extend(guard.scan("text", t));
-    }
-    for (i, x) in req.actions.iter().enumerate() {
-        hits.extend(guard.scan(&format!("actions.{i}"), x));
-    }
-    if !hits.is_empty() {
-        return Err(Error::Identifiers(hits));
-    }
+    let action_fields: Vec<String> = (0..req.actions.len())
+        .map(|i| format!("actions.{i}"))
+        .collect();
+    let mut texts: Vec<(&str, &str)> = req.text.iter().map(|t| ("text", t.as_str())).collect();
+    texts.extend(
+        action_fields
+            .iter()
+            .map(String::as_str)
+            .zip(req.actions.iter().map(String::as_str)),
+    );
+    crate::services::guard::check(state, who, &texts, None).await?;
     if case.status != CaseStatus::Scheduled {
         return Err(Error::InvalidTransition(format!(
             "The case is {}, not scheduled.",

@@ -18,6 +18,7 @@ pub async fn put_schedule(
 ) -> Result<Schedule, Error> {
     allowed(state, who, "manage_schedule").await?;
     body.validate().map_err(Error::Validation)?;
+    crate::services::guard::check_place(state, who, "location", &body.location).await?;
     if body.starts_on.is_none() {
         // A schedule edited without a first day keeps the one it had: the recurrence (and so
         // the occurrences already planned) does not shift under the sessions.

@@ -224,6 +224,7 @@ pub async fn add_session(
             "at most 200 characters, no control characters",
         ));
     }
+    crate::services::guard::check_place(state, who, "location", &location).await?;
     let now = state.clock.now();
     if req.starts_at.with_timezone(&Utc) <= now {
         return Err(Error::invalid("/starts_at", "must be in the future"));
