@@ -1,15 +1,16 @@
 //! cellule: confidential coordination service for the *cellules cas complexes* of French local
 //! mental-health councils (CLSM).
 //!
-//! Module map (mirrors the domain):
-//! - [`config`]: typed configuration (defaults, `cellule.toml`, `CELLULE_*`, flags);
-//! - [`domain`]: validated newtypes (cellules, memberships, roles, spheres, subjects);
-//! - [`cellules`]: rules for creating cellules and memberships (shared by API and CLI);
-//! - [`auth`]: token verification (development issuer, OIDC issuers) and caller extractors;
-//! - [`storage`]: the [`storage::Database`] interface with SQLite and PostgreSQL backends;
-//! - [`http`]: the axum router, per-resource routers, middleware, OpenAPI;
-//! - [`error`]: the one API error type, rendered as RFC 9457 problem+json;
-//! - [`app`], [`cli`]: wiring and the command line.
+//! Layers point one way (`docs/architecture.md`; `tests/architecture.rs` checks it):
+//! - adapters: [`http`] (the REST API, the only module that knows axum), [`cli`] (the command
+//!   line and the demo), [`app`] (start-up and background tasks);
+//! - [`services`]: the use cases, shared by every adapter: entering a cellule and access
+//!   decisions, the audit log, cases, the charter, administration, the monthly review, auditors;
+//! - below them: [`domain`] (pure rules: types, lifecycle, identifier guard, schedule, agenda,
+//!   routing, access policies), [`storage`] (one trait per aggregate, one implementation for
+//!   SQLite and PostgreSQL), [`audit`] (the hash chain, checkpoints, verification), [`crypto`]
+//!   (keyring and envelope encryption), [`auth`] (token verification), [`config`], [`error`],
+//!   [`telemetry`], [`clock`], [`fsutil`].
 #![forbid(unsafe_code)]
 pub mod app;
 pub mod audit;

@@ -45,7 +45,7 @@
 //! rewrite that also removes checkpoints.
 //!
 //! **Append-only.** Triggers refuse UPDATE and DELETE of entries and checkpoints on both
-//! backends. The only deletion is audit retention ([`purge`]), an explicit operation that first
+//! backends. The only deletion is audit retention (`AuditStore::purge_audit`), an explicit operation that first
 //! signs a `retention` checkpoint at the last removed entry, which then anchors verification.
 
 pub mod checkpoint;

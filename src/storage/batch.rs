@@ -1,7 +1,7 @@
 //! Group commit ([`super::CaseStore::commit_batch`]): new cases, their data keys and audit
 //! entries of several requests in one transaction.
 //!
-//! The audit appender (`audit::appender`) queues every submission and every read's entry and
+//! The audit log (`services::audit_log`) queues every submission and every read's entry and
 //! writes all those queued meanwhile in one batch. A batch is one transaction of a fixed number
 //! of statements whatever its size: the reference counters of its cellules and years move in
 //! one upsert, the cases and keys go in multi-row inserts, and the chains append as in every

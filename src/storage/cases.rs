@@ -119,7 +119,7 @@ pub trait CaseStore: Send + Sync {
     }
     /// Group commit: inserts new cases (each with its wrapped key and the entry of its
     /// submission, references allocated here in the order of `cases`) and appends other entries,
-    /// all in **one** transaction. See [`crate::audit::appender`].
+    /// all in **one** transaction. See [`crate::services::audit_log`].
     async fn commit_batch(
         &self,
         cases: &[CaseWrite<'_>],
