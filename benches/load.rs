@@ -834,7 +834,7 @@ async fn seed_case(
         needs: Needs::parse_stored(needs[i % 3])?,
         consent_status: ConsentStatus::Informed,
         consent_justification: None,
-        referring_org: "CCAS Perpignan".to_owned(),
+        referring_org: COORD_ORG.to_owned(),
         referrer: COORD.to_owned(),
         linkage_key: Some(linkage_key),
         situation,
@@ -1088,7 +1088,7 @@ fn referral_body(i: u64) -> Bytes {
         "age_band": "35-44", "gender": "m", "commune": "66136", "sector": "66G03",
         "needs": ["housing", "care_access"], "urgency": "priority",
         "consent": {"status": "informed"},
-        "referring_org": "CCAS Perpignan",
+        "referring_org": COORD_ORG,
         "situation": SITUATION, "expectations": EXPECTATIONS,
         "identity": {"last_name": format!("Bench{name}"), "first_name": "Alex", "birth_date": "1980-04-02"}
     });
