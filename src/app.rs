@@ -34,6 +34,8 @@ pub enum StartError {
     Policy(#[from] crate::domain::policy::PolicyError),
     #[error("{0}")]
     Files(String),
+    #[error(transparent)]
+    Web(#[from] crate::web::WebSetupError),
     #[error("cannot listen on {addr}: {cause}")]
     Bind {
         addr: SocketAddr,
@@ -183,6 +185,7 @@ pub fn state(
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    web: crate::web::WebState,
 }
 
 impl Application {
@@ -202,10 +205,15 @@ impl Application {
         let addr = config.bind;
         let keys = open_keys(&config, db.as_ref(), clock.as_ref()).await?;
         let state = state(config, db, keys, clock)?;
+        let web = crate::web::WebState::new(state.clone())?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|cause| StartError::Bind { addr, cause })?;
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            web,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -257,8 +265,22 @@ impl Application {
                 }
             })
         };
+        let sessions = {
+            let web = self.web.clone();
+            tokio::spawn(async move {
+                loop {
+                    web.purge_sessions().await;
+                    tokio::time::sleep(std::time::Duration::from_secs(15 * 60)).await;
+                }
+            })
+        };
+        let pages = http::Pages {
+            router: crate::web::router(self.web),
+            not_found: crate::web::not_found,
+        };
         let (audit, clock) = (self.state.audit.clone(), self.state.clock.clone());
-        let result = http::serve(self.listener, self.state, shutdown).await;
+        let result = http::serve(self.listener, self.state, Some(pages), shutdown).await;
+        sessions.abort();
         if let Some(task) = retention {
             task.abort();
         }

@@ -2,7 +2,8 @@
 //! mental-health councils (CLSM).
 //!
 //! Layers point one way (`docs/architecture.md`; `tests/architecture.rs` checks it):
-//! - adapters: [`http`] (the REST API, the only module that knows axum), [`cli`] (the command
+//! - adapters: [`http`] (the REST API) and [`web`] (the French pages), the only modules that
+//!   know axum; [`cli`] (the command
 //!   line and the demo), [`app`] (start-up and background tasks);
 //! - [`services`]: the use cases, shared by every adapter: entering a cellule and access
 //!   decisions, the audit log, cases, the charter, administration, the monthly review, auditors;
@@ -27,3 +28,4 @@ pub mod http;
 pub mod services;
 pub mod storage;
 pub mod telemetry;
+pub mod web;

@@ -3,6 +3,7 @@
 //! their memberships, which the services look up ([`crate::services::access`]).
 
 pub mod dev_issuer;
+pub mod oidc;
 pub mod verifier;
 
 pub use dev_issuer::DevIssuer;

@@ -54,6 +54,51 @@ pub struct Config {
     pub log: LogConfig,
     pub retention: RetentionConfig,
     pub audit: AuditConfig,
+    pub web: WebConfig,
+}
+
+/// The web application (`crate::web`): its address as people open it, and its sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// The address people open (`https://cellule.example.fr`, no path): redirect URIs given to
+    /// the OpenID providers and the `Origin` check derive from it. Defaults to `http://<bind>`.
+    /// `https`, or `http` on a loopback address only.
+    pub base_url: Option<url::Url>,
+    /// A session unused this long ends.
+    #[serde(with = "humantime_serde")]
+    pub session_idle: Duration,
+    /// A session ends this long after sign-in, used or not.
+    #[serde(with = "humantime_serde")]
+    pub session_absolute: Duration,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            session_idle: Duration::from_secs(30 * 60),
+            session_absolute: Duration::from_secs(10 * 3600),
+        }
+    }
+}
+
+/// The web application's sign-in at one OpenID Connect issuer (authorization code flow with
+/// PKCE): the client registered there for `web.base_url`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebClientConfig {
+    /// The client id registered at the issuer; ID tokens must name it in `aud`.
+    pub client_id: String,
+    /// The client secret (`client_secret_basic`); none for a public client.
+    #[serde(default)]
+    pub client_secret: Option<SecretText>,
+    /// The button's text on the sign-in page (`ProConnect`, `Pro Santé Connect`…).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Scopes asked for besides `openid`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// Signed checkpoints of the audit log (see `crate::audit`).
@@ -139,6 +184,7 @@ impl Default for Config {
             log: LogConfig::default(),
             retention: RetentionConfig::default(),
             audit: AuditConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -261,6 +307,9 @@ pub struct IssuerConfig {
     /// unset.
     #[serde(default, with = "humantime_serde")]
     pub max_token_lifetime: Option<Duration>,
+    /// Sign-in to the web application through this issuer; absent: API tokens only.
+    #[serde(default)]
+    pub web: Option<WebClientConfig>,
 }
 
 /// A public key given in configuration.
@@ -452,6 +501,15 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("keyring.json"))
     }
 
+    /// The address people open the web application at (`web.base_url`, or `http://<bind>`),
+    /// without a trailing slash.
+    pub fn base_url(&self) -> url::Url {
+        self.web.base_url.clone().unwrap_or_else(|| {
+            url::Url::parse(&format!("http://{}", self.bind))
+                .unwrap_or_else(|_| url::Url::parse("http://127.0.0.1:8080").expect("constant URL"))
+        })
+    }
+
     /// Checks what types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
@@ -549,6 +607,19 @@ impl Config {
                     "{at}: {alg:?} is a shared-secret algorithm; only asymmetric algorithms are accepted"
                 ));
             }
+            if let Some(web) = &issuer.web {
+                if web.client_id.trim().is_empty() {
+                    return invalid(format!("{at}: web.client_id must not be empty"));
+                }
+                let url = url::Url::parse(&issuer.issuer).map_err(|_| {
+                    ConfigError::Invalid(format!("{at}: web sign-in needs an issuer URL"))
+                })?;
+                if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback(&url)) {
+                    return invalid(format!(
+                        "{at}: web sign-in needs an https issuer (http on loopback only)"
+                    ));
+                }
+            }
             match (&issuer.jwks_url, issuer.public_keys.is_empty()) {
                 (Some(_), false) => {
                     return invalid(format!(
@@ -559,12 +630,7 @@ impl Config {
                     return invalid(format!("{at}: give jwks_url or public_keys"));
                 }
                 (Some(url), true) => {
-                    let loopback = matches!(
-                        url.host(),
-                        Some(url::Host::Ipv4(ip)) if ip.is_loopback()
-                    ) || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-                        || url.host_str() == Some("localhost");
-                    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+                    if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback(url)) {
                         return invalid(format!(
                             "{at}: jwks_url must use https (http is allowed on loopback only)"
                         ));
@@ -575,6 +641,13 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether the URL's host is a loopback address (or `localhost`).
+pub fn is_loopback(url: &url::Url) -> bool {
+    matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+        || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+        || url.host_str() == Some("localhost")
 }
 
 /// Accepts `"a,b"` (from the environment) as well as `["a", "b"]` (from TOML).

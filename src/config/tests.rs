@@ -50,6 +50,7 @@ fn the_dev_issuer_is_off_beside_an_oidc_issuer_unless_turned_on() {
         public_keys: vec![],
         subject_prefix: String::new(),
         max_token_lifetime: None,
+        web: None,
     });
     assert!(!config.auth.dev_issuer_enabled());
     config

@@ -19,9 +19,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The content security policy of API answers (JSON, problems, metrics, iCalendar).
 pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
-/// The id given to one request; echoed in `x-request-id` and in every log line of the request.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub use crate::services::access::RequestId;
 
 /// Outermost layer: assigns the request id (a client-sent one is ignored, so logs cannot be
 /// forged), opens the span, records metrics and sets the headers every response carries.
@@ -60,16 +58,19 @@ pub async fn envelope(State(state): State<AppState>, mut req: Request, next: Nex
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert(REQUEST_ID, value);
     }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Nothing is cached unless the answer says otherwise (the web application's assets).
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    // The web application's pages set their own (`same-origin`: a form's `Origin` is sent).
+    headers
+        .entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("no-referrer"));
     // API answers load nothing and are framed nowhere; a page that sets its own policy keeps it.
     headers
         .entry(header::CONTENT_SECURITY_POLICY)

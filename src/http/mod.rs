@@ -83,9 +83,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().1
 }
 
-/// The complete application router.
+/// The API's router.
 pub fn router(state: AppState) -> Router {
-    let (routes, doc) = routes();
+    router_with(state, None)
+}
+
+/// Pages mounted beside the API (the web application), and the answer to a browser asking for
+/// a path outside `/v1` that does not exist.
+pub struct Pages {
+    pub router: Router<AppState>,
+    pub not_found: fn() -> Response,
+}
+
+/// The complete application router: the API under `/v1`, and `pages` under `/` when given.
+pub fn router_with(state: AppState, pages: Option<Pages>) -> Router {
+    let (mut routes, doc) = routes();
+    let page_not_found = pages.as_ref().map(|p| p.not_found);
+    if let Some(pages) = pages {
+        routes = routes.merge(pages.router);
+    }
     let doc = Arc::new(doc);
     let body_limit = state.config.http.body_limit_bytes;
     // Checked when the configuration was validated.
@@ -98,7 +114,19 @@ pub fn router(state: AppState) -> Router {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
-        .fallback(not_found)
+        .fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap| async move {
+                // A browser asking for a page gets the pages' answer; everyone else a problem.
+                let wants_page = headers
+                    .get(axum::http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("text/html"));
+                match page_not_found {
+                    Some(page) if wants_page && !uri.path().starts_with("/v1") => page(),
+                    _ => not_found().await,
+                }
+            },
+        )
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -127,13 +155,14 @@ async fn method_not_allowed() -> Response {
     Error::MethodNotAllowed.into_response()
 }
 
-/// Serves the API on `listener` until `shutdown` completes, with the connection limits of
-/// [`server`]; in-flight requests then get `http.shutdown_grace` to finish.
+/// Serves the API (and `pages`) on `listener` until `shutdown` completes, with the connection
+/// limits of [`server`]; in-flight requests then get `http.shutdown_grace` to finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    pages: Option<Pages>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let config = state.config.http.clone();
-    server::serve(listener, router(state), &config, shutdown).await
+    server::serve(listener, router_with(state, pages), &config, shutdown).await
 }

@@ -24,6 +24,11 @@ use crate::domain::{Cellule, CelluleSlug, Membership, Role, Subject};
 use crate::error::Error;
 use crate::storage::CaseRecord;
 
+/// The id given to one request by the adapter that received it; echoed to the client, written
+/// in every log line and audit entry of the request.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 /// Someone an adapter authenticated (a verified token, a web session), with what the audit log
 /// keeps of their request.
 #[derive(Debug, Clone)]

@@ -128,6 +128,20 @@ pub async fn set_retention(
     Ok(body)
 }
 
+/// How long a cellule's closed and declined cases are kept.
+pub async fn retention(state: &AppState, cellule: &str) -> Result<Retention, Error> {
+    let slug = existing(state, cellule).await?;
+    let all = state.db.retention_settings().await?;
+    let mine = all
+        .into_iter()
+        .find(|r| r.slug == slug.as_str())
+        .ok_or(Error::NotFound("cellule"))?;
+    Ok(Retention {
+        closed_months: mine.retention_closed_months,
+        declined_months: mine.retention_declined_months,
+    })
+}
+
 /// The memberships of one subject with their cellules, by cellule (administrators hold none).
 pub async fn memberships_of(
     state: &AppState,

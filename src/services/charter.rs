@@ -72,6 +72,19 @@ pub async fn current(state: &AppState, who: &CelluleMember) -> Result<CharterVie
     })
 }
 
+/// Whether `who` must still accept the current charter before any case page: the policies say
+/// who signs it (members and coordinators), the membership whether it is done.
+pub fn pending(state: &AppState, who: &CelluleMember) -> Result<bool, Error> {
+    if who.charter_accepted {
+        return Ok(false);
+    }
+    match access::cellule_action(state, &access::principal(who), "accept_charter") {
+        Ok(()) | Err(Error::CharterNotAccepted) => Ok(true),
+        Err(Error::Forbidden(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Accepts `version`, which must be the current one (members and coordinators).
 pub async fn accept(
     state: &AppState,
@@ -112,6 +125,17 @@ pub async fn accept(
         version: charter.version,
         accepted_at: now,
     })
+}
+
+/// The current charter of an existing cellule, for its administrators (who publish the next
+/// version; they are never members, so [`current`] is not theirs).
+pub async fn current_text(state: &AppState, cellule: &CelluleSlug) -> Result<(i64, String), Error> {
+    let charter = state
+        .db
+        .current_charter(cellule.as_str())
+        .await?
+        .ok_or(Error::NotFound("charter"))?;
+    Ok((charter.version, charter.text))
 }
 
 /// Publishes a new charter version of an existing cellule (administrators): members and

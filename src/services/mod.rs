@@ -14,6 +14,7 @@ pub mod guard;
 pub mod keys;
 pub mod review;
 pub mod throttle;
+pub mod web_sessions;
 
 use std::collections::HashSet;
 use std::sync::Arc;

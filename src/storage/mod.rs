@@ -37,6 +37,7 @@ mod review;
 mod rows;
 mod sql;
 mod types;
+pub mod web_sessions;
 
 pub use audit::AuditStore;
 pub use batch::{CaseWrite, Committed};
@@ -51,13 +52,22 @@ pub use sql::Store;
 
 /// The storage traits, for callers of [`Database`]'s methods.
 pub mod prelude {
+    pub use super::web_sessions::WebSessionStore;
     pub use super::{AuditStore, CaseStore, CelluleStore, Database, KeyStore, ReviewStore};
 }
 
 /// The storage of the service: every aggregate's store, and the connection itself.
 #[async_trait]
 pub trait Database:
-    CelluleStore + CaseStore + ReviewStore + AuditStore + KeyStore + Send + Sync + 'static
+    CelluleStore
+    + CaseStore
+    + ReviewStore
+    + AuditStore
+    + KeyStore
+    + web_sessions::WebSessionStore
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> Backend;
 

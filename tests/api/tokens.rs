@@ -340,6 +340,7 @@ async fn jwks_issuer_keys_by_kid_with_paced_refresh(backend: Backend) {
                     public_keys: vec![],
                     subject_prefix: "kc:".to_owned(),
                     max_token_lifetime: None,
+                    web: None,
                 });
             }),
             clock: clock.clone(),
@@ -449,6 +450,7 @@ async fn static_key_issuer(backend: Backend) {
                     }],
                     subject_prefix: String::new(),
                     max_token_lifetime: None,
+                    web: None,
                 });
             }),
             ..Options::default()
@@ -530,6 +532,7 @@ async fn token_lifetimes_are_bounded(backend: Backend) {
                     }],
                     subject_prefix: "kc:".to_owned(),
                     max_token_lifetime: Some(std::time::Duration::from_secs(3600)),
+                    web: None,
                 });
             }),
             ..Options::default()
@@ -562,6 +565,7 @@ async fn the_dev_issuer_never_acts_as_an_oidc_user(backend: Backend) {
         }],
         subject_prefix: "kc:".to_owned(),
         max_token_lifetime: None,
+        web: None,
     };
     let pem = key.pem();
     let off = spawn_app_with(
