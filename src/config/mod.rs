@@ -592,6 +592,15 @@ impl Config {
                     "{at}: the development issuer is on, so this issuer needs a subject_prefix (such as \"kc:\") that keeps its subjects apart from the development issuer's"
                 ));
             }
+            if let Some(other) = self.auth.issuers[..i].iter().find(|o| {
+                o.subject_prefix.starts_with(&issuer.subject_prefix)
+                    || issuer.subject_prefix.starts_with(&o.subject_prefix)
+            }) {
+                return invalid(format!(
+                    "{at}: its subject_prefix {:?} overlaps the one of {} ({:?}); each issuer needs a prefix of its own, so that a subject (and so a membership) belongs to one issuer only",
+                    issuer.subject_prefix, other.issuer, other.subject_prefix
+                ));
+            }
             if issuer.max_token_lifetime.is_some_and(|d| d.is_zero()) {
                 return invalid(format!("{at}: max_token_lifetime must be positive"));
             }

@@ -67,6 +67,28 @@ fn the_dev_issuer_is_off_beside_an_oidc_issuer_unless_turned_on() {
 }
 
 #[test]
+fn two_issuers_never_share_a_subject_space() {
+    let issuer = |name: &str, prefix: &str| IssuerConfig {
+        issuer: format!("https://{name}"),
+        audience: "cellule".into(),
+        algorithms: vec![Algorithm::EdDSA],
+        jwks_url: Some(format!("https://{name}/jwks").parse().unwrap()),
+        public_keys: vec![],
+        subject_prefix: prefix.into(),
+        max_token_lifetime: None,
+        web: None,
+    };
+    let mut config = Config::default();
+    config.auth.issuers = vec![issuer("kc", "kc:"), issuer("psc", "psc:")];
+    config.validate().expect("distinct prefixes");
+    for (first, second) in [("", "psc:"), ("kc:", ""), ("kc:", "kc:"), ("kc:", "kc:x")] {
+        config.auth.issuers = vec![issuer("kc", first), issuer("psc", second)];
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("overlaps"), "{first:?}/{second:?}: {err}");
+    }
+}
+
+#[test]
 fn sqlite_files_of_urls() {
     let file = |u: &str| DatabaseUrl::new(u).sqlite_file();
     assert_eq!(
