@@ -42,7 +42,6 @@ pub enum OidcError {
 }
 
 /// A redirect to the issuer, with what must be kept to check its answer.
-#[derive(Debug)]
 pub struct Authorization {
     pub url: url::Url,
     pub state: String,
@@ -50,13 +49,30 @@ pub struct Authorization {
     pub pkce_verifier: String,
 }
 
+/// Shows no secret (its tokens and PKCE verifier stay out of logs and panics).
+impl std::fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not even the URL: its query carries the state, the nonce and the PKCE challenge.
+        f.debug_struct("Authorization").finish_non_exhaustive()
+    }
+}
+
 /// A verified sign-in.
-#[derive(Debug)]
 pub struct SignedIn {
     pub subject: Subject,
     pub issuer: String,
     /// The raw ID token, for the `id_token_hint` of the sign-out.
     pub id_token: String,
+}
+
+/// Shows no secret (its tokens and PKCE verifier stay out of logs and panics).
+impl std::fmt::Debug for SignedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedIn")
+            .field("subject", &self.subject)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One issuer the web application signs people in with.

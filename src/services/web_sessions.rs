@@ -32,7 +32,7 @@ pub struct SessionRules {
 }
 
 /// A session that is still valid.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ActiveSession {
     pub subject: Subject,
     pub issuer: String,
@@ -40,14 +40,35 @@ pub struct ActiveSession {
     pub created_at: DateTime<Utc>,
 }
 
+/// Shows no secret (its tokens and PKCE verifier stay out of logs and panics).
+impl std::fmt::Debug for ActiveSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActiveSession")
+            .field("subject", &self.subject)
+            .field("issuer", &self.issuer)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A sign-in in progress, as it was begun.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PendingSignIn {
     pub issuer: String,
     pub state: String,
     pub nonce: String,
     pub pkce_verifier: String,
     pub return_to: String,
+}
+
+/// Shows no secret (its tokens and PKCE verifier stay out of logs and panics).
+impl std::fmt::Debug for PendingSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSignIn")
+            .field("issuer", &self.issuer)
+            .field("return_to", &self.return_to)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The web sessions of the service, on its database, with the timeouts in force.
@@ -300,6 +321,26 @@ mod tests {
         assert!(!csrf_valid(&a, &csrf_token(&b)));
         assert!(!csrf_valid(&a, ""));
         assert!(!csrf_valid(&a, "not base64 !"));
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let pending = PendingSignIn {
+            issuer: "https://idp".into(),
+            state: "state-secret".into(),
+            nonce: "nonce-secret".into(),
+            pkce_verifier: "pkce-secret".into(),
+            return_to: "/".into(),
+        };
+        let active = ActiveSession {
+            subject: Subject::parse("kc:alice").expect("subject"),
+            issuer: "https://idp".into(),
+            id_token: Some("id-token-secret".into()),
+            created_at: Utc::now(),
+        };
+        let shown = format!("{pending:?} {active:?}");
+        assert!(shown.contains("https://idp"), "{shown}");
+        assert!(!shown.contains("secret"), "{shown}");
     }
 
     #[test]

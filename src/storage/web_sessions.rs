@@ -10,7 +10,7 @@ use super::StorageError;
 use super::sql::{Store, db_run};
 
 /// A signed-in browser.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct WebSessionRow {
     pub id_hash: Vec<u8>,
     pub subject: String,
@@ -21,8 +21,20 @@ pub struct WebSessionRow {
     pub last_seen_at: i64,
 }
 
+/// Shows no secret (its tokens and PKCE verifier stay out of logs and panics).
+impl std::fmt::Debug for WebSessionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSessionRow")
+            .field("subject", &self.subject)
+            .field("issuer", &self.issuer)
+            .field("created_at", &self.created_at)
+            .field("last_seen_at", &self.last_seen_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A sign-in between the redirect to the issuer and its answer.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SignInRow {
     pub id_hash: Vec<u8>,
     pub issuer: String,
@@ -32,6 +44,17 @@ pub struct SignInRow {
     /// The page to open once signed in (a path of this site).
     pub return_to: String,
     pub created_at: i64,
+}
+
+/// Shows no secret (its tokens and PKCE verifier stay out of logs and panics).
+impl std::fmt::Debug for SignInRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInRow")
+            .field("issuer", &self.issuer)
+            .field("return_to", &self.return_to)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Storage of web sessions and sign-ins in progress.

@@ -77,12 +77,22 @@ pub(super) fn local_path(raw: Option<&str>) -> String {
 }
 
 /// A signed-in person: their session, and the caller the services know them as.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Signed {
     pub caller: Caller,
     secret: String,
     pub csrf: String,
     pub admin: bool,
+}
+
+/// Shows no secret (its tokens and PKCE verifier stay out of logs and panics).
+impl std::fmt::Debug for Signed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signed")
+            .field("caller", &self.caller)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Signed {
