@@ -34,6 +34,14 @@ fn admin_chrome(signed: &Signed, title: &str, current: &str) -> Chrome {
 
 /// Parses a form's JSON into the services' request type; a field that does not parse is
 /// reported with the French message of its pointer.
+/// The body of an administrator's form: this session's CSRF token checked, then the caller
+/// checked to be an administrator.
+fn admin_form(state: &WebState, signed: &Signed, body: &Bytes) -> Result<Form, Response> {
+    let form = signed.form(body)?;
+    access::admin(&state.app, &signed.caller).map_err(page::error)?;
+    Ok(form)
+}
+
 fn parse<T: serde::de::DeserializeOwned>(
     body: Value,
     message: fn(&str) -> FieldProblem,
@@ -128,13 +136,10 @@ pub async fn create_cellule(
     signed: Signed,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
+    let form = match admin_form(&state, &signed, &body) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(e) = access::admin(&state.app, &signed.caller) {
-        return page::error(e);
-    }
     let mut body = json!({"slug": form.text("slug"), "name": form.text("nom")});
     if !form.text("code").is_empty() {
         body["code"] = json!(form.text("code").to_uppercase());
@@ -364,13 +369,10 @@ pub async fn grant(
     Path(slug): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
+    let form = match admin_form(&state, &signed, &body) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(e) = access::admin(&state.app, &signed.caller) {
-        return page::error(e);
-    }
     let mut body = json!({"role": form.text("role"), "guest": form.get("invite").is_some()});
     if !form.text("sphere").is_empty() {
         body["sphere"] = json!(form.text("sphere"));
@@ -400,13 +402,10 @@ pub async fn revoke(
     Path(slug): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
+    let form = match admin_form(&state, &signed, &body) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(e) = access::admin(&state.app, &signed.caller) {
-        return page::error(e);
-    }
     match cellules::revoke(&state.app, &slug, &form.text("sujet")).await {
         Ok(()) => see_other(&format!("/admin/c/{slug}?fait=retrait")),
         Err(e) => page::error(e),
@@ -420,13 +419,10 @@ pub async fn charter(
     Path(slug): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
+    let form = match admin_form(&state, &signed, &body) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(e) = access::admin(&state.app, &signed.caller) {
-        return page::error(e);
-    }
     let existing = match cellules::existing(&state.app, &slug).await {
         Ok(s) => s,
         Err(e) => return page::error(e),
@@ -452,13 +448,10 @@ pub async fn retention(
     Path(slug): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
+    let form = match admin_form(&state, &signed, &body) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(e) = access::admin(&state.app, &signed.caller) {
-        return page::error(e);
-    }
     let months = |name: &str| form.text(name).parse::<i64>().unwrap_or(0);
     let body = Retention {
         closed_months: months("fermees"),
