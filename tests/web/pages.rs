@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::backend_tests;
-use crate::helpers::{AUDITOR, Backend, COORD, PSY, REF1, referral};
+use crate::helpers::{ADMIN, AUDITOR, Backend, COORD, PSY, REF1, referral};
 use crate::support::{Web, browser_like, csrf_of, dev_sign_in, location, web_app};
 
 const MATRIX: &str = include_str!("../page_matrix.toml");
@@ -536,7 +536,123 @@ async fn audit_pages(backend: Backend) {
     assert_eq!(bundle["resourceType"], "Bundle");
 }
 
+/// The administrator's forms answer bad input with the page, a French message at the field and
+/// a 422, and change nothing that was stored.
+async fn admin_forms_refuse_bad_input(backend: Backend) {
+    let web = web_app(
+        backend,
+        Web {
+            oidc: false,
+            ..Web::default()
+        },
+    )
+    .await;
+    web.app.standard_cellule().await;
+    let client = browser_like();
+    dev_sign_in(&client, &web.base, ADMIN).await;
+    let page_url = format!("{}/admin/c/perpignan", web.base);
+    let page = client.get(&page_url).send().await.expect("page");
+    let csrf = csrf_of(&page.text().await.expect("page"));
+    let post = |path: &'static str, form: Vec<(&'static str, &'static str)>| {
+        let (client, csrf, base) = (client.clone(), csrf.clone(), web.base.clone());
+        async move {
+            let mut form = form;
+            form.push(("_csrf", csrf.as_str()));
+            let r = client
+                .post(format!("{base}{path}"))
+                .header(ORIGIN, &base)
+                .form(&form)
+                .send()
+                .await
+                .expect("post");
+            (r.status().as_u16(), r.text().await.expect("page"))
+        }
+    };
+    let kept = post(
+        "/admin/c/perpignan/conservation",
+        vec![("fermees", "24"), ("declinees", "3")],
+    )
+    .await;
+    assert_eq!(kept.0, 303, "{}", kept.1);
+
+    for (path, form, message) in [
+        (
+            "/admin/c/perpignan/conservation",
+            vec![("fermees", "vingt"), ("declinees", "3")],
+            "Une durée de 1 à 120 mois.",
+        ),
+        (
+            "/admin/c/perpignan/conservation",
+            vec![("fermees", "24"), ("declinees", "121")],
+            "Une durée de 1 à 120 mois.",
+        ),
+        (
+            "/admin/c/perpignan/charte",
+            vec![("texte", "")],
+            "Le texte de la charte doit faire de 1 à 20 000 caractères.",
+        ),
+        (
+            "/admin/c/perpignan/membres",
+            vec![("sujet", "bad-role-1"), ("role", "chef")],
+            "Choisissez un rôle de la liste.",
+        ),
+        (
+            "/admin/c/perpignan/membres",
+            vec![
+                ("sujet", "no-org-1"),
+                ("role", "member"),
+                ("sphere", "city"),
+            ],
+            "obligatoire pour ce rôle, sans objet pour",
+        ),
+        (
+            "/admin",
+            vec![("slug", "Pas Un Slug"), ("nom", "Cellule")],
+            "id=\"erreurs\"",
+        ),
+    ] {
+        let (status, page) = post(path, form.clone()).await;
+        assert_eq!(status, 422, "{path} {form:?}: {page}");
+        assert!(page.contains(message), "{path} {form:?}: {message} missing");
+    }
+
+    // Nothing stored changed.
+    let page = client
+        .get(&page_url)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("name=\"fermees\" value=\"24\""), "{page}");
+    assert!(page.contains("name=\"declinees\" value=\"3\""), "{page}");
+    let charter = web
+        .app
+        .get(
+            "/v1/cellules/perpignan/charter",
+            Some(&web.app.token(COORD)),
+        )
+        .await;
+    assert_eq!(charter.body["version"], 1, "{}", charter.text);
+    let members = web
+        .app
+        .as_admin(reqwest::Method::GET, "/v1/cellules/perpignan/members", None)
+        .await;
+    assert!(
+        !members.text.contains("bad-role-1") && !members.text.contains("no-org-1"),
+        "{}",
+        members.text
+    );
+    let cellules = web
+        .app
+        .as_admin(reqwest::Method::GET, "/v1/cellules", None)
+        .await;
+    assert!(!cellules.text.contains("Pas Un Slug"), "{}", cellules.text);
+}
+
 backend_tests!(
+    admin_forms_refuse_bad_input,
     audit_pages,
     charter_first,
     page_matrix,
