@@ -18,7 +18,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cellule::audit::checkpoint::PublicKeys;
+use cellule::audit::verify::Trusted;
 use cellule::audit::{Action, Actor, AuditCtx, Draft, Entry, GENESIS, Signer, reason};
 use cellule::config::{DatabaseUrl, PoolConfig};
 use cellule::crypto::Keyring;
@@ -467,11 +467,13 @@ async fn run_backend(
     w: &Workload,
     opts: &Options,
     mem: &Memory,
-    keys: &PublicKeys,
+    keys: &Trusted,
+    mac: &cellule::crypto::AuditMac,
 ) -> Res<Backend> {
     let now = Utc::now();
     let db =
         cellule::storage::connect(&DatabaseUrl::new(url), &PoolConfig::default(), true).await?;
+    db.authenticate_audit(Arc::new(mac.clone()));
     let result = exercise(db.as_ref(), name, url, w, opts, mem, keys, now).await;
     db.close().await;
     result
@@ -485,7 +487,7 @@ async fn exercise(
     w: &Workload,
     opts: &Options,
     mem: &Memory,
-    keys: &PublicKeys,
+    keys: &Trusted,
     now: DateTime<Utc>,
 ) -> Res<Backend> {
     let n = opts.entries;
@@ -672,15 +674,24 @@ async fn main() -> Res<()> {
     let w = Workload::new(now);
     eprintln!("[memory] building and walking a chain of {n} entries…");
     let mem = in_memory(&w, n);
-    let keys = Signer::new(Arc::new(Keyring::generate(now)?))?.public_keys();
+    let keyring = Arc::new(Keyring::generate(now)?);
+    let mac = keyring
+        .audit_mac()
+        .ok_or("the new keyring has no audit MAC key")?;
+    let keys = Trusted {
+        public_keys: Signer::new(keyring.clone())?.public_keys(),
+        macs: keyring.audit_macs(),
+        witnessed: Vec::new(),
+        witness: None,
+    };
 
     let mut results = Vec::new();
     let dir = tempfile::tempdir()?;
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    results.push(run_backend("sqlite", &sqlite_url, &w, &opts, &mem, &keys).await?);
+    results.push(run_backend("sqlite", &sqlite_url, &w, &opts, &mem, &keys, &mac).await?);
     if let Some(admin) = &opts.postgres {
         let (name, url) = create_pg_database(admin).await?;
-        let outcome = run_backend("postgres", &url, &w, &opts, &mem, &keys).await;
+        let outcome = run_backend("postgres", &url, &w, &opts, &mem, &keys, &mac).await;
         drop_pg_database(admin, &name).await?;
         results.push(outcome?);
     }

@@ -128,6 +128,13 @@ pub async fn open_keys(
                 keyring.save(&path).map_err(KeyError::Keyring)?;
                 tracing::warn!(path = %path.display(), "added an audit signing key to the keyring");
             }
+            if keyring
+                .ensure_audit_mac_key(clock.now())
+                .map_err(|e| KeyError::Keyring(e.into()))?
+            {
+                keyring.save(&path).map_err(KeyError::Keyring)?;
+                tracing::warn!(path = %path.display(), "added an audit MAC key to the keyring");
+            }
             (keyring, KeyringSource::File(path))
         }
     };
@@ -137,9 +144,16 @@ pub async fn open_keys(
         ))
         .into());
     }
-    let keys = KeyService::new(keyring, source);
+    if keyring.audit_mac().is_none() {
+        return Err(KeyError::Keyring(crate::crypto::KeyringError::Invalid(
+            "it has no audit MAC key (audit_mac_keys): start once with a keyring file to add one, then pass that file".into(),
+        ))
+        .into());
+    }
+    let keys = Arc::new(KeyService::new(keyring, source));
     keys.reconcile(db, clock.now()).await?;
-    Ok(Arc::new(keys))
+    db.authenticate_audit(keys.clone());
+    Ok(keys)
 }
 
 /// Loads and validates the access policies (embedded defaults, or `policies_dir`).
@@ -160,10 +174,16 @@ pub fn state(
     let dev = dev_issuer(&config)?;
     let policies = load_policies(&config)?;
     let verifier = TokenVerifier::new(&config.auth, dev.as_ref(), clock.clone())?;
+    let witness = crate::services::witness::Witness::open(
+        config.audit.witness_file.as_deref(),
+        config.audit.witness_log,
+    )
+    .map_err(|e| StartError::Files(e.to_string()))?;
     let audit = Arc::new(AuditLog::new(
         db.clone(),
         keys.clone(),
         config.audit.checkpoint_every,
+        witness,
     ));
     Ok(AppState {
         audit,

@@ -29,6 +29,39 @@ pub fn cases_text(cases: &[(&str, &str)]) -> String {
     serde_json::to_string(&targets).unwrap_or_default()
 }
 
+/// The stored (and hashed) text of an entry's `detail`: compact JSON with every object's keys
+/// sorted, which is what `json.dumps(detail, separators=(",", ":"), sort_keys=True,
+/// ensure_ascii=False)` gives back from an export.
+pub fn detail_text(detail: &serde_json::Value) -> String {
+    fn sorted(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                let mut out = serde_json::Map::new();
+                for k in keys {
+                    if let Some(value) = map.get(k) {
+                        out.insert(k.clone(), sorted(value));
+                    }
+                }
+                serde_json::Value::Object(out)
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(sorted).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string(&sorted(detail)).unwrap_or_default()
+}
+
+/// What an export shows of a stored detail: the object, or the stored text as a string when it
+/// is not JSON (a tampered row: verification reports it).
+pub fn detail_view(stored: &str) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(stored)
+        .unwrap_or_else(|_| serde_json::Value::String(stored.to_owned()))
+}
+
 /// What an export shows of a stored set of cases: the array, or the stored text itself as a
 /// string when it is not one (a tampered row: verification reports it).
 pub fn cases_view(stored: &str) -> serde_json::Value {
@@ -68,9 +101,18 @@ pub struct Draft {
     pub request_id: Option<String>,
     /// The set of cases of a session-level action ([`cases_text`]).
     pub cases: Option<String>,
+    /// What an administrative action changed, identifiers only ([`detail_text`]).
+    pub detail: Option<String>,
 }
 
 impl Draft {
+    /// Records what an administrative action changed (`{"before": …, "after": …}` or the
+    /// settings that decided it), identifiers only: never content.
+    pub fn detail(mut self, detail: &serde_json::Value) -> Self {
+        self.detail = Some(detail_text(detail));
+        self
+    }
+
     /// Names the set of cases the action is about (nothing when it is empty).
     pub fn cases(mut self, cases: &[(&str, &str)]) -> Self {
         self.cases = (!cases.is_empty()).then(|| cases_text(cases));
@@ -119,8 +161,11 @@ impl Draft {
             reason: self.reason.map(str::to_owned),
             request_id: self.request_id,
             cases: self.cases,
+            detail: self.detail,
             prev_hash: prev_hash.to_vec(),
             hash: Vec::new(),
+            mac: None,
+            mac_key: None,
         };
         e.hash = e.compute_hash().to_vec();
         e
@@ -145,8 +190,13 @@ pub struct Entry {
     pub reason: Option<String>,
     pub request_id: Option<String>,
     pub cases: Option<String>,
+    pub detail: Option<String>,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
+    /// The entry's authentication code (`crate::crypto::audit_mac`) and the version of the
+    /// key that made it; `None` on entries written before codes existed.
+    pub mac: Option<Vec<u8>>,
+    pub mac_key: Option<i64>,
 }
 
 fn push_text(out: &mut Vec<u8>, value: Option<&[u8]>) {
@@ -179,6 +229,7 @@ pub struct Fields<'a> {
     pub reason: Option<&'a [u8]>,
     pub request_id: Option<&'a [u8]>,
     pub cases: Option<&'a [u8]>,
+    pub detail: Option<&'a [u8]>,
 }
 
 impl Fields<'_> {
@@ -198,9 +249,16 @@ impl Fields<'_> {
         push_text(out, Some(self.outcome));
         push_text(out, self.reason);
         push_text(out, self.request_id);
-        // Appended only when present: entries without a set encode as before the column existed.
-        if let Some(cases) = self.cases {
-            push_text(out, Some(cases));
+        // `cases` is appended only when present, so that entries without a set encode as before
+        // the column existed; `detail`, when present, follows the `cases` slot written out
+        // (`0x00` when there is no set), so the three shapes cannot be confused.
+        match (self.cases, self.detail) {
+            (None, None) => {}
+            (Some(cases), None) => push_text(out, Some(cases)),
+            (cases, Some(detail)) => {
+                push_text(out, cases);
+                push_text(out, Some(detail));
+            }
         }
     }
 }
@@ -215,6 +273,8 @@ pub struct Link {
     pub prev_hash: Option<[u8; 32]>,
     pub hash: Option<[u8; 32]>,
     pub computed: [u8; 32],
+    /// The stored authentication code and key version (`None`: the entry carries none).
+    pub mac: Option<([u8; 32], i64)>,
 }
 
 impl Link {
@@ -227,7 +287,19 @@ impl Link {
             prev_hash: prev_hash.try_into().ok(),
             hash: hash.try_into().ok(),
             computed: chain_hash(prev_hash, canonical),
+            mac: None,
         }
+    }
+
+    /// With the stored code and key version. A stored code that is not 32 bytes is kept as 32
+    /// zero bytes, which no key makes.
+    pub fn with_mac(mut self, mac: Option<&[u8]>, key: Option<i64>) -> Self {
+        self.mac = match (mac, key) {
+            (Some(m), Some(k)) => Some((m.try_into().unwrap_or([0u8; 32]), k)),
+            (Some(_), None) => Some(([0u8; 32], -1)),
+            _ => None,
+        };
+        self
     }
 }
 
@@ -239,6 +311,7 @@ impl From<&Entry> for Link {
             &e.hash,
             &mut Vec::with_capacity(256),
         )
+        .with_mac(e.mac.as_deref(), e.mac_key)
     }
 }
 
@@ -265,6 +338,7 @@ impl Entry {
             reason: opt(&self.reason),
             request_id: opt(&self.request_id),
             cases: opt(&self.cases),
+            detail: opt(&self.detail),
         }
     }
 

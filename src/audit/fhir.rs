@@ -96,6 +96,7 @@ pub fn audit_event(e: &Entry) -> Value {
         ("reason", &e.reason),
         ("request_id", &e.request_id),
         ("cases", &e.cases),
+        ("detail", &e.detail),
     ];
     for (name, value) in optional {
         if let Some(v) = value {

@@ -64,7 +64,7 @@ use crate::domain::Membership;
 pub use checkpoint::{Checkpoint, CheckpointKind, Signer};
 pub use entry::{
     CaseTarget, Draft, Entry, Fields, Link, case_id_pattern, case_ref_pattern, cases_text,
-    cases_view, chain_hash,
+    cases_view, chain_hash, detail_text, detail_view,
 };
 pub use verify::{Broken, VerifyReport};
 
@@ -291,6 +291,7 @@ impl AuditCtx {
             reason: None,
             request_id: self.request_id.clone(),
             cases: None,
+            detail: None,
         }
     }
 }

@@ -37,8 +37,11 @@ fn the_chain_hash_is_the_documented_one() {
         reason: None,
         request_id: Some("r-é".into()),
         cases: None,
+        detail: None,
         prev_hash: (0u8..32).collect(),
         hash: Vec::new(),
+        mac: None,
+        mac_key: None,
     };
     assert_eq!(
         hex(&e.compute_hash()),
@@ -56,7 +59,7 @@ fn the_chain_hash_is_the_documented_one() {
             ("c1", "PER-2026-0001"),
             ("c2", "PER-2026-0002"),
         ])),
-        ..e
+        ..e.clone()
     };
     assert_eq!(
         set.cases.as_deref(),
@@ -69,6 +72,37 @@ fn the_chain_hash_is_the_documented_one() {
         "eff57a1a0b31bf20be212602b3930c5966dae3d5868818e185146683060bc35e"
     );
     assert_eq!(Link::from(&set).computed, set.compute_hash());
+    // An administrative entry with a detail, without and with a set of cases (the same
+    // computation by tests/audit/verify_export.py, the third party's script).
+    let admin = Entry {
+        action: "grant_membership".into(),
+        case_id: None,
+        case_ref: None,
+        target_kind: Some("membership".into()),
+        target_id: Some("op:bob".into()),
+        detail: Some(detail_text(&serde_json::json!({
+            "before": null,
+            "after": {"role": "coordinator", "organisation": "CMP Perpignan"},
+        }))),
+        ..e.clone()
+    };
+    assert_eq!(
+        admin.detail.as_deref(),
+        Some(r#"{"after":{"organisation":"CMP Perpignan","role":"coordinator"},"before":null}"#)
+    );
+    assert_eq!(
+        hex(&admin.compute_hash()),
+        "e8b1829fa1d72234772f2e948092832aafef7b1206bc98d8eac812d29456d5ab"
+    );
+    let both = Entry {
+        cases: set.cases.clone(),
+        ..admin.clone()
+    };
+    assert_eq!(
+        hex(&both.compute_hash()),
+        "42377cd33b7958000757b3b725bf5b80b40fbe0b10d9d4d89bbc7c02e659084c"
+    );
+    assert_eq!(Link::from(&both).computed, both.compute_hash());
     // Stored hashes are kept as digests: a stored value of another length matches nothing,
     // and the recomputed hash still covers the stored previous hash as it is.
     let link = Link::from(&set);

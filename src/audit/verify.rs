@@ -9,7 +9,12 @@
 //! - an entry whose content no longer matches its hash (an edited field);
 //! - an entry whose hash differs from the one a checkpoint signed (a rewritten and re-hashed
 //!   history);
-//! - a checkpoint whose signature does not verify with the keyring's public keys.
+//! - a checkpoint whose signature does not verify with the keyring's public keys;
+//! - an entry whose authentication code does not verify with the keyring's MAC keys, or that
+//!   carries none past the last signed checkpoint (an entry added or rewritten by someone who
+//!   could write to the database but holds no keyring);
+//! - a chain that ends before a checkpoint recorded by a witness outside the database (a
+//!   truncated tail with its head row rolled back).
 
 use std::collections::HashMap;
 
@@ -18,6 +23,31 @@ use utoipa::ToSchema;
 
 use super::checkpoint::{PublicKey, PublicKeys};
 use super::{Checkpoint, GENESIS, Head, Link, hex};
+use crate::crypto::AuditMacs;
+
+/// What verification trusts that the database does not hold: the published keys that verify
+/// checkpoints, the keyring's MAC keys that verify entries, and the checkpoints a witness kept
+/// outside the database.
+#[derive(Debug, Clone)]
+pub struct Trusted {
+    pub public_keys: PublicKeys,
+    pub macs: AuditMacs,
+    /// Checkpoints of this cellule read from the witness file.
+    pub witnessed: Vec<Checkpoint>,
+    /// Where they were read, as the report names it.
+    pub witness: Option<String>,
+}
+
+/// What the witness file said about the chain.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WitnessView {
+    /// The witness file.
+    pub path: String,
+    /// Its checkpoints of this cellule.
+    pub checkpoints: i64,
+    /// The highest sequence it records for this cellule.
+    pub last_seq: Option<i64>,
+}
 
 /// Entries read per page: a page holds its links (some 2 MB at 20,000), never its entries.
 pub const PAGE: i64 = 20_000;
@@ -83,6 +113,11 @@ pub struct VerifyReport {
     pub broken: Option<Broken>,
     /// The keys that verify checkpoints.
     pub public_keys: Vec<PublicKey>,
+    /// Entries checked against their authentication code.
+    pub entries_authenticated: i64,
+    /// The witness file read, when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witness: Option<WitnessView>,
 }
 
 fn keep_first(slot: &mut Option<Broken>, seq: i64, reason: String) {
@@ -99,8 +134,11 @@ pub struct Verification {
     cellule: String,
     head: Head,
     checkpoints: Vec<Checkpoint>,
+    witnessed: Vec<Checkpoint>,
+    witness: Option<String>,
     public_keys: Vec<PublicKey>,
     signed: HashMap<i64, Vec<Vec<u8>>>,
+    macs: AuditMacs,
     broken: Option<Broken>,
     walk: Walk,
 }
@@ -114,9 +152,22 @@ impl Verification {
         head: Head,
         checkpoints: Vec<Checkpoint>,
         lowest_seq: Option<i64>,
-        keys: &PublicKeys,
+        trusted: &Trusted,
     ) -> Self {
+        let keys = &trusted.public_keys;
         let mut broken: Option<Broken> = None;
+        for c in &trusted.witnessed {
+            if !keys.verifies(c) || c.cellule != cellule {
+                keep_first(
+                    &mut broken,
+                    c.seq,
+                    format!(
+                        "the witness file's checkpoint at {} has an invalid signature",
+                        c.seq
+                    ),
+                );
+            }
+        }
         for c in &checkpoints {
             if !keys.verifies(c) || c.cellule != cellule {
                 keep_first(
@@ -158,22 +209,46 @@ impl Verification {
                 ),
             );
         }
+        let witnessed: Vec<Checkpoint> = trusted
+            .witnessed
+            .iter()
+            .filter(|c| c.cellule == cellule && keys.verifies(c))
+            .cloned()
+            .collect();
+        // Entries without a code are those written before codes existed: each must lie at or
+        // below a signed checkpoint, which protects it by its hash.
+        let signed_through = checkpoints
+            .iter()
+            .chain(&witnessed)
+            .filter(|c| keys.verifies(c))
+            .map(|c| c.seq)
+            .max()
+            .unwrap_or(0);
         let walk = Walk {
             start,
             head_seq: head.seq,
             prev,
             expected: start + 1,
             checked: 0,
+            authenticated: 0,
+            signed_through,
             broken: None,
             chain_broken: false,
             done: start >= head.seq,
         };
+        let mut signed = by_seq_hashes(&checkpoints);
+        for c in &witnessed {
+            signed.entry(c.seq).or_default().push(c.hash.clone());
+        }
         Verification {
             cellule: cellule.to_owned(),
-            signed: by_seq_hashes(&checkpoints),
+            signed,
+            macs: trusted.macs.clone(),
             public_keys: keys.published(),
+            witness: trusted.witness.clone(),
             head,
             checkpoints,
+            witnessed,
             broken,
             walk,
         }
@@ -194,7 +269,7 @@ impl Verification {
     /// Checks the next page of links (in sequence order, following the previous page). A gap
     /// shows as a short page; the walk stops at it.
     pub fn check(&mut self, page: &[Link]) {
-        self.walk.check(page, &self.signed);
+        self.walk.check(page, &self.signed, &self.macs);
     }
 
     /// The report: the first broken sequence, if any, and the chain's state.
@@ -203,6 +278,8 @@ impl Verification {
             cellule,
             head,
             checkpoints,
+            witnessed,
+            witness,
             public_keys,
             mut broken,
             mut walk,
@@ -215,13 +292,27 @@ impl Verification {
             start,
             expected,
             checked,
+            authenticated,
             chain_broken,
             prev,
             ..
         } = walk;
         if !chain_broken {
             let last = expected - 1;
-            if let Some(c) = checkpoints
+            if let Some(w) = witnessed
+                .iter()
+                .filter(|c| c.seq > last)
+                .max_by_key(|c| c.seq)
+            {
+                keep_first(
+                    &mut broken,
+                    last + 1,
+                    format!(
+                        "the log was truncated: it ends at {last} but the witness file holds a checkpoint signed at {}",
+                        w.seq
+                    ),
+                );
+            } else if let Some(c) = checkpoints
                 .iter()
                 .filter(|c| c.seq > last)
                 .max_by_key(|c| c.seq)
@@ -268,6 +359,12 @@ impl Verification {
             last_checkpoint: last_checkpoint.map(CheckpointView::from),
             broken,
             public_keys,
+            entries_authenticated: authenticated,
+            witness: witness.map(|path| WitnessView {
+                path,
+                checkpoints: witnessed.len() as i64,
+                last_seq: witnessed.iter().map(|c| c.seq).max(),
+            }),
             cellule,
         }
     }
@@ -292,6 +389,10 @@ struct Walk {
     /// The sequence number the next entry must have.
     expected: i64,
     checked: i64,
+    /// Entries whose authentication code verified.
+    authenticated: i64,
+    /// The highest sequence a valid checkpoint (stored or witnessed) signed.
+    signed_through: i64,
     broken: Option<Broken>,
     /// The walk stopped at a broken entry.
     chain_broken: bool,
@@ -301,7 +402,7 @@ struct Walk {
 
 impl Walk {
     /// Checks one page (entries in sequence order, following the previous page).
-    fn check(&mut self, page: &[Link], signed: &HashMap<i64, Vec<Vec<u8>>>) {
+    fn check(&mut self, page: &[Link], signed: &HashMap<i64, Vec<Vec<u8>>>, macs: &AuditMacs) {
         let (start, head_seq) = (self.start, self.head_seq);
         for e in page {
             if e.seq > head_seq {
@@ -353,6 +454,32 @@ impl Walk {
                     ),
                 );
                 return;
+            }
+            match e.mac {
+                Some((tag, version)) if macs.verifies(version, &e.computed, &tag) => {
+                    self.authenticated += 1;
+                }
+                Some(_) => {
+                    self.stop(
+                        e.seq,
+                        format!(
+                            "entry {} does not carry the service's authentication code: it was written or changed without the keyring",
+                            e.seq
+                        ),
+                    );
+                    return;
+                }
+                None if e.seq > self.signed_through => {
+                    self.stop(
+                        e.seq,
+                        format!(
+                            "entry {} carries no authentication code and no signed checkpoint covers it: it was not written by the service",
+                            e.seq
+                        ),
+                    );
+                    return;
+                }
+                None => {}
             }
             // The stored hash, which equals the recomputed one (checked above).
             self.prev.clear();

@@ -28,9 +28,14 @@ pub(super) async fn run(
     let fail =
         |e: &dyn std::fmt::Display| CliError::failure(crate::config::one_line(&e.to_string()));
     let keys = app::open_keys(config, db.as_ref(), clock).await?;
-    let signer = Signer::new(keys.keyring()).map_err(|e| fail(&e))?;
+    Signer::new(keys.keyring()).map_err(|e| fail(&e))?;
     // Entries of operators' commands are written as they come: no checkpoint is due from them.
-    let log = AuditLog::new(db.clone(), keys.clone(), 0);
+    let witness = crate::services::witness::Witness::open(
+        config.audit.witness_file.as_deref(),
+        config.audit.witness_log,
+    )
+    .map_err(|e| fail(&e))?;
+    let log = AuditLog::new(db.clone(), keys.clone(), 0, witness);
     let cellules = |one: Option<String>| {
         let db = db.clone();
         async move {
@@ -62,7 +67,8 @@ pub(super) async fn run(
                 )
                 .await
                 .map_err(|e| fail(&e))?;
-                let report = auditor::verify_chain(db.as_ref(), &slug, &signer.public_keys())
+                let trusted = log.trusted(&slug).map_err(|e| fail(&e))?;
+                let report = auditor::verify_chain(db.as_ref(), &slug, &trusted)
                     .await
                     .map_err(|e| fail(&e))?;
                 match &report.broken {
@@ -123,7 +129,13 @@ pub(super) async fn run(
             )
             .await
             .map_err(|e| fail(&e))?;
-            let stream = auditor::export_stream(db.clone(), slug, format, clock.now());
+            // Signed at the export's own entry: the file is covered whole by a checkpoint.
+            let through = log
+                .sign(&slug, CheckpointKind::OnDemand, clock.now())
+                .await
+                .map_err(|e| fail(&e))?
+                .map_or(0, |c| c.seq);
+            let stream = auditor::export_stream(db.clone(), slug, format, clock.now(), through);
             futures_util::pin_mut!(stream);
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| fail(&e))?;
@@ -140,8 +152,8 @@ pub(super) async fn run(
                 )
                 .await
                 .map_err(|e| fail(&e))?;
-                match db
-                    .checkpoint_audit(&slug, &signer, CheckpointKind::OnDemand, clock.now())
+                match log
+                    .sign(&slug, CheckpointKind::OnDemand, clock.now())
                     .await
                     .map_err(|e| fail(&e))?
                 {
@@ -169,8 +181,8 @@ pub(super) async fn run(
                 .and_hms_opt(0, 0, 0)
                 .map(|t| t.and_utc())
                 .ok_or_else(|| CliError::usage("before: not a day"))?;
-            let purged = db
-                .purge_audit(&slug, before.timestamp_micros(), &signer, clock.now())
+            let purged = log
+                .purge(&slug, before.timestamp_micros(), clock.now())
                 .await
                 .map_err(|e| fail(&e))?;
             match purged.anchor {

@@ -111,6 +111,14 @@ pub struct AuditConfig {
     /// Sign every chain head that moved, this often.
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// Append every signed checkpoint to this file (JSON Lines, fsynced), outside the
+    /// database: verification reads it to catch a truncated chain.
+    pub witness_file: Option<PathBuf>,
+    /// Also log every signed checkpoint as one structured line (for journald or a SIEM).
+    pub witness_log: bool,
+    /// Stream every committed entry as one JSON line, in chain order: `stdout` or a file path
+    /// (appended). Off when absent.
+    pub stream: Option<String>,
 }
 
 impl Default for AuditConfig {
@@ -118,6 +126,9 @@ impl Default for AuditConfig {
         Self {
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(15 * 60),
+            witness_file: None,
+            witness_log: true,
+            stream: None,
         }
     }
 }

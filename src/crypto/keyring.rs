@@ -7,12 +7,19 @@
 //!
 //! ```json
 //! {"format": 1, "current": 2, "keks": [{"version": 1, "key": "<base64>", "created_at": "…"}, …],
-//!  "signing_keys": [{"key": "<base64 PKCS#8 Ed25519>", "created_at": "…"}]}
+//!  "signing_keys": [{"key": "<base64 PKCS#8 Ed25519>", "created_at": "…"}],
+//!  "audit_mac_keys": [{"version": 1, "key": "<base64>", "created_at": "…"}]}
 //! ```
 //!
 //! `signing_keys` are the Ed25519 keys that sign audit checkpoints (docs/design.md §9), separate from the
 //! KEKs; the last one signs, the earlier ones still verify older checkpoints. A keyring file
 //! written before the audit log existed gets one added on first start.
+//!
+//! `audit_mac_keys` are the secrets that authenticate every audit entry
+//! ([`super::audit_mac`]); the last one authenticates new entries, the earlier ones still verify
+//! older entries. A keyring file written before them gets one added on first start. Rotation
+//! (`cellule keys rotate`) adds a KEK, a signing key and a MAC key; retiring a KEK leaves the
+//! audit keys alone.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,11 +50,19 @@ struct SigningKey {
     created_at: DateTime<Utc>,
 }
 
-/// The versioned KEKs and which one wraps new data keys, and the audit signing keys.
+/// One audit MAC key. `Debug` is never derived.
+struct MacKey {
+    key: Zeroizing<[u8; 32]>,
+    created_at: DateTime<Utc>,
+}
+
+/// The versioned KEKs and which one wraps new data keys, the audit signing keys and the audit
+/// MAC keys.
 pub struct Keyring {
     current: u32,
     keks: BTreeMap<u32, Kek>,
     signing: Vec<SigningKey>,
+    macs: BTreeMap<u32, MacKey>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -56,6 +71,7 @@ impl std::fmt::Debug for Keyring {
             .field("current", &self.current)
             .field("versions", &self.keks.keys().collect::<Vec<_>>())
             .field("signing_keys", &self.signing.len())
+            .field("audit_mac_keys", &self.macs.keys().collect::<Vec<_>>())
             .field("keys", &"<redacted>")
             .finish()
     }
@@ -83,6 +99,8 @@ struct KeyringFile {
     keks: Vec<KekFile>,
     #[serde(default)]
     signing_keys: Vec<SigningKeyFile>,
+    #[serde(default)]
+    audit_mac_keys: Vec<KekFile>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -150,6 +168,13 @@ impl Keyring {
             current: 1,
             keks,
             signing: vec![new_signing_key(now)?],
+            macs: BTreeMap::from([(
+                1,
+                MacKey {
+                    key: random_key()?,
+                    created_at: now,
+                },
+            )]),
         })
     }
 
@@ -208,10 +233,30 @@ impl Keyring {
                 KeyringError::Invalid(format!("signing key {} is not a PKCS#8 Ed25519 key", i + 1))
             })?);
         }
+        let mut macs = BTreeMap::new();
+        for k in &file.audit_mac_keys {
+            let bytes = Zeroizing::new(STANDARD.decode(k.key.as_bytes()).map_err(|_| {
+                KeyringError::Invalid(format!("audit MAC key {} is not base64", k.version))
+            })?);
+            let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                KeyringError::Invalid(format!("audit MAC key {} is not 32 bytes", k.version))
+            })?;
+            let mac = MacKey {
+                key: Zeroizing::new(key),
+                created_at: k.created_at,
+            };
+            if macs.insert(k.version, mac).is_some() {
+                return Err(KeyringError::Invalid(format!(
+                    "audit MAC key {} appears twice",
+                    k.version
+                )));
+            }
+        }
         Ok(Self {
             current: file.current,
             keks,
             signing,
+            macs,
         })
     }
 
@@ -233,6 +278,15 @@ impl Keyring {
                 .iter()
                 .map(|k| SigningKeyFile {
                     key: STANDARD.encode(k.pkcs8.as_slice()),
+                    created_at: k.created_at,
+                })
+                .collect(),
+            audit_mac_keys: self
+                .macs
+                .iter()
+                .map(|(version, k)| KekFile {
+                    version: *version,
+                    key: STANDARD.encode(k.key.as_ref()),
                     created_at: k.created_at,
                 })
                 .collect(),
@@ -294,6 +348,47 @@ impl Keyring {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Adds an audit MAC key when the keyring has none (keyrings written before them); `true`
+    /// when one was added.
+    pub fn ensure_audit_mac_key(&mut self, now: DateTime<Utc>) -> Result<bool, CryptoError> {
+        if self.macs.is_empty() {
+            self.add_audit_mac_key(now)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Adds an audit MAC key version, which authenticates new entries from now on; returns it.
+    pub fn add_audit_mac_key(&mut self, now: DateTime<Utc>) -> Result<u32, CryptoError> {
+        let next = self.macs.keys().next_back().copied().unwrap_or(0) + 1;
+        self.macs.insert(
+            next,
+            MacKey {
+                key: random_key()?,
+                created_at: now,
+            },
+        );
+        Ok(next)
+    }
+
+    /// The key that authenticates new audit entries.
+    pub fn audit_mac(&self) -> Option<super::AuditMac> {
+        self.macs
+            .iter()
+            .next_back()
+            .map(|(version, k)| super::AuditMac::new(*version, k.key.as_ref()))
+    }
+
+    /// Every audit MAC key, for verification.
+    pub fn audit_macs(&self) -> super::AuditMacs {
+        super::AuditMacs::new(
+            self.macs
+                .iter()
+                .map(|(version, k)| super::AuditMac::new(*version, k.key.as_ref()))
+                .collect(),
+        )
     }
 
     /// Adds a new audit signing key, which signs from now on.

@@ -20,9 +20,11 @@
 //! data keys and never touches content. A blob that does not open is an integrity error: it is
 //! never returned as text.
 
+pub mod audit_mac;
 pub mod envelope;
 pub mod keyring;
 
+pub use audit_mac::{AuditMac, AuditMacSource, AuditMacs};
 pub use envelope::{DataKey, FieldContext};
 pub use keyring::{Keyring, KeyringError};
 

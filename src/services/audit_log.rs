@@ -29,6 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::AppState;
 use super::keys::KeyService;
 use super::throttle::Denial;
+use super::witness::Witness;
+use crate::audit::verify::Trusted;
 use crate::audit::{Checkpoint, CheckpointKind, Draft, Head, Signer, reason};
 use crate::error::Error;
 use crate::storage::{CaseWrite, Database, NewCase, StorageError, WrappedKey};
@@ -121,18 +123,81 @@ struct Inner {
     keys: Arc<KeyService>,
     /// Sign a checkpoint when this many entries accumulated since the last one (0: never).
     every: i64,
+    /// Where signed checkpoints are also written, outside the database.
+    witness: Witness,
 }
 
 impl AuditLog {
-    pub fn new(db: Arc<dyn Database>, keys: Arc<KeyService>, checkpoint_every: i64) -> Self {
+    pub fn new(
+        db: Arc<dyn Database>,
+        keys: Arc<KeyService>,
+        checkpoint_every: i64,
+        witness: Witness,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
                 keys,
                 every: checkpoint_every,
+                witness,
             }),
             queue: OnceLock::new(),
         }
+    }
+
+    /// Signs a checkpoint of `cellule`'s head now and witnesses it; `None` when the chain is
+    /// empty.
+    pub async fn sign(
+        &self,
+        cellule: &str,
+        kind: CheckpointKind,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Checkpoint>, Error> {
+        let signer = signer(&self.inner.keys)?;
+        let c = self
+            .inner
+            .db
+            .checkpoint_audit(cellule, &signer, kind, now)
+            .await?;
+        if let Some(c) = &c {
+            self.inner.witness.record(std::slice::from_ref(c));
+        }
+        Ok(c)
+    }
+
+    /// Audit retention of `cellule`: entries older than `before_us` removed behind a signed
+    /// (and witnessed) retention checkpoint.
+    pub async fn purge(
+        &self,
+        cellule: &str,
+        before_us: i64,
+        now: DateTime<Utc>,
+    ) -> Result<crate::audit::Purged, Error> {
+        let signer = signer(&self.inner.keys)?;
+        let purged = self
+            .inner
+            .db
+            .purge_audit(cellule, before_us, &signer, now)
+            .await?;
+        if let Some(anchor) = &purged.anchor {
+            self.inner.witness.record(std::slice::from_ref(anchor));
+        }
+        Ok(purged)
+    }
+
+    /// What verification of `cellule` trusts beyond the database: the keyring's public and MAC
+    /// keys, and the witness file's checkpoints of the cellule.
+    pub fn trusted(&self, cellule: &str) -> Result<Trusted, Error> {
+        Ok(Trusted {
+            public_keys: signer(&self.inner.keys)?.public_keys(),
+            macs: self.inner.keys.audit_macs(),
+            witnessed: self
+                .inner
+                .witness
+                .read(cellule)
+                .map_err(|e| Error::Internal(e.to_string()))?,
+            witness: self.inner.witness.path().map(|p| p.display().to_string()),
+        })
     }
 
     /// Appends `drafts` to the cellule's chain; returns once they are committed.
@@ -200,6 +265,7 @@ impl AuditLog {
                 out.push(c);
             }
         }
+        self.inner.witness.record(&out);
         Ok(out)
     }
 
@@ -342,14 +408,20 @@ impl Inner {
                 return;
             }
         };
+        let mut signed = Vec::new();
         for cellule in due {
-            if let Err(e) = self
+            match self
                 .db
                 .checkpoint_audit(cellule, &signer, CheckpointKind::Periodic, now)
                 .await
             {
-                tracing::warn!(cellule, error = %e, "audit checkpoint failed; will retry");
+                Ok(Some(c)) => signed.push(c),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(cellule, error = %e, "audit checkpoint failed; will retry");
+                }
             }
         }
+        self.witness.record(&signed);
     }
 }

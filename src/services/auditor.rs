@@ -13,8 +13,8 @@ use futures_util::StreamExt;
 
 use super::access::{self, CelluleMember};
 use super::{AppState, audit_log};
-use crate::audit::checkpoint::{CheckpointKind, PublicKeys};
-use crate::audit::verify::{CheckpointView, PAGE, Verification, VerifyReport};
+use crate::audit::checkpoint::CheckpointKind;
+use crate::audit::verify::{CheckpointView, PAGE, Trusted, Verification, VerifyReport};
 use crate::audit::{Action, Entry, Filter, Head, Outcome, hex};
 use crate::error::Error;
 use crate::storage::{Database, StorageError};
@@ -49,6 +49,12 @@ pub struct EntryView {
     #[schema(value_type = Option<Vec<crate::audit::CaseTarget>>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cases: Option<serde_json::Value>,
+    /// What an administrative action changed (`before`, `after`) or the settings that decided
+    /// it, identifiers only; hashed as its compact JSON with sorted keys (see the chain's
+    /// documentation).
+    #[schema(value_type = Option<Object>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
     /// SHA-256 chain values, hex.
     pub prev_hash: String,
     pub hash: String,
@@ -72,6 +78,7 @@ impl From<&Entry> for EntryView {
             reason: e.reason.clone(),
             request_id: e.request_id.clone(),
             cases: e.cases.as_deref().map(crate::audit::cases_view),
+            detail: e.detail.as_deref().map(crate::audit::detail_view),
             prev_hash: hex(&e.prev_hash),
             hash: hex(&e.hash),
         }
@@ -203,8 +210,8 @@ pub async fn search(
 /// `GET …/audit/verify`.
 pub async fn verify(state: &AppState, who: &CelluleMember) -> Result<VerifyReport, Error> {
     begin(state, who, "verify_audit", Action::VerifyAudit, None).await?;
-    let keys = audit_log::signer(&state.keys)?.public_keys();
-    Ok(verify_chain(state.db.as_ref(), who.slug(), &keys).await?)
+    let trusted = state.audit.trusted(who.slug())?;
+    Ok(verify_chain(state.db.as_ref(), who.slug(), &trusted).await?)
 }
 
 /// Pages read at once: on two cores, four keep the database producing pages while others are
@@ -216,9 +223,9 @@ const READERS: usize = 4;
 pub async fn verify_chain(
     db: &dyn Database,
     cellule: &str,
-    keys: &PublicKeys,
+    trusted: &Trusted,
 ) -> Result<VerifyReport, StorageError> {
-    verify_chain_paged(db, cellule, keys, PAGE).await
+    verify_chain_paged(db, cellule, trusted, PAGE).await
 }
 
 /// [`verify_chain`] reading `page_size` entries per query (tests use small pages to cross page
@@ -226,7 +233,7 @@ pub async fn verify_chain(
 pub async fn verify_chain_paged(
     db: &dyn Database,
     cellule: &str,
-    keys: &PublicKeys,
+    trusted: &Trusted,
     page_size: i64,
 ) -> Result<VerifyReport, StorageError> {
     let page_size = page_size.max(1);
@@ -237,7 +244,7 @@ pub async fn verify_chain_paged(
         .await?
         .first()
         .map(|e| e.seq);
-    let mut verification = Verification::new(cellule, head, checkpoints, lowest, keys);
+    let mut verification = Verification::new(cellule, head, checkpoints, lowest, trusted);
     let mut pages = futures_util::stream::iter(verification.pages(page_size))
         .map(|after| db.audit_links(cellule, after, page_size))
         .buffered(READERS);
@@ -260,12 +267,10 @@ pub async fn checkpoint(state: &AppState, who: &CelluleMember) -> Result<Checkpo
         None,
     )
     .await?;
-    let signer = audit_log::signer(&state.keys)?;
     let c = state
-        .db
-        .checkpoint_audit(
+        .audit
+        .sign(
             who.cellule.slug.as_str(),
-            &signer,
             CheckpointKind::OnDemand,
             state.clock.now(),
         )
@@ -334,18 +339,26 @@ pub async fn access_log(
     })
 }
 
-/// `GET …/audit/export`: records the export, then streams the whole log in sequence order.
+/// `GET …/audit/export`: records the export, signs a checkpoint at the head (which now holds
+/// the export's own entry), then streams the log in sequence order up to that checkpoint, so
+/// that a third party can check the whole file with the published keys.
 pub async fn export(
     state: &AppState,
     who: &CelluleMember,
     format: ExportFormat,
 ) -> Result<impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + use<>, Error> {
     begin(state, who, "export_audit", Action::ExportAudit, None).await?;
+    let through = state
+        .audit
+        .sign(who.slug(), CheckpointKind::OnDemand, state.clock.now())
+        .await?
+        .map_or(0, |c| c.seq);
     Ok(export_stream(
         state.db.clone(),
         who.cellule.slug.as_str().to_owned(),
         format,
         state.clock.now(),
+        through,
     ))
 }
 
@@ -355,12 +368,14 @@ enum Phase {
     Done,
 }
 
-/// The export body of a cellule's log, page by page (memory stays flat for any log size).
+/// The export body of a cellule's log up to entry `through`, page by page (memory stays flat
+/// for any log size).
 pub fn export_stream(
     db: Arc<dyn Database>,
     cellule: String,
     format: ExportFormat,
     now: DateTime<Utc>,
+    through: i64,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
     futures_util::stream::unfold(Phase::Start, move |phase| {
         let db = db.clone();
@@ -381,7 +396,8 @@ pub fn export_stream(
                     ))
                 }
                 Phase::Entries { after, first } => {
-                    let page = match db.audit_entries(&cellule, after, EXPORT_PAGE).await {
+                    let limit = EXPORT_PAGE.min(through - after).max(0);
+                    let page = match db.audit_entries(&cellule, after, limit).await {
                         Ok(p) => p,
                         Err(e) => {
                             tracing::error!(error = %e, "audit export failed");

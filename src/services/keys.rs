@@ -35,6 +35,12 @@ impl From<CryptoError> for KeyError {
     }
 }
 
+impl crate::crypto::AuditMacSource for KeyService {
+    fn current_audit_mac(&self) -> Option<crate::crypto::AuditMac> {
+        self.keyring().audit_mac()
+    }
+}
+
 /// Progress of a re-wrap: keys done so far and keys left when the batch started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RewrapProgress {
@@ -85,6 +91,13 @@ impl KeyService {
 
     pub fn source(&self) -> &KeyringSource {
         &self.source
+    }
+
+    /// Every audit MAC key, the keyring file re-read first (a rotation by the command line
+    /// while serving adds a version that the entries written since carry).
+    pub fn audit_macs(&self) -> crate::crypto::AuditMacs {
+        self.reload();
+        self.keyring().audit_macs()
     }
 
     /// Refuses a keyring that does not match the database: every stored check value must open

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod review;
 pub mod throttle;
 pub mod web_sessions;
+pub mod witness;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -15,7 +15,8 @@ use crate::audit::{
 macro_rules! entry_columns {
     () => {
         "cellule, seq, at_us, actor, actor_role, actor_org, action, case_id, case_ref, \
-         target_kind, target_id, outcome, reason, request_id, cases, prev_hash, hash"
+         target_kind, target_id, outcome, reason, request_id, cases, detail, prev_hash, hash, \
+         mac, mac_key"
     };
 }
 
@@ -26,7 +27,7 @@ macro_rules! checkpoint_columns {
     };
 }
 
-/// Audit entries per multi-row insert (17 parameters each: well under both backends' limits).
+/// Audit entries per multi-row insert (20 parameters each: well under both backends' limits).
 const INSERT_ROWS: usize = 500;
 
 /// The audit log of each cellule.
@@ -184,9 +185,7 @@ impl AuditStore for Store {
     ) -> Result<Vec<Link>, StorageError> {
         // A task of its own: the pages verification reads at once are hashed on as many
         // threads of the runtime.
-        let store = Store {
-            pool: self.pool.clone(),
-        };
+        let store = Store::new(self.pool.clone());
         let cellule = cellule.to_owned();
         tokio::spawn(async move {
             let capacity = usize::try_from(limit.clamp(0, crate::audit::verify::PAGE)).unwrap_or(0);
@@ -428,8 +427,13 @@ where
         reason: text(12)?,
         request_id: text(13)?,
         cases: text(14)?,
+        detail: text(15)?,
     };
-    Ok(Link::of(&fields, bytes(15)?, bytes(16)?, canonical))
+    let mac = row
+        .try_get::<Option<&[u8]>, _>(18)
+        .map_err(|e| bad(18, e))?;
+    let mac_key = row.try_get::<Option<i64>, _>(19).map_err(|e| bad(19, e))?;
+    Ok(Link::of(&fields, bytes(16)?, bytes(17)?, canonical).with_mac(mac, mac_key))
 }
 
 impl Tx {
@@ -503,6 +507,7 @@ impl Tx {
                 .await
                 .map_err(not_found_on_fk)?
         });
+        let mac = self.audit_mac()?;
         let mut heads = Vec::with_capacity(groups.len());
         let mut entries = Vec::new();
         for ((cellule, drafts), n) in groups.into_iter().zip(sizes) {
@@ -515,7 +520,9 @@ impl Tx {
             };
             let mut hash = prev.clone();
             for (seq, draft) in (seq - n + 1..).zip(drafts) {
-                let e = draft.into_entry(&cellule, seq, &hash);
+                let mut e = draft.into_entry(&cellule, seq, &hash);
+                e.mac = Some(mac.tag(&e.hash));
+                e.mac_key = Some(i64::from(mac.version()));
                 hash.clone_from(&e.hash);
                 entries.push(e);
             }
@@ -608,7 +615,9 @@ where
     String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     Vec<u8>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<Vec<u8>>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     q.push(concat!(
         "INSERT INTO audit_entries (",
@@ -631,8 +640,11 @@ where
             .push_bind(&e.reason)
             .push_bind(&e.request_id)
             .push_bind(&e.cases)
+            .push_bind(&e.detail)
             .push_bind(&e.prev_hash)
-            .push_bind(&e.hash);
+            .push_bind(&e.hash)
+            .push_bind(&e.mac)
+            .push_bind(e.mac_key);
     });
 }
 

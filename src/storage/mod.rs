@@ -79,6 +79,10 @@ pub trait Database:
 
     /// Closes the pool (graceful shutdown).
     async fn close(&self);
+
+    /// Gives the store the key that authenticates new audit entries (the keyring in force);
+    /// until then every append is refused.
+    fn authenticate_audit(&self, source: Arc<dyn crate::crypto::AuditMacSource>);
 }
 
 #[async_trait]
@@ -100,6 +104,10 @@ impl Database for Store {
 
     async fn close(&self) {
         self.close_pool().await;
+    }
+
+    fn authenticate_audit(&self, source: Arc<dyn crate::crypto::AuditMacSource>) {
+        self.set_audit_mac(source);
     }
 }
 

@@ -14,8 +14,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 
+use std::sync::{Arc, RwLock};
+
 use super::StorageError;
 use crate::config::{Backend, DatabaseUrl, PoolConfig};
+use crate::crypto::{AuditMac, AuditMacSource};
 
 /// sqlx's pool of one backend.
 #[derive(Clone)]
@@ -27,7 +30,14 @@ pub(crate) enum Pool {
 /// The storage of the service, on either backend (see [`super::Database`]).
 pub struct Store {
     pub(crate) pool: Pool,
+    /// The keyring's audit MAC key in force: every appended entry carries its code
+    /// ([`crate::crypto::audit_mac`]); appends are refused until it is set.
+    pub(crate) audit_mac: AuditMacSlot,
 }
+
+/// Where a store finds the key that authenticates new audit entries (shared with its
+/// transactions).
+pub(crate) type AuditMacSlot = Arc<RwLock<Option<Arc<dyn AuditMacSource>>>>;
 
 /// Runs `body` on the store's pool, bound to `$c` (`&SqlitePool` or `&PgPool`): one body
 /// expanded for each backend. The second form names one body per backend, for SQL that differs.
@@ -51,24 +61,24 @@ pub(crate) use db_run;
 /// (`&mut SqliteConnection` or `&mut PgConnection`), as [`db_run!`] does on the pool.
 macro_rules! tx_run {
     ($tx:expr, $c:ident => $body:expr) => {
-        match $tx {
-            $crate::storage::sql::Tx::Sqlite(t) => {
+        match &mut ($tx).conn {
+            $crate::storage::sql::TxConn::Sqlite(t) => {
                 let $c = &mut **t;
                 $body
             }
-            $crate::storage::sql::Tx::Postgres(t) => {
+            $crate::storage::sql::TxConn::Postgres(t) => {
                 let $c = &mut **t;
                 $body
             }
         }
     };
     ($tx:expr, sqlite $s:ident => $sqlite:expr, postgres $p:ident => $postgres:expr $(,)?) => {
-        match $tx {
-            $crate::storage::sql::Tx::Sqlite(t) => {
+        match &mut ($tx).conn {
+            $crate::storage::sql::TxConn::Sqlite(t) => {
                 let $s = &mut **t;
                 $sqlite
             }
-            $crate::storage::sql::Tx::Postgres(t) => {
+            $crate::storage::sql::TxConn::Postgres(t) => {
                 let $p = &mut **t;
                 $postgres
             }
@@ -80,18 +90,44 @@ pub(crate) use tx_run;
 /// A write transaction. On SQLite it starts with `BEGIN IMMEDIATE`: it takes the database's
 /// write lock at once (waiting up to the busy timeout for another writer), so that no
 /// transaction reads a snapshot it then cannot write on.
-pub(crate) enum Tx {
+pub(crate) struct Tx {
+    pub(crate) conn: TxConn,
+    audit_mac: AuditMacSlot,
+}
+
+/// The transaction of one backend.
+pub(crate) enum TxConn {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 impl Store {
+    pub(crate) fn new(pool: Pool) -> Self {
+        Self {
+            pool,
+            audit_mac: Arc::new(RwLock::new(None)),
+        }
+    }
+
     /// Begins a write transaction.
     pub(crate) async fn begin(&self) -> Result<Tx, StorageError> {
-        Ok(match &self.pool {
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        let conn = match &self.pool {
+            Pool::Sqlite(p) => TxConn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => TxConn::Postgres(p.begin().await?),
+        };
+        Ok(Tx {
+            conn,
+            audit_mac: self.audit_mac.clone(),
         })
+    }
+
+    /// From now on, new audit entries carry codes by the key `source` holds.
+    pub(crate) fn set_audit_mac(&self, source: Arc<dyn AuditMacSource>) {
+        let mut slot = match self.audit_mac.write() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *slot = Some(source);
     }
 
     /// This backend's text of a statement written twice from one template (a function's name,
@@ -125,19 +161,35 @@ impl Store {
 
 impl Tx {
     pub(crate) async fn commit(self) -> Result<(), StorageError> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await?,
-            Tx::Postgres(t) => t.commit().await?,
+        match self.conn {
+            TxConn::Sqlite(t) => t.commit().await?,
+            TxConn::Postgres(t) => t.commit().await?,
         }
         Ok(())
     }
 
     pub(crate) async fn rollback(self) -> Result<(), StorageError> {
-        match self {
-            Tx::Sqlite(t) => t.rollback().await?,
-            Tx::Postgres(t) => t.rollback().await?,
+        match self.conn {
+            TxConn::Sqlite(t) => t.rollback().await?,
+            TxConn::Postgres(t) => t.rollback().await?,
         }
         Ok(())
+    }
+
+    /// The key that authenticates the entries this transaction appends.
+    pub(crate) fn audit_mac(&self) -> Result<AuditMac, StorageError> {
+        let slot = match self.audit_mac.read() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        slot.as_ref()
+            .and_then(|source| source.current_audit_mac())
+            .ok_or_else(|| {
+                StorageError::Other(
+                    "no audit MAC key: the keyring must be opened before the audit log is written"
+                        .into(),
+                )
+            })
     }
 }
 
@@ -200,9 +252,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| StorageError::Unavailable(e.to_string()))?;
-        Ok(Store {
-            pool: Pool::Sqlite(pool),
-        })
+        Ok(Store::new(Pool::Sqlite(pool)))
     }
 
     async fn connect_postgres(url: &DatabaseUrl, pool: &PoolConfig) -> Result<Self, StorageError> {
@@ -218,9 +268,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| StorageError::Unavailable(crate::config::one_line(&e.to_string())))?;
-        Ok(Store {
-            pool: Pool::Postgres(pool),
-        })
+        Ok(Store::new(Pool::Postgres(pool)))
     }
 }
 

@@ -109,9 +109,7 @@ fn assert_broken_at(report: &Value, seq: i64, reason: &str) {
 }
 
 async fn verify_lib(app: &TestApp) -> cellule::audit::VerifyReport {
-    let keys = cellule::audit::Signer::new(app.state.keys.keyring())
-        .expect("signer")
-        .public_keys();
+    let keys = app.state.audit.trusted("perpignan").expect("trusted keys");
     cellule::services::auditor::verify_chain(app.state.db.as_ref(), "perpignan", &keys)
         .await
         .expect("verify")
@@ -180,7 +178,8 @@ async fn the_database_refuses_to_change_entries(backend: Backend) {
         refused.push(
             "INSERT OR REPLACE INTO audit_entries SELECT cellule, seq, at_us, 'mallory', actor_role, \
              actor_org, action, case_id, case_ref, target_kind, target_id, outcome, reason, \
-             request_id, prev_hash, hash, cases FROM audit_entries WHERE cellule = 'perpignan' AND seq = 3",
+             request_id, prev_hash, hash, cases, detail, mac, mac_key FROM audit_entries \
+             WHERE cellule = 'perpignan' AND seq = 3",
         );
         refused.push(
             "INSERT OR REPLACE INTO audit_checkpoints SELECT cellule, seq, hash, signed_at_us, \
@@ -1220,9 +1219,7 @@ async fn two_server_processes_keep_one_linear_chain(backend: Backend) {
 async fn verification_holds_across_page_boundaries(backend: Backend) {
     let app = spawn_app(backend).await;
     busy_cellule(&app).await;
-    let keys = cellule::audit::Signer::new(app.state.keys.keyring())
-        .expect("signer")
-        .public_keys();
+    let keys = app.state.audit.trusted("perpignan").expect("trusted keys");
     let paged = |page: i64| {
         let app = &app;
         let keys = &keys;
@@ -1897,9 +1894,7 @@ async fn a_batch_of_several_cellules_and_years_commits_together(backend: Backend
         ra.expect("first batch");
         rb.expect("second batch");
     }
-    let keys = cellule::audit::Signer::new(app.state.keys.keyring())
-        .expect("signer")
-        .public_keys();
+    let keys = app.state.audit.trusted("perpignan").expect("trusted keys");
     for cellule in ["perpignan", "beziers"] {
         let report = cellule::services::auditor::verify_chain(db.as_ref(), cellule, &keys)
             .await

@@ -562,9 +562,7 @@ async fn access_matrix(backend: Backend) {
     assert!(checked > 500, "{checked}");
     assert!(audited > 300, "{audited} audit entries checked");
     // And the chain of all this verifies.
-    let keys = cellule::audit::Signer::new(app.state.keys.keyring())
-        .expect("signer")
-        .public_keys();
+    let keys = app.state.audit.trusted("perpignan").expect("trusted keys");
     for cellule in ["perpignan", "narbonne"] {
         let report =
             cellule::services::auditor::verify_chain(app.state.db.as_ref(), cellule, &keys)
