@@ -15,7 +15,7 @@ use crate::helpers::{
 };
 
 /// Runs literal SQL statements (no input in them) on the app's database.
-async fn sql(app: &TestApp, statements: &[&str]) -> Result<(), String> {
+pub(crate) async fn sql(app: &TestApp, statements: &[&str]) -> Result<(), String> {
     if app.database_url.starts_with("sqlite") {
         let mut c = sqlx::SqliteConnection::connect(&app.database_url)
             .await
@@ -41,7 +41,7 @@ async fn sql(app: &TestApp, statements: &[&str]) -> Result<(), String> {
 }
 
 /// What an attacker with database access does first.
-async fn drop_guards(app: &TestApp) {
+pub(crate) async fn drop_guards(app: &TestApp) {
     let statements: &[&str] = if app.database_url.starts_with("sqlite") {
         &[
             "DROP TRIGGER audit_entries_no_update",
@@ -60,7 +60,7 @@ async fn drop_guards(app: &TestApp) {
 }
 
 /// A cellule with a few cases, reads and denials: a chain of some 20 entries.
-async fn busy_cellule(app: &TestApp) -> Vec<String> {
+pub(crate) async fn busy_cellule(app: &TestApp) -> Vec<String> {
     app.standard_cellule().await;
     let mut ids = Vec::new();
     for i in 0..4 {
@@ -84,7 +84,7 @@ async fn busy_cellule(app: &TestApp) -> Vec<String> {
     ids
 }
 
-async fn verify_api(app: &TestApp) -> Value {
+pub(crate) async fn verify_api(app: &TestApp) -> Value {
     let a = app
         .get(
             "/v1/cellules/perpignan/audit/verify",
@@ -97,7 +97,7 @@ async fn verify_api(app: &TestApp) -> Value {
 
 /// Asserts that `report` (the API's verification answer) is broken first at `seq`, for a reason
 /// naming `reason`.
-fn assert_broken_at(report: &Value, seq: i64, reason: &str) {
+pub(crate) fn assert_broken_at(report: &Value, seq: i64, reason: &str) {
     assert_eq!(report["valid"], false, "{report}");
     assert_eq!(report["broken"]["seq"], seq, "{report}");
     assert!(
@@ -108,7 +108,7 @@ fn assert_broken_at(report: &Value, seq: i64, reason: &str) {
     );
 }
 
-async fn verify_lib(app: &TestApp) -> cellule::audit::VerifyReport {
+pub(crate) async fn verify_lib(app: &TestApp) -> cellule::audit::VerifyReport {
     let keys = app.state.audit.trusted("perpignan").expect("trusted keys");
     cellule::services::auditor::verify_chain(app.state.db.as_ref(), "perpignan", &keys)
         .await
@@ -131,7 +131,7 @@ async fn newest_entries(app: &TestApp, action: &str, limit: i64) -> Vec<cellule:
         .expect("search")
 }
 
-async fn head_seq(app: &TestApp) -> i64 {
+pub(crate) async fn head_seq(app: &TestApp) -> i64 {
     app.state
         .db
         .audit_head("perpignan")
@@ -141,7 +141,7 @@ async fn head_seq(app: &TestApp) -> i64 {
         .seq
 }
 
-async fn sign_checkpoint(app: &TestApp) -> Value {
+pub(crate) async fn sign_checkpoint(app: &TestApp) -> Value {
     let a = app
         .request(
             Method::POST,

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod cases;
 mod cli;
+mod forgery;
 mod guard;
 mod guard_fields;
 mod helpers;
