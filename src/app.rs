@@ -255,6 +255,17 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let db = self.state.db.clone();
+        // Every chain head signed (and witnessed) before the first request: entries written
+        // before authentication codes existed are then all covered by a signature.
+        sign_audit_heads(&self.state.audit, self.state.clock.now()).await;
+        let stream = match &self.state.config.audit.stream {
+            Some(target) => Some(
+                crate::services::audit_stream::AuditStream::start(db.clone(), target)
+                    .await
+                    .map_err(std::io::Error::other)?,
+            ),
+            None => None,
+        };
         let retention = self.state.config.retention.enabled.then(|| {
             let (db, clock, interval) = (
                 db.clone(),
@@ -305,8 +316,11 @@ impl Application {
             task.abort();
         }
         checkpoints.abort();
-        // Leave every chain head signed behind us.
+        // Leave every chain head signed (and witnessed) behind us.
         sign_audit_heads(&audit, clock.now()).await;
+        if let Some(stream) = stream {
+            stream.stop().await;
+        }
         db.close().await;
         result
     }

@@ -40,8 +40,15 @@ pub(super) async fn run(config: &Config, cmd: KeysCommand) -> Result<(), CliErro
                 } else {
                     let mut keyring = Keyring::load(&path).map_err(|e| fail(&e))?;
                     let version = keyring.add_version(clock.now()).map_err(|e| fail(&e))?;
+                    // The audit keys rotate with the KEKs: the new ones sign and authenticate
+                    // from now on, the old ones still verify what they made.
+                    let mac = keyring.add_audit_mac_key(clock.now()).map_err(|e| fail(&e))?;
+                    keyring.add_signing_key(clock.now()).map_err(|e| fail(&e))?;
                     keyring.save(&path).map_err(|e| fail(&e))?;
-                    println!("added KEK v{version} to {}", path.display());
+                    println!(
+                        "added KEK v{version}, audit MAC key v{mac} and a new audit signing key to {}",
+                        path.display()
+                    );
                     let keys = KeyService::new(keyring, KeyringSource::File(path.clone()));
                     keys.reconcile(db.as_ref(), clock.now()).await.map_err(|e| fail(&e))?;
                     std::sync::Arc::new(keys)

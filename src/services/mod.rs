@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod audit_log;
+pub mod audit_stream;
 pub mod auditor;
 pub mod cases;
 pub mod cellules;

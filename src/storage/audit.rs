@@ -86,6 +86,8 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Option<Checkpoint>, StorageError>;
     /// Cellules whose head moved since their last checkpoint.
     async fn cellules_with_unsigned_audit(&self) -> Result<Vec<String>, StorageError>;
+    /// Every chain's head sequence, by cellule.
+    async fn audit_head_seqs(&self) -> Result<Vec<(String, i64)>, StorageError>;
     /// Audit retention: signs a `retention` checkpoint at the last entry older than
     /// `before_us`, moves the purge mark there, deletes the entries up to it and records the
     /// purge, in one transaction.
@@ -310,6 +312,14 @@ impl AuditStore for Store {
             .await?;
         tx.commit().await?;
         Ok(Some(checkpoint))
+    }
+
+    async fn audit_head_seqs(&self) -> Result<Vec<(String, i64)>, StorageError> {
+        Ok(db_run!(self, c => {
+            sqlx::query_as("SELECT cellule, seq FROM audit_heads ORDER BY cellule")
+                .fetch_all(c)
+                .await?
+        }))
     }
 
     async fn cellules_with_unsigned_audit(&self) -> Result<Vec<String>, StorageError> {

@@ -370,6 +370,20 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Stops the server as SIGTERM does (draining, signing heads, ending the audit stream) and
+    /// waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let done = server.await.expect("the server task");
+            done.expect("the server stops cleanly");
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -3,6 +3,7 @@
 mod abuse;
 mod admin;
 mod audit;
+mod audit_stream;
 mod cases;
 mod cli;
 mod forgery;
