@@ -41,8 +41,14 @@
 //! (`POST …/audit/checkpoints`, `cellule audit checkpoint`) and before an audit retention purge.
 //! Someone with database access can rewrite entries and recompute hashes, but cannot sign: a
 //! rewritten history no longer matches the signed checkpoints, and a truncated tail leaves a
-//! checkpoint pointing past the end. Keep exported checkpoints outside the database to catch a
-//! rewrite that also removes checkpoints.
+//! checkpoint pointing past the end. Checkpoints are also written to a witness outside the
+//! database (`crate::services::witness`), which catches a chain rolled back together with its
+//! checkpoints and head row.
+//!
+//! **Authentication codes.** Every entry carries an HMAC of its hash under a keyring secret
+//! the database never holds (`crate::crypto::audit_mac`): whoever can write rows but has no
+//! keyring cannot add, change, reorder or replace an entry without verification failing at
+//! that entry. The threat model is in docs/audit.md.
 //!
 //! **Append-only.** Triggers refuse UPDATE and DELETE of entries and checkpoints on both
 //! backends. The only deletion is audit retention (`AuditStore::purge_audit`), an explicit operation that first
