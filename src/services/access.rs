@@ -204,14 +204,24 @@ fn ask(
 
 /// A cellule-level action (`submit_referral`, `list_cases`, `accept_charter`…): 403 when denied.
 pub fn cellule_action(state: &AppState, p: &Principal, action: &str) -> Result<(), Error> {
-    let verdict = ask(state, p, action, &Resource::Cellule(&p.cellule), None)?;
+    let resource = Resource::Cellule(&p.cellule);
+    let verdict = ask(state, p, action, &resource, None)?;
     if verdict.is_allowed() {
-        Ok(())
-    } else if verdict.only_charter() {
-        Err(Error::CharterNotAccepted)
-    } else {
-        Err(Error::Forbidden("Your role does not allow this action."))
+        return Ok(());
     }
+    // Tell about the charter only if accepting it would allow the action: a role that never
+    // may (a referrer listing cases, an auditor reading an agenda) is plainly forbidden, not
+    // sent to a charter it cannot accept.
+    if verdict.only_charter() {
+        let accepted = Principal {
+            charter_accepted: true,
+            ..p.clone()
+        };
+        if ask(state, &accepted, action, &resource, None)?.is_allowed() {
+            return Err(Error::CharterNotAccepted);
+        }
+    }
+    Err(Error::Forbidden("Your role does not allow this action."))
 }
 
 /// Whether `p` may see the possible duplicates of a referral (the policies' `view_duplicates`);

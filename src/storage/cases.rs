@@ -131,7 +131,8 @@ pub trait CaseStore: Send + Sync {
         cellule: &str,
         linkage_key: &str,
     ) -> Result<Vec<String>, StorageError>;
-    /// A case; `on_agenda` counts sessions from `agenda_since` on.
+    /// A case, named by its id or its reference; `on_agenda` counts sessions from
+    /// `agenda_since` on.
     async fn get_case(
         &self,
         cellule: &str,
@@ -232,7 +233,8 @@ impl CaseStore for Store {
             sqlx::query_as(concat!(
                 "SELECT ",
                 case_columns!("$3"),
-                " FROM cases c JOIN data_keys k ON k.id = c.id WHERE c.cellule = $1 AND c.id = $2"
+                " FROM cases c JOIN data_keys k ON k.id = c.id \
+                 WHERE c.cellule = $1 AND (c.id = $2 OR c.reference = $2)"
             ))
             .bind(cellule)
             .bind(id)

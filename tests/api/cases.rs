@@ -847,6 +847,122 @@ async fn notes_follow_audiences_and_routing(backend: Backend) {
     );
 }
 
+/// Every case route takes the reference as well as the id (agendas, calendars and the access
+/// log speak in references); a reference of another cellule is not found, and a member who may
+/// not see the case gets 404 by reference too.
+async fn case_routes_accept_the_reference(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let (id, reference) = app.refer_ok(REF1, "Situation par référence.").await;
+    let by_ref = case_path(&reference);
+    let coord = app.token(COORD);
+    let a = app.get(&by_ref, Some(&coord)).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["id"], id.as_str());
+    let a = app
+        .request(
+            Method::POST,
+            &format!("{by_ref}/transitions"),
+            Some(&coord),
+            Some(json!({"to": "accepted"})),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let a = app
+        .request(
+            Method::POST,
+            &format!("{by_ref}/notes"),
+            Some(&coord),
+            Some(json!({"audience": "cellule", "body": "Note par référence."})),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let notes = app.get(&format!("{by_ref}/notes"), Some(&coord)).await;
+    assert_eq!(notes.status, 200, "{}", notes.text);
+    assert_eq!(notes.body.as_array().map(Vec::len), Some(1));
+    let a = app
+        .get(&format!("{by_ref}/access-log"), Some(&app.token(AUDITOR)))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    // Not visible by reference either; unknown references are not found.
+    app.get(&by_ref, Some(&app.token(PSY)))
+        .await
+        .assert_problem(404);
+    app.get(&case_path("PER-2026-9999"), Some(&coord))
+        .await
+        .assert_problem(404);
+    app.create_cellule("narbonne").await;
+    let other = format!("/v1/cellules/narbonne/cases/{reference}");
+    assert_ne!(app.get(&other, Some(&coord)).await.status, 200);
+    // The reads were audited with the case's id and reference, as reads by id are.
+    let reads = app
+        .state
+        .db
+        .search_audit(
+            "perpignan",
+            &cellule::audit::Filter {
+                action: Some("read_case".into()),
+                outcome: Some("allowed".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("search");
+    assert!(
+        reads
+            .iter()
+            .any(|e| e.case_id.as_deref() == Some(id.as_str())
+                && e.case_ref.as_deref() == Some(reference.as_str())),
+        "{reads:?}"
+    );
+}
+
+/// Referrers and auditors never sign the charter: asking for what their role never allows is a
+/// plain 403 forbidden (recorded as `forbidden`), not a charter they could not accept.
+async fn roles_without_a_charter_are_plainly_forbidden(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    for who in [REF1, AUDITOR] {
+        let a = app
+            .get("/v1/cellules/perpignan/cases", Some(&app.token(who)))
+            .await;
+        a.assert_problem(403);
+        assert_eq!(a.problem_type(), "/problems/forbidden", "{who}: {}", a.text);
+        let accept = app
+            .request(
+                Method::POST,
+                "/v1/cellules/perpignan/charter/accept",
+                Some(&app.token(who)),
+                Some(json!({"version": 1})),
+            )
+            .await;
+        accept.assert_problem(403);
+        assert_eq!(accept.problem_type(), "/problems/forbidden");
+    }
+    let denials = app
+        .state
+        .db
+        .search_audit(
+            "perpignan",
+            &cellule::audit::Filter {
+                action: Some("list_cases".into()),
+                outcome: Some("denied".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("search");
+    assert_eq!(denials.len(), 2);
+    assert!(
+        denials
+            .iter()
+            .all(|e| e.reason.as_deref() == Some("forbidden"))
+    );
+    // A member who has not accepted it is still told about it: charter_gates_case_content.
+}
+
 async fn charter_gates_case_content(backend: Backend) {
     let app = spawn_app(backend).await;
     app.standard_cellule().await;
@@ -1237,6 +1353,8 @@ async fn a_missing_or_malformed_case_id_is_not_found(backend: Backend) {
 }
 
 backend_tests!(
+    case_routes_accept_the_reference,
+    roles_without_a_charter_are_plainly_forbidden,
     a_missing_or_malformed_case_id_is_not_found,
     referral_is_recorded_encrypted_and_readable_by_the_coordinator,
     consent_rules,

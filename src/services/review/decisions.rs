@@ -50,7 +50,11 @@ pub async fn decide(
     let rows = state.db.agenda(&s.id).await?;
     let now = state.clock.now();
     let a = who.audit();
-    let Some(item) = rows.iter().find(|r| r.case_id == case_id) else {
+    // The item is named by its case's id or its reference.
+    let Some(item) = rows
+        .iter()
+        .find(|r| r.case_id == case_id || r.reference == case_id)
+    else {
         // Recorded like any request about a case that is not there.
         let mut draft = a
             .entry(Action::RecordDecision, now)
@@ -64,7 +68,7 @@ pub async fn decide(
     };
     let case = state
         .db
-        .get_case(cellule, case_id, access::agenda_since(now))
+        .get_case(cellule, &item.case_id, access::agenda_since(now))
         .await?
         .ok_or(Error::NotFound("agenda item"))?;
     let result = decide_on(state, who, &s, item, &case, req).await;
