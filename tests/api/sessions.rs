@@ -642,6 +642,17 @@ async fn decisions_move_cases_and_feed_the_referrer(backend: Backend) {
     decide(&closed, json!({"outcome": "closed"}))
         .await
         .assert_problem(422);
+    // An interlocutor outside the directory and the cellule's organisations (a typo, another
+    // département's CMP) is refused, whatever its spelling, and the item stays undecided.
+    for unknown in ["mdss", "cmp-66g99", "CMP 66G99"] {
+        let a = decide(
+            &routed,
+            json!({"outcome": "routed", "interlocutor": unknown, "follow_up_date": "2031-03-01"}),
+        )
+        .await;
+        a.assert_problem(422);
+        assert!(a.text.contains("/interlocutor"), "{}", a.text);
+    }
     decide(
         &routed,
         json!({"outcome": "routed", "interlocutor": "cmp-66g03", "follow_up_date": "2031-03-01",

@@ -120,17 +120,32 @@ async fn decide_on(
             errors.push(FieldError::new("/follow_up_date", "must be in the future"));
         }
     }
+    // An interlocutor is one of the routing directory (by id or name) or the organisation of a
+    // membership of the cellule, never a free string: a typo would send the case nowhere and
+    // show the referrer a name that exists nowhere.
     let dir = load_directory(state, cellule).await?;
     let interlocutor = match &req.interlocutor {
         Some(name) => match dir.interlocutor(name) {
             Some(i) => Some(i.name.clone()),
-            None => match Organisation::parse(name) {
-                Ok(o) => Some(o.as_str().to_owned()),
-                Err(e) => {
-                    errors.push(FieldError::new("/interlocutor", e.to_string()));
-                    None
+            None => {
+                let members = state.db.list_members(&who.cellule.slug).await?;
+                let known = members.iter().find_map(|m| {
+                    m.spec
+                        .organisation
+                        .as_ref()
+                        .filter(|o| o.as_str() == name.trim())
+                });
+                match known {
+                    Some(o) => Some(o.as_str().to_owned()),
+                    None => {
+                        errors.push(FieldError::new(
+                            "/interlocutor",
+                            "not in the routing directory nor the organisation of a member of the cellule",
+                        ));
+                        None
+                    }
                 }
-            },
+            }
         },
         None => None,
     };

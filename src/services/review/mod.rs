@@ -47,7 +47,6 @@ use super::access::{self, CelluleMember};
 use super::{AppState, audit_log};
 use crate::audit::{self, Action};
 use crate::crypto::FieldContext;
-use crate::domain::Organisation;
 use crate::domain::agenda::{Candidate, Capacity, Kind};
 use crate::domain::case::{CaseStatus, Need, Urgency};
 use crate::domain::policy::Principal;
