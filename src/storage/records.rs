@@ -447,8 +447,23 @@ pub struct DecisionRecord {
     pub follow_up_date: Option<NaiveDate>,
     pub actions: Option<Vec<u8>>,
     pub text: Option<Vec<u8>>,
+    /// The message for the referrer, sealed with the case key.
+    pub referrer_message: Option<Vec<u8>>,
     pub decided_by: String,
     pub decided_at: DateTime<Utc>,
+}
+
+/// What a referrer's status view shows of a case's latest decision: when its session took place,
+/// the outcome and interlocutor, and the sealed message the coordinator left for them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReferrerDecision {
+    pub case_id: String,
+    pub decision_id: String,
+    pub outcome: Outcome,
+    pub interlocutor: Option<String>,
+    pub referrer_message: Option<Vec<u8>>,
+    /// The session's local start (RFC 3339 with its offset).
+    pub session_start: String,
 }
 
 /// The facts of one case the yearly statistics count (no content).

@@ -8,7 +8,7 @@ use super::cases::Decided;
 use super::sql::{Store, db_run, tx_run};
 use super::{
     AgendaItemRecord, DecisionRecord, Deferrals, DeferredRecord, EligibleCase, NewAgendaItem,
-    SessionRecord, StatsCase, StorageError, Transition, not_found_on_fk,
+    ReferrerDecision, SessionRecord, StatsCase, StorageError, Transition, not_found_on_fk,
 };
 use crate::audit::{Draft, Head};
 use crate::domain::session::Outcome;
@@ -126,6 +126,13 @@ pub trait ReviewStore: Send + Sync {
         now: DateTime<Utc>,
         audit: Vec<Draft>,
     ) -> Result<Head, StorageError>;
+    /// The decisions on the cases `referrer` referred in `cellule`, oldest first, with their
+    /// sessions' start (the referrer's status view).
+    async fn referrer_decisions(
+        &self,
+        cellule: &str,
+        referrer: &str,
+    ) -> Result<Vec<ReferrerDecision>, StorageError>;
     /// Records a decision with its case transition (and a deferral count for `deferred`) and the
     /// audit entry; `None` when the case was no longer in `t.from`; `Conflict` when the item was
     /// already decided.
@@ -378,6 +385,27 @@ impl ReviewStore for Store {
         super::agenda::publish_agenda(self, cellule, session, invited, moves, now, audit).await
     }
 
+    async fn referrer_decisions(
+        &self,
+        cellule: &str,
+        referrer: &str,
+    ) -> Result<Vec<ReferrerDecision>, StorageError> {
+        Ok(db_run!(self, c => {
+            sqlx::query_as(
+                "SELECT d.case_id, d.id AS decision_id, d.outcome, d.interlocutor, \
+                   d.referrer_message, s.local_start AS session_start \
+                 FROM decisions d JOIN cases c ON c.id = d.case_id \
+                   JOIN sessions s ON s.id = d.session_id \
+                 WHERE c.cellule = $1 AND c.referrer = $2 \
+                 ORDER BY d.decided_at, d.id",
+            )
+            .bind(cellule)
+            .bind(referrer)
+            .fetch_all(c)
+            .await?
+        }))
+    }
+
     async fn record_decision(
         &self,
         d: &DecisionRecord,
@@ -388,8 +416,8 @@ impl ReviewStore for Store {
         tx_run!(&mut tx, c => {
             sqlx::query(
                 "INSERT INTO decisions (id, session_id, case_id, outcome, interlocutor, \
-                   follow_up_date, actions, text, decided_by, decided_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                   follow_up_date, actions, text, decided_by, decided_at, referrer_message) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&d.id)
             .bind(&d.session_id)
@@ -401,6 +429,7 @@ impl ReviewStore for Store {
             .bind(&d.text)
             .bind(&d.decided_by)
             .bind(d.decided_at)
+            .bind(&d.referrer_message)
             .execute(&mut *c)
             .await
             .map_err(|e| StorageError::from_sqlx(e, "this item was already decided"))?;

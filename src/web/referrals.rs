@@ -458,9 +458,8 @@ pub async fn submit(
     }
 }
 
-/// A referral as its author follows it. The date it was reviewed in session, the
-/// interlocutor's professional contact and the coordinator's message stay empty until the
-/// services give them to the referrer.
+/// A referral as its author follows it, with the day it was reviewed in session, the routed
+/// interlocutor's professional contact and the coordinator's message for the referrer.
 struct ReferralRow {
     reference: String,
     status: &'static str,
@@ -514,9 +513,9 @@ pub async fn mine(
             decided: s.decided_at.map(text::day),
             updated: text::when(s.updated_at),
             routed_to: s.routed_to,
-            reviewed_on: None,
-            contact: None,
-            message: None,
+            reviewed_on: s.reviewed_on.map(text::calendar_day),
+            contact: s.contact,
+            message: s.message,
         })
         .collect();
     let c = chrome(&state, &signed, &member, "Mes saisines", &here);

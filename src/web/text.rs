@@ -251,3 +251,8 @@ pub fn when(t: DateTime<Utc>) -> String {
 pub fn day(t: DateTime<Utc>) -> String {
     t.with_timezone(&Paris).format("%d/%m/%Y").to_string()
 }
+
+/// A calendar day.
+pub fn calendar_day(d: chrono::NaiveDate) -> String {
+    d.format("%d/%m/%Y").to_string()
+}

@@ -103,11 +103,18 @@ async fn referral_is_recorded_encrypted_and_readable_by_the_coordinator(backend:
             "decided_at",
             "closed_at",
             "updated_at",
-            "routed_to"
+            "routed_to",
+            "reviewed_on",
+            "contact",
+            "message"
         ]
         .into_iter()
         .collect()
     );
+    // Nothing is said before a session reviewed the case.
+    for key in ["reviewed_on", "contact", "message"] {
+        assert_eq!(item[key], Value::Null, "{key}");
+    }
 }
 
 async fn consent_rules(backend: Backend) {

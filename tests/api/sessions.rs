@@ -670,8 +670,17 @@ async fn decisions_move_cases_and_feed_the_referrer(backend: Backend) {
     )
     .await
     .assert_problem(403);
+    // The message for the referrer is scanned for identifiers like every text.
+    decide(
+        &routed,
+        json!({"outcome": "routed", "interlocutor": "cmp-66g03", "follow_up_date": "2031-03-01",
+        "referrer_message": "Appeler Mme Durand au 06 12 34 56 78."}),
+    )
+    .await
+    .assert_problem(422);
     let a = decide(&routed, json!({"outcome": "routed", "interlocutor": "cmp-66g03", "follow_up_date": "2031-03-01",
-        "actions": ["CMP : proposer un rendez-vous", "CCAS : point logement"], "text": "Orientation vers le CMP."})).await;
+        "actions": ["CMP : proposer un rendez-vous", "CCAS : point logement"], "text": "Orientation vers le CMP.",
+        "referrer_message": "Le CMP prendra contact avec la personne."})).await;
     assert_eq!(a.status, 201, "{}", a.text);
     assert_eq!(a.body["status"], "in_follow_up");
     assert_eq!(a.body["interlocutor"], "CMP 66G03");
@@ -723,6 +732,37 @@ async fn decisions_move_cases_and_feed_the_referrer(backend: Backend) {
         Some((json!("in_follow_up"), json!("CMP 66G03")))
     );
     assert_eq!(status_of(&closed).map(|s| s.0), Some(json!("closed")));
+    // The referrer's view says when the case was reviewed, whom to contact (the directory's
+    // professional contact of the routed organisation) and the coordinator's message for them,
+    // never the decision's internal text; a deferral is not a review.
+    let view = |id: &str| {
+        mine.body
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+            .expect("a referral of REF1")
+    };
+    let r = view(&routed);
+    assert_eq!(r["reviewed_on"], "2030-12-12");
+    assert_eq!(r["contact"], "accueil CMP : 04 00 00 00 01");
+    assert_eq!(r["message"], "Le CMP prendra contact avec la personne.");
+    assert!(
+        !mine.text.contains("Orientation vers le CMP"),
+        "{}",
+        mine.text
+    );
+    assert!(
+        !mine.text.contains("Situation résolue par le bailleur"),
+        "{}",
+        mine.text
+    );
+    let r = view(&closed);
+    assert_eq!(r["reviewed_on"], "2030-12-12");
+    assert_eq!(r["contact"], Value::Null);
+    assert_eq!(r["message"], Value::Null);
+    assert_eq!(view(&deferred)["reviewed_on"], Value::Null);
     // The routed member organisation now sees its case.
     assert_eq!(
         call(&app, Method::GET, &format!("/cases/{routed}"), PSY, None)

@@ -540,7 +540,8 @@ impl Demo {
             let lead = item.proposal["lead"].as_str().unwrap_or("ccas").to_owned();
             let follow_up = item.kind == "follow_up";
             let fate = SPECS[i].fate;
-            let routed = |date: NaiveDate, text: &str| DecisionRequest {
+            let routed = |date: NaiveDate, text: &str| {
+                DecisionRequest {
                 outcome: Outcome::Routed,
                 interlocutor: Some(lead.clone()),
                 actions: vec![
@@ -549,6 +550,11 @@ impl Demo {
                 ],
                 follow_up_date: Some(date),
                 text: Some(text.into()),
+                referrer_message: Some(
+                    "La cellule a orienté la situation : l'interlocuteur désigné vous contactera (fictif)."
+                        .into(),
+                ),
+            }
             };
             let req = match (fate, follow_up) {
                 (Fate::Close, _) | (Fate::CloseLater, true) => DecisionRequest {
@@ -559,6 +565,9 @@ impl Demo {
                     text: Some(
                         "Relais en place et accepté par la personne : la cellule clôt la situation (fictif)."
                             .into(),
+                    ),
+                    referrer_message: Some(
+                        "La situation est close : un relais est en place (fictif).".into(),
                     ),
                 },
                 (Fate::DeferOnce, false) if self.deferred_once.insert(item.case_id.clone()) => {
@@ -571,6 +580,7 @@ impl Demo {
                             "Informations manquantes : le bailleur complète la fiche (fictif)."
                                 .into(),
                         ),
+                        referrer_message: None,
                     }
                 }
                 (Fate::Short, true) => DecisionRequest {
@@ -579,6 +589,7 @@ impl Demo {
                     actions: vec!["Nouveau point à la prochaine séance.".into()],
                     follow_up_date: Some(due),
                     text: Some("Suivi en cours, la situation reste fragile (fictif).".into()),
+                    referrer_message: None,
                 },
                 (Fate::Short | Fate::CloseLater, false) => routed(
                     due,

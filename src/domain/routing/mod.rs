@@ -399,6 +399,12 @@ impl Directory {
         self.interlocutors.iter().find(|it| it.id == id)
     }
 
+    /// The interlocutor with this id, or else with exactly this name.
+    pub fn interlocutor_by_id_or_name(&self, key: &str) -> Option<&Interlocutor> {
+        self.interlocutor(key)
+            .or_else(|| self.interlocutors.iter().find(|it| it.name == key))
+    }
+
     /// The kind of the interlocutor with exactly this name (a membership's `organisation`).
     pub fn kind_of_organisation(&self, name: &str) -> Option<InterlocutorKind> {
         self.interlocutors

@@ -99,6 +99,13 @@ pub struct ReferralStatus {
     pub updated_at: DateTime<Utc>,
     /// The organisation the case was routed to, once decided.
     pub routed_to: Option<String>,
+    /// The day of the session that last reviewed the case (a deferral is not a review).
+    pub reviewed_on: Option<NaiveDate>,
+    /// The professional contact of the organisation the case was routed to, from the routing
+    /// directory.
+    pub contact: Option<String>,
+    /// The message the coordinator left for the referrer with the last decision.
+    pub message: Option<String>,
 }
 
 /// A case in a list: pseudonymised attributes, no free text.

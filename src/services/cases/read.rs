@@ -1,6 +1,10 @@
 //! Reading cases: a referrer's status view, the case list, one whole case.
 
+use std::collections::HashMap;
+
 use super::*;
+use crate::domain::session::Outcome;
+use crate::storage::ReferrerDecision;
 
 /// `GET …/referrals`: the caller's own referrals, status view only.
 pub async fn my_referrals(
@@ -23,18 +27,63 @@ pub async fn my_referrals(
         .map(|c| (c.id.as_str(), c.reference.as_str()))
         .collect();
     log_list(state, &a, Action::ListReferrals, &shown).await?;
+    // The latest decision on each case (its message) and the latest review (a deferral is not
+    // one: the case was not discussed).
+    let decisions = state
+        .db
+        .referrer_decisions(m.cellule.as_str(), m.subject.as_str())
+        .await?;
+    let mut latest: HashMap<&str, &ReferrerDecision> = HashMap::new();
+    let mut reviewed: HashMap<&str, NaiveDate> = HashMap::new();
+    for d in &decisions {
+        latest.insert(&d.case_id, d);
+        if d.outcome != Outcome::Deferred
+            && let Ok(start) = DateTime::parse_from_rfc3339(&d.session_start)
+        {
+            reviewed.insert(&d.case_id, start.date_naive());
+        }
+    }
+    let directory = if rows.iter().any(|c| c.routed_org.is_some()) {
+        Some(
+            crate::services::review::directory::export_directory(
+                state.db.as_ref(),
+                m.cellule.as_str(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     rows.iter()
         .map(|c| {
-            let status = c.status;
+            let contact = c
+                .routed_org
+                .as_deref()
+                .and_then(|org| directory.as_ref()?.interlocutor_by_id_or_name(org))
+                .map(|i| i.contact.clone())
+                .filter(|contact| !contact.is_empty());
+            let message = match latest
+                .get(c.id.as_str())
+                .and_then(|d| d.referrer_message.as_deref().map(|blob| (d, blob)))
+            {
+                Some((d, blob)) => {
+                    let key = case_key(state, c)?;
+                    Some(open(&key, ctx(c, &d.decision_id, "referrer_message"), blob)?.to_string())
+                }
+                None => None,
+            };
             Ok(ReferralStatus {
                 id: c.id.clone(),
                 reference: c.reference.clone(),
-                status,
+                status: c.status,
                 submitted_at: c.submitted_at,
                 decided_at: c.decided_at,
                 closed_at: c.closed_at,
                 updated_at: c.updated_at,
                 routed_to: c.routed_org.clone(),
+                reviewed_on: reviewed.get(c.id.as_str()).copied(),
+                contact,
+                message,
             })
         })
         .collect()

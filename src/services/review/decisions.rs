@@ -3,6 +3,9 @@
 use super::*;
 pub use crate::domain::session::Outcome;
 
+/// The longest message a decision leaves for the referrer.
+const MAX_REFERRER_MESSAGE: usize = 500;
+
 /// Body of `POST …/items/{case_id}/decision`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +23,11 @@ pub struct DecisionRequest {
     /// Encrypted; required for `closed` (the closing reason).
     #[serde(default)]
     pub text: Option<String>,
+    /// A short message for the referrer (what happens next), at most 500 characters; encrypted,
+    /// scanned for identifiers, shown in the referrer's status view instead of the internal
+    /// reasons.
+    #[serde(default)]
+    pub referrer_message: Option<String>,
 }
 
 /// A recorded decision.
@@ -125,7 +133,7 @@ async fn decide_on(
     // show the referrer a name that exists nowhere.
     let dir = load_directory(state, cellule).await?;
     let interlocutor = match &req.interlocutor {
-        Some(name) => match dir.interlocutor(name) {
+        Some(name) => match dir.interlocutor_by_id_or_name(name.trim()) {
             Some(i) => Some(i.name.clone()),
             None => {
                 let members = state.db.list_members(&who.cellule.slug).await?;
@@ -175,6 +183,16 @@ async fn decide_on(
         )),
         _ => {}
     }
+    match &req.referrer_message {
+        Some(t) if t.trim().is_empty() => {
+            errors.push(FieldError::new("/referrer_message", "must not be empty"))
+        }
+        Some(t) if t.chars().count() > MAX_REFERRER_MESSAGE => errors.push(FieldError::new(
+            "/referrer_message",
+            format!("must be at most {MAX_REFERRER_MESSAGE} characters"),
+        )),
+        _ => {}
+    }
     if req.actions.len() > 20
         || req
             .actions
@@ -193,6 +211,11 @@ async fn decide_on(
         .map(|i| format!("actions.{i}"))
         .collect();
     let mut texts: Vec<(&str, &str)> = req.text.iter().map(|t| ("text", t.as_str())).collect();
+    texts.extend(
+        req.referrer_message
+            .iter()
+            .map(|t| ("referrer_message", t.as_str())),
+    );
     texts.extend(
         action_fields
             .iter()
@@ -227,6 +250,11 @@ async fn decide_on(
         .text
         .as_deref()
         .map(|t| seal(&decision_id, "text", t))
+        .transpose()?;
+    let referrer_message = req
+        .referrer_message
+        .as_deref()
+        .map(|t| seal(&decision_id, "referrer_message", t.trim()))
         .transpose()?;
     let actions = if req.actions.is_empty() {
         None
@@ -274,6 +302,7 @@ async fn decide_on(
         follow_up_date: req.follow_up_date,
         actions,
         text,
+        referrer_message,
         decided_by: who.membership.subject.as_str().to_owned(),
         decided_at: now,
     };
