@@ -1029,6 +1029,18 @@ async fn the_cli_verifies_exports_checkpoints_and_purges(backend: Backend) {
     .await
     .expect("json");
     assert_eq!(purge["items"].as_array().map(Vec::len), Some(1), "{purge}");
+    // The purge names who asked: the operator at the command line (no `USER` in the test's
+    // clean environment).
+    let entry = &purge["items"][0];
+    assert_eq!(entry["actor"], "system:cli:unknown", "{purge}");
+    assert_eq!(entry["actor_role"], "system", "{purge}");
+    assert_eq!(
+        entry["detail"]["through_seq"].as_i64(),
+        entry["target_id"]
+            .as_str()
+            .and_then(|s| s.parse::<i64>().ok()),
+        "{purge}"
+    );
 
     // Tampering makes `audit verify` fail with one line.
     let sqlite = url.starts_with("sqlite");

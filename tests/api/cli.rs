@@ -340,6 +340,33 @@ async fn cellule_and_member_commands(backend: Backend) {
     fail(&["member", "list", "nowhere"], 1, "no cellule");
     assert!(ok(&["member", "remove", "perpignan", "dpo"]).contains("removed"));
     assert_eq!(ok(&["member", "list", "perpignan"]).lines().count(), 1);
+
+    // Each change is in the cellule's audit log, naming the operator (the clean environment
+    // has no `USER`), and refused commands left nothing; the chain verifies.
+    let export = ok(&["audit", "export", "--cellule", "perpignan"]);
+    let changes: Vec<(String, String, String)> = export
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .filter(|e| e["action"] != "export_audit")
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (text("action"), text("actor"), text("target_id"))
+        })
+        .collect();
+    let cli = "system:cli:unknown".to_owned();
+    let expected: Vec<(String, String, String)> = [
+        ("create_cellule", "perpignan"),
+        ("grant_membership", "psc:1"),
+        ("change_membership", "psc:1"),
+        ("grant_membership", "dpo"),
+        ("revoke_membership", "dpo"),
+    ]
+    .into_iter()
+    .map(|(a, t)| (a.to_owned(), cli.clone(), t.to_owned()))
+    .collect();
+    assert_eq!(changes, expected, "{export}");
+    let verified = ok(&["audit", "verify"]);
+    assert!(verified.contains("perpignan: ok"), "{verified}");
 }
 
 /// A served instance: JSON logs, attacks rejected and logged without tokens, SIGTERM honoured.
