@@ -25,6 +25,27 @@ pub struct MembershipChange {
     pub after: Membership,
 }
 
+impl super::sql::Tx {
+    /// Serialises the administrative writes of one cellule that read the state they replace
+    /// before writing it (memberships, retention, routing directory), so that an entry's
+    /// "before" is exactly what its write replaced, even for a row a concurrent transaction is
+    /// inserting. SQLite: nothing to do (`BEGIN IMMEDIATE` holds the write lock). PostgreSQL:
+    /// the cellule's row, `FOR NO KEY UPDATE`, which other administrative writes wait for but
+    /// the foreign-key checks of case writes (`FOR KEY SHARE`) do not.
+    pub(crate) async fn lock_cellule(&mut self, cellule: &str) -> Result<(), StorageError> {
+        tx_run!(self,
+            sqlite _c => {},
+            postgres c => {
+                sqlx::query("SELECT 1 FROM cellules WHERE slug = $1 FOR NO KEY UPDATE")
+                    .bind(cellule)
+                    .execute(&mut *c)
+                    .await?;
+            },
+        );
+        Ok(())
+    }
+}
+
 /// Cellules, memberships, charters and retention settings.
 #[async_trait]
 pub trait CelluleStore: Send + Sync {
@@ -176,9 +197,8 @@ impl CelluleStore for Store {
         audit: EntryFor<MembershipChange>,
     ) -> Result<(MembershipChange, Head), StorageError> {
         let mut tx = self.begin().await?;
+        tx.lock_cellule(cellule.as_str()).await?;
         let (before, row): (Option<MembershipRow>, MembershipRow) = tx_run!(&mut tx, c => {
-            // The transaction holds the write lock (SQLite) or, from the upsert on, the row
-            // (PostgreSQL: `FOR UPDATE` takes it already when the membership exists).
             let before = sqlx::query_as(concat!(
                 "SELECT ",
                 membership_columns!(),
@@ -324,8 +344,8 @@ impl CelluleStore for Store {
         audit: EntryFor<RetentionSettings>,
     ) -> Result<Option<Head>, StorageError> {
         let mut tx = self.begin().await?;
+        tx.lock_cellule(cellule).await?;
         let before: Option<RetentionSettings> = tx_run!(&mut tx, c => {
-            // Locks the cellule's row until commit (PostgreSQL), so "before" is what is replaced.
             let before = sqlx::query_as(
                 "SELECT slug, retention_closed_months, retention_declined_months FROM cellules \
                  WHERE slug = $1",

@@ -203,6 +203,7 @@ impl ReviewStore for Store {
         audit: super::EntryFor<Option<String>>,
     ) -> Result<crate::audit::Head, StorageError> {
         let mut tx = self.begin().await?;
+        tx.lock_cellule(cellule).await?;
         let before: Option<String> = tx_run!(&mut tx, c => {
             let before = sqlx::query_scalar(
                 "SELECT document FROM routing_directories WHERE cellule = $1",

@@ -327,7 +327,54 @@ async fn key_rotation_and_each_start_are_recorded_in_every_cellule(backend: Back
     verify(&app).await;
 }
 
+/// Concurrent grants of one new membership: exactly one creates it and is recorded as the grant,
+/// the others as changes of what the one before stored.
+async fn concurrent_grants_record_one_grant(backend: Backend) {
+    let app = std::sync::Arc::new(spawn_app(backend).await);
+    app.standard_cellule().await;
+    let mut tasks = Vec::new();
+    for org in ["CMP A", "CMP B", "CMP C", "CMP D", "CMP E", "CMP F"] {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            app.as_admin(
+                Method::PUT,
+                "/v1/cellules/perpignan/members/racer",
+                Some(json!({"role": "member", "sphere": "city", "organisation": org})),
+            )
+            .await
+            .status
+            .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.expect("task"));
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 201]);
+    let grants = entries(&app, "action=grant_membership").await;
+    assert_eq!(
+        grants.iter().filter(|e| e["target_id"] == "racer").count(),
+        1
+    );
+    // Oldest first: each change's "before" is the previous entry's "after".
+    let mut changes = entries(&app, "action=change_membership").await;
+    changes.reverse();
+    assert_eq!(changes.len(), 5);
+    let granted = grants
+        .iter()
+        .find(|e| e["target_id"] == "racer")
+        .expect("grant");
+    let mut previous = granted["detail"]["after"].clone();
+    for c in &changes {
+        assert_eq!(c["detail"]["before"], previous, "{c}");
+        previous = c["detail"]["after"].clone();
+    }
+    verify(&app).await;
+}
+
 backend_tests!(
+    concurrent_grants_record_one_grant,
     administration_names_the_administrator_and_the_change,
     key_rotation_and_each_start_are_recorded_in_every_cellule,
 );
