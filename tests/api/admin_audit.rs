@@ -373,7 +373,143 @@ async fn concurrent_grants_record_one_grant(backend: Backend) {
     verify(&app).await;
 }
 
+/// Runs literal SQL statements (no input in them) on the app's database.
+async fn sql(app: &TestApp, statements: &[&str]) {
+    use sqlx::Connection;
+    if app.database_url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(&app.database_url)
+            .await
+            .expect("sqlite");
+        for s in statements {
+            sqlx::raw_sql(s).execute(&mut c).await.expect("sql");
+        }
+    } else {
+        let mut c = sqlx::PgConnection::connect(&app.database_url)
+            .await
+            .expect("pg");
+        for s in statements {
+            sqlx::raw_sql(s).execute(&mut c).await.expect("sql");
+        }
+    }
+}
+
+/// When the entry cannot be written, the administrative change does not happen.
+async fn no_entry_no_change(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let members = || async {
+        app.as_admin(Method::GET, "/v1/cellules/perpignan/members", None)
+            .await
+            .body
+    };
+    let retention = || async {
+        app.state
+            .db
+            .retention_settings()
+            .await
+            .expect("retention")
+            .into_iter()
+            .map(|r| {
+                (
+                    r.slug,
+                    r.retention_closed_months,
+                    r.retention_declined_months,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (members_before, retention_before) = (members().await, retention().await);
+    if app.database_url.starts_with("sqlite") {
+        sql(
+            &app,
+            &["CREATE TRIGGER audit_fail BEFORE INSERT ON audit_entries \
+               BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END"],
+        )
+        .await;
+    } else {
+        sql(
+            &app,
+            &[
+                "CREATE FUNCTION audit_fail() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'injected audit failure'; END; $$",
+                "CREATE TRIGGER audit_fail BEFORE INSERT ON audit_entries \
+                 FOR EACH ROW EXECUTE FUNCTION audit_fail()",
+            ],
+        )
+        .await;
+    }
+    let path = "/v1/cellules/perpignan/members";
+    for (method, path, body) in [
+        (
+            Method::PUT,
+            format!("{path}/intruder"),
+            Some(
+                json!({"role": "coordinator", "sphere": "psychiatry", "organisation": "CMP 66G03"}),
+            ),
+        ),
+        (
+            Method::PUT,
+            format!("{path}/{COORD}"),
+            Some(json!({"role": "auditor"})),
+        ),
+        (Method::DELETE, format!("{path}/{AUDITOR}"), None),
+        (
+            Method::PUT,
+            "/v1/cellules/perpignan/retention".to_owned(),
+            Some(json!({"closed_months": 1, "declined_months": 1})),
+        ),
+        (
+            Method::PUT,
+            "/v1/cellules/perpignan/charter".to_owned(),
+            Some(json!({"text": "Une charte qui ne doit pas rester."})),
+        ),
+        (
+            Method::POST,
+            "/v1/cellules".to_owned(),
+            Some(json!({"slug": "ceret", "name": "Cellule Céret"})),
+        ),
+    ] {
+        let a = app.as_admin(method.clone(), &path, body).await;
+        assert!(a.status.is_server_error(), "{method} {path}: {}", a.text);
+    }
+    let a = app
+        .request(
+            Method::PUT,
+            "/v1/cellules/perpignan/interlocutors",
+            Some(&app.token(COORD)),
+            Some(json!({"interlocutors": [
+                {"id": "ccas", "name": "CCAS Perpignan", "sphere": "city", "kind": "ccas"}
+            ]})),
+        )
+        .await;
+    assert!(a.status.is_server_error(), "{}", a.text);
+    let remove = if app.database_url.starts_with("sqlite") {
+        "DROP TRIGGER audit_fail"
+    } else {
+        "DROP TRIGGER audit_fail ON audit_entries"
+    };
+    sql(&app, &[remove]).await;
+
+    assert_eq!(members().await, members_before, "memberships unchanged");
+    assert_eq!(retention().await, retention_before, "retention unchanged");
+    let cellules = app.as_admin(Method::GET, "/v1/cellules", None).await;
+    assert_eq!(cellules.body.as_array().map(Vec::len), Some(1), "no ceret");
+    let charter = app
+        .get("/v1/cellules/perpignan/charter", Some(&app.token(COORD)))
+        .await;
+    assert_eq!(charter.body["version"], 1, "{}", charter.text);
+    let routing = app
+        .get(
+            "/v1/cellules/perpignan/interlocutors",
+            Some(&app.token(COORD)),
+        )
+        .await;
+    assert_eq!(routing.body["interlocutors"], json!([]), "{}", routing.text);
+    verify(&app).await;
+}
+
 backend_tests!(
+    no_entry_no_change,
     concurrent_grants_record_one_grant,
     administration_names_the_administrator_and_the_change,
     key_rotation_and_each_start_are_recorded_in_every_cellule,
