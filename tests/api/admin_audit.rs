@@ -296,6 +296,20 @@ async fn key_rotation_and_each_start_are_recorded_in_every_cellule(backend: Back
     assert_eq!(rotated.len(), 1, "{rotated:?}");
     assert_eq!(rotated[0]["action"], "rotate_keys");
 
+    // Every key is re-wrapped on v2: v1 can be retired, which is recorded too.
+    let out = cli_as(&app, "ops-bob", &["keys", "retire", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let retired = only(&app, "retire_key").await;
+    assert_eq!(retired["actor"], "system:cli:ops-bob");
+    assert_eq!(
+        retired["detail"],
+        json!({"kek_version": 1, "versions": {"before": [1, 2], "after": [2]}})
+    );
+
     // A start (a second server on the same database and keyring) records the policies it
     // enforces, in every cellule.
     let again = cellule::app::Application::build(app.config.clone())
