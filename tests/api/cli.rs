@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::backend_tests;
 use crate::helpers::{Backend, PgDatabase};
@@ -407,7 +407,7 @@ async fn serve_logs_rejections_without_tokens_and_stops_on_sigterm(backend: Back
     let a = post(
         "/v1/cellules",
         &admin_token,
-        serde_json::json!({"slug": "perpignan", "name": "CLSM"}),
+        json!({"slug": "perpignan", "name": "CLSM"}),
     )
     .await
     .expect("send");
@@ -415,7 +415,7 @@ async fn serve_logs_rejections_without_tokens_and_stops_on_sigterm(backend: Back
     let a = client
         .put(format!("http://{addr}/v1/cellules/perpignan/members/ref-1"))
         .bearer_auth(&admin_token)
-        .json(&serde_json::json!({"role": "referrer", "organisation": "CCAS Perpignan"}))
+        .json(&json!({"role": "referrer", "organisation": "CCAS Perpignan"}))
         .send()
         .await
         .expect("send");
@@ -429,13 +429,15 @@ async fn serve_logs_rejections_without_tokens_and_stops_on_sigterm(backend: Back
     .trim()
     .to_owned();
     let mut body = crate::helpers::referral("Situation LOGCANARYcontentx1.");
-    body["identity"] = serde_json::json!({"last_name": "Logcanarynamey2", "first_name": "Zoe", "birth_date": "1990-02-03"});
+    body["identity"] =
+        json!({"last_name": "Logcanarynamey2", "first_name": "Zoe", "birth_date": "1990-02-03"});
     let a = post("/v1/cellules/perpignan/referrals", &ref_token, body)
         .await
         .expect("send");
     assert_eq!(a.status(), 201);
     let mut guarded = crate::helpers::referral("Rappeler au 06 12 34 56 78 svp.");
-    guarded["identity"] = serde_json::json!({"last_name": "Logcanarynamey2", "first_name": "Zoe", "birth_date": "1990-02-03"});
+    guarded["identity"] =
+        json!({"last_name": "Logcanarynamey2", "first_name": "Zoe", "birth_date": "1990-02-03"});
     let a = post("/v1/cellules/perpignan/referrals", &ref_token, guarded)
         .await
         .expect("send");
@@ -538,6 +540,14 @@ fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Output {
     child.wait_with_output().expect("wait cellule")
 }
 
+/// The ids of an example directory's interlocutors or rules, in order.
+fn example_ids(dir: &cellule::domain::routing::Directory, key: &str) -> Vec<String> {
+    match key {
+        "interlocutor" => dir.interlocutors.iter().map(|i| i.id.clone()).collect(),
+        _ => dir.rules.iter().map(|r| r.id.clone()).collect(),
+    }
+}
+
 /// `routing export` then `routing import` gives back the same directory, through a file, stdin
 /// and `--output`.
 async fn routing_export_import_round_trip(backend: Backend) {
@@ -616,6 +626,32 @@ async fn routing_export_import_round_trip(backend: Backend) {
         ok(&["routing", "export", "--cellule", "perpignan"]),
         exported
     );
+
+    // Both imports of perpignan are in its audit log, by the operator: the first added every
+    // interlocutor and rule, the second (the same directory) changed nothing.
+    let log = ok(&["audit", "export", "--cellule", "perpignan"]);
+    let imports: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .filter(|e| e["action"] == "change_routing")
+        .collect();
+    assert_eq!(imports.len(), 2, "{log}");
+    assert!(imports.iter().all(|e| e["actor"] == "system:cli:unknown"));
+    let (first, second) = (&imports[0]["detail"], &imports[1]["detail"]);
+    let ids = |key: &str| -> Vec<serde_json::Value> {
+        example_ids(&example, key)
+            .into_iter()
+            .map(serde_json::Value::from)
+            .collect()
+    };
+    assert_eq!(first["interlocutors"]["added"], json!(ids("interlocutor")));
+    assert_eq!(first["rules"]["added"], json!(ids("rule")));
+    assert_eq!(first["after"], json!({"interlocutors": 9, "rules": 9}));
+    assert_eq!(
+        second["rules"],
+        json!({"added": [], "removed": [], "changed": [], "reordered": false})
+    );
+    assert_eq!(second["before"], second["after"]);
 
     // The API serves what the CLI imported.
     let Served {
