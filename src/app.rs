@@ -225,6 +225,15 @@ impl Application {
         let addr = config.bind;
         let keys = open_keys(&config, db.as_ref(), clock.as_ref()).await?;
         let state = state(config, db, keys, clock)?;
+        // Every start records in each cellule's chain which policies it now enforces; a start
+        // that cannot record it does not serve.
+        crate::services::audit_log::record_policies(
+            state.db.as_ref(),
+            &state.policies,
+            state.clock.now(),
+        )
+        .await
+        .map_err(|e| StartError::Files(format!("cannot record the policies loaded: {e}")))?;
         let web = crate::web::WebState::new(state.clone())?;
         let listener = TcpListener::bind(addr)
             .await

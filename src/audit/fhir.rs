@@ -2,7 +2,13 @@
 //!
 //! Each entry becomes one `AuditEvent` in a `Bundle` of type `collection`:
 //! - `type`: DICOM/HL7 `rest` (a RESTful operation); `subtype`: our action code in the
-//!   `https://cellule.fr/fhir/CodeSystem/audit-action` system;
+//!   `https://cellule.fr/fhir/CodeSystem/audit-action` system. Administrative entries (who may
+//!   see what, and how the service is configured) are security events instead: `type` DICOM
+//!   `110113` "Security Alert", and `subtype` the DICOM code of the change before our action
+//!   code: `110136` "Security Roles Changed" for memberships (grant, change, revoke),
+//!   `110129` "Security Configuration" for a cellule created, its charter, retention or routing
+//!   changed, the policies loaded at start and the keyring rotated or a KEK retired
+//!   ([`security_subtype`]);
 //! - `action`: C / R / U / D / E; `recorded`: the entry time (UTC, microseconds);
 //! - `outcome`: `0` (success) when allowed, `4` (minor failure: refused) when denied, with the
 //!   reason code in `outcomeDesc`;
@@ -30,6 +36,25 @@ const CASE_ID_SYSTEM: &str = "https://cellule.fr/fhir/NamingSystem/case-id";
 const TARGET_SYSTEM: &str = "https://cellule.fr/fhir/NamingSystem/";
 const CHAIN_SYSTEM: &str = "https://cellule.fr/fhir/NamingSystem/audit-entry";
 const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
+const DICOM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+
+/// The DICOM subtype (code, display) of an administrative action; `None` for the others, which
+/// stay RESTful operations.
+pub fn security_subtype(action: Action) -> Option<(&'static str, &'static str)> {
+    match action {
+        Action::GrantMembership | Action::ChangeMembership | Action::RevokeMembership => {
+            Some(("110136", "Security Roles Changed"))
+        }
+        Action::CreateCellule
+        | Action::ChangeCharter
+        | Action::ChangeRetention
+        | Action::ChangeRouting
+        | Action::LoadPolicies
+        | Action::RotateKeys
+        | Action::RetireKey => Some(("110129", "Security Configuration")),
+        _ => None,
+    }
+}
 
 /// The `instant` form FHIR wants: UTC with fraction and `Z`.
 fn instant(e: &Entry) -> String {
@@ -116,15 +141,26 @@ pub fn audit_event(e: &Entry) -> Value {
     if let Some(org) = &e.actor_org {
         agent["altId"] = json!(org);
     }
+    let own = json!({ "system": ACTION_SYSTEM, "code": e.action });
+    let (event_type, subtype) = match action.and_then(security_subtype) {
+        Some((code, display)) => (
+            json!({ "system": DICOM, "code": "110113", "display": "Security Alert" }),
+            json!([{ "system": DICOM, "code": code, "display": display }, own]),
+        ),
+        None => (
+            json!({
+                "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+                "code": "rest",
+                "display": "RESTful Operation"
+            }),
+            json!([own]),
+        ),
+    };
     let mut event = json!({
         "resourceType": "AuditEvent",
         "id": entry_uuid(e),
-        "type": {
-            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
-            "code": "rest",
-            "display": "RESTful Operation"
-        },
-        "subtype": [{ "system": ACTION_SYSTEM, "code": e.action }],
+        "type": event_type,
+        "subtype": subtype,
         "action": fhir_action,
         "recorded": instant(e),
         "outcome": if allowed { "0" } else { "4" },

@@ -1,7 +1,11 @@
 //! The tamper-evident audit log (docs/design.md §9).
 //!
 //! **What is recorded.** Every read, write, export and erasure of case data, every denial, and
-//! every read of the audit log itself. An entry holds identifiers only: sequence, UTC time,
+//! every read of the audit log itself; and administration (cellules created, memberships granted,
+//! changed and revoked, charter, retention and routing changes, policies loaded at start, keys
+//! rotated and retired, audit purges), naming the administrator, `system:cli:<os user>` or
+//! `system:startup`, with the change before → after in `detail` (docs/audit.md, "Administrative
+//! entries"). An entry holds identifiers only: sequence, UTC time,
 //! cellule, actor (`sub`, role, organisation), action, target (case id and reference, note id,
 //! session id…), outcome (`allowed` / `denied` with a reason code) and request id. Never content,
 //! identity or tokens.
@@ -108,6 +112,18 @@ pub enum Action {
     ReadAgenda,
     RecordDecision,
     ExportCalendar,
+    /// Administration (docs/audit.md, "Administrative entries"): each names the administrator
+    /// (or `system:cli:<os user>`, `system:startup`) and, in `detail`, the change before → after.
+    CreateCellule,
+    GrantMembership,
+    ChangeMembership,
+    RevokeMembership,
+    ChangeCharter,
+    ChangeRetention,
+    ChangeRouting,
+    LoadPolicies,
+    RotateKeys,
+    RetireKey,
 }
 
 impl Action {
@@ -136,6 +152,16 @@ impl Action {
         Action::ReadAgenda,
         Action::RecordDecision,
         Action::ExportCalendar,
+        Action::CreateCellule,
+        Action::GrantMembership,
+        Action::ChangeMembership,
+        Action::RevokeMembership,
+        Action::ChangeCharter,
+        Action::ChangeRetention,
+        Action::ChangeRouting,
+        Action::LoadPolicies,
+        Action::RotateKeys,
+        Action::RetireKey,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -164,6 +190,16 @@ impl Action {
             Action::ReadAgenda => "read_agenda",
             Action::RecordDecision => "record_decision",
             Action::ExportCalendar => "export_calendar",
+            Action::CreateCellule => "create_cellule",
+            Action::GrantMembership => "grant_membership",
+            Action::ChangeMembership => "change_membership",
+            Action::RevokeMembership => "revoke_membership",
+            Action::ChangeCharter => "change_charter",
+            Action::ChangeRetention => "change_retention",
+            Action::ChangeRouting => "change_routing",
+            Action::LoadPolicies => "load_policies",
+            Action::RotateKeys => "rotate_keys",
+            Action::RetireKey => "retire_key",
         }
     }
 
@@ -177,7 +213,11 @@ impl Action {
             Action::SubmitReferral
             | Action::WriteNote
             | Action::CheckpointAudit
-            | Action::AcceptCharter => "C",
+            | Action::AcceptCharter
+            | Action::CreateCellule
+            | Action::GrantMembership
+            | Action::ChangeCharter
+            | Action::RotateKeys => "C",
             Action::ListReferrals
             | Action::ListCases
             | Action::ReadCase
@@ -190,10 +230,20 @@ impl Action {
             | Action::BuildAgenda
             | Action::EditAgenda
             | Action::PublishAgenda
-            | Action::RecordDecision => "U",
+            | Action::RecordDecision
+            | Action::ChangeMembership
+            | Action::ChangeRetention
+            | Action::ChangeRouting => "U",
+            // Reading the policy directory at start changes nothing: the entry records what
+            // the service now enforces.
+            Action::LoadPolicies => "R",
             Action::ReadAgenda => "R",
             Action::ExportCalendar => "E",
-            Action::EraseCase | Action::RetentionErase | Action::PurgeAudit => "D",
+            Action::EraseCase
+            | Action::RetentionErase
+            | Action::PurgeAudit
+            | Action::RevokeMembership
+            | Action::RetireKey => "D",
             Action::VerifyAudit | Action::ExportAudit => "E",
         }
     }
@@ -272,6 +322,39 @@ impl Actor {
             organisation: None,
         }
     }
+
+    /// A deployment administrator signed in (API or web pages): their subject, role
+    /// `administrator`.
+    pub fn administrator(subject: &str) -> Self {
+        Actor {
+            subject: subject.to_owned(),
+            role: "administrator".into(),
+            organisation: None,
+        }
+    }
+
+    /// An operator at the command line: `system:cli:<os user>`, role `system`. The OS user is
+    /// the process's login name (`USER`, else `LOGNAME`, else `unknown`): whoever runs the
+    /// binary already holds the database and the keyring, so this names them rather than
+    /// authenticates them.
+    pub fn cli() -> Self {
+        let user = ["USER", "LOGNAME"]
+            .into_iter()
+            .filter_map(|v| std::env::var(v).ok())
+            .map(|u| u.trim().to_owned())
+            .find(|u| !u.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned());
+        Actor::system(&format!("cli:{user}"))
+    }
+
+    /// The actor with the id of the request it acts in, for entries in any cellule.
+    pub fn in_cellule(&self, cellule: &str, request_id: Option<&str>) -> AuditCtx {
+        AuditCtx {
+            cellule: cellule.to_owned(),
+            actor: self.clone(),
+            request_id: request_id.map(str::to_owned),
+        }
+    }
 }
 
 /// The request an entry belongs to: cellule, actor and request id.
@@ -345,15 +428,13 @@ pub struct Purged {
     pub anchor: Option<Checkpoint>,
 }
 
-/// The entry recording an audit retention purge through `seq`.
-pub fn purge_entry(now: DateTime<Utc>, seq: i64) -> Draft {
-    AuditCtx {
-        cellule: String::new(),
-        actor: Actor::system("audit-retention"),
-        request_id: None,
-    }
-    .entry(Action::PurgeAudit, now)
-    .target("audit_entries_through", &seq.to_string())
+/// The entry recording an audit retention purge through `seq`, asked by `by` for the entries
+/// older than `before_us`.
+pub fn purge_entry(now: DateTime<Utc>, seq: i64, before_us: i64, by: &Actor) -> Draft {
+    by.in_cellule("", None)
+        .entry(Action::PurgeAudit, now)
+        .target("audit_entries_through", &seq.to_string())
+        .detail(&serde_json::json!({ "through_seq": seq, "before_us": before_us }))
 }
 
 pub fn hex(bytes: &[u8]) -> String {

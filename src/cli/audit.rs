@@ -182,7 +182,12 @@ pub(super) async fn run(
                 .map(|t| t.and_utc())
                 .ok_or_else(|| CliError::usage("before: not a day"))?;
             let purged = log
-                .purge(&slug, before.timestamp_micros(), clock.now())
+                .purge(
+                    &slug,
+                    before.timestamp_micros(),
+                    clock.now(),
+                    &crate::audit::Actor::cli(),
+                )
                 .await
                 .map_err(|e| fail(&e))?;
             match purged.anchor {

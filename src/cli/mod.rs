@@ -389,7 +389,22 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .map(|c| arg("code", CelluleCode::parse(&c)))
                 .transpose()?;
             let db = app::open_database(&config, true).await?;
-            let result = cellules::create(db.as_ref(), &clock, slug, name, code).await;
+            // The creation's entry opens the cellule's chain: appending needs the keyring's
+            // audit MAC key.
+            let result = async {
+                app::open_keys(&config, db.as_ref(), &clock).await?;
+                cellules::create(
+                    db.as_ref(),
+                    &clock,
+                    &cellules::Admin::cli(),
+                    slug,
+                    name,
+                    code,
+                )
+                .await
+                .map_err(CliError::from)
+            }
+            .await;
             db.close().await;
             let cellule = result?;
             println!(
@@ -429,10 +444,23 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .map_err(|(field, e)| CliError::usage(format!("{field}: {e}")))?;
             let admins = config.admins.iter().cloned().collect();
             let db = app::open_database(&config, true).await?;
-            let result =
-                cellules::put_member(db.as_ref(), &clock, &admins, &slug, &subject, &spec).await;
+            let result = async {
+                app::open_keys(&config, db.as_ref(), &clock).await?;
+                cellules::put_member(
+                    db.as_ref(),
+                    &clock,
+                    &admins,
+                    &cellules::Admin::cli(),
+                    &slug,
+                    &subject,
+                    &spec,
+                )
+                .await
+                .map_err(CliError::from)
+            }
+            .await;
             db.close().await;
-            let (m, created) = result?;
+            let (m, created, _) = result?;
             println!(
                 "{} membership of {} in {} as {}",
                 if created { "created" } else { "updated" },
@@ -446,9 +474,21 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let slug = arg("cellule", CelluleSlug::parse(&cellule))?;
             let subject = arg("subject", Subject::parse(&sub))?;
             let db = app::open_database(&config, true).await?;
-            let result = db.delete_membership(&slug, &subject).await;
+            let result = async {
+                app::open_keys(&config, db.as_ref(), &clock).await?;
+                cellules::remove_member(
+                    db.as_ref(),
+                    &clock,
+                    &cellules::Admin::cli(),
+                    &slug,
+                    &subject,
+                )
+                .await
+                .map_err(CliError::from)
+            }
+            .await;
             db.close().await;
-            if result.map_err(|e| CliError::failure(e.to_string()))? {
+            if result?.is_some() {
                 println!("removed membership of {subject} in {slug}");
                 Ok(())
             } else {

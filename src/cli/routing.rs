@@ -5,8 +5,9 @@ use super::*;
 /// Longest routing directory file read, in bytes.
 const MAX_DIRECTORY_FILE: u64 = 1024 * 1024;
 
-/// `cellule routing import|export`. Like `PUT …/interlocutors` and `PUT …/routing`, the
-/// directory is not case data: it is not recorded in the audit log.
+/// `cellule routing import|export`. Like `PUT …/interlocutors` and `PUT …/routing`, an import
+/// is recorded in the cellule's audit log (`change_routing`, by `system:cli:<os user>`, with
+/// the ids of the interlocutors and rules added, removed and changed).
 pub(super) async fn run(
     config: &Config,
     clock: &dyn Clock,
@@ -53,8 +54,11 @@ pub(super) async fn run(
                 if db.get_cellule(&slug).await.map_err(|e| fail(&e))?.is_none() {
                     return Err(CliError::failure(format!("no cellule {slug}")));
                 }
+                // The import's entry needs the keyring's audit MAC key.
+                app::open_keys(config, db.as_ref(), clock).await?;
                 crate::services::review::directory::import_directory(
                     db.as_ref(),
+                    &crate::services::cellules::Admin::cli(),
                     slug.as_str(),
                     &dir,
                     clock.now(),

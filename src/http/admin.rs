@@ -13,7 +13,7 @@ use super::problem::Problem;
 use crate::domain::{Cellule, Membership};
 use crate::error::Error;
 use crate::services::access::{self, Caller};
-use crate::services::cellules::{self, CreateCellule, PutMember, Retention};
+use crate::services::cellules::{self, Admin, CreateCellule, PutMember, Retention};
 use crate::services::charter::{self, CharterVersion, PutCharter};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -47,7 +47,7 @@ pub async fn put_charter(
 ) -> Result<(StatusCode, Json<CharterVersion>), Error> {
     access::admin(&state, &caller)?;
     let slug = cellules::existing(&state, &cellule).await?;
-    let version = charter::publish(&state, &slug, body.parse()?).await?;
+    let version = charter::publish(&state, &Admin::of(&caller), &slug, body.parse()?).await?;
     Ok((StatusCode::CREATED, Json(version)))
 }
 
@@ -72,7 +72,8 @@ pub async fn put_retention(
     body: ApiJson<Retention>,
 ) -> Result<Json<Retention>, Error> {
     access::admin(&state, &caller)?;
-    let stored = cellules::set_retention(&state, &cellule, body.parse()?).await?;
+    let stored =
+        cellules::set_retention(&state, &Admin::of(&caller), &cellule, body.parse()?).await?;
     Ok(Json(stored))
 }
 
@@ -116,6 +117,7 @@ pub async fn create_cellule(
     let cellule = cellules::create(
         state.db.as_ref(),
         state.clock.as_ref(),
+        &Admin::of(&caller),
         body.slug,
         body.name,
         body.code,
@@ -170,7 +172,8 @@ pub async fn put_member(
     body: ApiJson<PutMember>,
 ) -> Result<(StatusCode, Json<Membership>), Error> {
     access::admin(&state, &caller)?;
-    let (membership, created) = cellules::grant(&state, &cellule, &sub, body.parse()?).await?;
+    let (membership, created) =
+        cellules::grant(&state, &Admin::of(&caller), &cellule, &sub, body.parse()?).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -195,6 +198,6 @@ pub async fn delete_member(
     ApiPath((cellule, sub)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, Error> {
     access::admin(&state, &caller)?;
-    cellules::revoke(&state, &cellule, &sub).await?;
+    cellules::revoke(&state, &Admin::of(&caller), &cellule, &sub).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -62,6 +62,52 @@ pub async fn record_denial(state: &AppState, cellule: &str, draft: Draft) -> Res
     }
 }
 
+/// Records an event of the whole deployment (policies loaded at start, a keyring rotated or a
+/// KEK retired) in every cellule's chain, all in one transaction: the entry `entry` gives for
+/// each cellule's slug. Returns the cellules' new heads.
+pub async fn record_everywhere(
+    db: &dyn Database,
+    entry: impl Fn(&str) -> Draft,
+) -> Result<Vec<(String, Head)>, Error> {
+    let groups: Vec<(String, Vec<Draft>)> = db
+        .list_cellules()
+        .await?
+        .into_iter()
+        .map(|c| {
+            let slug = c.slug.as_str().to_owned();
+            let draft = entry(&slug);
+            (slug, vec![draft])
+        })
+        .collect();
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(db.append_audit_groups(groups).await?)
+}
+
+/// The `load_policies` entries of a start: in every cellule, by `system:startup`, the hash of
+/// the policies now enforced (docs/audit.md).
+pub async fn record_policies(
+    db: &dyn Database,
+    policies: &crate::domain::policy::Policies,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, Head)>, Error> {
+    let detail = serde_json::json!({
+        "sha256": policies.digest(),
+        "source": if policies.is_embedded() { "embedded" } else { "directory" },
+        "files": policies.file_count(),
+    });
+    let actor = crate::audit::Actor::system("startup");
+    record_everywhere(db, |cellule| {
+        actor
+            .in_cellule(cellule, None)
+            .entry(crate::audit::Action::LoadPolicies, now)
+            .target("policies", policies.digest())
+            .detail(&detail)
+    })
+    .await
+}
+
 /// After a write that appended its own entry: a checkpoint if one is due.
 pub async fn committed(state: &AppState, cellule: &str, head: &Head) {
     state
@@ -165,19 +211,20 @@ impl AuditLog {
         Ok(c)
     }
 
-    /// Audit retention of `cellule`: entries older than `before_us` removed behind a signed
-    /// (and witnessed) retention checkpoint.
+    /// Audit retention of `cellule`, asked by `by`: entries older than `before_us` removed
+    /// behind a signed (and witnessed) retention checkpoint, the purge recorded naming `by`.
     pub async fn purge(
         &self,
         cellule: &str,
         before_us: i64,
         now: DateTime<Utc>,
+        by: &crate::audit::Actor,
     ) -> Result<crate::audit::Purged, Error> {
         let signer = signer(&self.inner.keys)?;
         let purged = self
             .inner
             .db
-            .purge_audit(cellule, before_us, &signer, now)
+            .purge_audit(cellule, before_us, &signer, now, by)
             .await?;
         if let Some(anchor) = &purged.anchor {
             self.inner.witness.record(std::slice::from_ref(anchor));

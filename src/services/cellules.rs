@@ -2,16 +2,65 @@
 //! rules of creation shared with the CLI). Nothing here returns case content.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::AppState;
+use super::access::Caller;
+use super::{AppState, audit_log};
+use crate::audit::{Action, Actor, AuditCtx, Head};
 use crate::clock::Clock;
 use crate::domain::{
     Cellule, CelluleCode, CelluleName, CelluleSlug, Membership, MembershipSpec, NewCellule,
     Organisation, Role, Sphere, Subject,
 };
 use crate::error::Error;
-use crate::storage::{Database, StorageError};
+use crate::storage::{Database, MembershipChange, StorageError};
+
+/// Who administers: the actor the audit entries of administration name, and the request they
+/// belong to (docs/audit.md, "Administrative entries").
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub actor: Actor,
+    pub request_id: Option<String>,
+}
+
+impl Admin {
+    /// A signed-in administrator (API or web pages): their subject, role `administrator`.
+    pub fn of(caller: &Caller) -> Self {
+        Admin {
+            actor: Actor::administrator(caller.subject.as_str()),
+            request_id: caller.request_id.clone(),
+        }
+    }
+
+    /// An operator at the command line: `system:cli:<os user>`.
+    pub fn cli() -> Self {
+        Admin {
+            actor: Actor::cli(),
+            request_id: None,
+        }
+    }
+
+    /// The audit context of an entry in `cellule`'s chain.
+    pub fn ctx(&self, cellule: &str) -> AuditCtx {
+        self.actor.in_cellule(cellule, self.request_id.as_deref())
+    }
+}
+
+/// A membership's identifiers as an administrative entry shows them.
+fn membership_detail(m: &Membership) -> Value {
+    json!({
+        "role": m.spec.role.as_str(),
+        "sphere": m.spec.sphere.map(Sphere::as_str),
+        "organisation": m.spec.organisation.as_ref().map(Organisation::as_str),
+        "guest": m.spec.guest,
+    })
+}
+
+/// Hex SHA-256 of a text (a charter version is recorded by its hash, never its text).
+pub fn sha256_hex(text: &str) -> String {
+    crate::audit::hex(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref())
+}
 
 /// Body of `POST /v1/cellules`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -73,6 +122,7 @@ pub async fn members(state: &AppState, cellule: &str) -> Result<Vec<Membership>,
 /// Creates or replaces a membership from its API form; the flag tells whether it was created.
 pub async fn grant(
     state: &AppState,
+    by: &Admin,
     cellule: &str,
     subject: &str,
     body: PutMember,
@@ -81,31 +131,66 @@ pub async fn grant(
     let subject = Subject::parse(subject).map_err(|e| Error::invalid("/sub", e.to_string()))?;
     let spec = MembershipSpec::new(body.role, body.sphere, body.organisation, body.guest)
         .map_err(|(field, e)| Error::invalid(format!("/{field}"), e.to_string()))?;
-    put_member(
+    let (membership, created, head) = put_member(
         state.db.as_ref(),
         state.clock.as_ref(),
         &state.admins,
+        by,
         &slug,
         &subject,
         &spec,
     )
-    .await
+    .await?;
+    audit_log::committed(state, slug.as_str(), &head).await;
+    Ok((membership, created))
 }
 
 /// Removes a membership: the person loses access at once.
-pub async fn revoke(state: &AppState, cellule: &str, subject: &str) -> Result<(), Error> {
+pub async fn revoke(
+    state: &AppState,
+    by: &Admin,
+    cellule: &str,
+    subject: &str,
+) -> Result<(), Error> {
     let slug = existing(state, cellule).await?;
     let subject = Subject::parse(subject).map_err(|_| Error::NotFound("membership"))?;
-    if state.db.delete_membership(&slug, &subject).await? {
-        Ok(())
-    } else {
-        Err(Error::NotFound("membership"))
-    }
+    let head = remove_member(state.db.as_ref(), state.clock.as_ref(), by, &slug, &subject)
+        .await?
+        .ok_or(Error::NotFound("membership"))?;
+    audit_log::committed(state, slug.as_str(), &head).await;
+    Ok(())
+}
+
+/// Removes a membership with its `revoke_membership` entry; `None` when there was none.
+pub async fn remove_member(
+    db: &dyn Database,
+    clock: &dyn Clock,
+    by: &Admin,
+    cellule: &CelluleSlug,
+    subject: &Subject,
+) -> Result<Option<Head>, Error> {
+    let draft = by
+        .ctx(cellule.as_str())
+        .entry(Action::RevokeMembership, clock.now())
+        .target("membership", subject.as_str());
+    Ok(db
+        .delete_membership(
+            cellule,
+            subject,
+            Box::new(move |removed| {
+                draft.detail(&json!({
+                    "before": membership_detail(&removed),
+                    "after": null,
+                }))
+            }),
+        )
+        .await?)
 }
 
 /// Sets how long closed and declined cases are kept.
 pub async fn set_retention(
     state: &AppState,
+    by: &Admin,
     cellule: &str,
     body: Retention,
 ) -> Result<Retention, Error> {
@@ -118,13 +203,33 @@ pub async fn set_retention(
             return Err(Error::invalid(pointer, "must be between 1 and 120 months"));
         }
     }
-    if !state
+    let after = json!({
+        "closed_months": body.closed_months,
+        "declined_months": body.declined_months,
+    });
+    let draft = by
+        .ctx(slug.as_str())
+        .entry(Action::ChangeRetention, state.clock.now())
+        .target("cellule", slug.as_str());
+    let head = state
         .db
-        .set_retention(slug.as_str(), body.closed_months, body.declined_months)
+        .set_retention(
+            slug.as_str(),
+            body.closed_months,
+            body.declined_months,
+            Box::new(move |before| {
+                draft.detail(&json!({
+                    "before": {
+                        "closed_months": before.retention_closed_months,
+                        "declined_months": before.retention_declined_months,
+                    },
+                    "after": after,
+                }))
+            }),
+        )
         .await?
-    {
-        return Err(Error::NotFound("cellule"));
-    }
+        .ok_or(Error::NotFound("cellule"))?;
+    audit_log::committed(state, slug.as_str(), &head).await;
     Ok(body)
 }
 
@@ -160,10 +265,12 @@ relèvent du secret partagé : seules les informations strictement nécessaires 
 échangées, les données médicales restent entre professionnels de santé, aucune information n'est \
 transmise hors de la cellule sans l'accord de la personne, et chaque accès est tracé.";
 
-/// Creates a cellule; the code defaults to the slug's first three letters.
+/// Creates a cellule, with the `create_cellule` entry that opens its chain; the code defaults to
+/// the slug's first three letters.
 pub async fn create(
     db: &dyn Database,
     clock: &dyn Clock,
+    by: &Admin,
     slug: CelluleSlug,
     name: CelluleName,
     code: Option<CelluleCode>,
@@ -177,14 +284,28 @@ pub async fn create(
             )
         })?,
     };
+    let now = clock.now();
+    let draft = by
+        .ctx(slug.as_str())
+        .entry(Action::CreateCellule, now)
+        .target("cellule", slug.as_str())
+        .detail(&json!({
+            "before": null,
+            "after": {
+                "slug": slug.as_str(),
+                "code": code.as_str(),
+                "charter": { "version": 1, "sha256": sha256_hex(DEFAULT_CHARTER) },
+            },
+        }));
     let new = NewCellule {
         slug,
         name,
         code,
         charter: DEFAULT_CHARTER.to_owned(),
     };
-    db.create_cellule(&new, clock.now())
+    db.create_cellule(&new, now, draft)
         .await
+        .map(|(cellule, _)| cellule)
         .map_err(|e| match e {
             StorageError::Conflict(_) => {
                 Error::Conflict("A cellule with this slug or code already exists.".into())
@@ -195,26 +316,47 @@ pub async fn create(
 
 /// Creates or replaces a membership. Administrators cannot be members (separation of duties:
 /// whoever grants access never reads case content).
+/// The change is recorded (`grant_membership` or `change_membership`, naming `by`) in the same
+/// transaction; the flag tells whether the membership was created.
 pub async fn put_member(
     db: &dyn Database,
     clock: &dyn Clock,
     admins: &std::collections::HashSet<String>,
+    by: &Admin,
     cellule: &CelluleSlug,
     subject: &Subject,
     spec: &MembershipSpec,
-) -> Result<(Membership, bool), Error> {
+) -> Result<(Membership, bool, Head), Error> {
     if admins.contains(subject.as_str()) {
         return Err(Error::invalid(
             "/sub",
             "an administrator cannot hold a membership; use a separate subject",
         ));
     }
-    db.put_membership(cellule, subject, spec, clock.now())
+    let ctx = by.ctx(cellule.as_str());
+    let now = clock.now();
+    let target = subject.as_str().to_owned();
+    let entry = move |change: MembershipChange| {
+        let action = match change.before {
+            None => Action::GrantMembership,
+            Some(_) => Action::ChangeMembership,
+        };
+        ctx.entry(action, now)
+            .target("membership", &target)
+            .detail(&json!({
+                "before": change.before.as_ref().map(membership_detail),
+                "after": membership_detail(&change.after),
+            }))
+    };
+    let (change, head) = db
+        .put_membership(cellule, subject, spec, now, Box::new(entry))
         .await
         .map_err(|e| match e {
             StorageError::NotFound(_) => Error::NotFound("cellule"),
             other => other.into(),
-        })
+        })?;
+    let created = change.before.is_none();
+    Ok((change.after, created, head))
 }
 
 /// Whether `name` is an organisation of the cellule `who` entered: their own, one of its

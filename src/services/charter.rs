@@ -140,8 +140,12 @@ pub async fn current_text(state: &AppState, cellule: &CelluleSlug) -> Result<(i6
 
 /// Publishes a new charter version of an existing cellule (administrators): members and
 /// coordinators must accept it again.
+///
+/// Recorded as `change_charter` naming `by`, with the versions and the new text's SHA-256
+/// (never the text), in the same transaction.
 pub async fn publish(
     state: &AppState,
+    by: &super::cellules::Admin,
     cellule: &CelluleSlug,
     body: PutCharter,
 ) -> Result<CharterVersion, Error> {
@@ -150,9 +154,21 @@ pub async fn publish(
     if len == 0 || len > MAX_CHARTER {
         return Err(Error::invalid("/text", "must be 1-20000 characters"));
     }
-    let version = state
+    let now = state.clock.now();
+    let ctx = by.ctx(cellule.as_str());
+    let sha256 = super::cellules::sha256_hex(text);
+    let entry = move |version: i64| {
+        ctx.entry(Action::ChangeCharter, now)
+            .target("charter", &version.to_string())
+            .detail(&serde_json::json!({
+                "before": (version > 1).then(|| serde_json::json!({ "version": version - 1 })),
+                "after": { "version": version, "sha256": sha256 },
+            }))
+    };
+    let (version, head) = state
         .db
-        .add_charter(cellule.as_str(), text, state.clock.now())
+        .add_charter(cellule.as_str(), text, now, Box::new(entry))
         .await?;
+    audit_log::committed(state, cellule.as_str(), &head).await;
     Ok(CharterVersion { version })
 }

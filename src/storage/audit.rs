@@ -8,7 +8,8 @@ use futures_util::TryStreamExt;
 use super::sql::{Store, Tx, db_run, tx_run};
 use super::{StorageError, not_found_on_fk};
 use crate::audit::{
-    Checkpoint, CheckpointKind, Draft, Entry, Fields, Filter, GENESIS, Head, Link, Purged, Signer,
+    Actor, Checkpoint, CheckpointKind, Draft, Entry, Fields, Filter, GENESIS, Head, Link, Purged,
+    Signer,
 };
 
 /// The columns of an audit entry, in `Entry` order (and the order every insert binds them).
@@ -35,6 +36,13 @@ const INSERT_ROWS: usize = 500;
 pub trait AuditStore: Send + Sync {
     /// Appends entries to the cellule's chain in one transaction; returns the new head.
     async fn append_audit(&self, cellule: &str, drafts: Vec<Draft>) -> Result<Head, StorageError>;
+    /// Appends each group's entries to its cellule's chain, every group in one transaction (an
+    /// event of the whole deployment recorded in every cellule, all or none); returns the new
+    /// heads.
+    async fn append_audit_groups(
+        &self,
+        groups: Vec<(String, Vec<Draft>)>,
+    ) -> Result<Vec<(String, Head)>, StorageError>;
     async fn audit_head(&self, cellule: &str) -> Result<Option<Head>, StorageError>;
     /// Up to `limit` entries with a sequence above `after_seq`, in sequence order.
     async fn audit_entries(
@@ -90,13 +98,14 @@ pub trait AuditStore: Send + Sync {
     async fn audit_head_seqs(&self) -> Result<Vec<(String, i64)>, StorageError>;
     /// Audit retention: signs a `retention` checkpoint at the last entry older than
     /// `before_us`, moves the purge mark there, deletes the entries up to it and records the
-    /// purge, in one transaction.
+    /// purge, naming `by` who asked for it, in one transaction.
     async fn purge_audit(
         &self,
         cellule: &str,
         before_us: i64,
         signer: &Signer,
         now: DateTime<Utc>,
+        by: &Actor,
     ) -> Result<Purged, StorageError>;
 }
 
@@ -145,6 +154,16 @@ impl AuditStore for Store {
         let head = tx.append(cellule, drafts).await?;
         tx.commit().await?;
         Ok(head)
+    }
+
+    async fn append_audit_groups(
+        &self,
+        groups: Vec<(String, Vec<Draft>)>,
+    ) -> Result<Vec<(String, Head)>, StorageError> {
+        let mut tx = self.begin().await?;
+        let heads = tx.append_groups(groups).await?;
+        tx.commit().await?;
+        Ok(heads)
     }
 
     async fn audit_head(&self, cellule: &str) -> Result<Option<Head>, StorageError> {
@@ -338,6 +357,7 @@ impl AuditStore for Store {
         before_us: i64,
         signer: &Signer,
         now: DateTime<Utc>,
+        by: &Actor,
     ) -> Result<Purged, StorageError> {
         let mut tx = self.begin().await?;
         let (purged_through, last) = tx_run!(&mut tx, c => {
@@ -382,8 +402,11 @@ impl AuditStore for Store {
                 .await?
                 .rows_affected()
         });
-        tx.append(cellule, vec![crate::audit::purge_entry(now, seq)])
-            .await?;
+        tx.append(
+            cellule,
+            vec![crate::audit::purge_entry(now, seq, before_us, by)],
+        )
+        .await?;
         tx.commit().await?;
         Ok(Purged {
             removed: i64::try_from(removed).unwrap_or(i64::MAX),

@@ -186,13 +186,14 @@ pub trait CaseStore: Send + Sync {
         &self,
         cellule: &str,
     ) -> Result<Vec<(String, String, DateTime<Utc>)>, StorageError>;
-    /// Ids of the cellule's cases closed before `closed_before` or declined before `declined_before`.
+    /// (id, status) of the cellule's cases closed before `closed_before` or declined before
+    /// `declined_before` (the status tells which rule applies).
     async fn expired_cases(
         &self,
         cellule: &str,
         closed_before: DateTime<Utc>,
         declined_before: DateTime<Utc>,
-    ) -> Result<Vec<String>, StorageError>;
+    ) -> Result<Vec<(String, String)>, StorageError>;
 }
 
 #[async_trait]
@@ -481,10 +482,10 @@ impl CaseStore for Store {
         cellule: &str,
         closed_before: DateTime<Utc>,
         declined_before: DateTime<Utc>,
-    ) -> Result<Vec<String>, StorageError> {
+    ) -> Result<Vec<(String, String)>, StorageError> {
         Ok(db_run!(self, c => {
-            sqlx::query_scalar(
-                "SELECT id FROM cases WHERE cellule = $1 AND \
+            sqlx::query_as(
+                "SELECT id, status FROM cases WHERE cellule = $1 AND \
                    ((status = 'closed' AND closed_at < $2) \
                     OR (status = 'declined' AND decided_at < $3)) \
                  ORDER BY id",

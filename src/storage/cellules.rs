@@ -12,32 +12,72 @@ use super::{CelluleAccess, CharterRecord, RetentionSettings, StorageError, not_f
 use crate::audit::{Draft, Head};
 use crate::domain::{Cellule, CelluleSlug, Membership, MembershipSpec, NewCellule, Subject};
 
+/// Builds the audit entry of an administrative write from what the write found and did. Storage
+/// calls it inside the write's transaction, after reading the state the write replaces, so the
+/// entry's "before" is exactly what was replaced; the entry is appended in that transaction, and
+/// the write does not happen when it cannot be.
+pub type EntryFor<T> = Box<dyn FnOnce(T) -> Draft + Send>;
+
+/// A membership write: the membership it replaced (`None`: created) and the one stored.
+#[derive(Debug, Clone)]
+pub struct MembershipChange {
+    pub before: Option<Membership>,
+    pub after: Membership,
+}
+
+impl super::sql::Tx {
+    /// Serialises the administrative writes of one cellule that read the state they replace
+    /// before writing it (memberships, retention, routing directory), so that an entry's
+    /// "before" is exactly what its write replaced, even for a row a concurrent transaction is
+    /// inserting. SQLite: nothing to do (`BEGIN IMMEDIATE` holds the write lock). PostgreSQL:
+    /// the cellule's row, `FOR NO KEY UPDATE`, which other administrative writes wait for but
+    /// the foreign-key checks of case writes (`FOR KEY SHARE`) do not.
+    pub(crate) async fn lock_cellule(&mut self, cellule: &str) -> Result<(), StorageError> {
+        tx_run!(self,
+            sqlite _c => {},
+            postgres c => {
+                sqlx::query("SELECT 1 FROM cellules WHERE slug = $1 FOR NO KEY UPDATE")
+                    .bind(cellule)
+                    .execute(&mut *c)
+                    .await?;
+            },
+        );
+        Ok(())
+    }
+}
+
 /// Cellules, memberships, charters and retention settings.
 #[async_trait]
 pub trait CelluleStore: Send + Sync {
+    /// Creates a cellule with its first charter and the entry of its creation (the first of its
+    /// chain), in one transaction.
     async fn create_cellule(
         &self,
         new: &NewCellule,
         now: DateTime<Utc>,
-    ) -> Result<Cellule, StorageError>;
+        audit: Draft,
+    ) -> Result<(Cellule, Head), StorageError>;
     async fn get_cellule(&self, slug: &CelluleSlug) -> Result<Option<Cellule>, StorageError>;
     async fn list_cellules(&self) -> Result<Vec<Cellule>, StorageError>;
 
-    /// Creates or replaces a membership; the flag tells whether it was created.
-    /// `NotFound("cellule")` when the cellule does not exist.
+    /// Creates or replaces a membership with its audit entry, in one transaction; returns the
+    /// change. `NotFound("cellule")` when the cellule does not exist.
     async fn put_membership(
         &self,
         cellule: &CelluleSlug,
         subject: &Subject,
         spec: &MembershipSpec,
         now: DateTime<Utc>,
-    ) -> Result<(Membership, bool), StorageError>;
-    /// Removes a membership; `false` when there was none.
+        audit: EntryFor<MembershipChange>,
+    ) -> Result<(MembershipChange, Head), StorageError>;
+    /// Removes a membership with its audit entry (given the removed membership), in one
+    /// transaction; `None` when there was none (nothing is recorded).
     async fn delete_membership(
         &self,
         cellule: &CelluleSlug,
         subject: &Subject,
-    ) -> Result<bool, StorageError>;
+        audit: EntryFor<Membership>,
+    ) -> Result<Option<Head>, StorageError>;
     /// A cellule as one subject reaches it: the cellule, their membership if any, and whether
     /// they accepted its current charter, in one round trip (the `CelluleMember` extractor's
     /// question on every cellule route). `None` when the cellule does not exist.
@@ -54,21 +94,26 @@ pub trait CelluleStore: Send + Sync {
     ) -> Result<Vec<(Cellule, Membership)>, StorageError>;
 
     async fn retention_settings(&self) -> Result<Vec<RetentionSettings>, StorageError>;
+    /// Sets a cellule's retention with its audit entry (given the settings replaced), in one
+    /// transaction; `None` when the cellule does not exist.
     async fn set_retention(
         &self,
         cellule: &str,
         closed_months: i64,
         declined_months: i64,
-    ) -> Result<bool, StorageError>;
+        audit: EntryFor<RetentionSettings>,
+    ) -> Result<Option<Head>, StorageError>;
 
     async fn current_charter(&self, cellule: &str) -> Result<Option<CharterRecord>, StorageError>;
-    /// Adds a charter version; returns it.
+    /// Adds a charter version with its audit entry (given the new version), in one
+    /// transaction; returns the version.
     async fn add_charter(
         &self,
         cellule: &str,
         text: &str,
         now: DateTime<Utc>,
-    ) -> Result<i64, StorageError>;
+        audit: EntryFor<i64>,
+    ) -> Result<(i64, Head), StorageError>;
     async fn has_accepted_charter(
         &self,
         cellule: &str,
@@ -92,7 +137,8 @@ impl CelluleStore for Store {
         &self,
         new: &NewCellule,
         now: DateTime<Utc>,
-    ) -> Result<Cellule, StorageError> {
+        audit: Draft,
+    ) -> Result<(Cellule, Head), StorageError> {
         let conflict = |e| StorageError::from_sqlx(e, "a cellule with this slug or code exists");
         let mut tx = self.begin().await?;
         let row: CelluleRow = tx_run!(&mut tx, c => {
@@ -118,8 +164,9 @@ impl CelluleStore for Store {
             .await?;
             row
         });
+        let head = tx.append(new.slug.as_str(), vec![audit]).await?;
         tx.commit().await?;
-        row.try_into()
+        Ok((row.try_into()?, head))
     }
 
     async fn get_cellule(&self, slug: &CelluleSlug) -> Result<Option<Cellule>, StorageError> {
@@ -147,9 +194,21 @@ impl CelluleStore for Store {
         subject: &Subject,
         spec: &MembershipSpec,
         now: DateTime<Utc>,
-    ) -> Result<(Membership, bool), StorageError> {
-        let row: MembershipRow = db_run!(self, c => {
-            sqlx::query_as(concat!(
+        audit: EntryFor<MembershipChange>,
+    ) -> Result<(MembershipChange, Head), StorageError> {
+        let mut tx = self.begin().await?;
+        tx.lock_cellule(cellule.as_str()).await?;
+        let (before, row): (Option<MembershipRow>, MembershipRow) = tx_run!(&mut tx, c => {
+            let before = sqlx::query_as(concat!(
+                "SELECT ",
+                membership_columns!(),
+                " FROM memberships WHERE cellule = $1 AND subject = $2"
+            ))
+            .bind(cellule.as_str())
+            .bind(subject.as_str())
+            .fetch_optional(&mut *c)
+            .await?;
+            let row = sqlx::query_as(concat!(
                 "INSERT INTO memberships (",
                 membership_columns!(),
                 ") VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
@@ -167,28 +226,48 @@ impl CelluleStore for Store {
             .bind(spec.organisation.as_ref().map(|o| o.as_str()))
             .bind(spec.guest)
             .bind(now)
-            .fetch_one(c)
+            .fetch_one(&mut *c)
             .await
-            .map_err(not_found_on_fk)?
+            .map_err(not_found_on_fk)?;
+            (before, row)
         });
-        let created = row.created_at == now;
-        Ok((row.try_into()?, created))
+        let change = MembershipChange {
+            before: before.map(TryInto::try_into).transpose()?,
+            after: row.try_into()?,
+        };
+        let head = tx
+            .append(cellule.as_str(), vec![audit(change.clone())])
+            .await?;
+        tx.commit().await?;
+        Ok((change, head))
     }
 
     async fn delete_membership(
         &self,
         cellule: &CelluleSlug,
         subject: &Subject,
-    ) -> Result<bool, StorageError> {
-        let done = db_run!(self, c => {
-            sqlx::query("DELETE FROM memberships WHERE cellule = $1 AND subject = $2")
-                .bind(cellule.as_str())
-                .bind(subject.as_str())
-                .execute(c)
-                .await?
-                .rows_affected()
+        audit: EntryFor<Membership>,
+    ) -> Result<Option<Head>, StorageError> {
+        let mut tx = self.begin().await?;
+        let removed: Option<MembershipRow> = tx_run!(&mut tx, c => {
+            sqlx::query_as(concat!(
+                "DELETE FROM memberships WHERE cellule = $1 AND subject = $2 RETURNING ",
+                membership_columns!()
+            ))
+            .bind(cellule.as_str())
+            .bind(subject.as_str())
+            .fetch_optional(&mut *c)
+            .await?
         });
-        Ok(done > 0)
+        let Some(removed) = removed else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let head = tx
+            .append(cellule.as_str(), vec![audit(removed.try_into()?)])
+            .await?;
+        tx.commit().await?;
+        Ok(Some(head))
     }
 
     async fn cellule_access(
@@ -262,20 +341,38 @@ impl CelluleStore for Store {
         cellule: &str,
         closed_months: i64,
         declined_months: i64,
-    ) -> Result<bool, StorageError> {
-        let done = db_run!(self, c => {
-            sqlx::query(
-                "UPDATE cellules SET retention_closed_months = $1, retention_declined_months = $2 \
-                 WHERE slug = $3",
+        audit: EntryFor<RetentionSettings>,
+    ) -> Result<Option<Head>, StorageError> {
+        let mut tx = self.begin().await?;
+        tx.lock_cellule(cellule).await?;
+        let before: Option<RetentionSettings> = tx_run!(&mut tx, c => {
+            let before = sqlx::query_as(
+                "SELECT slug, retention_closed_months, retention_declined_months FROM cellules \
+                 WHERE slug = $1",
             )
-            .bind(closed_months)
-            .bind(declined_months)
             .bind(cellule)
-            .execute(c)
-            .await?
-            .rows_affected()
+            .fetch_optional(&mut *c)
+            .await?;
+            if before.is_some() {
+                sqlx::query(
+                    "UPDATE cellules SET retention_closed_months = $1, \
+                       retention_declined_months = $2 WHERE slug = $3",
+                )
+                .bind(closed_months)
+                .bind(declined_months)
+                .bind(cellule)
+                .execute(&mut *c)
+                .await?;
+            }
+            before
         });
-        Ok(done == 1)
+        let Some(before) = before else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let head = tx.append(cellule, vec![audit(before)]).await?;
+        tx.commit().await?;
+        Ok(Some(head))
     }
 
     async fn current_charter(&self, cellule: &str) -> Result<Option<CharterRecord>, StorageError> {
@@ -295,8 +392,10 @@ impl CelluleStore for Store {
         cellule: &str,
         text: &str,
         now: DateTime<Utc>,
-    ) -> Result<i64, StorageError> {
-        db_run!(self, c => {
+        audit: EntryFor<i64>,
+    ) -> Result<(i64, Head), StorageError> {
+        let mut tx = self.begin().await?;
+        let version: i64 = tx_run!(&mut tx, c => {
             sqlx::query_scalar(
                 "INSERT INTO charters (cellule, version, text, created_at) \
                  VALUES ($1, (SELECT COALESCE(MAX(version), 0) + 1 FROM charters WHERE cellule = $1), \
@@ -306,10 +405,13 @@ impl CelluleStore for Store {
             .bind(cellule)
             .bind(text)
             .bind(now)
-            .fetch_one(c)
+            .fetch_one(&mut *c)
             .await
-            .map_err(not_found_on_fk)
-        })
+            .map_err(not_found_on_fk)?
+        });
+        let head = tx.append(cellule, vec![audit(version)]).await?;
+        tx.commit().await?;
+        Ok((version, head))
     }
 
     async fn has_accepted_charter(

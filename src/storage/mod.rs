@@ -42,7 +42,7 @@ pub mod web_sessions;
 pub use audit::AuditStore;
 pub use batch::{CaseWrite, Committed};
 pub use cases::CaseStore;
-pub use cellules::CelluleStore;
+pub use cellules::{CelluleStore, EntryFor, MembershipChange};
 pub use error::StorageError;
 pub(crate) use error::not_found_on_fk;
 pub use keys::KeyStore;

@@ -34,12 +34,15 @@ pub trait ReviewStore: Send + Sync {
     ) -> Result<(), StorageError>;
     /// The cellule's routing directory document (JSON).
     async fn get_directory(&self, cellule: &str) -> Result<Option<String>, StorageError>;
+    /// Replaces a cellule's routing directory with its audit entry (given the document
+    /// replaced, `None` when there was none), in one transaction.
     async fn put_directory(
         &self,
         cellule: &str,
         document: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), StorageError>;
+        audit: super::EntryFor<Option<String>>,
+    ) -> Result<crate::audit::Head, StorageError>;
     /// Inserts sessions, skipping planned ones whose occurrence already exists; returns the
     /// inserted ones.
     async fn insert_sessions(
@@ -204,8 +207,17 @@ impl ReviewStore for Store {
         cellule: &str,
         document: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), StorageError> {
-        db_run!(self, c => {
+        audit: super::EntryFor<Option<String>>,
+    ) -> Result<crate::audit::Head, StorageError> {
+        let mut tx = self.begin().await?;
+        tx.lock_cellule(cellule).await?;
+        let before: Option<String> = tx_run!(&mut tx, c => {
+            let before = sqlx::query_scalar(
+                "SELECT document FROM routing_directories WHERE cellule = $1",
+            )
+            .bind(cellule)
+            .fetch_optional(&mut *c)
+            .await?;
             sqlx::query(
                 "INSERT INTO routing_directories (cellule, document, updated_at) \
                  VALUES ($1, $2, $3) \
@@ -214,11 +226,14 @@ impl ReviewStore for Store {
             .bind(cellule)
             .bind(document)
             .bind(now)
-            .execute(c)
+            .execute(&mut *c)
             .await
             .map_err(not_found_on_fk)?;
+            before
         });
-        Ok(())
+        let head = tx.append(cellule, vec![audit(before)]).await?;
+        tx.commit().await?;
+        Ok(head)
     }
 
     async fn insert_sessions(

@@ -18,7 +18,7 @@ use super::text;
 use crate::domain::{Role, Sphere};
 use crate::error::Error;
 use crate::services::access;
-use crate::services::cellules::{self, CreateCellule, PutMember, Retention};
+use crate::services::cellules::{self, Admin, CreateCellule, PutMember, Retention};
 use crate::services::charter::{self, PutCharter};
 
 fn admin_chrome(signed: &Signed, title: &str, current: &str) -> Chrome {
@@ -151,6 +151,7 @@ pub async fn create_cellule(
     let created = cellules::create(
         state.app.db.as_ref(),
         state.app.clock.as_ref(),
+        &Admin::of(&signed.caller),
         req.slug,
         req.name,
         req.code,
@@ -385,7 +386,7 @@ pub async fn grant(
         Ok(r) => r,
         Err(errors) => return cellule_page(&state, &signed, &slug, &form, errors, None).await,
     };
-    match cellules::grant(&state.app, &slug, &subject, req).await {
+    match cellules::grant(&state.app, &Admin::of(&signed.caller), &slug, &subject, req).await {
         Ok(_) => see_other(&format!("/admin/c/{slug}?fait=membre")),
         Err(Error::Validation(v)) => {
             let errors = v.iter().map(|e| member_problem(&e.pointer)).collect();
@@ -406,7 +407,14 @@ pub async fn revoke(
         Ok(f) => f,
         Err(r) => return r,
     };
-    match cellules::revoke(&state.app, &slug, &form.text("sujet")).await {
+    match cellules::revoke(
+        &state.app,
+        &Admin::of(&signed.caller),
+        &slug,
+        &form.text("sujet"),
+    )
+    .await
+    {
         Ok(()) => see_other(&format!("/admin/c/{slug}?fait=retrait")),
         Err(e) => page::error(e),
     }
@@ -428,7 +436,14 @@ pub async fn charter(
         Err(e) => return page::error(e),
     };
     let text = form.raw("texte");
-    match charter::publish(&state.app, &existing, PutCharter { text }).await {
+    match charter::publish(
+        &state.app,
+        &Admin::of(&signed.caller),
+        &existing,
+        PutCharter { text },
+    )
+    .await
+    {
         Ok(_) => see_other(&format!("/admin/c/{slug}?fait=charte")),
         Err(Error::Validation(_)) => {
             let errors = vec![FieldProblem::new(
@@ -457,7 +472,7 @@ pub async fn retention(
         closed_months: months("fermees"),
         declined_months: months("declinees"),
     };
-    match cellules::set_retention(&state.app, &slug, body).await {
+    match cellules::set_retention(&state.app, &Admin::of(&signed.caller), &slug, body).await {
         Ok(_) => see_other(&format!("/admin/c/{slug}?fait=conservation")),
         Err(Error::Validation(v)) => {
             let errors = v

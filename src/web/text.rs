@@ -169,6 +169,16 @@ pub fn action(a: Action) -> &'static str {
         Action::ReadAgenda => "Lecture de l'ordre du jour",
         Action::RecordDecision => "Décision enregistrée",
         Action::ExportCalendar => "Export du calendrier",
+        Action::CreateCellule => "Cellule créée",
+        Action::GrantMembership => "Accès accordé",
+        Action::ChangeMembership => "Accès modifié",
+        Action::RevokeMembership => "Accès retiré",
+        Action::ChangeCharter => "Nouvelle version de la charte",
+        Action::ChangeRetention => "Durées de conservation modifiées",
+        Action::ChangeRouting => "Annuaire d'orientation modifié",
+        Action::LoadPolicies => "Règles d'accès chargées au démarrage",
+        Action::RotateKeys => "Rotation des clés",
+        Action::RetireKey => "Clé de chiffrement retirée",
     }
 }
 

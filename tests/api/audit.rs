@@ -716,8 +716,9 @@ async fn checkpoints_are_signed_with_the_published_key(backend: Backend) {
         .filter(|c| c.kind == "periodic")
         .map(|c| c.seq)
         .collect();
-    let busy = on_demand["seq"].as_i64().expect("seq") - 1;
-    let every_five: Vec<i64> = (1..).map(|k| 5 * k).take_while(|s| *s <= busy).collect();
+    // Up to the on-demand checkpoint's own entry, which may itself complete a count of five.
+    let head = on_demand["seq"].as_i64().expect("seq");
+    let every_five: Vec<i64> = (1..).map(|k| 5 * k).take_while(|s| *s <= head).collect();
     assert_eq!(periodic, every_five);
     assert_eq!(report["last_checkpoint"]["seq"], on_demand["seq"]);
     assert!(report["head"]["seq"].as_i64() > on_demand["seq"].as_i64());
@@ -1028,6 +1029,18 @@ async fn the_cli_verifies_exports_checkpoints_and_purges(backend: Backend) {
     .await
     .expect("json");
     assert_eq!(purge["items"].as_array().map(Vec::len), Some(1), "{purge}");
+    // The purge names who asked: the operator at the command line (no `USER` in the test's
+    // clean environment).
+    let entry = &purge["items"][0];
+    assert_eq!(entry["actor"], "system:cli:unknown", "{purge}");
+    assert_eq!(entry["actor_role"], "system", "{purge}");
+    assert_eq!(
+        entry["detail"]["through_seq"].as_i64(),
+        entry["target_id"]
+            .as_str()
+            .and_then(|s| s.parse::<i64>().ok()),
+        "{purge}"
+    );
 
     // Tampering makes `audit verify` fail with one line.
     let sqlite = url.starts_with("sqlite");
@@ -1182,8 +1195,9 @@ async fn two_server_processes_keep_one_linear_chain(backend: Backend) {
         .json()
         .await
         .expect("json");
-    // Two per round, the charter acceptance and the verification.
-    let expected = (workers * rounds * 2 + 2) as i64;
+    // The creation and three grants, two per round, the charter acceptance and the
+    // verification.
+    let expected = (4 + workers * rounds * 2 + 2) as i64;
     assert_eq!(report["valid"], true, "{report}");
     assert_eq!(report["entries_checked"], expected, "{report}");
     assert_eq!(report["head"]["seq"], expected, "{report}");
@@ -1522,9 +1536,16 @@ fn exported_hash(l: &Value) -> String {
     ] {
         text(&mut c, &l[f]);
     }
-    if !l["cases"].is_null() {
-        // Compact JSON, keys sorted: `{"case_id":…,"case_ref":…}`.
-        text(&mut c, &json!(l["cases"].to_string()));
+    // Compact JSON, keys sorted (`{"case_id":…,"case_ref":…}`); an administrative entry's
+    // `detail` follows the `cases` slot written out.
+    let compact = |v: &Value| (!v.is_null()).then(|| json!(v.to_string()));
+    match (compact(&l["cases"]), compact(&l["detail"])) {
+        (None, None) => {}
+        (Some(cases), None) => text(&mut c, &cases),
+        (cases, Some(detail)) => {
+            text(&mut c, &cases.unwrap_or(Value::Null));
+            text(&mut c, &detail);
+        }
     }
     let prev: Vec<u8> = (0..32)
         .map(|i| {
@@ -1862,7 +1883,8 @@ async fn a_batch_of_several_cellules_and_years_commits_together(backend: Backend
             .iter()
             .map(|(c, h)| (c.as_str(), h.seq))
             .collect::<Vec<_>>(),
-        [("beziers", 3), ("perpignan", before + 5)]
+        // Beziers: its creation's entry, then the batch's case and two reads.
+        [("beziers", 4), ("perpignan", before + 5)]
     );
     for (cellule, head) in &heads {
         assert_eq!(

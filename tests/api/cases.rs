@@ -1178,6 +1178,36 @@ async fn retention_erases_expired_cases(backend: Backend) {
         .map(|t| t.1)
         .collect();
     assert_eq!(reasons, ["retention", "retention"]);
+    // Each erasure's entry names the rule and the settings that decided it.
+    let erasures = db
+        .search_audit(
+            "perpignan",
+            &cellule::audit::Filter {
+                action: Some("retention_erase".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("search");
+    let details: Vec<serde_json::Value> = erasures
+        .iter()
+        .map(|e| {
+            assert_eq!(e.actor, "system:retention");
+            serde_json::from_str(e.detail.as_deref().expect("detail")).expect("json")
+        })
+        .collect();
+    let cutoff = |m: u32, days: i64| {
+        (months(m) + chrono::Duration::days(days) - chrono::Months::new(m))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
+    assert_eq!(
+        details,
+        [
+            json!({"rule": "closed_cases", "retention_months": 24, "closed_before": cutoff(24, 1)}),
+            json!({"rule": "declined_cases", "retention_months": 3, "declined_before": cutoff(3, 1)}),
+        ]
+    );
 
     // Per-cellule settings.
     let a = app

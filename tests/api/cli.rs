@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::backend_tests;
 use crate::helpers::{Backend, PgDatabase};
@@ -340,6 +340,33 @@ async fn cellule_and_member_commands(backend: Backend) {
     fail(&["member", "list", "nowhere"], 1, "no cellule");
     assert!(ok(&["member", "remove", "perpignan", "dpo"]).contains("removed"));
     assert_eq!(ok(&["member", "list", "perpignan"]).lines().count(), 1);
+
+    // Each change is in the cellule's audit log, naming the operator (the clean environment
+    // has no `USER`), and refused commands left nothing; the chain verifies.
+    let export = ok(&["audit", "export", "--cellule", "perpignan"]);
+    let changes: Vec<(String, String, String)> = export
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .filter(|e| e["action"] != "export_audit")
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (text("action"), text("actor"), text("target_id"))
+        })
+        .collect();
+    let cli = "system:cli:unknown".to_owned();
+    let expected: Vec<(String, String, String)> = [
+        ("create_cellule", "perpignan"),
+        ("grant_membership", "psc:1"),
+        ("change_membership", "psc:1"),
+        ("grant_membership", "dpo"),
+        ("revoke_membership", "dpo"),
+    ]
+    .into_iter()
+    .map(|(a, t)| (a.to_owned(), cli.clone(), t.to_owned()))
+    .collect();
+    assert_eq!(changes, expected, "{export}");
+    let verified = ok(&["audit", "verify"]);
+    assert!(verified.contains("perpignan: ok"), "{verified}");
 }
 
 /// A served instance: JSON logs, attacks rejected and logged without tokens, SIGTERM honoured.
@@ -380,7 +407,7 @@ async fn serve_logs_rejections_without_tokens_and_stops_on_sigterm(backend: Back
     let a = post(
         "/v1/cellules",
         &admin_token,
-        serde_json::json!({"slug": "perpignan", "name": "CLSM"}),
+        json!({"slug": "perpignan", "name": "CLSM"}),
     )
     .await
     .expect("send");
@@ -388,7 +415,7 @@ async fn serve_logs_rejections_without_tokens_and_stops_on_sigterm(backend: Back
     let a = client
         .put(format!("http://{addr}/v1/cellules/perpignan/members/ref-1"))
         .bearer_auth(&admin_token)
-        .json(&serde_json::json!({"role": "referrer", "organisation": "CCAS Perpignan"}))
+        .json(&json!({"role": "referrer", "organisation": "CCAS Perpignan"}))
         .send()
         .await
         .expect("send");
@@ -402,13 +429,15 @@ async fn serve_logs_rejections_without_tokens_and_stops_on_sigterm(backend: Back
     .trim()
     .to_owned();
     let mut body = crate::helpers::referral("Situation LOGCANARYcontentx1.");
-    body["identity"] = serde_json::json!({"last_name": "Logcanarynamey2", "first_name": "Zoe", "birth_date": "1990-02-03"});
+    body["identity"] =
+        json!({"last_name": "Logcanarynamey2", "first_name": "Zoe", "birth_date": "1990-02-03"});
     let a = post("/v1/cellules/perpignan/referrals", &ref_token, body)
         .await
         .expect("send");
     assert_eq!(a.status(), 201);
     let mut guarded = crate::helpers::referral("Rappeler au 06 12 34 56 78 svp.");
-    guarded["identity"] = serde_json::json!({"last_name": "Logcanarynamey2", "first_name": "Zoe", "birth_date": "1990-02-03"});
+    guarded["identity"] =
+        json!({"last_name": "Logcanarynamey2", "first_name": "Zoe", "birth_date": "1990-02-03"});
     let a = post("/v1/cellules/perpignan/referrals", &ref_token, guarded)
         .await
         .expect("send");
@@ -511,6 +540,14 @@ fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Output {
     child.wait_with_output().expect("wait cellule")
 }
 
+/// The ids of an example directory's interlocutors or rules, in order.
+fn example_ids(dir: &cellule::domain::routing::Directory, key: &str) -> Vec<String> {
+    match key {
+        "interlocutor" => dir.interlocutors.iter().map(|i| i.id.clone()).collect(),
+        _ => dir.rules.iter().map(|r| r.id.clone()).collect(),
+    }
+}
+
 /// `routing export` then `routing import` gives back the same directory, through a file, stdin
 /// and `--output`.
 async fn routing_export_import_round_trip(backend: Backend) {
@@ -589,6 +626,32 @@ async fn routing_export_import_round_trip(backend: Backend) {
         ok(&["routing", "export", "--cellule", "perpignan"]),
         exported
     );
+
+    // Both imports of perpignan are in its audit log, by the operator: the first added every
+    // interlocutor and rule, the second (the same directory) changed nothing.
+    let log = ok(&["audit", "export", "--cellule", "perpignan"]);
+    let imports: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .filter(|e| e["action"] == "change_routing")
+        .collect();
+    assert_eq!(imports.len(), 2, "{log}");
+    assert!(imports.iter().all(|e| e["actor"] == "system:cli:unknown"));
+    let (first, second) = (&imports[0]["detail"], &imports[1]["detail"]);
+    let ids = |key: &str| -> Vec<serde_json::Value> {
+        example_ids(&example, key)
+            .into_iter()
+            .map(serde_json::Value::from)
+            .collect()
+    };
+    assert_eq!(first["interlocutors"]["added"], json!(ids("interlocutor")));
+    assert_eq!(first["rules"]["added"], json!(ids("rule")));
+    assert_eq!(first["after"], json!({"interlocutors": 9, "rules": 9}));
+    assert_eq!(
+        second["rules"],
+        json!({"added": [], "removed": [], "changed": [], "reordered": false})
+    );
+    assert_eq!(second["before"], second["after"]);
 
     // The API serves what the CLI imported.
     let Served {

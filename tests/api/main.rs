@@ -2,6 +2,7 @@
 
 mod abuse;
 mod admin;
+mod admin_audit;
 mod audit;
 mod audit_stream;
 mod cases;

@@ -45,6 +45,8 @@ struct AuditSpec {
     case_level: Vec<String>,
     lists: Vec<String>,
     refusals: Vec<String>,
+    /// Administrative endpoints: a success leaves one allowed entry of this action.
+    administration: BTreeMap<String, String>,
 }
 
 /// An audit entry reduced to what the matrix predicts.
@@ -305,6 +307,11 @@ fn expected_entries(
         reason: reason.map(str::to_owned),
         case_id: case.map(str::to_owned),
     };
+    if let Some(admin_action) = spec.administration.get(endpoint)
+        && (200..=299).contains(&status)
+    {
+        return vec![entry(admin_action, "allowed", None, None)];
+    }
     let action = spec.actions.get(endpoint);
     let in_cellule = action.is_some() || spec.enter.iter().any(|e| e == endpoint);
     if matches!(actor, "outsider" | "admin") {

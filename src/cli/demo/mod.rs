@@ -228,6 +228,7 @@ impl Demo {
         let cellule = cellules::create(
             self.state.db.as_ref(),
             self.clock.as_ref(),
+            &cellules::Admin::cli(),
             self.slug.clone(),
             CelluleName::parse(NAME).map_err(|e| failure(e.to_string()))?,
             None,
@@ -361,10 +362,11 @@ impl Demo {
                 .map_err(|e| failure(e.to_string()))?;
             let spec = MembershipSpec::new(p.role, p.sphere, org, p.guest)
                 .map_err(|(field, e)| failure(format!("demo: {}: {field}: {e}", p.sub)))?;
-            let (membership, _) = cellules::put_member(
+            let (membership, _, _) = cellules::put_member(
                 self.state.db.as_ref(),
                 self.clock.as_ref(),
                 &admins,
+                &cellules::Admin::cli(),
                 &self.slug,
                 &subject,
                 &spec,

@@ -90,6 +90,10 @@ pub struct Policies {
     actions: Entities,
     types: Types,
     source: String,
+    /// SHA-256 (hex) over the schema and policy files as loaded ([`Policies::digest`]).
+    digest: String,
+    /// How many files (schema included) were loaded.
+    files: usize,
     /// Decisions already taken (see [`Policies::decide`]).
     memo: Mutex<HashMap<String, Verdict>>,
     /// Some policy names a case: a case's id is part of a remembered decision's key.
@@ -234,11 +238,53 @@ fn describe(diag: &dyn Diagnostic, fallback: &str) -> String {
     })
 }
 
+/// SHA-256 over the loaded files, schema first then the policy files in load order (sorted by
+/// name): for each, its file name (without folders, so the same directory hashes the same
+/// wherever it is mounted) then its text, each as a u32 big-endian length and UTF-8 bytes.
+fn digest(schema_name: &str, schema_text: &str, files: &[(String, String)]) -> String {
+    let base = |name: &str| {
+        Path::new(name)
+            .file_name()
+            .map_or_else(|| name.to_owned(), |n| n.to_string_lossy().into_owned())
+    };
+    let mut bytes = Vec::new();
+    for (name, text) in std::iter::once((schema_name, schema_text))
+        .chain(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+    {
+        for part in [base(name).as_bytes(), text.as_bytes()] {
+            let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+            bytes.extend_from_slice(&len.to_be_bytes());
+            bytes.extend_from_slice(part);
+        }
+    }
+    let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The name the embedded schema is loaded under.
+const EMBEDDED_SCHEMA_NAME: &str = "policies/schema.cedarschema";
+
 impl Policies {
+    /// SHA-256 (hex) of the schema and policy files in force (see [`digest`]): what the
+    /// `load_policies` audit entry of each start records.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// How many files were loaded, the schema included.
+    pub fn file_count(&self) -> usize {
+        self.files
+    }
+
+    /// Whether these are the policies compiled into the binary (no `policies_dir`).
+    pub fn is_embedded(&self) -> bool {
+        self.source == EMBEDDED_SCHEMA_NAME
+    }
+
     /// The default policies compiled into the binary (the files of `policies/` at build time).
     pub fn embedded() -> Result<Self, PolicyError> {
         Self::build(
-            "policies/schema.cedarschema",
+            EMBEDDED_SCHEMA_NAME,
             EMBEDDED_SCHEMA,
             vec![(
                 "policies/default.cedar".to_owned(),
@@ -354,6 +400,8 @@ impl Policies {
             actions,
             types,
             source: schema_name.to_owned(),
+            digest: digest(schema_name, schema_text, &files),
+            files: files.len() + 1,
             memo: Mutex::new(HashMap::new()),
             case_ids,
         };

@@ -1,5 +1,7 @@
 //! Erasure: on request, or by the retention schedule; the case's data key goes with it.
 
+use chrono::SecondsFormat;
+
 use super::*;
 
 /// `DELETE …/cases/{id}`: erase on request.
@@ -55,7 +57,20 @@ pub async fn run_retention(db: &dyn Database, now: DateTime<Utc>) -> Result<Vec<
         let declined_before = now
             .checked_sub_months(months(settings.retention_declined_months))
             .unwrap_or(now);
-        for id in db
+        // The settings that decide, named in each erasure's entry (identifiers and dates).
+        let rule = |status: &str| match status {
+            "declined" => serde_json::json!({
+                "rule": "declined_cases",
+                "retention_months": settings.retention_declined_months,
+                "declined_before": declined_before.to_rfc3339_opts(SecondsFormat::Micros, true),
+            }),
+            _ => serde_json::json!({
+                "rule": "closed_cases",
+                "retention_months": settings.retention_closed_months,
+                "closed_before": closed_before.to_rfc3339_opts(SecondsFormat::Micros, true),
+            }),
+        };
+        for (id, status) in db
             .expired_cases(&settings.slug, closed_before, declined_before)
             .await?
         {
@@ -65,7 +80,8 @@ pub async fn run_retention(db: &dyn Database, now: DateTime<Utc>) -> Result<Vec<
                 request_id: None,
             }
             .entry(Action::RetentionErase, now)
-            .case(&id, None);
+            .case(&id, None)
+            .detail(&rule(&status));
             if let Some((reference, _)) = erase_record(
                 db,
                 &settings.slug,

@@ -51,7 +51,15 @@ pub async fn put_interlocutors(
                 .collect(),
         )
     })?;
-    store_directory(state.db.as_ref(), cellule, &dir, state.clock.now()).await?;
+    let head = store_directory(
+        state.db.as_ref(),
+        cellule,
+        &dir,
+        state.clock.now(),
+        who.audit(),
+    )
+    .await?;
+    audit_log::committed(state, cellule, &head).await;
     Ok(Interlocutors {
         interlocutors: dir.interlocutors,
     })
@@ -83,19 +91,104 @@ pub async fn put_rules(
                 .collect(),
         )
     })?;
-    store_directory(state.db.as_ref(), cellule, &dir, state.clock.now()).await?;
+    let head = store_directory(
+        state.db.as_ref(),
+        cellule,
+        &dir,
+        state.clock.now(),
+        who.audit(),
+    )
+    .await?;
+    audit_log::committed(state, cellule, &head).await;
     Ok(RoutingRules { rules: dir.rules })
 }
 
-/// Replaces a cellule's whole directory (CLI import).
+/// Replaces a cellule's whole directory (CLI import), recorded as `change_routing` by `by`.
 pub async fn import_directory(
     db: &dyn crate::storage::Database,
+    by: &crate::services::cellules::Admin,
     cellule: &str,
     dir: &Directory,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     dir.validate().map_err(Error::Validation)?;
-    store_directory(db, cellule, dir, now).await
+    store_directory(db, cellule, dir, now, by.ctx(cellule)).await?;
+    Ok(())
+}
+
+/// What a `change_routing` entry records (identifiers only: the interlocutors' and rules' ids,
+/// never their names, contacts or notes), from the stored directory replaced and the new one as
+/// JSON (`null` before: none): the counts before → after, and the ids of the interlocutors and
+/// rules added, removed and changed; `reordered` when the rules kept their ids but not their
+/// order (the order decides proposals).
+pub fn routing_detail(before: &serde_json::Value, after: &serde_json::Value) -> serde_json::Value {
+    // The stored document's own field names (`interlocutor`, `rule`: the TOML names).
+    let items = |doc: &serde_json::Value, key: &str| -> Vec<(String, serde_json::Value)> {
+        doc.get(key)
+            .and_then(serde_json::Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .map(|item| {
+                        let id = item
+                            .get("id")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned();
+                        (id, item.clone())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let diff = |key: &str| {
+        let (old, new) = (items(before, key), items(after, key));
+        let find = |list: &[(String, serde_json::Value)], id: &str| {
+            list.iter().find(|(i, _)| i == id).map(|(_, v)| v.clone())
+        };
+        let added: Vec<&str> = new
+            .iter()
+            .filter(|(id, _)| find(&old, id).is_none())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let removed: Vec<&str> = old
+            .iter()
+            .filter(|(id, _)| find(&new, id).is_none())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let changed: Vec<&str> = new
+            .iter()
+            .filter(|(id, v)| find(&old, id).is_some_and(|o| &o != v))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let kept_old: Vec<&str> = old
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .filter(|id| find(&new, id).is_some())
+            .collect();
+        let kept_new: Vec<&str> = new
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .filter(|id| find(&old, id).is_some())
+            .collect();
+        (
+            old.len(),
+            new.len(),
+            serde_json::json!({
+                "added": added,
+                "removed": removed,
+                "changed": changed,
+                "reordered": kept_old != kept_new,
+            }),
+        )
+    };
+    let (interlocutors_before, interlocutors_after, interlocutors) = diff("interlocutor");
+    let (rules_before, rules_after, rules) = diff("rule");
+    serde_json::json!({
+        "before": { "interlocutors": interlocutors_before, "rules": rules_before },
+        "after": { "interlocutors": interlocutors_after, "rules": rules_after },
+        "interlocutors": interlocutors,
+        "rules": rules,
+    })
 }
 
 /// A cellule's directory (CLI export).

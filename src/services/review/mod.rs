@@ -101,15 +101,31 @@ async fn load_directory(state: &AppState, cellule: &str) -> Result<Directory, Er
     directory::export_directory(state.db.as_ref(), cellule).await
 }
 
+/// Stores a cellule's directory with its `change_routing` entry (by `ctx`'s actor), which names
+/// what changed against the stored directory it replaces, in one transaction.
 async fn store_directory(
     db: &dyn crate::storage::Database,
     cellule: &str,
     dir: &Directory,
     now: DateTime<Utc>,
-) -> Result<(), Error> {
+    ctx: audit::AuditCtx,
+) -> Result<audit::Head, Error> {
     let doc = serde_json::to_string(dir).map_err(|e| Error::Internal(e.to_string()))?;
-    db.put_directory(cellule, &doc, now).await?;
-    Ok(())
+    let after = serde_json::to_value(dir).map_err(|e| Error::Internal(e.to_string()))?;
+    let draft = ctx
+        .entry(Action::ChangeRouting, now)
+        .target("routing_directory", cellule);
+    let entry = move |before: Option<String>| {
+        // A stored document that no longer parses counts as empty: the entry still names
+        // everything the new directory holds.
+        let before = before
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+            .unwrap_or(serde_json::Value::Null);
+        draft.detail(&directory::routing_detail(&before, &after))
+    };
+    Ok(db
+        .put_directory(cellule, &doc, now, Box::new(entry))
+        .await?)
 }
 
 pub(super) async fn session(
