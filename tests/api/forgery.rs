@@ -368,6 +368,15 @@ async fn an_export_verifies_with_an_independent_script(backend: Backend) {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    // The administration of the cellule is in it, with its details hashed like any field.
+    assert!(
+        export
+            .text
+            .lines()
+            .any(|l| l.contains("\"action\":\"grant_membership\"") && l.contains("\"detail\":")),
+        "{}",
+        export.text
+    );
     let (code, out, err) = check("export.jsonl");
     assert_eq!(code, Some(0), "{out}{err}");
     let lines = export.text.lines().count();
