@@ -12,6 +12,7 @@ pub mod cases;
 pub mod cellules;
 pub mod charter;
 pub mod guard;
+pub mod idempotency;
 pub mod keys;
 pub mod review;
 pub mod throttle;

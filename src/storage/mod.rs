@@ -31,6 +31,7 @@ mod batch;
 mod cases;
 mod cellules;
 mod error;
+pub mod idempotency;
 mod keys;
 pub mod records;
 mod review;
@@ -52,6 +53,7 @@ pub use sql::Store;
 
 /// The storage traits, for callers of [`Database`]'s methods.
 pub mod prelude {
+    pub use super::idempotency::IdempotencyStore;
     pub use super::web_sessions::WebSessionStore;
     pub use super::{AuditStore, CaseStore, CelluleStore, Database, KeyStore, ReviewStore};
 }
@@ -65,6 +67,7 @@ pub trait Database:
     + AuditStore
     + KeyStore
     + web_sessions::WebSessionStore
+    + idempotency::IdempotencyStore
     + Send
     + Sync
     + 'static

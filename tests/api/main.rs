@@ -11,6 +11,7 @@ mod guard;
 mod guard_fields;
 mod helpers;
 mod http;
+mod idempotency;
 mod keys;
 mod limits;
 mod matrix;
