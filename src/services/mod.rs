@@ -8,6 +8,7 @@ pub mod access;
 pub mod audit_log;
 pub mod audit_stream;
 pub mod auditor;
+pub mod backup;
 pub mod cases;
 pub mod cellules;
 pub mod charter;

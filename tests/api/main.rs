@@ -4,6 +4,7 @@ mod abuse;
 mod admin;
 mod audit;
 mod audit_stream;
+mod backup;
 mod cases;
 mod cli;
 mod forgery;
