@@ -4,7 +4,8 @@
 -- (`status`, `response`). The answer is written in the same transaction as the record it
 -- created, so a row with an answer means the record is committed and a row without one means
 -- it is not. `response` holds ids, references and statuses, never free text (a note's text is
--- read again on a replay). `case_id` lets the erasure of a case remove the answers about it.
+-- read again on a replay). `case_id` lets the erasure of a case turn the answers about it into
+-- "not found" (status 404, no body).
 -- Times are Unix microseconds; rows older than 24 hours are purged.
 CREATE TABLE idempotency_keys (
     subject TEXT NOT NULL,

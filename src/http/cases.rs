@@ -69,6 +69,9 @@ pub async fn submit_referral(
             let headers = idempotency::case_location(slug, &created.id);
             (StatusCode::CREATED, headers, Json(created)).into_response()
         }
+        Ran::Replayed(stored) if idempotency::erased(&stored) => {
+            idempotency::replay(stored, HeaderMap::new())
+        }
         Ran::Replayed(stored) => {
             let id = stored.body.get("id").and_then(|v| v.as_str()).unwrap_or("");
             let headers = idempotency::case_location(slug, id);
@@ -225,6 +228,9 @@ pub async fn add_note(
     .await?;
     Ok(match ran {
         Ran::Fresh(note) => (StatusCode::CREATED, Json(note)).into_response(),
+        Ran::Replayed(stored) if idempotency::erased(&stored) => {
+            idempotency::replay(stored, HeaderMap::new())
+        }
         // The stored answer holds no text: the note is read again.
         Ran::Replayed(stored) => {
             let note_id = stored.body.get("id").and_then(|v| v.as_str()).unwrap_or("");

@@ -17,6 +17,7 @@ use super::AppState;
 use crate::error::Error;
 use crate::services::access::CelluleMember;
 use crate::services::idempotency::{self, Begun, IdempotencyKey, Lease, Replay};
+use crate::storage::idempotency::ERASED;
 
 /// The request header.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -94,10 +95,21 @@ where
 }
 
 /// A stored answer sent again: its status and body, `Idempotent-Replayed: true`, and `headers`.
+/// The answer about a case erased since is the case's 404 problem.
 pub fn replay(stored: Replay, mut headers: HeaderMap) -> Response {
     headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    if stored.status == ERASED {
+        let mut response = Error::NotFound("case").into_response();
+        response.headers_mut().extend(headers);
+        return response;
+    }
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     (status, headers, Json(stored.body)).into_response()
+}
+
+/// Whether a stored answer is about a case erased since.
+pub fn erased(stored: &Replay) -> bool {
+    stored.status == ERASED
 }
 
 /// The `Location` of a case, when it makes a valid header.

@@ -464,7 +464,7 @@ impl CaseStore for Store {
             .execute(&mut *c)
             .await?;
         });
-        // An idempotent answer about the case (a transition's summary) goes with it.
+        // The idempotent answers about the case go with it (a replay answers 404).
         tx.forget_idempotency_of_case(id).await?;
         audit.case_ref = Some(reference.clone());
         let head = tx.append(cellule, vec![audit]).await?;

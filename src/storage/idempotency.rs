@@ -18,6 +18,9 @@ use async_trait::async_trait;
 use super::StorageError;
 use super::sql::{Store, Tx, db_run, tx_run};
 
+/// The status stored for the answers about an erased case.
+pub const ERASED: u16 = 404;
+
 /// Which key: the subject and cellule that used it, and the key itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyScope {
@@ -224,16 +227,21 @@ impl Tx {
         }
     }
 
-    /// Removes the answers about an erased case.
+    /// Turns the answers about an erased case into "not found" (status 404, no body): a retry
+    /// with their keys neither gets the case's data back nor creates the record again.
     pub(crate) async fn forget_idempotency_of_case(
         &mut self,
         case_id: &str,
     ) -> Result<(), StorageError> {
         tx_run!(self, c => {
-            sqlx::query("DELETE FROM idempotency_keys WHERE case_id = $1")
-                .bind(case_id)
-                .execute(&mut *c)
-                .await?;
+            sqlx::query(
+                "UPDATE idempotency_keys SET status = $2, response = 'null', case_id = NULL \
+                 WHERE case_id = $1",
+            )
+            .bind(case_id)
+            .bind(i64::from(ERASED))
+            .execute(&mut *c)
+            .await?;
         });
         Ok(())
     }

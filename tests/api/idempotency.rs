@@ -251,6 +251,18 @@ async fn notes_and_transitions_replay_their_first_answer(backend: Backend) {
         .await,
         0
     );
+    // Their keys now answer the case's 404 (nothing of it comes back, nothing is created).
+    let gone = post_keyed(&app, COORD, &transitions, "t-1", &json!({"to": "accepted"})).await;
+    gone.assert_problem(404);
+    assert_eq!(replayed(&gone), Some("true"));
+    assert_eq!(
+        app.count_rows(
+            "SELECT count(*) FROM idempotency_keys WHERE response LIKE '%' || $1 || '%'",
+            &id
+        )
+        .await,
+        0
+    );
 }
 
 async fn decisions_replay_their_first_answer_idempotently(backend: Backend) {
