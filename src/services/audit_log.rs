@@ -17,7 +17,8 @@
 //! - Order: the entries of one cellule keep the order in which requests queued them (a batch's
 //!   new cases first, then the other entries).
 //! - Failure: when a batch of several jobs fails, each job is retried alone, so a job that
-//!   cannot be written fails only its own request.
+//!   cannot be written fails only its own request; except when the connection was lost during
+//!   its `COMMIT` (the batch may be written): then every request is answered "outcome unknown".
 //! - The task starts on first use in the current Tokio runtime; when it is gone (a runtime shut
 //!   down under it), requests write directly.
 
@@ -353,6 +354,23 @@ impl Inner {
                 }
                 if let Some(now) = now {
                     self.checkpoints(&done.heads, now).await;
+                }
+            }
+            // The connection was lost during the COMMIT: the batch may be written. Writing its
+            // jobs again would duplicate them; each request is told the outcome is unknown
+            // (a retry with its idempotency key is safe).
+            Err(StorageError::UnknownOutcome(cause)) if batch.len() > 1 => {
+                tracing::warn!(jobs = batch.len(), "audit group commit: outcome unknown");
+                for job in batch {
+                    let e = || StorageError::UnknownOutcome(cause.clone());
+                    match job {
+                        Job::Entries { reply, .. } => {
+                            let _ = reply.send(Err(e()));
+                        }
+                        Job::Case { reply, .. } => {
+                            let _ = reply.send(Err(e()));
+                        }
+                    }
                 }
             }
             Err(e) if batch.len() == 1 => {

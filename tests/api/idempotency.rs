@@ -6,7 +6,7 @@
 //! "outcome unknown", and its retries with the key never create a second case.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -162,6 +162,30 @@ async fn invalid_idempotency_keys_are_refused(backend: Backend) {
     assert_eq!(cases_of(&app).await, 0);
     let ok = post_keyed(&app, REF1, REFERRALS, &"k".repeat(255), &body).await;
     assert_eq!(ok.status, 201, "{}", ok.text);
+    // The header is in the contract of the four operations.
+    let doc = app.get("/openapi.json", None).await.body;
+    for (path, status) in [
+        ("/v1/cellules/{cellule}/referrals", "201"),
+        ("/v1/cellules/{cellule}/cases/{id}/notes", "201"),
+        ("/v1/cellules/{cellule}/cases/{id}/transitions", "200"),
+        (
+            "/v1/cellules/{cellule}/sessions/{sid}/items/{case_id}/decision",
+            "201",
+        ),
+    ] {
+        let op = &doc["paths"][path]["post"];
+        assert!(op["responses"][status].is_object(), "{path}");
+        let header = op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == "Idempotency-Key");
+        assert_eq!(
+            header.map(|h| h["in"].clone()),
+            Some(json!("header")),
+            "{path}"
+        );
+    }
 }
 
 async fn notes_and_transitions_replay_their_first_answer(backend: Backend) {
@@ -395,6 +419,9 @@ struct CommitCutter {
     /// Cuts still to make; each one alternates the two kinds.
     armed: Arc<AtomicUsize>,
     made: Arc<AtomicUsize>,
+    /// Holds every `COMMIT` a while first, so that requests pile up into one group commit, and
+    /// cuts only after the server got the `COMMIT`.
+    slow: Arc<AtomicBool>,
 }
 
 impl CommitCutter {
@@ -403,18 +430,24 @@ impl CommitCutter {
         let port = listener.local_addr().expect("addr").port();
         let armed = Arc::new(AtomicUsize::new(0));
         let made = Arc::new(AtomicUsize::new(0));
-        let (a, m) = (armed.clone(), made.clone());
+        let slow = Arc::new(AtomicBool::new(false));
+        let (a, m, s) = (armed.clone(), made.clone(), slow.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (upstream, a, m) = (upstream.clone(), a.clone(), m.clone());
+                let (upstream, a, m, s) = (upstream.clone(), a.clone(), m.clone(), s.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&upstream).await {
-                        relay(client, server, a, m).await;
+                        relay(client, server, a, m, s).await;
                     }
                 });
             }
         });
-        Self { port, armed, made }
+        Self {
+            port,
+            armed,
+            made,
+            slow,
+        }
     }
 }
 
@@ -423,6 +456,7 @@ async fn relay(
     server: TcpStream,
     armed: Arc<AtomicUsize>,
     made: Arc<AtomicUsize>,
+    slow: Arc<AtomicBool>,
 ) {
     let (mut client_rx, mut client_tx) = client.into_split();
     let (mut server_rx, mut server_tx) = server.into_split();
@@ -437,6 +471,9 @@ async fn relay(
         };
         let chunk = &buf[..n];
         let commit = chunk.windows(6).any(|w| w == b"COMMIT");
+        if commit && slow.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
         if commit
             && armed
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -445,7 +482,8 @@ async fn relay(
             let kind = made.fetch_add(1, Ordering::SeqCst);
             // The server's answers stop reaching the client.
             back.abort();
-            if kind.is_multiple_of(2) {
+            // Alternately; always "committed" while slow (the case a batch must not rewrite).
+            if kind.is_multiple_of(2) || slow.load(Ordering::SeqCst) {
                 // Committed, the answer lost.
                 let _ = server_tx.write_all(chunk).await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -530,6 +568,35 @@ async fn idempotent_retries_after_commits_cut_create_no_duplicate() {
             "referral {i} stored more than once"
         );
     }
+    // Concurrent referrals (group-committed together), two commits cut: a batch whose
+    // commit is unknown is not written again job by job, so every client ends with its one case.
+    let app = Arc::new(app);
+    cutter.slow.store(true, Ordering::SeqCst);
+    cutter.armed.store(2, Ordering::SeqCst);
+    let clients: Vec<_> = (0..6)
+        .map(|c| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let key = format!("together-{c}");
+                let body = referral(&format!("Situation simultanée {c}."));
+                for _ in 0..20 {
+                    let a = post_keyed(&app, REF1, REFERRALS, &key, &body).await;
+                    if a.status == 201 {
+                        return a.body["id"].as_str().map(str::to_owned);
+                    }
+                    a.assert_problem(503);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None
+            })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for client in clients {
+        ids.insert(client.await.expect("client").expect("a 201 in the end"));
+    }
+    assert_eq!(ids.len(), 6);
+    assert_eq!(cases_of(&app).await, referrals + 6);
     let made = cutter.made.load(Ordering::SeqCst);
     eprintln!(
         "cuts: {made}, outcome unknown: {unknown}, replayed after it: {replays_after_unknown}"
