@@ -62,10 +62,11 @@ impl IdempotencyKey {
 /// The SHA-256 (hex) of a request's method, path and body: what makes two requests "the same".
 pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(method.as_bytes());
-    ctx.update(b"\n");
-    ctx.update(path.as_bytes());
-    ctx.update(b"\n");
+    // Length-prefixed: no method, path and body can pass for another split of the same bytes.
+    for part in [method.as_bytes(), path.as_bytes()] {
+        ctx.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+        ctx.update(part);
+    }
     ctx.update(body);
     hex::encode(ctx.finish().as_ref())
 }
@@ -190,4 +191,55 @@ impl Lease {
 pub async fn purge(state: &AppState) -> Result<u64, Error> {
     let before = micros(state.clock.now() - KEPT);
     Ok(state.db.purge_idempotency(before).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_short_printable_strings() {
+        for ok in [
+            "a",
+            "8e03978e-40d5-43e8-bc93-6894a57f9324",
+            "\"quoted\"",
+            "k:1/2",
+        ] {
+            assert!(IdempotencyKey::parse(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            IdempotencyKey::parse("\"abc\"")
+                .map(|k| k.as_str().to_owned())
+                .ok(),
+            Some("abc".to_owned())
+        );
+        let long = "k".repeat(MAX_KEY_LEN + 1);
+        for bad in [
+            "",
+            "\"\"",
+            "a b",
+            "é",
+            "tab\there",
+            "back\\slash",
+            long.as_str(),
+        ] {
+            assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(IdempotencyKey::parse(&"k".repeat(MAX_KEY_LEN)).is_ok());
+    }
+
+    #[test]
+    fn the_fingerprint_covers_method_path_and_body() {
+        let base = fingerprint("POST", "/v1/a", b"{}");
+        assert_eq!(base, fingerprint("POST", "/v1/a", b"{}"));
+        assert_eq!(base.len(), 64);
+        assert_ne!(base, fingerprint("PUT", "/v1/a", b"{}"));
+        assert_ne!(base, fingerprint("POST", "/v1/b", b"{}"));
+        assert_ne!(base, fingerprint("POST", "/v1/a", b"{ }"));
+        // The lengths keep a path's end from passing for the body's start.
+        assert_ne!(
+            fingerprint("POST", "/v1/a\n{", b"}"),
+            fingerprint("POST", "/v1/a", b"{\n}")
+        );
+    }
 }

@@ -101,3 +101,31 @@ pub(crate) fn not_found_on_fk(e: sqlx::Error) -> StorageError {
     }
     StorageError::from(e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection lost during `COMMIT` is an unknown outcome; other failures are not.
+    #[test]
+    fn commit_failures_are_classified() {
+        let lost = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(matches!(
+            StorageError::from_commit(lost),
+            StorageError::UnknownOutcome(_)
+        ));
+        let protocol = sqlx::Error::Protocol("unexpected end of stream".into());
+        assert!(matches!(
+            StorageError::from_commit(protocol),
+            StorageError::UnknownOutcome(_)
+        ));
+        assert!(matches!(
+            StorageError::from_commit(sqlx::Error::PoolTimedOut),
+            StorageError::Unavailable(_)
+        ));
+        assert!(matches!(
+            StorageError::from_commit(sqlx::Error::RowNotFound),
+            StorageError::Other(_)
+        ));
+    }
+}
