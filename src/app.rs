@@ -307,9 +307,14 @@ impl Application {
         };
         let sessions = {
             let web = self.web.clone();
+            let state = self.state.clone();
             tokio::spawn(async move {
                 loop {
                     web.purge_sessions().await;
+                    // Idempotency keys are kept 24 hours (docs/api.md).
+                    if let Err(e) = crate::services::idempotency::purge(&state).await {
+                        tracing::warn!(error = %e, "idempotency keys not purged; will retry");
+                    }
                     tokio::time::sleep(std::time::Duration::from_secs(15 * 60)).await;
                 }
             })

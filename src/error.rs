@@ -46,6 +46,16 @@ pub enum Error {
     TooManyRequests(std::time::Duration),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The database connection was lost during a commit: the change may or may not have been
+    /// recorded (503; retrying with the same `Idempotency-Key` is safe).
+    #[error("commit outcome unknown: {0}")]
+    UnknownOutcome(String),
+    /// An `Idempotency-Key` already used with another request (422).
+    #[error("idempotency key reused with another request")]
+    IdempotencyKeyReused,
+    /// An `Idempotency-Key` whose first request is still being processed (409).
+    #[error("idempotency key in use")]
+    IdempotencyKeyInFlight,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -60,6 +70,7 @@ impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::Unavailable(cause) => Error::Unavailable(cause),
+            StorageError::UnknownOutcome(cause) => Error::UnknownOutcome(cause),
             StorageError::Conflict(what) => Error::Conflict(what.to_owned()),
             StorageError::NotFound(what) => Error::NotFound(what),
             other => Error::Internal(other.to_string()),

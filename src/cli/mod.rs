@@ -2,7 +2,7 @@
 //! `serve` (the default) also takes `--bind`. Errors print one line on stderr and exit non-zero
 //! (2 for bad usage or configuration, 1 for everything else).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 mod audit;
+mod backup;
 pub mod demo;
 mod keys;
 mod routing;
@@ -73,6 +74,17 @@ pub enum Command {
     /// The audit log: verify, export, sign checkpoints, retention
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Back up the SQLite database while the service runs (`backup --output FILE`), or check a
+    /// backup (`backup verify FILE`); the keyring is copied apart (`--keyring-output`)
+    Backup(BackupArgs),
+    /// Restore a SQLite backup into the configured database (stop the service first)
+    Restore {
+        /// The backup file
+        file: PathBuf,
+        /// Replace a database that exists
+        #[arg(long)]
+        force: bool,
+    },
     /// The routing directory (interlocutors and ordered rules) of a cellule, as TOML
     #[command(subcommand)]
     Routing(RoutingCommand),
@@ -148,6 +160,35 @@ pub enum AuditCommand {
         /// Confirm the removal
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    /// The backup file to write (new; created 0600)
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also copy the keyring into the backup file (only for a store that is itself encrypted)
+    #[arg(long)]
+    pub with_keyring: bool,
+    /// Copy the keyring into this other file (new; created 0600)
+    #[arg(long, value_name = "FILE")]
+    pub keyring_output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Check a backup: SQLite integrity, KEK check values against a keyring, audit chains;
+    /// exits 1 when a check fails
+    Verify {
+        /// The backup file
+        file: PathBuf,
+        /// The keyring to check it with (default: the backup's own, else the configured one)
+        #[arg(long, value_name = "FILE")]
+        keyring: Option<PathBuf>,
     },
 }
 
@@ -331,6 +372,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Keys(cmd) => keys::run(&config, cmd).await,
+        Command::Backup(args) => backup::run(&config, &clock, args).await,
+        Command::Restore { file, force } => backup::restore(&config, &file, force).await,
         Command::Routing(cmd) => routing::run(&config, &clock, cmd).await,
         Command::Demo { slug, ttl } => {
             let slug = arg("slug", CelluleSlug::parse(&slug))?;

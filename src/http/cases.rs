@@ -4,12 +4,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::idempotency::{self, KeyHeader, Ran};
 use super::problem::Problem;
 use crate::error::Error;
 use crate::services::access::{self, Caller};
@@ -18,6 +20,7 @@ use crate::services::cases::{
     ReferralRequest, ReferralStatus, TransitionRequest,
 };
 use crate::services::charter::{self, AcceptCharter, CharterAccepted, CharterView};
+use crate::services::idempotency::Replay;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -32,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Submits a pseudonymised referral (fiche de saisine).
 #[utoipa::path(post, path = "/v1/cellules/{cellule}/referrals", tag = "cases", security(("bearer" = [])),
-    params(("cellule" = String, Path, description = "Cellule slug")),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key with the same request answers the first answer again (`Idempotent-Replayed: true`); see docs/api.md")),
     request_body = ReferralRequest,
     responses(
         (status = 201, description = "Recorded", body = ReferralCreated),
@@ -42,25 +45,39 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field, objection, or direct identifiers in free text", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this idempotency key is in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, objection, direct identifiers in free text, invalid idempotency key, or a key used with another request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable, or the commit's outcome unknown (retry with the same idempotency key)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn submit_referral(
     State(state): State<AppState>,
     caller: Caller,
+    key: KeyHeader,
     ApiPath(cellule): ApiPath<String>,
     body: ApiJson<ReferralRequest>,
-) -> Result<(StatusCode, HeaderMap, Json<ReferralCreated>), Error> {
+) -> Result<Response, Error> {
     let member = access::enter(&state, &caller, &cellule, None).await?;
-    let created = cases::submit(&state, &member, body.parse()?).await?;
-    let mut headers = HeaderMap::new();
-    if let Ok(location) = HeaderValue::from_str(&format!(
-        "/v1/cellules/{}/cases/{}",
-        member.cellule.slug, created.id
-    )) {
-        headers.insert(header::LOCATION, location);
-    }
-    Ok((StatusCode::CREATED, headers, Json(created)))
+    let (req, bytes) = body.parse_with_bytes()?;
+    let (s, m) = (&state, &member);
+    let ran = idempotency::run(s, m, key, &bytes, StatusCode::CREATED, |lease| async move {
+        cases::submit(s, m, req, lease.as_ref()).await
+    })
+    .await?;
+    let slug = member.cellule.slug.as_str();
+    Ok(match ran {
+        Ran::Fresh(created) => {
+            let headers = idempotency::case_location(slug, &created.id);
+            (StatusCode::CREATED, headers, Json(created)).into_response()
+        }
+        Ran::Replayed(stored) if idempotency::erased(&stored) => {
+            idempotency::replay(stored, HeaderMap::new())
+        }
+        Ran::Replayed(stored) => {
+            let id = stored.body.get("id").and_then(|v| v.as_str()).unwrap_or("");
+            let headers = idempotency::case_location(slug, id);
+            idempotency::replay(stored, headers)
+        }
+    })
 }
 
 /// The caller's own referrals: status view only.
@@ -144,7 +161,7 @@ pub async fn erase_case(
 
 /// Moves a case along the lifecycle graph (coordinator).
 #[utoipa::path(post, path = "/v1/cellules/{cellule}/cases/{id}/transitions", tag = "cases", security(("bearer" = [])),
-    params(("cellule" = String, Path, description = "Cellule slug"), ("id" = String, Path, description = "Case id")),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("id" = String, Path, description = "Case id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key with the same request answers the first answer again (`Idempotent-Replayed: true`); see docs/api.md")),
     request_body = TransitionRequest,
     responses(
         (status = 200, description = "The case after the transition", body = CaseSummary),
@@ -152,27 +169,35 @@ pub async fn erase_case(
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such case, or not visible to the caller", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not a transition of the lifecycle graph; nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not a transition of the lifecycle graph (nothing changed), or a request with this idempotency key in flight", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing reason or date, or identifiers in the reason", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing reason or date, identifiers in the reason, invalid idempotency key, or a key used with another request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable, or the commit's outcome unknown (retry with the same idempotency key)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn transition_case(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((cellule, id)): ApiPath<(String, String)>,
+    key: KeyHeader,
     body: ApiJson<TransitionRequest>,
-) -> Result<Json<CaseSummary>, Error> {
+) -> Result<Response, Error> {
     let member = access::enter(&state, &caller, &cellule, Some(&id)).await?;
-    Ok(Json(
-        cases::transition(&state, &member, &id, body.parse()?).await?,
-    ))
+    let (req, bytes) = body.parse_with_bytes()?;
+    let (s, m, case) = (&state, &member, id.as_str());
+    let ran = idempotency::run(s, m, key, &bytes, StatusCode::OK, |lease| async move {
+        cases::transition(s, m, case, req, lease.as_ref()).await
+    })
+    .await?;
+    Ok(match ran {
+        Ran::Fresh(summary) => Json(summary).into_response(),
+        Ran::Replayed(stored) => idempotency::replay(stored, HeaderMap::new()),
+    })
 }
 
 /// Appends a note (append-only; a correction references the note it corrects).
 #[utoipa::path(post, path = "/v1/cellules/{cellule}/cases/{id}/notes", tag = "cases", security(("bearer" = [])),
-    params(("cellule" = String, Path, description = "Cellule slug"), ("id" = String, Path, description = "Case id")),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("id" = String, Path, description = "Case id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key with the same request answers the first answer again (`Idempotent-Replayed: true`); see docs/api.md")),
     request_body = NoteRequest,
     responses(
         (status = 201, description = "Recorded", body = NoteView),
@@ -180,21 +205,46 @@ pub async fn transition_case(
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Audience of another sphere, or charter not accepted", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such case, or not visible to the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this idempotency key is in flight", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid note or identifiers in the text", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid note, identifiers in the text, invalid idempotency key, or a key used with another request", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Integrity failure", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable, or the commit's outcome unknown (retry with the same idempotency key)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_note(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((cellule, id)): ApiPath<(String, String)>,
+    key: KeyHeader,
     body: ApiJson<NoteRequest>,
-) -> Result<(StatusCode, Json<NoteView>), Error> {
+) -> Result<Response, Error> {
     let member = access::enter(&state, &caller, &cellule, Some(&id)).await?;
-    let note = cases::add_note(&state, &member, &id, body.parse()?).await?;
-    Ok((StatusCode::CREATED, Json(note)))
+    let (req, bytes) = body.parse_with_bytes()?;
+    let (s, m, case) = (&state, &member, id.as_str());
+    let ran = idempotency::run(s, m, key, &bytes, StatusCode::CREATED, |lease| async move {
+        cases::add_note(s, m, case, req, lease.as_ref()).await
+    })
+    .await?;
+    Ok(match ran {
+        Ran::Fresh(note) => (StatusCode::CREATED, Json(note)).into_response(),
+        Ran::Replayed(stored) if idempotency::erased(&stored) => {
+            idempotency::replay(stored, HeaderMap::new())
+        }
+        // The stored answer holds no text: the note is read again.
+        Ran::Replayed(stored) => {
+            let note_id = stored.body.get("id").and_then(|v| v.as_str()).unwrap_or("");
+            let note = cases::note_again(s, m, case, note_id).await?;
+            let body = serde_json::to_value(note).map_err(|e| Error::Internal(e.to_string()))?;
+            idempotency::replay(
+                Replay {
+                    status: stored.status,
+                    body,
+                },
+                HeaderMap::new(),
+            )
+        }
+    })
 }
 
 /// Notes of the audiences the caller may read, oldest first.

@@ -90,6 +90,12 @@ impl<T: DeserializeOwned> ApiJson<T> {
     pub fn parse(self) -> Result<T, Error> {
         parse_json(&self.bytes?)
     }
+
+    /// The body as `T` and its bytes (for an idempotency key's fingerprint).
+    pub fn parse_with_bytes(self) -> Result<(T, Bytes), Error> {
+        let bytes = self.bytes?;
+        Ok((parse_json(&bytes)?, bytes))
+    }
 }
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {

@@ -8,6 +8,7 @@ pub mod cases;
 pub mod client;
 pub mod extract;
 pub mod health;
+pub mod idempotency;
 pub mod limits;
 pub mod me;
 pub mod middleware;

@@ -56,7 +56,11 @@ impl Error {
             Error::InvalidTransition(_) => StatusCode::CONFLICT,
             Error::CharterNotAccepted => StatusCode::FORBIDDEN,
             Error::Integrity(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Error::Timeout | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Timeout | Error::Unavailable(_) | Error::UnknownOutcome(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Error::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -80,6 +84,9 @@ impl Error {
             Error::Timeout => "timeout",
             Error::TooManyRequests(_) => "rate-limited",
             Error::Unavailable(_) => "unavailable",
+            Error::UnknownOutcome(_) => "outcome-unknown",
+            Error::IdempotencyKeyReused => "idempotency-key-reused",
+            Error::IdempotencyKeyInFlight => "idempotency-key-in-use",
             Error::Internal(_) => "internal",
         }
     }
@@ -102,6 +109,9 @@ impl Error {
             Error::Timeout => "Request timed out",
             Error::TooManyRequests(_) => "Too many requests",
             Error::Unavailable(_) => "Service temporarily unavailable",
+            Error::UnknownOutcome(_) => "Outcome unknown",
+            Error::IdempotencyKeyReused => "Idempotency key reused",
+            Error::IdempotencyKeyInFlight => "Idempotency key in use",
             Error::Internal(_) => "Internal error",
         }
     }
@@ -141,6 +151,15 @@ impl Error {
             Error::Unavailable(_) => {
                 Some("The service cannot reach its database; retry later.".into())
             }
+            Error::UnknownOutcome(_) => Some(
+                "The connection to the database was lost while the change was being committed: it may or may not have been recorded. Retrying with the same Idempotency-Key is safe and answers what was recorded; without a key, check before sending again.".into(),
+            ),
+            Error::IdempotencyKeyReused => Some(
+                "This Idempotency-Key was already used with a different request (method, path or body); use a new key for a new request.".into(),
+            ),
+            Error::IdempotencyKeyInFlight => Some(
+                "A request with this Idempotency-Key is still being processed; retry later with the same key.".into(),
+            ),
             Error::Internal(_) => Some("An internal error occurred.".into()),
         }
     }
@@ -173,6 +192,9 @@ impl IntoResponse for Error {
                 tracing::error!(target_ids = %what, "integrity failure: a ciphertext did not open")
             }
             Error::Unavailable(cause) => tracing::warn!(cause = %cause, "database unavailable"),
+            Error::UnknownOutcome(cause) => {
+                tracing::warn!(cause = %cause, "connection lost during a commit: outcome unknown")
+            }
             Error::Timeout => tracing::warn!("request timed out"),
             _ => {}
         }
@@ -188,8 +210,11 @@ impl IntoResponse for Error {
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 );
             }
-            Error::Timeout | Error::Unavailable(_) => {
+            Error::Timeout | Error::Unavailable(_) | Error::UnknownOutcome(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Error::IdempotencyKeyInFlight => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Error::TooManyRequests(wait) => {
                 headers.insert(

@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::idempotency::{self, KeyHeader, Ran};
 use super::problem::Problem;
 use crate::domain::schedule::Schedule;
 use crate::error::Error;
@@ -275,7 +276,7 @@ pub async fn publish_agenda(
 
 /// Records the session's decision on one item and moves the case on (coordinator).
 #[utoipa::path(post, path = "/v1/cellules/{cellule}/sessions/{sid}/items/{case_id}/decision", tag = "sessions", security(("bearer" = [])),
-    params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id"), ("case_id" = String, Path, description = "Case id")),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id"), ("case_id" = String, Path, description = "Case id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key with the same request answers the first answer again (`Idempotent-Replayed: true`); see docs/api.md")),
     request_body = DecisionRequest,
     responses(
         (status = 201, description = "The decision", body = DecisionView),
@@ -283,24 +284,31 @@ pub async fn publish_agenda(
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not the coordinator, or charter not accepted", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session or item", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Agenda not published, item decided, or case not scheduled", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Agenda not published, item decided, case not scheduled, or a request with this idempotency key in flight", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid decision, or direct identifiers in text", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid decision, direct identifiers in text, invalid idempotency key, or a key used with another request", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Integrity failure", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable, or the commit's outcome unknown (retry with the same idempotency key)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn record_decision(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((cellule, sid, case_id)): ApiPath<(String, String, String)>,
+    key: KeyHeader,
     body: ApiJson<DecisionRequest>,
-) -> Result<(StatusCode, Json<DecisionView>), Error> {
+) -> Result<Response, Error> {
     let member = access::enter(&state, &caller, &cellule, Some(&case_id)).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(decisions::decide(&state, &member, &sid, &case_id, body.parse()?).await?),
-    ))
+    let (req, bytes) = body.parse_with_bytes()?;
+    let (s, m, sid, case) = (&state, &member, sid.as_str(), case_id.as_str());
+    let ran = idempotency::run(s, m, key, &bytes, StatusCode::CREATED, |lease| async move {
+        decisions::decide(s, m, sid, case, req, lease.as_ref()).await
+    })
+    .await?;
+    Ok(match ran {
+        Ran::Fresh(decision) => (StatusCode::CREATED, Json(decision)).into_response(),
+        Ran::Replayed(stored) => idempotency::replay(stored, axum::http::HeaderMap::new()),
+    })
 }
 
 /// The session as an iCalendar file: time, place, item references only (coordinator, members).

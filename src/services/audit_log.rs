@@ -17,7 +17,8 @@
 //! - Order: the entries of one cellule keep the order in which requests queued them (a batch's
 //!   new cases first, then the other entries).
 //! - Failure: when a batch of several jobs fails, each job is retried alone, so a job that
-//!   cannot be written fails only its own request.
+//!   cannot be written fails only its own request; except when the connection was lost during
+//!   its `COMMIT` (the batch may be written): then every request is answered "outcome unknown".
 //! - The task starts on first use in the current Tokio runtime; when it is gone (a runtime shut
 //!   down under it), requests write directly.
 
@@ -33,6 +34,7 @@ use super::witness::Witness;
 use crate::audit::verify::Trusted;
 use crate::audit::{Checkpoint, CheckpointKind, Draft, Head, Signer, reason};
 use crate::error::Error;
+use crate::storage::idempotency::IdempotencyAnswer;
 use crate::storage::{CaseWrite, Database, NewCase, StorageError, WrappedKey};
 
 /// At most this many requests' jobs go in one transaction.
@@ -156,6 +158,8 @@ struct Submission {
     case: NewCase,
     key: WrappedKey,
     audit: Draft,
+    /// The answer of the request's idempotency key (same transaction).
+    answer: Option<IdempotencyAnswer>,
 }
 
 /// The writer of the audit log: group commit and count-based checkpoints.
@@ -275,16 +279,31 @@ impl AuditLog {
         key: WrappedKey,
         audit: Draft,
     ) -> Result<String, StorageError> {
-        let (reply, answer) = oneshot::channel();
+        self.insert_case_answered(case, key, audit, None).await
+    }
+
+    /// [`Self::insert_case`], writing the answer of the request's idempotency key in the same
+    /// transaction (its reference filled in).
+    pub async fn insert_case_answered(
+        &self,
+        case: NewCase,
+        key: WrappedKey,
+        audit: Draft,
+        answer: Option<IdempotencyAnswer>,
+    ) -> Result<String, StorageError> {
+        let (reply, reference) = oneshot::channel();
         let job = Job::Case {
-            new: Box::new(Submission { case, key, audit }),
+            new: Box::new(Submission {
+                case,
+                key,
+                audit,
+                answer,
+            }),
             reply,
         };
         match self.queue().send(job) {
-            Ok(()) => answer.await.unwrap_or_else(|_| Err(stopped())),
-            Err(mpsc::error::SendError(Job::Case { new, .. })) => {
-                self.inner.case_alone(&new.case, &new.key, new.audit).await
-            }
+            Ok(()) => reference.await.unwrap_or_else(|_| Err(stopped())),
+            Err(mpsc::error::SendError(Job::Case { new, .. })) => self.inner.case_alone(*new).await,
             Err(_) => Err(stopped()),
         }
     }
@@ -359,6 +378,7 @@ impl Inner {
                         case: &new.case,
                         key: &new.key,
                         audit: &new.audit,
+                        answer: new.answer.as_ref(),
                     }),
                 }
             }
@@ -381,6 +401,23 @@ impl Inner {
                 }
                 if let Some(now) = now {
                     self.checkpoints(&done.heads, now).await;
+                }
+            }
+            // The connection was lost during the COMMIT: the batch may be written. Writing its
+            // jobs again would duplicate them; each request is told the outcome is unknown
+            // (a retry with its idempotency key is safe).
+            Err(StorageError::UnknownOutcome(cause)) if batch.len() > 1 => {
+                tracing::warn!(jobs = batch.len(), "audit group commit: outcome unknown");
+                for job in batch {
+                    let e = || StorageError::UnknownOutcome(cause.clone());
+                    match job {
+                        Job::Entries { reply, .. } => {
+                            let _ = reply.send(Err(e()));
+                        }
+                        Job::Case { reply, .. } => {
+                            let _ = reply.send(Err(e()));
+                        }
+                    }
                 }
             }
             Err(e) if batch.len() == 1 => {
@@ -407,8 +444,7 @@ impl Inner {
                             let _ = reply.send(self.entries_alone(&cellule, drafts).await);
                         }
                         Job::Case { new, reply } => {
-                            let _ =
-                                reply.send(self.case_alone(&new.case, &new.key, new.audit).await);
+                            let _ = reply.send(self.case_alone(*new).await);
                         }
                     }
                 }
@@ -425,16 +461,30 @@ impl Inner {
         Ok(())
     }
 
-    async fn case_alone(
-        &self,
-        case: &NewCase,
-        key: &WrappedKey,
-        audit: Draft,
-    ) -> Result<String, StorageError> {
-        let now = audit.at;
-        let (reference, head) = self.db.insert_case(case, key, audit).await?;
-        self.checkpoints(&[(case.cellule.clone(), head)], now).await;
-        Ok(reference)
+    async fn case_alone(&self, new: Submission) -> Result<String, StorageError> {
+        let now = new.audit.at;
+        let write = CaseWrite {
+            case: &new.case,
+            key: &new.key,
+            audit: &new.audit,
+            answer: new.answer.as_ref(),
+        };
+        let done = self
+            .db
+            .commit_batch(std::slice::from_ref(&write), &[])
+            .await?;
+        let reference = done.references.into_iter().next();
+        let head = done.heads.into_iter().next().map(|(_, h)| h);
+        match (reference, head) {
+            (Some(reference), Some(head)) => {
+                self.checkpoints(&[(new.case.cellule.clone(), head)], now)
+                    .await;
+                Ok(reference)
+            }
+            _ => Err(StorageError::Other(
+                "a case insert returned no reference".into(),
+            )),
+        }
     }
 
     /// Signs a periodic checkpoint for each cellule whose head is `every` entries or more past

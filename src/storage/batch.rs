@@ -15,6 +15,7 @@
 //! are always taken before heads. On SQLite the transaction holds the database's write lock
 //! from its `BEGIN IMMEDIATE`.
 
+use super::idempotency::IdempotencyAnswer;
 use super::keys::key_columns;
 use super::sql::{Store, Tx, tx_run};
 use super::{NewCase, StorageError, WrappedKey, not_found_on_fk};
@@ -26,6 +27,9 @@ pub struct CaseWrite<'a> {
     pub case: &'a NewCase,
     pub key: &'a WrappedKey,
     pub audit: &'a Draft,
+    /// The answer of the request's idempotency key, written in the same transaction (its
+    /// reference filled in here).
+    pub answer: Option<&'a IdempotencyAnswer>,
 }
 
 /// What a group commit wrote: each case's reference (in order), each cellule's new head.
@@ -63,6 +67,12 @@ pub(crate) async fn commit(
         let rows: Vec<(&CaseWrite<'_>, &String)> = cases.iter().zip(&references).collect();
         for chunk in rows.chunks(CASE_INSERT_ROWS) {
             tx.insert_cases(chunk).await?;
+        }
+        for (w, reference) in cases.iter().zip(&references) {
+            if let Some(answer) = w.answer {
+                tx.complete_idempotency(&answer.with_reference(reference))
+                    .await?;
+            }
         }
     }
     let heads = tx

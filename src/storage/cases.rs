@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::batch::{CaseWrite, Committed};
+use super::idempotency::IdempotencyAnswer;
 use super::sql::{Store, Tx, db_run, tx_run};
 use super::{
     CaseFilter, CaseRecord, EventRecord, NewCase, NoteRecord, StorageError, Tombstone, Transition,
@@ -106,6 +107,7 @@ pub trait CaseStore: Send + Sync {
             case,
             key,
             audit: &audit,
+            answer: None,
         };
         let done = self.commit_batch(std::slice::from_ref(&write), &[]).await?;
         let reference = done.references.into_iter().next();
@@ -152,6 +154,15 @@ pub trait CaseStore: Send + Sync {
         &self,
         t: &Transition,
         audit: Draft,
+    ) -> Result<Option<Head>, StorageError> {
+        self.transition_case_answered(t, audit, None).await
+    }
+    /// [`Self::transition_case`], writing `answer` (an idempotency key's) in its transaction.
+    async fn transition_case_answered(
+        &self,
+        t: &Transition,
+        audit: Draft,
+        answer: Option<&IdempotencyAnswer>,
     ) -> Result<Option<Head>, StorageError>;
     /// Inserts a note and its audit entry in one transaction.
     async fn insert_note(
@@ -159,6 +170,16 @@ pub trait CaseStore: Send + Sync {
         cellule: &str,
         note: &NoteRecord,
         audit: Draft,
+    ) -> Result<Head, StorageError> {
+        self.insert_note_answered(cellule, note, audit, None).await
+    }
+    /// [`Self::insert_note`], writing `answer` (an idempotency key's) in its transaction.
+    async fn insert_note_answered(
+        &self,
+        cellule: &str,
+        note: &NoteRecord,
+        audit: Draft,
+        answer: Option<&IdempotencyAnswer>,
     ) -> Result<Head, StorageError>;
     /// Notes of a case whose audience is in `audiences`, oldest first.
     async fn list_notes(
@@ -290,28 +311,36 @@ impl CaseStore for Store {
         }))
     }
 
-    async fn transition_case(
+    async fn transition_case_answered(
         &self,
         t: &Transition,
         audit: Draft,
+        answer: Option<&IdempotencyAnswer>,
     ) -> Result<Option<Head>, StorageError> {
         let mut tx = self.begin().await?;
         if !tx.move_case(t, Decided::Now).await? {
             tx.rollback().await?;
             return Ok(None);
         }
+        if let Some(answer) = answer {
+            tx.complete_idempotency(answer).await?;
+        }
         let head = tx.append(&t.cellule, vec![audit]).await?;
         tx.commit().await?;
         Ok(Some(head))
     }
 
-    async fn insert_note(
+    async fn insert_note_answered(
         &self,
         cellule: &str,
         n: &NoteRecord,
         audit: Draft,
+        answer: Option<&IdempotencyAnswer>,
     ) -> Result<Head, StorageError> {
         let mut tx = self.begin().await?;
+        if let Some(answer) = answer {
+            tx.complete_idempotency(answer).await?;
+        }
         tx_run!(&mut tx, c => {
             sqlx::query(concat!(
                 "INSERT INTO notes (",
@@ -438,6 +467,8 @@ impl CaseStore for Store {
             .execute(&mut *c)
             .await?;
         });
+        // The idempotent answers about the case go with it (a replay answers 404).
+        tx.forget_idempotency_of_case(id).await?;
         audit.case_ref = Some(reference.clone());
         let head = tx.append(cellule, vec![audit]).await?;
         tx.commit().await?;

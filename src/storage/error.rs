@@ -6,6 +6,11 @@ pub enum StorageError {
     /// The database cannot be reached or is overloaded: answered 503, retried by clients.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The connection was lost while a transaction was being committed: it may or may not
+    /// have been. Answered 503 with a problem saying so (a retry with the same idempotency key
+    /// is safe).
+    #[error("commit outcome unknown: {0}")]
+    UnknownOutcome(String),
     /// A uniqueness rule was violated.
     #[error("conflict: {0}")]
     Conflict(&'static str),
@@ -56,6 +61,31 @@ impl StorageError {
     }
 }
 
+impl StorageError {
+    /// Classifies the failure of a `COMMIT`: when the connection itself failed (an I/O or
+    /// protocol error, PostgreSQL's connection class 08 or an administrator's termination,
+    /// 57P01-02), the server may have committed before the answer was lost, so the outcome is
+    /// unknown. Any other failure (SQLite's, a serialisation failure) is a known rollback.
+    pub(crate) fn from_commit(e: sqlx::Error) -> Self {
+        let lost = match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                code.starts_with("08") || code == "57P01" || code == "57P02"
+            }
+            _ => false,
+        };
+        if lost {
+            StorageError::UnknownOutcome(e.to_string())
+        } else {
+            StorageError::from(e)
+        }
+    }
+}
+
 impl From<sqlx::Error> for StorageError {
     fn from(e: sqlx::Error) -> Self {
         StorageError::from_sqlx(e, "unique constraint")
@@ -70,4 +100,32 @@ pub(crate) fn not_found_on_fk(e: sqlx::Error) -> StorageError {
         return StorageError::NotFound("cellule");
     }
     StorageError::from(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection lost during `COMMIT` is an unknown outcome; other failures are not.
+    #[test]
+    fn commit_failures_are_classified() {
+        let lost = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(matches!(
+            StorageError::from_commit(lost),
+            StorageError::UnknownOutcome(_)
+        ));
+        let protocol = sqlx::Error::Protocol("unexpected end of stream".into());
+        assert!(matches!(
+            StorageError::from_commit(protocol),
+            StorageError::UnknownOutcome(_)
+        ));
+        assert!(matches!(
+            StorageError::from_commit(sqlx::Error::PoolTimedOut),
+            StorageError::Unavailable(_)
+        ));
+        assert!(matches!(
+            StorageError::from_commit(sqlx::Error::RowNotFound),
+            StorageError::Other(_)
+        ));
+    }
 }

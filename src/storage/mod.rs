@@ -27,10 +27,12 @@ use crate::config::{Backend, DatabaseUrl, PoolConfig};
 
 mod agenda;
 mod audit;
+pub mod backup;
 mod batch;
 mod cases;
 mod cellules;
 mod error;
+pub mod idempotency;
 mod keys;
 pub mod records;
 mod review;
@@ -52,6 +54,7 @@ pub use sql::Store;
 
 /// The storage traits, for callers of [`Database`]'s methods.
 pub mod prelude {
+    pub use super::idempotency::IdempotencyStore;
     pub use super::web_sessions::WebSessionStore;
     pub use super::{AuditStore, CaseStore, CelluleStore, Database, KeyStore, ReviewStore};
 }
@@ -65,6 +68,7 @@ pub trait Database:
     + AuditStore
     + KeyStore
     + web_sessions::WebSessionStore
+    + idempotency::IdempotencyStore
     + Send
     + Sync
     + 'static
@@ -79,6 +83,12 @@ pub trait Database:
 
     /// Closes the pool (graceful shutdown).
     async fn close(&self);
+
+    /// SQLite: a consistent copy into `dest`, taken while serving ([`backup`]).
+    async fn backup_into(&self, dest: &std::path::Path) -> Result<(), StorageError>;
+
+    /// SQLite: `PRAGMA integrity_check` (`["ok"]` when sound).
+    async fn integrity_check(&self) -> Result<Vec<String>, StorageError>;
 
     /// Gives the store the key that authenticates new audit entries (the keyring in force);
     /// until then every append is refused.
@@ -104,6 +114,14 @@ impl Database for Store {
 
     async fn close(&self) {
         self.close_pool().await;
+    }
+
+    async fn backup_into(&self, dest: &std::path::Path) -> Result<(), StorageError> {
+        Store::backup_into(self, dest).await
+    }
+
+    async fn integrity_check(&self) -> Result<Vec<String>, StorageError> {
+        Store::integrity_check(self).await
     }
 
     fn authenticate_audit(&self, source: Arc<dyn crate::crypto::AuditMacSource>) {

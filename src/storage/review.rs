@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::cases::Decided;
+use super::idempotency::IdempotencyAnswer;
 use super::sql::{Store, db_run, tx_run};
 use super::{
     AgendaItemRecord, DecisionRecord, Deferrals, DeferredRecord, EligibleCase, NewAgendaItem,
@@ -144,6 +145,17 @@ pub trait ReviewStore: Send + Sync {
         decision: &DecisionRecord,
         t: &Transition,
         audit: Draft,
+    ) -> Result<Option<Head>, StorageError> {
+        self.record_decision_answered(decision, t, audit, None)
+            .await
+    }
+    /// [`Self::record_decision`], writing `answer` (an idempotency key's) in its transaction.
+    async fn record_decision_answered(
+        &self,
+        decision: &DecisionRecord,
+        t: &Transition,
+        audit: Draft,
+        answer: Option<&IdempotencyAnswer>,
     ) -> Result<Option<Head>, StorageError>;
     /// Facts of the cases submitted in [from, to).
     async fn stats_cases(
@@ -421,11 +433,12 @@ impl ReviewStore for Store {
         }))
     }
 
-    async fn record_decision(
+    async fn record_decision_answered(
         &self,
         d: &DecisionRecord,
         t: &Transition,
         audit: Draft,
+        answer: Option<&IdempotencyAnswer>,
     ) -> Result<Option<Head>, StorageError> {
         let mut tx = self.begin().await?;
         tx_run!(&mut tx, c => {
@@ -452,6 +465,9 @@ impl ReviewStore for Store {
         if !tx.move_case(t, Decided::KeepFirst).await? {
             tx.rollback().await?;
             return Ok(None);
+        }
+        if let Some(answer) = answer {
+            tx.complete_idempotency(answer).await?;
         }
         if d.outcome == Outcome::Deferred {
             tx_run!(&mut tx, c => {

@@ -160,12 +160,13 @@ impl Store {
 }
 
 impl Tx {
+    /// Commits; a connection lost during the `COMMIT` is [`StorageError::UnknownOutcome`].
     pub(crate) async fn commit(self) -> Result<(), StorageError> {
         match self.conn {
-            TxConn::Sqlite(t) => t.commit().await?,
-            TxConn::Postgres(t) => t.commit().await?,
+            TxConn::Sqlite(t) => t.commit().await,
+            TxConn::Postgres(t) => t.commit().await,
         }
-        Ok(())
+        .map_err(StorageError::from_commit)
     }
 
     pub(crate) async fn rollback(self) -> Result<(), StorageError> {

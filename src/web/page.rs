@@ -242,6 +242,24 @@ pub fn error(e: Error) -> Response {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             r
         }
+        // Not "nothing was recorded": the commit may have happened.
+        Error::UnknownOutcome(cause) => {
+            tracing::warn!(cause = %cause, "connection lost during a commit: outcome unknown");
+            let mut r = error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Résultat incertain",
+                "La connexion à la base de données a été perdue pendant l'enregistrement : il a pu avoir lieu ou non. Vérifiez avant de recommencer.",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+        // The pages send no idempotency key; answered as any other conflict.
+        Error::IdempotencyKeyReused | Error::IdempotencyKeyInFlight => error_page(
+            StatusCode::CONFLICT,
+            "Opération impossible",
+            "Cette demande a déjà été envoyée : rechargez la page.",
+        ),
         Error::Internal(cause) => {
             tracing::error!(cause = %cause, "internal error");
             internal()

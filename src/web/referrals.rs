@@ -432,7 +432,7 @@ pub async fn submit(
         Ok(r) => r,
         Err(problems) => return again(problems, vec![]),
     };
-    match cases::submit(&state.app, &member, request).await {
+    match cases::submit(&state.app, &member, request, None).await {
         Ok(created) => see_other(&format!(
             "/c/{}/saisines?envoyee={}",
             member.slug(),

@@ -1854,7 +1854,12 @@ async fn a_batch_of_several_cellules_and_years_commits_together(backend: Backend
     ];
     let writes: Vec<CaseWrite<'_>> = cases
         .iter()
-        .map(|(case, key, audit)| CaseWrite { case, key, audit })
+        .map(|(case, key, audit)| CaseWrite {
+            case,
+            key,
+            audit,
+            answer: None,
+        })
         .collect();
     let reads = |cellule: &str| vec![ctx(cellule).entry(Action::ReadCase, chrono::Utc::now()); 2];
     let (per, bez) = (reads("perpignan"), reads("beziers"));
@@ -1904,11 +1909,21 @@ async fn a_batch_of_several_cellules_and_years_commits_together(backend: Backend
         ];
         let wa: Vec<CaseWrite<'_>> = a
             .iter()
-            .map(|(case, key, audit)| CaseWrite { case, key, audit })
+            .map(|(case, key, audit)| CaseWrite {
+                case,
+                key,
+                audit,
+                answer: None,
+            })
             .collect();
         let wb: Vec<CaseWrite<'_>> = b
             .iter()
-            .map(|(case, key, audit)| CaseWrite { case, key, audit })
+            .map(|(case, key, audit)| CaseWrite {
+                case,
+                key,
+                audit,
+                answer: None,
+            })
             .collect();
         let ea: [(&str, &[cellule::audit::Draft]); 2] = [("beziers", &bez), ("perpignan", &per)];
         let eb: [(&str, &[cellule::audit::Draft]); 2] = [("perpignan", &per), ("beziers", &bez)];

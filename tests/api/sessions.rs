@@ -57,7 +57,7 @@ fn directory() -> (Value, Value) {
     )
 }
 
-async fn setup(app: &TestApp) {
+pub(crate) async fn setup(app: &TestApp) {
     app.standard_cellule().await;
     let a = call(app, Method::PUT, "/schedule", COORD, Some(schedule())).await;
     assert_eq!(a.status, 200, "{}", a.text);
@@ -76,7 +76,12 @@ async fn setup(app: &TestApp) {
 }
 
 /// Refers and accepts a case; returns (id, reference).
-async fn accepted(app: &TestApp, urgency: &str, needs: Value, sector: &str) -> (String, String) {
+pub(crate) async fn accepted(
+    app: &TestApp,
+    urgency: &str,
+    needs: Value,
+    sector: &str,
+) -> (String, String) {
     let mut body = referral(&format!("Situation {CANARY} suivie."));
     body["urgency"] = json!(urgency);
     body["needs"] = needs;
@@ -89,7 +94,7 @@ async fn accepted(app: &TestApp, urgency: &str, needs: Value, sector: &str) -> (
     (id, reference)
 }
 
-async fn ad_hoc(app: &TestApp, at: &str) -> String {
+pub(crate) async fn ad_hoc(app: &TestApp, at: &str) -> String {
     let a = call(
         app,
         Method::POST,

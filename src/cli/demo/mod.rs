@@ -456,7 +456,7 @@ impl Demo {
         let req: ReferralRequest = serde_json::from_value(body)
             .map_err(|e| failure(format!("demo: referral {i}: {e}")))?;
         let who = self.who(spec.by)?.clone();
-        let created = cases::submit(&self.state, &who, req)
+        let created = cases::submit(&self.state, &who, req, None)
             .await
             .map_err(at("submitting a referral"))?;
         while self.cases.len() <= i {
@@ -501,6 +501,7 @@ impl Demo {
                 follow_up_date: None,
                 routed_org: None,
             },
+            None,
         )
         .await
         .map_err(at("screening"))?;
@@ -603,7 +604,7 @@ impl Demo {
                 ),
             };
             let outcome = req.outcome;
-            decisions::decide(&self.state, &coordinator, &s.id, &item.case_id, req)
+            decisions::decide(&self.state, &coordinator, &s.id, &item.case_id, req, None)
                 .await
                 .map_err(at("recording a decision"))?;
             decided.push((i, item.case_id.clone(), outcome, lead));
@@ -642,6 +643,7 @@ impl Demo {
                         body: body.into(),
                         corrects: None,
                     },
+                    None,
                 )
                 .await
                 .map_err(at("writing a note"))?;

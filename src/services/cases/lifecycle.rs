@@ -8,6 +8,7 @@ pub async fn transition(
     who: &CelluleMember,
     id: &str,
     req: TransitionRequest,
+    lease: Option<&Lease>,
 ) -> Result<CaseSummary, Error> {
     let a = who.audit();
     let p = access::principal(who);
@@ -21,7 +22,7 @@ pub async fn transition(
         None,
     )
     .await?;
-    let result = transition_authorised(state, who, &a, &case, req).await;
+    let result = transition_authorised(state, who, &a, &case, req, lease).await;
     refused(state, &a, Action::TransitionCase, &case, result).await
 }
 
@@ -31,6 +32,7 @@ async fn transition_authorised(
     a: &AuditCtx,
     case: &CaseRecord,
     req: TransitionRequest,
+    lease: Option<&Lease>,
 ) -> Result<CaseSummary, Error> {
     let m = &who.membership;
     let from = case.status;
@@ -96,12 +98,24 @@ async fn transition_authorised(
         actor: m.subject.as_str().to_owned(),
         at: state.clock.now(),
     };
-    let Some(head) = state.db.transition_case(&t, draft).await? else {
+    // With a key, the answer is the case as the transaction leaves it (the columns its update
+    // sets), written with it.
+    let after = lease
+        .map(|l| {
+            let view = summary(&after_transition(case, &t))?;
+            Ok::<_, Error>((l.answer(&view, &[], Some(&case.id))?, view))
+        })
+        .transpose()?;
+    let answer = after.as_ref().map(|(answer, _)| answer);
+    let Some(head) = state.db.transition_case_answered(&t, draft, answer).await? else {
         return Err(Error::InvalidTransition(
             "The case changed meanwhile; reload it and try again.".into(),
         ));
     };
     audit_log::committed(state, &case.cellule, &head).await;
+    if let Some((_, view)) = after {
+        return Ok(view);
+    }
     let updated = state
         .db
         .get_case(
@@ -112,4 +126,19 @@ async fn transition_authorised(
         .await?
         .ok_or(Error::NotFound("case"))?;
     summary(&updated)
+}
+
+/// The case as `t` leaves it: what `Tx::move_case` sets (status, update time, follow-up date and
+/// interlocutor when given, decision or closing time).
+fn after_transition(case: &CaseRecord, t: &Transition) -> CaseRecord {
+    let mut after = case.clone();
+    after.status = t.to;
+    after.updated_at = t.at;
+    if t.follow_up_date.is_some() {
+        after.follow_up_date = t.follow_up_date;
+    }
+    if t.routed_org.is_some() {
+        after.routed_org.clone_from(&t.routed_org);
+    }
+    after
 }

@@ -10,7 +10,7 @@ mod submit;
 
 pub use erasure::{erase, run_retention};
 pub use lifecycle::transition;
-pub use notes::{add_note, notes};
+pub use notes::{add_note, note_again, notes};
 pub use read::{list, my_referrals, read};
 pub use submit::submit;
 
@@ -20,6 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use zeroize::Zeroizing;
 
 use super::access::{self, CelluleMember};
+use super::idempotency::Lease;
 use super::{AppState, audit_log, cellules, guard};
 use crate::audit::{self, Action, AuditCtx};
 use crate::crypto::{DataKey, FieldContext};

@@ -8,6 +8,7 @@ pub async fn add_note(
     who: &CelluleMember,
     id: &str,
     req: NoteRequest,
+    lease: Option<&Lease>,
 ) -> Result<NoteView, Error> {
     let a = who.audit();
     let p = access::principal(who);
@@ -21,7 +22,7 @@ pub async fn add_note(
         Some(req.audience),
     )
     .await?;
-    let result = add_note_authorised(state, who, &p, &a, &case, req).await;
+    let result = add_note_authorised(state, who, &p, &a, &case, req, lease).await;
     refused(state, &a, Action::WriteNote, &case, result).await
 }
 
@@ -32,6 +33,7 @@ async fn add_note_authorised(
     a: &AuditCtx,
     case: &CaseRecord,
     req: NoteRequest,
+    lease: Option<&Lease>,
 ) -> Result<NoteView, Error> {
     let m = &who.membership;
     let mut errors = Vec::new();
@@ -72,9 +74,42 @@ async fn add_note_authorised(
         .entry(Action::WriteNote, record.created_at)
         .case(&case.id, Some(&case.reference))
         .target("note", &note_id);
-    let head = state.db.insert_note(&case.cellule, &record, draft).await?;
+    let view = note_view(&key, case, record.clone())?;
+    // The key's answer keeps no text: a replay reads the note again ([`note_again`]).
+    let answer = lease
+        .map(|l| l.answer(&view, &["body"], Some(&case.id)))
+        .transpose()?;
+    let head = state
+        .db
+        .insert_note_answered(&case.cellule, &record, draft, answer.as_ref())
+        .await?;
     audit_log::committed(state, &case.cellule, &head).await;
-    note_view(&key, case, record)
+    Ok(view)
+}
+
+/// The note `note_id` of case `id` answered again to its author: the replay of an idempotent
+/// `POST …/notes`, whose stored answer holds no text. Recorded as a read of the case's notes.
+pub async fn note_again(
+    state: &AppState,
+    who: &CelluleMember,
+    id: &str,
+    note_id: &str,
+) -> Result<NoteView, Error> {
+    let a = who.audit();
+    let p = access::principal(who);
+    let case = authorised_case(state, &p, &a, id, "view_case", Action::ReadNotes, None).await?;
+    let readable = access::readable_audiences(state, &p, &case)?;
+    let note = state
+        .db
+        .get_note(&case.id, note_id)
+        .await?
+        .filter(|n| readable.contains(&n.audience))
+        .ok_or(Error::NotFound("note"))?;
+    let draft = a
+        .entry(Action::ReadNotes, state.clock.now())
+        .case(&case.id, Some(&case.reference));
+    audit_log::record(state, &a.cellule, vec![draft]).await?;
+    note_view(&case_key(state, &case)?, &case, note)
 }
 
 fn note_view(key: &DataKey, case: &CaseRecord, n: NoteRecord) -> Result<NoteView, Error> {

@@ -7,6 +7,7 @@ pub async fn submit(
     state: &AppState,
     who: &CelluleMember,
     req: ReferralRequest,
+    lease: Option<&Lease>,
 ) -> Result<ReferralCreated, Error> {
     let m = &who.membership;
     let a = who.audit();
@@ -150,13 +151,21 @@ pub async fn submit(
         submitted_at: now,
     };
     let draft = a.entry(Action::SubmitReferral, now).case(&id, None);
-    // Group-committed with the other submissions and reads of the moment (same transaction as
-    // its entry; answered once committed).
-    let reference = state.audit.insert_case(new, wrapped, draft).await?;
-    Ok(ReferralCreated {
+    let mut created = ReferralCreated {
         id,
-        reference,
+        // Allocated by the transaction that inserts the case (also into the key's answer).
+        reference: String::new(),
         status: CaseStatus::Submitted,
         possible_duplicates,
-    })
+    };
+    let answer = lease
+        .map(|l| l.answer(&created, &[], Some(&created.id)))
+        .transpose()?;
+    // Group-committed with the other submissions and reads of the moment (same transaction as
+    // its entry and its idempotency key's answer; answered once committed).
+    created.reference = state
+        .audit
+        .insert_case_answered(new, wrapped, draft, answer)
+        .await?;
+    Ok(created)
 }

@@ -51,6 +51,7 @@ pub async fn decide(
     sid: &str,
     case_id: &str,
     req: DecisionRequest,
+    lease: Option<&Lease>,
 ) -> Result<DecisionView, Error> {
     allowed_audited(state, who, "record_decision", Action::RecordDecision).await?;
     let cellule = slug(who);
@@ -79,7 +80,7 @@ pub async fn decide(
         .get_case(cellule, &item.case_id, access::agenda_since(now))
         .await?
         .ok_or(Error::NotFound("agenda item"))?;
-    let result = decide_on(state, who, &s, item, &case, req).await;
+    let result = decide_on(state, who, &s, item, &case, req, lease).await;
     if let Err(e) = &result
         && let Some(reason) = audit_log::refusal_reason(e)
     {
@@ -100,6 +101,7 @@ async fn decide_on(
     item: &AgendaItemRecord,
     case: &CaseRecord,
     req: DecisionRequest,
+    lease: Option<&Lease>,
 ) -> Result<DecisionView, Error> {
     let cellule = slug(who);
     if s.published_at.is_none() {
@@ -311,13 +313,7 @@ async fn decide_on(
         .entry(Action::RecordDecision, now)
         .case(&case.id, Some(&case.reference))
         .target("decision", &decision_id);
-    let head = state
-        .db
-        .record_decision(&record, &t, draft)
-        .await?
-        .ok_or_else(|| Error::InvalidTransition("The case changed meanwhile; reload it.".into()))?;
-    audit_log::committed(state, cellule, &head).await;
-    Ok(DecisionView {
+    let view = DecisionView {
         id: decision_id,
         case_id: case.id.clone(),
         reference: case.reference.clone(),
@@ -326,5 +322,15 @@ async fn decide_on(
         follow_up_date: req.follow_up_date,
         status: to,
         decided_at: now,
-    })
+    };
+    let answer = lease
+        .map(|l| l.answer(&view, &[], Some(&case.id)))
+        .transpose()?;
+    let head = state
+        .db
+        .record_decision_answered(&record, &t, draft, answer.as_ref())
+        .await?
+        .ok_or_else(|| Error::InvalidTransition("The case changed meanwhile; reload it.".into()))?;
+    audit_log::committed(state, cellule, &head).await;
+    Ok(view)
 }

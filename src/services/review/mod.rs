@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::access::{self, CelluleMember};
+use super::idempotency::Lease;
 use super::{AppState, audit_log};
 use crate::audit::{self, Action};
 use crate::crypto::FieldContext;
