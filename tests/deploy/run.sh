@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Checks deploy/ without a container engine or a cluster: the compose file against the
+# compose-spec JSON schema (check-jsonschema's bundled copy), the Kubernetes manifests against
+# the Kubernetes API schemas (kubernetes-validate --strict: unknown fields are errors), yamllint,
+# the security properties of tests/deploy/check.py, and the systemd unit with
+# `systemd-analyze verify` when systemd is there (any warning fails).
+# Needs on PATH (or in $TOOLS/bin): check-jsonschema, kubernetes-validate, yamllint, python3
+# with PyYAML (all installed by .ci/run in its venv).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${TOOLS:+$TOOLS/bin/}
+
+echo "deploy: yamllint"
+"${BIN}yamllint" -d '{extends: default, rules: {line-length: {max: 140}, document-start: disable, comments: {min-spaces-from-content: 1}, truthy: {check-keys: false}}}' \
+  deploy/compose/compose.yaml deploy/kubernetes/
+echo "deploy: compose file against the compose-spec schema"
+"${BIN}check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
+echo "deploy: Kubernetes manifests against the API schemas"
+"${BIN}kubernetes-validate" --strict --quiet deploy/kubernetes/namespace.yaml deploy/kubernetes/serviceaccount.yaml \
+  deploy/kubernetes/configmap.yaml deploy/kubernetes/secret.example.yaml deploy/kubernetes/deployment.yaml \
+  deploy/kubernetes/service.yaml deploy/kubernetes/ingress.yaml deploy/kubernetes/networkpolicy.yaml
+echo "deploy: security properties"
+"${BIN}python3" tests/deploy/check.py
+if command -v systemd-analyze >/dev/null; then
+  echo "deploy: systemd-analyze verify"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  # verify wants ExecStart to exist: point it at a stand-in executable.
+  printf '#!/bin/sh\n' >"$tmp/cellule" && chmod +x "$tmp/cellule"
+  sed "s#/usr/local/bin/cellule#$tmp/cellule#" deploy/cellule.service >"$tmp/cellule.service"
+  out=$(systemd-analyze verify "$tmp/cellule.service" 2>&1 || true)
+  if [ -n "$out" ]; then echo "$out" >&2; exit 1; fi
+else
+  echo "deploy: systemd-analyze not installed; the unit is not verified"
+fi
+echo "deploy: ok"
