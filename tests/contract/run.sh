@@ -6,7 +6,7 @@
 #   tests/contract/run.sh            (after `cargo build` or `cargo test`: uses the debug build)
 #
 # Environment:
-#   CELLULE_BIN                 the binary (default: $CARGO_TARGET_DIR or target, /debug/cellule)
+#   CONTRACT_BIN                the binary (default: $CARGO_TARGET_DIR or target, /debug/cellule)
 #   SCHEMATHESIS                the schemathesis command (default: `schemathesis` on PATH)
 #   CELLULE_TEST_POSTGRES_URL   a PostgreSQL database whose user may create databases; a fresh
 #                               database is created beside it and dropped at the end
@@ -23,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
-BIN=${CELLULE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/cellule}
+BIN=${CONTRACT_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/cellule}
 ST=${SCHEMATHESIS:-schemathesis}
 BACKENDS=${CONTRACT_BACKENDS:-sqlite postgres}
 MAX_EXAMPLES=${CONTRACT_MAX_EXAMPLES:-25}

@@ -3,7 +3,8 @@
 # compose-spec JSON schema (check-jsonschema's bundled copy), the Kubernetes manifests against
 # the Kubernetes API schemas (kubernetes-validate --strict: unknown fields are errors), yamllint,
 # the security properties of tests/deploy/check.py, the compose and Kubernetes configuration
-# files loaded by the built binary (CELLULE_BIN, default the debug build), and the systemd unit
+# files loaded by the built binary (DEPLOY_BIN, default the debug build; not CELLULE_BIN:
+# every CELLULE_* variable is read as a setting), and the systemd unit
 # with `systemd-analyze verify` when systemd is there (any warning fails).
 # Needs on PATH (or in $TOOLS/bin): check-jsonschema, kubernetes-validate, yamllint, python3
 # with PyYAML (all installed by .ci/run in its venv).
@@ -22,7 +23,7 @@ echo "deploy: Kubernetes manifests against the API schemas"
   deploy/kubernetes/service.yaml deploy/kubernetes/ingress.yaml deploy/kubernetes/networkpolicy.yaml
 echo "deploy: security properties"
 "${BIN}python3" tests/deploy/check.py
-BIN_CELLULE=${CELLULE_BIN:-${CARGO_TARGET_DIR:-target}/debug/cellule}
+BIN_CELLULE=${DEPLOY_BIN:-${CARGO_TARGET_DIR:-target}/debug/cellule}
 if [ -x "$BIN_CELLULE" ]; then
   echo "deploy: the configuration files load ($BIN_CELLULE keys status on a scratch data directory)"
   scratch=$(mktemp -d)
