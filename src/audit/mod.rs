@@ -251,6 +251,7 @@ impl Action {
 
 /// Allowed, or denied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = AuditOutcome)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Allowed,

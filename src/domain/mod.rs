@@ -16,10 +16,13 @@ macro_rules! deserialize_via_parse {
 }
 
 /// A closed set of values with one text each: `as_str`, `parse`, `ALL`, serde under that text.
+/// The texts are matched as `tt`, not `literal`: a `literal` fragment reaches the derives wrapped
+/// in an invisible group, which utoipa does not read as a `rename`, and the OpenAPI document then
+/// showed the Rust variant names (`A18`) instead of the API's (`18-24`).
 macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:tt),+ $(,)? }) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        $(#[$meta])*
         pub enum $name {
             $(#[serde(rename = $text)] $variant),+
         }

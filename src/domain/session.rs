@@ -11,5 +11,6 @@ string_enum!(
 );
 string_enum!(
     /// What a session decided for one item.
+    #[schema(as = DecisionOutcome)]
     Outcome { Routed = "routed", FollowUp = "follow_up", Closed = "closed", Deferred = "deferred" }
 );

@@ -116,7 +116,8 @@ pub async fn list_checkpoints(
 #[utoipa::path(get, path = "/v1/cellules/{cellule}/audit/export", tag = "audit", security(("bearer" = [])),
     params(("cellule" = String, Path, description = "Cellule slug"), ExportQuery),
     responses(
-        (status = 200, description = "`application/jsonl` (one entry per line) or `application/fhir+json` (Bundle)", body = String),
+        (status = 200, description = "`application/jsonl` (one entry per line) or `application/fhir+json` (Bundle)",
+            content((String = "application/jsonl"), (serde_json::Value = "application/fhir+json"))),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an auditor", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),

@@ -142,7 +142,24 @@ async fn read_json(req: Request, state: &AppState) -> Result<Bytes, Error> {
 /// Parses JSON, telling syntax errors (400) from shape errors (422 with a JSON pointer).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
+    let value = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(value) => Ok(value),
+        Err(e) => {
+            // JSON has one number type: `3.0` is the integer 3 (RFC 8259 §6, JSON Schema's
+            // `integer`), but serde reads it as a float only. A shape error is retried once
+            // with every integral float written as an integer; `from_slice` has then read the
+            // whole body, trailing characters included.
+            if e.inner().is_data()
+                && let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(bytes)
+                && integral_floats_as_integers(&mut body)
+                && let Ok(value) = serde_json::from_value::<T>(body)
+            {
+                return Ok(value);
+            }
+            Err(e)
+        }
+    };
+    let value = value.map_err(|e| {
         let inner = e.inner();
         if inner.is_syntax() || inner.is_eof() || inner.is_io() {
             Error::MalformedJson(format!(
@@ -178,6 +195,41 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     de.end()
         .map_err(|_| Error::MalformedJson("Trailing characters after the JSON value.".into()))?;
     Ok(value)
+}
+
+/// Rewrites every float of `value` with no fractional part that fits an `i64` as an integer;
+/// true when one was rewritten.
+fn integral_floats_as_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let Some(f) = n.as_f64() else { return false };
+            // The bounds are exactly representable; `f < 2^63` keeps the cast exact.
+            if f.fract() == 0.0
+                && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)
+            {
+                *value = Value::from(f as i64);
+                true
+            } else {
+                false
+            }
+        }
+        Value::Array(items) => {
+            let mut changed = false;
+            for v in items {
+                changed |= integral_floats_as_integers(v);
+            }
+            changed
+        }
+        Value::Object(map) => {
+            let mut changed = false;
+            for v in map.values_mut() {
+                changed |= integral_floats_as_integers(v);
+            }
+            changed
+        }
+        _ => false,
+    }
 }
 
 /// Converts serde's path into an RFC 6901 JSON pointer.

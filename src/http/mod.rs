@@ -38,7 +38,7 @@ use problem::Problem;
         license(name = "AGPL-3.0-or-later")
     ),
     modifiers(&BearerAuth),
-    components(schemas(Problem, FieldError)),
+    components(schemas(Problem, FieldError, crate::audit::Action, crate::services::auditor::ExportFormat)),
     tags(
         (name = "operations", description = "Health, readiness, metrics"),
         (name = "memberships", description = "Who the caller is and where"),
@@ -69,14 +69,47 @@ impl Modify for BearerAuth {
 
 /// The routes and their OpenAPI description, before state and middleware.
 fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
         .merge(me::router())
         .merge(admin::router())
         .merge(cases::router())
         .merge(audit::router())
         .merge(sessions::router())
-        .split_for_parts()
+        .split_for_parts();
+    document_edge_answers(&mut doc);
+    (router, doc)
+}
+
+/// The answers the edge middleware ([`limits`]) can give to any request, added to every
+/// operation that does not describe them itself: 429 past a rate limit.
+fn document_edge_answers(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let rate_limited = ResponseBuilder::new()
+        .description("Past a rate limit; `Retry-After` says when to retry")
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation
+                .responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| rate_limited.clone().into());
+        }
+    }
 }
 
 /// The generated OpenAPI document.

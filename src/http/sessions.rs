@@ -315,7 +315,7 @@ pub async fn record_decision(
 #[utoipa::path(get, path = "/v1/cellules/{cellule}/sessions/{sid}/calendar.ics", tag = "sessions", security(("bearer" = [])),
     params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id")),
     responses(
-        (status = 200, description = "`text/calendar` (RFC 5545)", body = String),
+        (status = 200, description = "An iCalendar file (RFC 5545)", body = String, content_type = "text/calendar"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role without access", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),

@@ -8,6 +8,7 @@ mod audit_stream;
 mod backup;
 mod cases;
 mod cli;
+mod contract;
 mod forgery;
 mod guard;
 mod guard_fields;

@@ -137,11 +137,11 @@ pub struct Interlocutor {
     pub kind: InterlocutorKind,
     /// INSEE codes of the communes covered.
     #[serde(default)]
-    #[schema(example = json!(["66136"]))]
+    #[schema(example = json!(["66136"]), value_type = Vec<crate::domain::case::Commune>)]
     pub communes: Vec<String>,
     /// Psychiatric sectors covered.
     #[serde(default)]
-    #[schema(example = json!(["66G03"]))]
+    #[schema(example = json!(["66G03"]), value_type = Vec<crate::domain::case::Sector>)]
     pub sectors: Vec<String>,
     /// Need categories handled.
     #[serde(default)]
@@ -169,8 +169,10 @@ pub struct Rule {
     /// Empty communes and sectors: anywhere; otherwise the case's commune is listed or its
     /// sector is listed.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::domain::case::Commune>)]
     pub communes: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<crate::domain::case::Sector>)]
     pub sectors: Vec<String>,
     /// Interlocutor id of the proposed lead.
     pub lead: String,

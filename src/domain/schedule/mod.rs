@@ -433,7 +433,11 @@ impl Rule {
     /// Parses the rule; the error is a one-line, user-facing message.
     fn parse(raw: &str) -> Result<Rule, String> {
         let mut value = raw.trim();
-        if value.len() >= 6 && value[..6].eq_ignore_ascii_case("RRULE:") {
+        // `get`: byte 6 may fall inside a multibyte character (`abcdeé`), where indexing
+        // panicked; after an ASCII match, `[6..]` is a character boundary.
+        if let Some(prefix) = value.get(..6)
+            && prefix.eq_ignore_ascii_case("RRULE:")
+        {
             value = value[6..].trim_start();
         }
         if value.is_empty() {

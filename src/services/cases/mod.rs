@@ -61,16 +61,27 @@ pub struct ReferralRequest {
     pub commune: Option<Commune>,
     #[serde(default)]
     pub sector: Option<Sector>,
+    #[schema(min_items = 1)]
     pub needs: Vec<Need>,
     pub urgency: Urgency,
     pub consent: Consent,
     /// Defaults to the caller's organisation.
     #[serde(default)]
     pub referring_org: Option<Organisation>,
-    /// Free text, encrypted; scanned for direct identifiers.
+    /// Free text, encrypted; scanned for direct identifiers. Not blank, at most 10,000
+    /// characters.
+    #[schema(
+        pattern = r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+        max_length = 10000
+    )]
     pub situation: String,
-    /// Free text, encrypted; scanned for direct identifiers.
+    /// Free text, encrypted; scanned for direct identifiers. Not blank, at most 2,000
+    /// characters.
     #[serde(default)]
+    #[schema(
+        pattern = r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+        max_length = 2000
+    )]
     pub expectations: Option<String>,
     /// Used only to derive the linkage key; never stored or logged.
     #[serde(default)]
@@ -170,9 +181,7 @@ pub struct CaseQuery {
     pub status: Option<CaseStatus>,
     pub urgency: Option<Urgency>,
     pub need: Option<Need>,
-    #[param(value_type = Option<String>)]
     pub sector: Option<Sector>,
-    #[param(value_type = Option<String>)]
     pub commune: Option<Commune>,
     /// First submission day included (`YYYY-MM-DD`, UTC).
     pub submitted_from: Option<NaiveDate>,
@@ -181,6 +190,7 @@ pub struct CaseQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// 1-200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -205,7 +215,11 @@ pub struct TransitionRequest {
 #[serde(deny_unknown_fields)]
 pub struct NoteRequest {
     pub audience: Audience,
-    /// Encrypted; scanned for direct identifiers.
+    /// Encrypted; scanned for direct identifiers. Not blank, at most 10,000 characters.
+    #[schema(
+        pattern = r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+        max_length = 10000
+    )]
     pub body: String,
     /// Id of the note this one corrects (same case, same audience).
     #[serde(default)]

@@ -49,6 +49,7 @@ impl From<&SessionRecord> for SessionView {
 #[serde(deny_unknown_fields)]
 pub struct PlanRequest {
     /// How many months ahead, 1-36.
+    #[schema(minimum = 1, maximum = 36)]
     pub months: u32,
 }
 
@@ -78,8 +79,9 @@ pub struct SessionQuery {
 pub struct AdHocRequest {
     /// RFC 3339 with an offset, e.g. `2026-12-03T14:00:00+01:00`.
     pub starts_at: DateTime<FixedOffset>,
-    /// Defaults to the schedule's (or 120).
+    /// Defaults to the schedule's (or 120); 15-600.
     #[serde(default)]
+    #[schema(minimum = 15, maximum = 600)]
     pub duration_minutes: Option<u32>,
     /// Defaults to the schedule's.
     #[serde(default)]

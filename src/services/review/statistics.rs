@@ -8,6 +8,7 @@ use crate::domain::session::Outcome;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StatsQuery {
+    #[param(minimum = 2000, maximum = 2100)]
     pub year: i32,
 }
 

@@ -33,6 +33,8 @@ fn validation() {
     // (rule, also refused by occurrences(): the last ones only make an empty expansion)
     for (bad, unparsable) in [
         ("", true),
+        ("abcdeé", true),
+        ("0\u{80}\u{80}\u{80}", true),
         ("FREQ=FORTNIGHTLY", true),
         ("BYDAY=MO", true),
         ("FREQ=MONTHLY;BYDAY=+9TH", true),
