@@ -6,6 +6,7 @@ mod audit;
 mod audit_stream;
 mod cases;
 mod cli;
+mod durability;
 mod forgery;
 mod guard;
 mod guard_fields;
