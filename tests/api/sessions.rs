@@ -140,6 +140,11 @@ async fn schedule_and_idempotent_planning(backend: Backend) {
     for (field, value) in [
         ("rrule", json!("FREQ=HOURLY")),
         ("rrule", json!("EVERY OTHER THURSDAY")),
+        // Multibyte characters where a prefix is looked for: refused, never a closed
+        // connection.
+        ("rrule", json!("abcdeé")),
+        ("rrule", json!("RRULEé")),
+        ("rrule", json!("éééé")),
         ("start_time", json!("25:00")),
         ("time_zone", json!("Europe/Atlantis")),
         ("duration_minutes", json!(5)),

@@ -433,8 +433,13 @@ impl Rule {
     /// Parses the rule; the error is a one-line, user-facing message.
     fn parse(raw: &str) -> Result<Rule, String> {
         let mut value = raw.trim();
-        if value.len() >= 6 && value[..6].eq_ignore_ascii_case("RRULE:") {
-            value = value[6..].trim_start();
+        // `get`, not an index: the sixth byte of the input may fall inside a character.
+        if let Some(rest) = value
+            .get(..6)
+            .filter(|prefix| prefix.eq_ignore_ascii_case("RRULE:"))
+            .and_then(|_| value.get(6..))
+        {
+            value = rest.trim_start();
         }
         if value.is_empty() {
             return Err("empty rule (expected e.g. FREQ=MONTHLY;BYDAY=+2TH)".into());
