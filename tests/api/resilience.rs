@@ -73,11 +73,40 @@ async fn slow_requests_time_out_with_a_problem(backend: Backend) {
     assert!(a.status.is_success(), "{}", a.text);
 }
 
-/// A TCP relay to PostgreSQL that the test can cut and restore.
+/// A TCP relay to PostgreSQL that the test can cut, stall and restore.
 struct Relay {
     port: u16,
     open: Arc<AtomicBool>,
+    /// Half-open: connections are accepted and bytes read, but nothing is forwarded any more
+    /// either way, and no connection is closed (a database host that hangs, a black-holing
+    /// firewall).
+    stalled: Arc<AtomicBool>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+/// Forwards `from` to `to` until either closes; once `stalled` is set, reads and forwards
+/// nothing more while keeping both open.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stalled.load(Ordering::SeqCst) {
+            let _hold = (from, to);
+            std::future::pending::<()>().await;
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Relay {
@@ -85,23 +114,38 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let open = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(AtomicBool::new(false));
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (o, l) = (open.clone(), links.clone());
+        let (o, s, l) = (open.clone(), stalled.clone(), links.clone());
         tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 if !o.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
                 }
                 let upstream = upstream.clone();
+                let stalled = s.clone();
                 l.lock().await.push(tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    if stalled.load(Ordering::SeqCst) {
+                        // Accepted, never answered.
+                        let _hold = client;
+                        std::future::pending::<()>().await;
+                        return;
+                    }
+                    if let Ok(server) = TcpStream::connect(&upstream).await {
+                        let (cr, cw) = client.into_split();
+                        let (sr, sw) = server.into_split();
+                        tokio::join!(pump(cr, sw, stalled.clone()), pump(sr, cw, stalled));
                     }
                 }));
             }
         });
-        Self { port, open, links }
+        Self {
+            port,
+            open,
+            stalled,
+            links,
+        }
     }
 
     /// Refuses new connections and cuts the existing ones, as a crashed database would.
@@ -112,9 +156,107 @@ impl Relay {
         }
     }
 
+    /// Makes the database half-open: connections stay up and new ones are accepted, but
+    /// nothing is answered.
+    fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends the stall and cuts the connections it froze (as the host's return would reset
+    /// them), then accepts and forwards again.
+    async fn unstall(&self) {
+        self.cut().await;
+        self.stalled.store(false, Ordering::SeqCst);
+        self.restore();
+    }
+
     fn restore(&self) {
         self.open.store(true, Ordering::SeqCst);
     }
+}
+
+/// The service reaching PostgreSQL through `relay`.
+async fn through(
+    relay: &Relay,
+    customize: Box<dyn FnOnce(&mut cellule::config::Config) + Send>,
+) -> crate::helpers::TestApp {
+    let port = relay.port;
+    spawn_app_with(
+        Backend::Postgres,
+        Options {
+            customize,
+            database_override: Some(Box::new(move |url| {
+                let mut url = url::Url::parse(url).expect("url");
+                url.set_host(Some("127.0.0.1")).expect("host");
+                url.set_port(Some(port)).expect("port");
+                url.to_string()
+            })),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+fn upstream() -> String {
+    let base = url::Url::parse(&postgres_base_url()).expect("url");
+    format!(
+        "{}:{}",
+        base.host_str().unwrap_or("127.0.0.1"),
+        base.port().unwrap_or(5432)
+    )
+}
+
+/// A database that accepts connections and never answers is a 503 with `Retry-After` within a
+/// few seconds (the pool's liveness check and new connections are bounded by
+/// `pool.acquire_timeout`), not a request hanging until the request timeout; the service
+/// recovers by itself when the database answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_postgres_answers_503_within_seconds() {
+    let relay = Relay::start(upstream()).await;
+    // The default settings, as deployed.
+    let app = through(&relay, Box::new(|_| {})).await;
+    app.standard_cellule().await;
+    let (id, _) = app.refer_ok(REF1, "Situation avant le silence.").await;
+    let case = format!("/v1/cellules/perpignan/cases/{id}");
+    let coord = app.token(COORD);
+    assert_eq!(app.get(&case, Some(&coord)).await.status, 200);
+
+    relay.stall();
+    for attempt in 0..3 {
+        let started = std::time::Instant::now();
+        let a = app.get(&case, Some(&coord)).await;
+        let took = started.elapsed();
+        a.assert_problem(503);
+        assert!(a.headers.get("retry-after").is_some(), "{}", a.text);
+        assert!(
+            took < Duration::from_secs(5),
+            "attempt {attempt}: answered after {took:?}"
+        );
+        let started = std::time::Instant::now();
+        let a = app
+            .refer(REF1, &referral("Situation pendant le silence."))
+            .await;
+        a.assert_problem(503);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a submission answered after {:?}",
+            started.elapsed()
+        );
+    }
+    let started = std::time::Instant::now();
+    app.get("/readyz", None).await.assert_problem(503);
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    relay.unstall().await;
+    let mut back = false;
+    for _ in 0..40 {
+        if app.get(&case, Some(&coord)).await.status == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(back, "reads did not come back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
