@@ -202,7 +202,26 @@ impl Store {
         done.map_err(|e| StorageError::Migration(e.to_string()))
     }
 
+    /// Closes the pool; on SQLite, first moves everything the write-ahead log holds into the
+    /// database file and empties the log (`wal_checkpoint(TRUNCATE)`), so that a copy of the
+    /// database file alone is complete after a stop, even while another process (a backup
+    /// tool, a `sqlite3` shell) keeps the file open and SQLite's own checkpoint at the last
+    /// close does not run.
     pub(crate) async fn close_pool(&self) {
+        if let Pool::Sqlite(p) = &self.pool {
+            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(p)
+                .await
+            {
+                Ok((0, _, _)) => tracing::info!("write-ahead log checkpointed and truncated"),
+                Ok((_, frames, done)) => tracing::warn!(
+                    frames,
+                    checkpointed = done,
+                    "the write-ahead log could not be wholly checkpointed at stop (a reader held it)"
+                ),
+                Err(e) => tracing::warn!(error = %e, "write-ahead log checkpoint at stop failed"),
+            }
+        }
         db_run!(self, p => p.close().await)
     }
 }

@@ -312,3 +312,68 @@ async fn a_full_tmpfs_loses_nothing_acknowledged_and_recovers() {
     a_full_disk_loses_nothing_acknowledged_and_recovers(disk, db, app).await;
     drop(tmpfs);
 }
+
+/// A stop (SIGTERM's path) under writes leaves an empty write-ahead log even while another
+/// process keeps the database open: a copy of `cellule.db` alone holds every case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_under_writes_leaves_every_case_in_the_database_file() {
+    let app = Arc::new(spawn_app_with(Backend::Sqlite, Options::default()).await);
+    app.standard_cellule().await;
+    let db = app.data_dir.path().join("cellule.db");
+    // Another process's connection, open across the stop (it holds no transaction).
+    let mut other = sqlite_conn(&db).await;
+    let _: i64 = sqlx::query_scalar("SELECT count(*) FROM cases")
+        .fetch_one(&mut other)
+        .await
+        .expect("read");
+
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..15 {
+                let a = app
+                    .refer(REF1, &referral(&format!("Situation {t}-{i}.")))
+                    .await;
+                assert_eq!(a.status, 201, "{}", a.text);
+                ids.push(a.body["id"].as_str().unwrap_or_default().to_owned());
+            }
+            ids
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.expect("writer"));
+    }
+    let Ok(app) = Arc::try_unwrap(app) else {
+        panic!("the writers are done");
+    };
+    // Stop as SIGTERM does, keeping the data folder to look at its files.
+    let data = app.stop_keeping_data().await;
+    let wal = data.path().join("cellule.db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(
+        wal_len, 0,
+        "the write-ahead log is empty or gone after the stop"
+    );
+    let copy_dir = tempfile::tempdir().expect("copy folder");
+    let copied = copy_dir.path().join("cellule.db");
+    std::fs::copy(data.path().join("cellule.db"), &copied).expect("a copy of cellule.db alone");
+    drop(other);
+    // The copy alone, opened read-only with no write-ahead log beside it.
+    let mut c = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}?mode=ro&immutable=true",
+        copied.display()
+    ))
+    .await
+    .expect("the copy opens");
+    for id in &acked {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM cases WHERE id = ?1")
+            .bind(id)
+            .fetch_one(&mut c)
+            .await
+            .expect("count");
+        assert_eq!(n, 1, "case {id} is in the copy");
+    }
+}
