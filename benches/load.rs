@@ -592,6 +592,16 @@ impl Server {
         config.database = Some(DatabaseUrl::new(db_url));
         // The bench measures throughput, far past any one caller's budget.
         config.rate_limit.enabled = false;
+        // `CELLULE_BENCH_SQLITE_SYNCHRONOUS=normal|full|extra` measures another SQLite
+        // `synchronous` than the service's default (`full`), to show what durability costs.
+        if let Ok(level) = std::env::var("CELLULE_BENCH_SQLITE_SYNCHRONOUS") {
+            config.pool.sqlite_synchronous = match level.as_str() {
+                "normal" => cellule::config::SqliteSynchronous::Normal,
+                "full" => cellule::config::SqliteSynchronous::Full,
+                "extra" => cellule::config::SqliteSynchronous::Extra,
+                other => return Err(format!("CELLULE_BENCH_SQLITE_SYNCHRONOUS={other}?").into()),
+            };
+        }
         let app = Application::build(config.clone()).await?;
         let addr = app.local_addr()?;
         let state = app.state().clone();
