@@ -13,7 +13,9 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::backend_tests;
-use crate::helpers::{Backend, COORD, Options, REF1, postgres_base_url, referral, spawn_app_with};
+use crate::helpers::{
+    Backend, COORD, Options, REF1, postgres_base_url, referral, spawn_app, spawn_app_with,
+};
 
 async fn slow_requests_time_out_with_a_problem(backend: Backend) {
     let app = spawn_app_with(
@@ -405,3 +407,91 @@ async fn connections_ended_by_the_server_fail_once() {
 }
 
 backend_tests!(slow_requests_time_out_with_a_problem);
+
+/// Ends the service's sessions so that the pool reconnects with the database's new defaults.
+async fn end_service_sessions(admin: &mut sqlx::PgConnection) {
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'cellule'",
+    )
+    .execute(&mut *admin)
+    .await
+    .expect("terminate");
+}
+
+/// A PostgreSQL that refuses writes (a standby promoted away, `default_transaction_read_only`)
+/// answers writes 503 and is not ready, though it answers reads; both come back by themselves
+/// once it takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_postgres_is_not_ready_and_recovers() {
+    let app = spawn_app(Backend::Postgres).await;
+    app.standard_cellule().await;
+    let (id, _) = app
+        .refer_ok(REF1, "Situation avant la lecture seule.")
+        .await;
+    assert_eq!(app.get("/readyz", None).await.status, 200);
+    let mut admin = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .expect("pg");
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut admin)
+        .await
+        .expect("name");
+    // Identifiers cannot be bound; the name is the test's own fresh database.
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{name}\" SET default_transaction_read_only = on"
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("read only");
+    end_service_sessions(&mut admin).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let mut refused = false;
+    for _ in 0..5 {
+        let a = app
+            .refer(REF1, &referral("Situation en lecture seule."))
+            .await;
+        assert_ne!(
+            a.status, 201,
+            "a write acknowledged on a read-only database"
+        );
+        if a.status == 503 {
+            a.assert_problem(503);
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "writes were not answered 503");
+    app.get("/readyz", None).await.assert_problem(503);
+
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{name}\" SET default_transaction_read_only = off"
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("read write");
+    end_service_sessions(&mut admin).await;
+    let mut ready = false;
+    for _ in 0..40 {
+        if app.get("/readyz", None).await.status == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(ready, "not ready again");
+    let mut stored = false;
+    for _ in 0..=app.config.pool.max_connections {
+        if app.refer(REF1, &referral("Situation après.")).await.status == 201 {
+            stored = true;
+            break;
+        }
+    }
+    assert!(stored, "writes did not come back");
+    let coord = app.token(COORD);
+    let a = app
+        .get(&format!("/v1/cellules/perpignan/cases/{id}"), Some(&coord))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+}
