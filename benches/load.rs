@@ -480,14 +480,31 @@ enum Raw {
     Postgres(PgPool),
 }
 
+/// SQLite's `synchronous` for the service and the raw-insert baseline alike: the service's
+/// default (`full`), or `CELLULE_BENCH_SQLITE_SYNCHRONOUS=normal|full|extra` to show what
+/// durability costs.
+fn bench_synchronous() -> Res<cellule::config::SqliteSynchronous> {
+    use cellule::config::SqliteSynchronous as S;
+    match std::env::var("CELLULE_BENCH_SQLITE_SYNCHRONOUS").as_deref() {
+        Err(_) | Ok("full") => Ok(S::Full),
+        Ok("normal") => Ok(S::Normal),
+        Ok("extra") => Ok(S::Extra),
+        Ok(other) => Err(format!("CELLULE_BENCH_SQLITE_SYNCHRONOUS={other}?").into()),
+    }
+}
+
 impl Raw {
-    /// A pool with the service's options (no ping before each use; SQLite: WAL, synchronous
-    /// NORMAL; 10 connections).
+    /// A pool with the service's options (no ping before each use; SQLite: WAL, the service's
+    /// `synchronous` level; 10 connections).
     async fn connect(url: &str) -> Res<Raw> {
         let raw = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(match bench_synchronous()? {
+                    cellule::config::SqliteSynchronous::Normal => SqliteSynchronous::Normal,
+                    cellule::config::SqliteSynchronous::Full => SqliteSynchronous::Full,
+                    cellule::config::SqliteSynchronous::Extra => SqliteSynchronous::Extra,
+                })
                 .foreign_keys(true)
                 .pragma("secure_delete", "ON")
                 .busy_timeout(Duration::from_secs(5));
@@ -592,6 +609,7 @@ impl Server {
         config.database = Some(DatabaseUrl::new(db_url));
         // The bench measures throughput, far past any one caller's budget.
         config.rate_limit.enabled = false;
+        config.pool.sqlite_synchronous = bench_synchronous()?;
         let app = Application::build(config.clone()).await?;
         let addr = app.local_addr()?;
         let state = app.state().clone();

@@ -115,9 +115,13 @@ pub async fn open_keys(
                 Keyring::load_or_create(&path, clock.now()).map_err(KeyError::Keyring)?;
             if created {
                 tracing::warn!(path = %path.display(), "generated a new keyring: BACK IT UP apart from the database; without it no case can ever be read");
-                eprintln!(
-                    "cellule: generated a new keyring at {}. Back it up apart from the database: without it no case can ever be read.",
-                    path.display()
+                // Not `eprintln!`, which panics when stderr cannot be written (a closed pipe).
+                let _ = std::io::Write::write_fmt(
+                    &mut std::io::stderr(),
+                    format_args!(
+                        "cellule: generated a new keyring at {}. Back it up apart from the database: without it no case can ever be read.\n",
+                        path.display()
+                    ),
                 );
             }
             let mut keyring = keyring;

@@ -19,7 +19,9 @@ use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
 
 mod limits;
+mod pool;
 pub use limits::{Budget, HttpConfig, RateLimitConfig};
+pub use pool::{PoolConfig, SqliteSynchronous};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The most clock skew ever tolerated on `exp`/`nbf`.
@@ -196,29 +198,6 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             audit: AuditConfig::default(),
             web: WebConfig::default(),
-        }
-    }
-}
-
-/// Database pool settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PoolConfig {
-    pub max_connections: u32,
-    /// How long a request waits for a connection before answering 503.
-    #[serde(with = "humantime_serde")]
-    pub acquire_timeout: Duration,
-    /// How long start-up waits for the database before giving up.
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-}
-
-impl Default for PoolConfig {
-    fn default() -> Self {
-        Self {
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -568,6 +547,11 @@ impl Config {
         }
         if self.rate_limit.throttled_denial_entry_every.is_zero() {
             return invalid("rate_limit.throttled_denial_entry_every must be positive".to_owned());
+        }
+        if self.pool.statement_timeout.is_zero() || self.pool.acquire_timeout.is_zero() {
+            return invalid(
+                "pool.statement_timeout and pool.acquire_timeout must be positive".to_owned(),
+            );
         }
         if self.pool.max_connections == 0 {
             return invalid("pool.max_connections must be at least 1".to_owned());

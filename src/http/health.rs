@@ -35,17 +35,23 @@ pub async fn healthz() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
-/// Readiness: the database answers within two seconds.
+/// Readiness: the database answers within two seconds and a write commits (a probe row written
+/// and deleted, at most once a second): a full disk or a read-only database is not ready, and
+/// readiness comes back by itself once writes do.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready to serve", body = Status),
-        (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer or refuses writes", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, Error> {
-    match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
+    let check = async {
+        state.db.ping().await?;
+        state.db.probe_write().await
+    };
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
         Ok(Ok(())) => Ok(Json(Status { status: "ready" })),
         Ok(Err(e)) => Err(Error::Unavailable(e.to_string())),
-        Err(_) => Err(Error::Unavailable("ping timed out".into())),
+        Err(_) => Err(Error::Unavailable("readiness check timed out".into())),
     }
 }
 

@@ -102,3 +102,63 @@ pub async fn timeout(State(state): State<AppState>, req: Request, next: Next) ->
         Err(_) => Error::Timeout.into_response(),
     }
 }
+
+/// The answer to a request whose handler panicked: a generic 500 problem. The panic's location
+/// is logged by the panic hook (`telemetry::init`); neither its message nor the request's body
+/// is, as either may quote what was sent.
+fn panicked(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    Error::Internal("a handler panicked".into()).into_response()
+}
+
+/// The layer that turns a panic in a handler (or a middleware inside it) into [`panicked`]'s
+/// answer instead of a connection closed without a reply.
+pub fn catch_panic()
+-> tower_http::catch_panic::CatchPanicLayer<fn(Box<dyn std::any::Any + Send + 'static>) -> Response>
+{
+    tower_http::catch_panic::CatchPanicLayer::custom(panicked as fn(_) -> Response)
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    /// A handler that panics (here on purpose, as slicing a string inside a character does)
+    /// answers a generic 500 problem that repeats nothing of the panic's message.
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_generic_500_problem() {
+        let app = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    let secret = String::from("abcdeé");
+                    let n = secret.len() - 1;
+                    secret[..n].to_owned()
+                }),
+            )
+            .layer(super::catch_panic());
+        let response = app
+            .oneshot(Request::get("/boom").body(Body::empty()).expect("request"))
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[axum::http::header::CONTENT_TYPE],
+            super::super::problem::PROBLEM_JSON
+        );
+        let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .expect("body");
+        let problem: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(problem["status"], 500);
+        assert_eq!(problem["type"], "/problems/internal");
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains("abcde") && !text.contains("boundary"),
+            "{text}"
+        );
+    }
+}

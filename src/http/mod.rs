@@ -174,6 +174,8 @@ pub fn router_with(state: AppState, pages: Option<Pages>) -> Router {
             state.clone(),
             middleware::timeout,
         ))
+        // Inside the envelope: a panic's 500 is logged and counted with the request's id.
+        .layer(middleware::catch_panic())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::envelope,

@@ -43,13 +43,7 @@ impl StorageError {
                     return StorageError::Conflict(conflict);
                 }
                 let code = db.code().unwrap_or_default();
-                // PostgreSQL: class 08 (connection), 57P01-03 (shutdown / cannot connect now),
-                // 53xxx (insufficient resources). SQLite: 5 (BUSY), 6 (LOCKED).
-                if code.starts_with("08")
-                    || code.starts_with("57P")
-                    || code.starts_with("53")
-                    || code == "5"
-                    || code == "6"
+                if is_transient(&code, db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some())
                 {
                     StorageError::Unavailable(e.to_string())
                 } else {
@@ -84,6 +78,27 @@ impl StorageError {
             StorageError::from(e)
         }
     }
+}
+
+/// Whether a database's error code says the database cannot serve now but may later: answered
+/// 503 with `Retry-After`, never acknowledged.
+///
+/// PostgreSQL: class 08 (connection), 57P01-03 (shutdown / cannot connect now), 57014 (a
+/// statement cancelled by `statement_timeout`), 53xxx (insufficient resources: disk full, out of
+/// memory, too many connections), 58xxx (system errors such as I/O), 25006 (a read-only
+/// transaction: a standby). SQLite, on the primary code of its extended code: 5 (BUSY), 6
+/// (LOCKED), 13 (FULL: "database or disk is full"), 10 (IOERR), 8 (READONLY), 14 (CANTOPEN).
+fn is_transient(code: &str, sqlite: bool) -> bool {
+    if sqlite {
+        let primary = code.parse::<i32>().map(|c| c & 0xff).unwrap_or(0);
+        return matches!(primary, 5 | 6 | 8 | 10 | 13 | 14);
+    }
+    code.starts_with("08")
+        || code.starts_with("57P")
+        || code == "57014"
+        || code.starts_with("53")
+        || code.starts_with("58")
+        || code == "25006"
 }
 
 impl From<sqlx::Error> for StorageError {
@@ -127,5 +142,22 @@ mod tests {
             StorageError::from_commit(sqlx::Error::RowNotFound),
             StorageError::Other(_)
         ));
+    }
+
+    #[test]
+    fn disk_full_and_io_errors_are_transient_on_both_backends() {
+        // SQLite reports extended codes: SQLITE_IOERR_WRITE (778), SQLITE_BUSY_SNAPSHOT (517).
+        for code in ["13", "778", "10", "5", "517", "6", "8", "14"] {
+            assert!(is_transient(code, true), "{code}");
+        }
+        for code in ["19", "2067", "787", "1"] {
+            assert!(!is_transient(code, true), "{code}");
+        }
+        for code in ["53100", "08006", "57P01", "57014", "58030", "25006"] {
+            assert!(is_transient(code, false), "{code}");
+        }
+        for code in ["23505", "23503", "42P01", "40001"] {
+            assert!(!is_transient(code, false), "{code}");
+        }
     }
 }

@@ -78,6 +78,11 @@ pub trait Database:
     /// A round trip to the database (`/readyz`).
     async fn ping(&self) -> Result<(), StorageError>;
 
+    /// Whether a write commits now (`/readyz`): a row needing fresh pages written and deleted
+    /// in one committed transaction. Its outcome is kept for a second, so that readiness
+    /// checks do not add a write each.
+    async fn probe_write(&self) -> Result<(), StorageError>;
+
     /// Applies this backend's pending migrations.
     async fn migrate(&self) -> Result<(), StorageError>;
 
@@ -106,6 +111,10 @@ impl Database for Store {
             sqlx::query("SELECT 1").execute(c).await?;
         });
         Ok(())
+    }
+
+    async fn probe_write(&self) -> Result<(), StorageError> {
+        self.probe_write_cached().await
     }
 
     async fn migrate(&self) -> Result<(), StorageError> {

@@ -33,7 +33,16 @@ pub struct Store {
     /// The keyring's audit MAC key in force: every appended entry carries its code
     /// ([`crate::crypto::audit_mac`]); appends are refused until it is set.
     pub(crate) audit_mac: AuditMacSlot,
+    /// The last write probe: when it ran and the failure it met, if any.
+    probe: tokio::sync::Mutex<Option<(std::time::Instant, Option<String>)>>,
 }
+
+/// Bytes the write probe writes: sixteen pages, more than a note or a referral needs, so that
+/// the probe fails no later than the writes it stands for.
+const PROBE_BYTES: usize = 64 * 1024;
+
+/// How long a write probe's outcome answers readiness checks.
+const PROBE_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Where a store finds the key that authenticates new audit entries (shared with its
 /// transactions).
@@ -106,7 +115,46 @@ impl Store {
         Self {
             pool,
             audit_mac: Arc::new(RwLock::new(None)),
+            probe: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The write probe, run at most once per [`PROBE_FRESH`] (concurrent callers wait for the
+    /// one running and share its outcome).
+    pub(crate) async fn probe_write_cached(&self) -> Result<(), StorageError> {
+        let mut last = self.probe.lock().await;
+        if let Some((at, outcome)) = last.as_ref()
+            && at.elapsed() < PROBE_FRESH
+        {
+            return match outcome {
+                None => Ok(()),
+                Some(cause) => Err(StorageError::Unavailable(cause.clone())),
+            };
+        }
+        let outcome = self.probe_write_now().await;
+        *last = Some((
+            std::time::Instant::now(),
+            outcome.as_ref().err().map(|e| e.to_string()),
+        ));
+        outcome
+    }
+
+    async fn probe_write_now(&self) -> Result<(), StorageError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let pad = vec![0u8; PROBE_BYTES];
+        let mut tx = self.begin().await?;
+        tx_run!(&mut tx, c => {
+            sqlx::query("INSERT INTO write_probe (id, pad) VALUES ($1, $2)")
+                .bind(&id)
+                .bind(&pad)
+                .execute(&mut *c)
+                .await?;
+            sqlx::query("DELETE FROM write_probe WHERE id = $1")
+                .bind(&id)
+                .execute(&mut *c)
+                .await?;
+        });
+        tx.commit().await
     }
 
     /// Begins a write transaction.
@@ -154,7 +202,26 @@ impl Store {
         done.map_err(|e| StorageError::Migration(e.to_string()))
     }
 
+    /// Closes the pool; on SQLite, first moves everything the write-ahead log holds into the
+    /// database file and empties the log (`wal_checkpoint(TRUNCATE)`), so that a copy of the
+    /// database file alone is complete after a stop, even while another process (a backup
+    /// tool, a `sqlite3` shell) keeps the file open and SQLite's own checkpoint at the last
+    /// close does not run.
     pub(crate) async fn close_pool(&self) {
+        if let Pool::Sqlite(p) = &self.pool {
+            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(p)
+                .await
+            {
+                Ok((0, _, _)) => tracing::info!("write-ahead log checkpointed and truncated"),
+                Ok((_, frames, done)) => tracing::warn!(
+                    frames,
+                    checkpointed = done,
+                    "the write-ahead log could not be wholly checkpointed at stop (a reader held it)"
+                ),
+                Err(e) => tracing::warn!(error = %e, "write-ahead log checkpoint at stop failed"),
+            }
+        }
         db_run!(self, p => p.close().await)
     }
 }
@@ -199,18 +266,58 @@ impl Tx {
 /// it starts over.
 const WAL_SIZE_LIMIT: i64 = 32 * 1024 * 1024;
 
+/// The page size of the databases the service creates (SQLite's default): `pool.sqlite_max_size`
+/// is counted in these.
+const SQLITE_PAGE_SIZE: u64 = 4096;
+
 /// The settings of every SQLite connection (the journal mode, WAL, is the file's).
-fn sqlite_pragmas() -> [(&'static str, String); 5] {
-    [
+fn sqlite_pragmas(pool: &PoolConfig) -> Vec<(&'static str, String)> {
+    let mut pragmas = vec![
         ("foreign_keys", "ON".into()),
-        ("synchronous", "NORMAL".into()),
+        // FULL by default: the write-ahead log is synced at every commit, so an acknowledged
+        // write survives a power loss, not only a crash of the process. Group commit
+        // (`services::audit_log`) keeps it to one sync per batch.
+        ("synchronous", pool.sqlite_synchronous.as_str().into()),
         ("secure_delete", "ON".into()),
         // Statement journals and transient tables in memory: a statement writing thousands of
         // rows (an agenda's deferrals) otherwise creates, writes and deletes a temporary file
         // outside the data folder for its statement journal.
         ("temp_store", "MEMORY".into()),
         ("journal_size_limit", WAL_SIZE_LIMIT.to_string()),
-    ]
+    ];
+    if let Some(max) = pool.sqlite_max_size {
+        // A per-connection setting: every connection of the pool gets it.
+        pragmas.push((
+            "max_page_count",
+            (max / SQLITE_PAGE_SIZE).max(1).to_string(),
+        ));
+    }
+    pragmas
+}
+
+/// The pool's check of a connection handed back: one still inside a transaction is closed, not
+/// reused. sqlx counts a transaction as open until its `COMMIT` or `ROLLBACK` succeeds; when
+/// SQLite has already rolled it back by itself (after "database or disk is full", an I/O
+/// error), the `ROLLBACK` of the dropped transaction fails and the count stays at one. Reused,
+/// such a connection refused every later `BEGIN IMMEDIATE` (writes failed until a restart), and
+/// one whose transaction SQLite kept open held the write lock ("database is locked" for every
+/// other connection). Closing it rolls back whatever SQLite still holds and frees the lock.
+fn release_check<C: sqlx::Connection>(
+    conn: &mut C,
+) -> futures_util::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
+        // The rollback of a transaction dropped unfinished is queued on the connection: a
+        // round trip after it settles the count before it is read again.
+        conn.ping().await?;
+        if conn.is_in_transaction() {
+            tracing::warn!("a database connection left inside a failed transaction was closed");
+            return Ok(false);
+        }
+        Ok(true)
+    })
 }
 
 impl Store {
@@ -239,8 +346,9 @@ impl Store {
             .map_err(|e| StorageError::Other(format!("invalid SQLite URL: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(pool.acquire_timeout);
-        let options = sqlite_pragmas()
+            .busy_timeout(pool.acquire_timeout)
+            .statement_cache_capacity(pool.statement_cache_capacity);
+        let options = sqlite_pragmas(pool)
             .into_iter()
             .fold(options, |o, (name, value)| o.pragma(name, value));
         prepare_file(options.get_filename())?;
@@ -248,8 +356,11 @@ impl Store {
         // is a file handle of this process that no server can close.
         let pool = SqlitePoolOptions::new()
             .test_before_acquire(false)
+            .after_release(|conn, _| release_check(conn))
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
+            .max_lifetime(pool.max_lifetime)
+            .idle_timeout(pool.idle_timeout)
             .connect_with(options)
             .await
             .map_err(|e| StorageError::Unavailable(e.to_string()))?;
@@ -257,15 +368,30 @@ impl Store {
     }
 
     async fn connect_postgres(url: &DatabaseUrl, pool: &PoolConfig) -> Result<Self, StorageError> {
+        let millis = |d: std::time::Duration| d.as_millis().to_string();
         let options = PgConnectOptions::from_str(url.expose())
             .map_err(|e| StorageError::Other(format!("invalid PostgreSQL URL: {e}")))?
-            .application_name("cellule");
+            .application_name("cellule")
+            .statement_cache_capacity(pool.statement_cache_capacity)
+            // Server-side bounds: a statement stuck on a lock or a plan gone wrong is cancelled
+            // (answered 503), and a session abandoned inside a transaction frees its locks.
+            .options([
+                ("statement_timeout", millis(pool.statement_timeout)),
+                (
+                    "idle_in_transaction_session_timeout",
+                    millis(pool.statement_timeout * 3),
+                ),
+            ]);
         // sqlx tests a connection before handing it out: one the server ended (a restart,
         // `pg_terminate_backend`, `idle_session_timeout`) is replaced instead of failing a
-        // request.
+        // request. The test runs within `acquire_timeout`, as does opening a new connection: a
+        // server that accepts connections and never answers is a 503 after that long.
         let pool = PgPoolOptions::new()
+            .after_release(|conn, _| release_check(conn))
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
+            .max_lifetime(pool.max_lifetime)
+            .idle_timeout(pool.idle_timeout)
             .connect_with(options)
             .await
             .map_err(|e| StorageError::Unavailable(crate::config::one_line(&e.to_string())))?;
@@ -310,7 +436,8 @@ mod tests {
         };
         let expected = [
             ("foreign_keys", "1".to_owned()),
-            ("synchronous", "1".to_owned()),
+            // FULL: an acknowledged write survives a power loss.
+            ("synchronous", "2".to_owned()),
             ("secure_delete", "1".to_owned()),
             ("temp_store", "2".to_owned()),
             ("journal_size_limit", WAL_SIZE_LIMIT.to_string()),

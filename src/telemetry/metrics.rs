@@ -51,6 +51,11 @@ impl Metrics {
             "Time to answer HTTP requests, in seconds",
             latency.clone(),
         );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log's sink could not take them (full disk, closed stderr)",
+            super::LOG_LINES_DROPPED.clone(),
+        );
         Self {
             registry,
             requests,

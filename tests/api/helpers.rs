@@ -384,6 +384,16 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Stops the server as [`TestApp::stop`] does and hands back its data folder, whose files
+    /// the caller may then look at.
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        let data = std::mem::replace(&mut self.data_dir, private_tempdir());
+        self.stop().await;
+        data
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -9,6 +9,7 @@ mod backup;
 mod cases;
 mod cli;
 mod contract;
+mod durability;
 mod forgery;
 mod guard;
 mod guard_fields;

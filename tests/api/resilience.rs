@@ -13,7 +13,9 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::backend_tests;
-use crate::helpers::{Backend, COORD, Options, REF1, postgres_base_url, referral, spawn_app_with};
+use crate::helpers::{
+    Backend, COORD, Options, REF1, postgres_base_url, referral, spawn_app, spawn_app_with,
+};
 
 async fn slow_requests_time_out_with_a_problem(backend: Backend) {
     let app = spawn_app_with(
@@ -73,11 +75,40 @@ async fn slow_requests_time_out_with_a_problem(backend: Backend) {
     assert!(a.status.is_success(), "{}", a.text);
 }
 
-/// A TCP relay to PostgreSQL that the test can cut and restore.
+/// A TCP relay to PostgreSQL that the test can cut, stall and restore.
 struct Relay {
     port: u16,
     open: Arc<AtomicBool>,
+    /// Half-open: connections are accepted and bytes read, but nothing is forwarded any more
+    /// either way, and no connection is closed (a database host that hangs, a black-holing
+    /// firewall).
+    stalled: Arc<AtomicBool>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+/// Forwards `from` to `to` until either closes; once `stalled` is set, reads and forwards
+/// nothing more while keeping both open.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stalled.load(Ordering::SeqCst) {
+            let _hold = (from, to);
+            std::future::pending::<()>().await;
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Relay {
@@ -85,23 +116,38 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let open = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(AtomicBool::new(false));
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (o, l) = (open.clone(), links.clone());
+        let (o, s, l) = (open.clone(), stalled.clone(), links.clone());
         tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 if !o.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
                 }
                 let upstream = upstream.clone();
+                let stalled = s.clone();
                 l.lock().await.push(tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    if stalled.load(Ordering::SeqCst) {
+                        // Accepted, never answered.
+                        let _hold = client;
+                        std::future::pending::<()>().await;
+                        return;
+                    }
+                    if let Ok(server) = TcpStream::connect(&upstream).await {
+                        let (cr, cw) = client.into_split();
+                        let (sr, sw) = server.into_split();
+                        tokio::join!(pump(cr, sw, stalled.clone()), pump(sr, cw, stalled));
                     }
                 }));
             }
         });
-        Self { port, open, links }
+        Self {
+            port,
+            open,
+            stalled,
+            links,
+        }
     }
 
     /// Refuses new connections and cuts the existing ones, as a crashed database would.
@@ -112,9 +158,107 @@ impl Relay {
         }
     }
 
+    /// Makes the database half-open: connections stay up and new ones are accepted, but
+    /// nothing is answered.
+    fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends the stall and cuts the connections it froze (as the host's return would reset
+    /// them), then accepts and forwards again.
+    async fn unstall(&self) {
+        self.cut().await;
+        self.stalled.store(false, Ordering::SeqCst);
+        self.restore();
+    }
+
     fn restore(&self) {
         self.open.store(true, Ordering::SeqCst);
     }
+}
+
+/// The service reaching PostgreSQL through `relay`.
+async fn through(
+    relay: &Relay,
+    customize: Box<dyn FnOnce(&mut cellule::config::Config) + Send>,
+) -> crate::helpers::TestApp {
+    let port = relay.port;
+    spawn_app_with(
+        Backend::Postgres,
+        Options {
+            customize,
+            database_override: Some(Box::new(move |url| {
+                let mut url = url::Url::parse(url).expect("url");
+                url.set_host(Some("127.0.0.1")).expect("host");
+                url.set_port(Some(port)).expect("port");
+                url.to_string()
+            })),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+fn upstream() -> String {
+    let base = url::Url::parse(&postgres_base_url()).expect("url");
+    format!(
+        "{}:{}",
+        base.host_str().unwrap_or("127.0.0.1"),
+        base.port().unwrap_or(5432)
+    )
+}
+
+/// A database that accepts connections and never answers is a 503 with `Retry-After` within a
+/// few seconds (the pool's liveness check and new connections are bounded by
+/// `pool.acquire_timeout`), not a request hanging until the request timeout; the service
+/// recovers by itself when the database answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_postgres_answers_503_within_seconds() {
+    let relay = Relay::start(upstream()).await;
+    // The default settings, as deployed.
+    let app = through(&relay, Box::new(|_| {})).await;
+    app.standard_cellule().await;
+    let (id, _) = app.refer_ok(REF1, "Situation avant le silence.").await;
+    let case = format!("/v1/cellules/perpignan/cases/{id}");
+    let coord = app.token(COORD);
+    assert_eq!(app.get(&case, Some(&coord)).await.status, 200);
+
+    relay.stall();
+    for attempt in 0..3 {
+        let started = std::time::Instant::now();
+        let a = app.get(&case, Some(&coord)).await;
+        let took = started.elapsed();
+        a.assert_problem(503);
+        assert!(a.headers.get("retry-after").is_some(), "{}", a.text);
+        assert!(
+            took < Duration::from_secs(5),
+            "attempt {attempt}: answered after {took:?}"
+        );
+        let started = std::time::Instant::now();
+        let a = app
+            .refer(REF1, &referral("Situation pendant le silence."))
+            .await;
+        a.assert_problem(503);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a submission answered after {:?}",
+            started.elapsed()
+        );
+    }
+    let started = std::time::Instant::now();
+    app.get("/readyz", None).await.assert_problem(503);
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    relay.unstall().await;
+    let mut back = false;
+    for _ in 0..40 {
+        if app.get(&case, Some(&coord)).await.status == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(back, "reads did not come back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,3 +407,91 @@ async fn connections_ended_by_the_server_fail_once() {
 }
 
 backend_tests!(slow_requests_time_out_with_a_problem);
+
+/// Ends the service's sessions so that the pool reconnects with the database's new defaults.
+async fn end_service_sessions(admin: &mut sqlx::PgConnection) {
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'cellule'",
+    )
+    .execute(&mut *admin)
+    .await
+    .expect("terminate");
+}
+
+/// A PostgreSQL that refuses writes (a standby promoted away, `default_transaction_read_only`)
+/// answers writes 503 and is not ready, though it answers reads; both come back by themselves
+/// once it takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_postgres_is_not_ready_and_recovers() {
+    let app = spawn_app(Backend::Postgres).await;
+    app.standard_cellule().await;
+    let (id, _) = app
+        .refer_ok(REF1, "Situation avant la lecture seule.")
+        .await;
+    assert_eq!(app.get("/readyz", None).await.status, 200);
+    let mut admin = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .expect("pg");
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut admin)
+        .await
+        .expect("name");
+    // Identifiers cannot be bound; the name is the test's own fresh database.
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{name}\" SET default_transaction_read_only = on"
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("read only");
+    end_service_sessions(&mut admin).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let mut refused = false;
+    for _ in 0..5 {
+        let a = app
+            .refer(REF1, &referral("Situation en lecture seule."))
+            .await;
+        assert_ne!(
+            a.status, 201,
+            "a write acknowledged on a read-only database"
+        );
+        if a.status == 503 {
+            a.assert_problem(503);
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "writes were not answered 503");
+    app.get("/readyz", None).await.assert_problem(503);
+
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{name}\" SET default_transaction_read_only = off"
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("read write");
+    end_service_sessions(&mut admin).await;
+    let mut ready = false;
+    for _ in 0..40 {
+        if app.get("/readyz", None).await.status == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(ready, "not ready again");
+    let mut stored = false;
+    for _ in 0..=app.config.pool.max_connections {
+        if app.refer(REF1, &referral("Situation après.")).await.status == 201 {
+            stored = true;
+            break;
+        }
+    }
+    assert!(stored, "writes did not come back");
+    let coord = app.token(COORD);
+    let a = app
+        .get(&format!("/v1/cellules/perpignan/cases/{id}"), Some(&coord))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+}

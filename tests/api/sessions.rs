@@ -145,9 +145,12 @@ async fn schedule_and_idempotent_planning(backend: Backend) {
     for (field, value) in [
         ("rrule", json!("FREQ=HOURLY")),
         ("rrule", json!("EVERY OTHER THURSDAY")),
-        // Multibyte characters across byte 6 (issue 39: these closed the connection).
+        // Multibyte characters across byte 6, where a prefix is looked for (issue 39: these
+        // closed the connection): refused with 422.
         ("rrule", json!("abcdeé")),
         ("rrule", json!("0\u{80}\u{80}\u{80}")),
+        ("rrule", json!("RRULEé")),
+        ("rrule", json!("éééé")),
         ("start_time", json!("25:00")),
         ("time_zone", json!("Europe/Atlantis")),
         ("duration_minutes", json!(5)),

@@ -433,12 +433,13 @@ impl Rule {
     /// Parses the rule; the error is a one-line, user-facing message.
     fn parse(raw: &str) -> Result<Rule, String> {
         let mut value = raw.trim();
-        // `get`: byte 6 may fall inside a multibyte character (`abcdeé`), where indexing
-        // panicked; after an ASCII match, `[6..]` is a character boundary.
-        if let Some(prefix) = value.get(..6)
-            && prefix.eq_ignore_ascii_case("RRULE:")
+        // `get`, not an index: the sixth byte of the input may fall inside a character.
+        if let Some(rest) = value
+            .get(..6)
+            .filter(|prefix| prefix.eq_ignore_ascii_case("RRULE:"))
+            .and_then(|_| value.get(6..))
         {
-            value = value[6..].trim_start();
+            value = rest.trim_start();
         }
         if value.is_empty() {
             return Err("empty rule (expected e.g. FREQ=MONTHLY;BYDAY=+2TH)".into());

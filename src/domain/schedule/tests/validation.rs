@@ -15,6 +15,22 @@ fn pointers(s: &Schedule) -> Vec<String> {
         .collect()
 }
 
+/// Input whose sixth byte falls inside a character is refused like any other bad rule.
+#[test]
+fn multibyte_rules_are_refused_without_panicking() {
+    for rrule in [
+        "abcdeé",
+        "RRULEé",
+        "éééé",
+        "RRULE:é",
+        "abcde\u{1F600}",
+        "ééé:",
+    ] {
+        let s = schedule(rrule, HolidayRule::NextWeek);
+        assert_eq!(pointers(&s), vec!["/rrule".to_owned()], "{rrule}");
+    }
+}
+
 #[test]
 fn validation() {
     let ok = schedule("FREQ=MONTHLY;BYDAY=+2TH", HolidayRule::NextWeek);
