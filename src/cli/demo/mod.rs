@@ -543,56 +543,26 @@ impl Demo {
             let lead = item.proposal["lead"].as_str().unwrap_or("ccas").to_owned();
             let follow_up = item.kind == "follow_up";
             let fate = SPECS[i].fate;
-            let routed = |date: NaiveDate, text: &str| {
-                DecisionRequest {
-                outcome: Outcome::Routed,
+            let routed = |date: NaiveDate, text: &str| DecisionRequest {
                 interlocutor: Some(lead.clone()),
                 actions: vec![
                     "Premier contact proposé par l'interlocuteur désigné (fictif).".into(),
                     "Point d'étape à la prochaine séance si besoin.".into(),
                 ],
-                follow_up_date: Some(date),
-                text: Some(text.into()),
-                referrer_message: Some(
-                    "La cellule a orienté la situation : l'interlocuteur désigné vous contactera (fictif)."
-                        .into(),
-                ),
-            }
+                referrer_message: Some(ROUTED_MESSAGE.into()),
+                ..decision(Outcome::Routed, Some(date), text)
             };
             let req = match (fate, follow_up) {
                 (Fate::Close, _) | (Fate::CloseLater, true) => DecisionRequest {
-                    outcome: Outcome::Closed,
-                    interlocutor: None,
-                    actions: Vec::new(),
-                    follow_up_date: None,
-                    text: Some(
-                        "Relais en place et accepté par la personne : la cellule clôt la situation (fictif)."
-                            .into(),
-                    ),
-                    referrer_message: Some(
-                        "La situation est close : un relais est en place (fictif).".into(),
-                    ),
+                    referrer_message: Some(CLOSED_MESSAGE.into()),
+                    ..decision(Outcome::Closed, None, CLOSED_TEXT)
                 },
                 (Fate::DeferOnce, false) if self.deferred_once.insert(item.case_id.clone()) => {
-                    DecisionRequest {
-                        outcome: Outcome::Deferred,
-                        interlocutor: None,
-                        actions: Vec::new(),
-                        follow_up_date: None,
-                        text: Some(
-                            "Informations manquantes : le bailleur complète la fiche (fictif)."
-                                .into(),
-                        ),
-                        referrer_message: None,
-                    }
+                    decision(Outcome::Deferred, None, DEFERRED_TEXT)
                 }
                 (Fate::Short, true) => DecisionRequest {
-                    outcome: Outcome::FollowUp,
-                    interlocutor: None,
                     actions: vec!["Nouveau point à la prochaine séance.".into()],
-                    follow_up_date: Some(due),
-                    text: Some("Suivi en cours, la situation reste fragile (fictif).".into()),
-                    referrer_message: None,
+                    ..decision(Outcome::FollowUp, Some(due), FOLLOW_UP_TEXT)
                 },
                 (Fate::Short | Fate::CloseLater, false) => routed(
                     due,
@@ -705,5 +675,26 @@ mod tests {
             assert!(guard.scan("situation", situation).is_empty(), "{situation}");
             assert!(guard.scan("expectations", expectations).is_empty());
         }
+    }
+}
+
+/// The fictitious texts of the demo's decisions.
+const ROUTED_MESSAGE: &str =
+    "La cellule a orienté la situation : l'interlocuteur désigné vous contactera (fictif).";
+const CLOSED_MESSAGE: &str = "La situation est close : un relais est en place (fictif).";
+const CLOSED_TEXT: &str =
+    "Relais en place et accepté par la personne : la cellule clôt la situation (fictif).";
+const DEFERRED_TEXT: &str = "Informations manquantes : le bailleur complète la fiche (fictif).";
+const FOLLOW_UP_TEXT: &str = "Suivi en cours, la situation reste fragile (fictif).";
+
+/// A decision with its outcome, follow-up date and text, nothing else.
+fn decision(outcome: Outcome, follow_up_date: Option<NaiveDate>, text: &str) -> DecisionRequest {
+    DecisionRequest {
+        outcome,
+        interlocutor: None,
+        actions: Vec::new(),
+        follow_up_date,
+        text: Some(text.into()),
+        referrer_message: None,
     }
 }
