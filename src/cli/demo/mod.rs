@@ -641,6 +641,27 @@ fn local_day(s: &SessionRecord) -> String {
     local_date(s).to_string()
 }
 
+/// The fictitious texts of the demo's decisions.
+const ROUTED_MESSAGE: &str =
+    "La cellule a orienté la situation : l'interlocuteur désigné vous contactera (fictif).";
+const CLOSED_MESSAGE: &str = "La situation est close : un relais est en place (fictif).";
+const CLOSED_TEXT: &str =
+    "Relais en place et accepté par la personne : la cellule clôt la situation (fictif).";
+const DEFERRED_TEXT: &str = "Informations manquantes : le bailleur complète la fiche (fictif).";
+const FOLLOW_UP_TEXT: &str = "Suivi en cours, la situation reste fragile (fictif).";
+
+/// A decision with its outcome, follow-up date and text, nothing else.
+fn decision(outcome: Outcome, follow_up_date: Option<NaiveDate>, text: &str) -> DecisionRequest {
+    DecisionRequest {
+        outcome,
+        interlocutor: None,
+        actions: Vec::new(),
+        follow_up_date,
+        text: Some(text.into()),
+        referrer_message: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,26 +696,5 @@ mod tests {
             assert!(guard.scan("situation", situation).is_empty(), "{situation}");
             assert!(guard.scan("expectations", expectations).is_empty());
         }
-    }
-}
-
-/// The fictitious texts of the demo's decisions.
-const ROUTED_MESSAGE: &str =
-    "La cellule a orienté la situation : l'interlocuteur désigné vous contactera (fictif).";
-const CLOSED_MESSAGE: &str = "La situation est close : un relais est en place (fictif).";
-const CLOSED_TEXT: &str =
-    "Relais en place et accepté par la personne : la cellule clôt la situation (fictif).";
-const DEFERRED_TEXT: &str = "Informations manquantes : le bailleur complète la fiche (fictif).";
-const FOLLOW_UP_TEXT: &str = "Suivi en cours, la situation reste fragile (fictif).";
-
-/// A decision with its outcome, follow-up date and text, nothing else.
-fn decision(outcome: Outcome, follow_up_date: Option<NaiveDate>, text: &str) -> DecisionRequest {
-    DecisionRequest {
-        outcome,
-        interlocutor: None,
-        actions: Vec::new(),
-        follow_up_date,
-        text: Some(text.into()),
-        referrer_message: None,
     }
 }
