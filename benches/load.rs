@@ -1152,7 +1152,11 @@ async fn seeding_handle(backend: &str, db_url: &str, server: &Server) -> Res<Arc
     Ok(if backend == "postgres" {
         let sep = if db_url.contains('?') { '&' } else { '?' };
         let url = format!("{db_url}{sep}options[synchronous_commit]=off");
-        cellule::storage::connect(&DatabaseUrl::new(url), &PoolConfig::default(), false).await?
+        let db = cellule::storage::connect(&DatabaseUrl::new(url), &PoolConfig::default(), false)
+            .await?;
+        // Its entries carry the server keyring's authentication codes, as the server's do.
+        db.authenticate_audit(server.state.keys.clone());
+        db
     } else {
         server.state.db.clone()
     })
