@@ -35,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Submits a pseudonymised referral (fiche de saisine).
 #[utoipa::path(post, path = "/v1/cellules/{cellule}/referrals", tag = "cases", security(("bearer" = [])),
-    params(("cellule" = String, Path, description = "Cellule slug"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key with the same request answers the first answer again (`Idempotent-Replayed: true`); see docs/api.md")),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key with the same request answers the first answer again (`Idempotent-Replayed: true`); see docs/api.md", min_length = 1, max_length = 255, pattern = r"^[!#-\[\]-~]+$")),
     request_body = ReferralRequest,
     responses(
         (status = 201, description = "Recorded", body = ReferralCreated),
@@ -161,7 +161,7 @@ pub async fn erase_case(
 
 /// Moves a case along the lifecycle graph (coordinator).
 #[utoipa::path(post, path = "/v1/cellules/{cellule}/cases/{id}/transitions", tag = "cases", security(("bearer" = [])),
-    params(("cellule" = String, Path, description = "Cellule slug"), ("id" = String, Path, description = "Case id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key with the same request answers the first answer again (`Idempotent-Replayed: true`); see docs/api.md")),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("id" = String, Path, description = "Case id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key with the same request answers the first answer again (`Idempotent-Replayed: true`); see docs/api.md", min_length = 1, max_length = 255, pattern = r"^[!#-\[\]-~]+$")),
     request_body = TransitionRequest,
     responses(
         (status = 200, description = "The case after the transition", body = CaseSummary),
@@ -197,7 +197,7 @@ pub async fn transition_case(
 
 /// Appends a note (append-only; a correction references the note it corrects).
 #[utoipa::path(post, path = "/v1/cellules/{cellule}/cases/{id}/notes", tag = "cases", security(("bearer" = [])),
-    params(("cellule" = String, Path, description = "Cellule slug"), ("id" = String, Path, description = "Case id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key with the same request answers the first answer again (`Idempotent-Replayed: true`); see docs/api.md")),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("id" = String, Path, description = "Case id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key with the same request answers the first answer again (`Idempotent-Replayed: true`); see docs/api.md", min_length = 1, max_length = 255, pattern = r"^[!#-\[\]-~]+$")),
     request_body = NoteRequest,
     responses(
         (status = 201, description = "Recorded", body = NoteView),

@@ -276,7 +276,7 @@ pub async fn publish_agenda(
 
 /// Records the session's decision on one item and moves the case on (coordinator).
 #[utoipa::path(post, path = "/v1/cellules/{cellule}/sessions/{sid}/items/{case_id}/decision", tag = "sessions", security(("bearer" = [])),
-    params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id"), ("case_id" = String, Path, description = "Case id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key with the same request answers the first answer again (`Idempotent-Replayed: true`); see docs/api.md")),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id"), ("case_id" = String, Path, description = "Case id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key with the same request answers the first answer again (`Idempotent-Replayed: true`); see docs/api.md", min_length = 1, max_length = 255, pattern = r"^[!#-\[\]-~]+$")),
     request_body = DecisionRequest,
     responses(
         (status = 201, description = "The decision", body = DecisionView),
