@@ -4,8 +4,6 @@
 //! find them with the usual filters, the FHIR export maps them to DICOM security events, and the
 //! chain still verifies.
 
-use std::process::{Command, Stdio};
-
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -234,19 +232,8 @@ async fn administration_names_the_administrator_and_the_change(backend: Backend)
 
 /// The binary on the test app's data, run as OS user `user`.
 fn cli_as(app: &TestApp, user: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cellule"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    crate::keys::cellule_command(app, args)
         .env("USER", user)
-        .current_dir(app.data_dir.path())
-        .args([
-            "--data-dir",
-            &app.data_dir.path().display().to_string(),
-            "--database",
-            &app.database_url,
-        ])
-        .args(args)
-        .stdin(Stdio::null())
         .output()
         .expect("run cellule")
 }

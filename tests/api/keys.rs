@@ -284,9 +284,10 @@ async fn canary_scan_finds_no_content_in_the_database(backend: Backend) {
     assert!(!dump.contains(date), "the birth date is not kept");
 }
 
-fn cellule_bin(app: &TestApp, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cellule"))
-        .env_clear()
+/// The `cellule` binary on the app's data directory and database, with a clean environment.
+pub(crate) fn cellule_command(app: &TestApp, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cellule"));
+    c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .current_dir(app.data_dir.path())
         .args([
@@ -296,9 +297,12 @@ fn cellule_bin(app: &TestApp, args: &[&str]) -> std::process::Output {
             &app.database_url,
         ])
         .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cellule")
+        .stdin(Stdio::null());
+    c
+}
+
+fn cellule_bin(app: &TestApp, args: &[&str]) -> std::process::Output {
+    cellule_command(app, args).output().expect("run cellule")
 }
 
 async fn counts(app: &TestApp) -> Vec<(i64, i64)> {
