@@ -56,6 +56,7 @@ pub mod cellule;
 pub mod guard;
 pub mod linkage;
 pub mod membership;
+pub mod minutes;
 pub mod policy;
 pub mod routing;
 pub mod schedule;

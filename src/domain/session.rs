@@ -14,3 +14,7 @@ string_enum!(
     #[schema(as = DecisionOutcome)]
     Outcome { Routed = "routed", FollowUp = "follow_up", Closed = "closed", Deferred = "deferred" }
 );
+string_enum!(
+    /// Whether a participant (or an organisation) took part in a session.
+    AttendanceStatus { Present = "present", Excused = "excused", Absent = "absent" }
+);
