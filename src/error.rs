@@ -27,6 +27,9 @@ pub enum Error {
     PayloadTooLarge(usize),
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// None of the representations a resource has is acceptable (406).
+    #[error("not acceptable: {0}")]
+    NotAcceptable(&'static str),
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
     #[error("validation failed")]

@@ -25,6 +25,7 @@ pub mod domain;
 pub mod error;
 pub mod fsutil;
 pub mod http;
+pub mod render;
 pub mod services;
 pub mod storage;
 pub mod telemetry;

@@ -112,6 +112,15 @@ pub enum Action {
     ReadAgenda,
     RecordDecision,
     ExportCalendar,
+    /// The meeting (docs/design.md §10).
+    OpenMeeting,
+    CloseMeeting,
+    RecordAttendance,
+    CorrectDecision,
+    ApproveMinutes,
+    ReadDecisions,
+    ReadMinutes,
+    ReadFollowUps,
     /// Administration (docs/audit.md, "Administrative entries"): each names the administrator
     /// (or `system:cli:<os user>`, `system:startup`) and, in `detail`, the change before → after.
     CreateCellule,
@@ -152,6 +161,14 @@ impl Action {
         Action::ReadAgenda,
         Action::RecordDecision,
         Action::ExportCalendar,
+        Action::OpenMeeting,
+        Action::CloseMeeting,
+        Action::RecordAttendance,
+        Action::CorrectDecision,
+        Action::ApproveMinutes,
+        Action::ReadDecisions,
+        Action::ReadMinutes,
+        Action::ReadFollowUps,
         Action::CreateCellule,
         Action::GrantMembership,
         Action::ChangeMembership,
@@ -190,6 +207,14 @@ impl Action {
             Action::ReadAgenda => "read_agenda",
             Action::RecordDecision => "record_decision",
             Action::ExportCalendar => "export_calendar",
+            Action::OpenMeeting => "open_meeting",
+            Action::CloseMeeting => "close_meeting",
+            Action::RecordAttendance => "record_attendance",
+            Action::CorrectDecision => "correct_decision",
+            Action::ApproveMinutes => "approve_minutes",
+            Action::ReadDecisions => "read_decisions",
+            Action::ReadMinutes => "read_minutes",
+            Action::ReadFollowUps => "read_follow_ups",
             Action::CreateCellule => "create_cellule",
             Action::GrantMembership => "grant_membership",
             Action::ChangeMembership => "change_membership",
@@ -231,13 +256,21 @@ impl Action {
             | Action::EditAgenda
             | Action::PublishAgenda
             | Action::RecordDecision
+            | Action::OpenMeeting
+            | Action::CloseMeeting
+            | Action::RecordAttendance
+            | Action::CorrectDecision
+            | Action::ApproveMinutes
             | Action::ChangeMembership
             | Action::ChangeRetention
             | Action::ChangeRouting => "U",
             // Reading the policy directory at start changes nothing: the entry records what
             // the service now enforces.
             Action::LoadPolicies => "R",
-            Action::ReadAgenda => "R",
+            Action::ReadAgenda
+            | Action::ReadDecisions
+            | Action::ReadMinutes
+            | Action::ReadFollowUps => "R",
             Action::ExportCalendar => "E",
             Action::EraseCase
             | Action::RetentionErase

@@ -8,6 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::case::Audience;
+pub use super::session::DecidedAction as ActionLine;
 use super::session::{AttendanceStatus, Outcome};
 
 /// Where the minutes stand: a draft changes with every correction, approved minutes are frozen.
@@ -78,14 +79,6 @@ pub struct MinutesDecision {
     pub version: u32,
     pub decided_by: String,
     pub decided_at: DateTime<Utc>,
-}
-
-/// An action: what, which organisation does it, by when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct ActionLine {
-    pub what: String,
-    pub owner: String,
-    pub due: NaiveDate,
 }
 
 /// A text and the audience allowed to read it.

@@ -11,6 +11,7 @@ pub mod health;
 pub mod idempotency;
 pub mod limits;
 pub mod me;
+pub mod meeting;
 pub mod middleware;
 pub mod problem;
 pub mod server;
@@ -76,6 +77,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(cases::router())
         .merge(audit::router())
         .merge(sessions::router())
+        .merge(meeting::router())
         .split_for_parts();
     document_edge_answers(&mut doc);
     (router, doc)

@@ -51,6 +51,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Error::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Error::Validation(_) | Error::Identifiers(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::InvalidTransition(_) => StatusCode::CONFLICT,
@@ -75,6 +76,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::PayloadTooLarge(_) => "payload-too-large",
             Error::UnsupportedMediaType => "unsupported-media-type",
+            Error::NotAcceptable(_) => "not-acceptable",
             Error::MalformedJson(_) => "malformed-json",
             Error::Validation(_) => "validation",
             Error::Identifiers(_) => "identifier-detected",
@@ -100,6 +102,7 @@ impl Error {
             Error::Conflict(_) => "Conflict",
             Error::PayloadTooLarge(_) => "Request body too large",
             Error::UnsupportedMediaType => "Unsupported media type",
+            Error::NotAcceptable(_) => "Not acceptable",
             Error::MalformedJson(_) => "Malformed JSON body",
             Error::Validation(_) => "Invalid request",
             Error::Identifiers(_) => "Direct identifiers in free text",
@@ -133,6 +136,7 @@ impl Error {
                 Some(format!("The body exceeds the limit of {limit} bytes."))
             }
             Error::UnsupportedMediaType => Some("Send the body as application/json.".into()),
+            Error::NotAcceptable(what) => Some((*what).to_owned()),
             Error::MalformedJson(detail) => Some(detail.clone()),
             Error::Validation(_) => Some("One or more fields are invalid.".into()),
             Error::Identifiers(_) => Some(

@@ -147,7 +147,7 @@ pub(crate) async fn cancel_session(
     let (cancelled, decided, current) = tx_run!(&mut tx, c => {
         let cancelled = sqlx::query(
             "UPDATE sessions SET status = 'cancelled' \
-             WHERE cellule = $1 AND id = $2 AND status = 'planned'",
+             WHERE cellule = $1 AND id = $2 AND status = 'planned' AND opened_at IS NULL",
         )
         .bind(cellule)
         .bind(id)

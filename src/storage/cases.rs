@@ -569,6 +569,14 @@ impl Tx {
             if done.rows_affected() != 1 {
                 return Ok(false);
             }
+        });
+        self.case_event(t).await?;
+        Ok(true)
+    }
+
+    /// The case history's line for a status change.
+    pub(crate) async fn case_event(&mut self, t: &Transition) -> Result<(), StorageError> {
+        tx_run!(self, c => {
             sqlx::query(
                 "INSERT INTO case_events (id, case_id, from_status, to_status, reason, actor, at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -583,6 +591,6 @@ impl Tx {
             .execute(&mut *c)
             .await?;
         });
-        Ok(true)
+        Ok(())
     }
 }

@@ -5,11 +5,13 @@
 //!   new cases (`cases`, `batch`).
 //! - [`ReviewStore`]: schedule, routing directory, sessions, agendas, decisions, statistics
 //!   (`review`, `agenda`).
+//! - [`MeetingStore`]: a session's meeting steps, attendance, decision versions and what falls
+//!   due (`meeting`).
 //! - [`AuditStore`]: audit entries, chain heads, search, verification links, checkpoints,
 //!   purge (`audit`).
 //! - [`KeyStore`]: KEK check values and wrapped keys (`keys`).
 //!
-//! [`Database`] is all five with the connection's own operations; the service holds an
+//! [`Database`] is all of them with the connection's own operations; the service holds an
 //! `Arc<dyn Database>`, and callers bring the traits into scope with
 //! `use crate::storage::prelude::*`.
 //!
@@ -34,6 +36,7 @@ mod cellules;
 mod error;
 pub mod idempotency;
 mod keys;
+mod meeting;
 pub mod records;
 mod review;
 mod rows;
@@ -48,6 +51,7 @@ pub use cellules::{CelluleStore, EntryFor, MembershipChange};
 pub use error::StorageError;
 pub(crate) use error::not_found_on_fk;
 pub use keys::KeyStore;
+pub use meeting::MeetingStore;
 pub use records::*;
 pub use review::ReviewStore;
 pub use sql::Store;
@@ -56,7 +60,9 @@ pub use sql::Store;
 pub mod prelude {
     pub use super::idempotency::IdempotencyStore;
     pub use super::web_sessions::WebSessionStore;
-    pub use super::{AuditStore, CaseStore, CelluleStore, Database, KeyStore, ReviewStore};
+    pub use super::{
+        AuditStore, CaseStore, CelluleStore, Database, KeyStore, MeetingStore, ReviewStore,
+    };
 }
 
 /// The storage of the service: every aggregate's store, and the connection itself.
@@ -65,6 +71,7 @@ pub trait Database:
     CelluleStore
     + CaseStore
     + ReviewStore
+    + MeetingStore
     + AuditStore
     + KeyStore
     + web_sessions::WebSessionStore

@@ -7,7 +7,7 @@ use crate::domain::agenda::Kind;
 use crate::domain::case::{
     AgeBand, Audience, CaseStatus, ConsentStatus, Gender, Need, Needs, Urgency,
 };
-use crate::domain::session::{Outcome, SessionStatus};
+use crate::domain::session::{AttendanceStatus, Outcome, SessionStage, SessionStatus};
 use crate::domain::{Cellule, Membership, Role, Sphere};
 
 /// A data key (or a cellule's linkage secret) wrapped by a KEK.
@@ -351,6 +351,25 @@ pub struct SessionRecord {
     pub agenda_built_at: Option<DateTime<Utc>>,
     pub published_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// The coordinator opened the meeting.
+    pub opened_at: Option<DateTime<Utc>>,
+    /// The coordinator closed the meeting.
+    pub closed_at: Option<DateTime<Utc>>,
+    pub minutes_approved_at: Option<DateTime<Utc>>,
+    pub minutes_approved_by: Option<String>,
+}
+
+impl SessionRecord {
+    /// Where the session stands.
+    pub fn stage(&self) -> SessionStage {
+        SessionStage::of(
+            self.status == SessionStatus::Cancelled,
+            self.published_at.is_some(),
+            self.opened_at.is_some(),
+            self.closed_at.is_some(),
+            self.minutes_approved_at.is_some(),
+        )
+    }
 }
 
 /// The deferrals of an agenda build.
@@ -445,12 +464,59 @@ pub struct DecisionRecord {
     pub outcome: Outcome,
     pub interlocutor: Option<String>,
     pub follow_up_date: Option<NaiveDate>,
+    /// The sealed JSON list of [`DecidedAction`](crate::domain::session::DecidedAction)s (a
+    /// list of plain strings before owners and due dates existed).
     pub actions: Option<Vec<u8>>,
     pub text: Option<Vec<u8>>,
     /// The message for the referrer, sealed with the case key.
     pub referrer_message: Option<Vec<u8>>,
     pub decided_by: String,
     pub decided_at: DateTime<Utc>,
+    /// 1, then one more per correction.
+    pub version: i32,
+    /// Who may read `text` (like a note's audience).
+    pub text_audience: Audience,
+    /// The case's routing before the first version: a correction starts again from it.
+    pub prior_routed_org: Option<String>,
+    pub prior_follow_up_date: Option<NaiveDate>,
+    /// The actions' owners and due dates, in order (stored in clear beside the sealed list).
+    #[sqlx(skip)]
+    pub action_dues: Vec<(String, NaiveDate)>,
+}
+
+/// One line of a session's attendance.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttendanceRecord {
+    pub organisation: String,
+    /// The membership's subject; empty when the organisation attends as a whole.
+    pub participant: String,
+    pub status: AttendanceStatus,
+    pub recorded_by: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A step of a session's meeting, taken only from the stage before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeetingStep {
+    Open,
+    Close,
+    ApproveMinutes,
+}
+
+/// Something due: an action of a current decision, or a case's follow-up date.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueRecord {
+    pub case_id: String,
+    pub reference: String,
+    pub status: CaseStatus,
+    /// `action` or `follow_up`.
+    pub kind: String,
+    /// The owner organisation (an action's) or the routed interlocutor (a follow-up's).
+    pub owner: Option<String>,
+    pub due_on: NaiveDate,
+    /// The decision and the action's position, for an action.
+    pub decision_id: Option<String>,
+    pub position: Option<i32>,
 }
 
 /// What a referrer's status view shows of a case's latest decision: when its session took place,

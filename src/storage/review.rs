@@ -18,7 +18,8 @@ use crate::domain::session::Outcome;
 macro_rules! session_columns {
     () => {
         "id, cellule, occurrence_key, starts_at, local_start, time_zone, duration_minutes, \
-         location, holiday, status, agenda_built_at, published_at, created_at"
+         location, holiday, status, agenda_built_at, published_at, created_at, opened_at, \
+         closed_at, minutes_approved_at, minutes_approved_by"
     };
 }
 
@@ -365,8 +366,8 @@ impl ReviewStore for Store {
                    COALESCE((SELECT f.times FROM case_deferrals f WHERE f.case_id = c.id), 0) \
                      AS times_deferred, \
                    (SELECT d.outcome FROM decisions d \
-                     WHERE d.session_id = ai.session_id AND d.case_id = ai.case_id) \
-                     AS decision_outcome \
+                     WHERE d.session_id = ai.session_id AND d.case_id = ai.case_id \
+                     ORDER BY d.version DESC LIMIT 1) AS decision_outcome \
                  FROM agenda_items ai JOIN cases c ON c.id = ai.case_id WHERE ai.session_id = $1 \
                  ORDER BY ai.position, ai.case_id",
             )
@@ -423,7 +424,9 @@ impl ReviewStore for Store {
                    d.referrer_message, s.local_start AS session_start \
                  FROM decisions d JOIN cases c ON c.id = d.case_id \
                    JOIN sessions s ON s.id = d.session_id \
-                 WHERE c.cellule = $1 AND c.referrer = $2 \
+                 WHERE c.cellule = $1 AND c.referrer = $2 AND NOT EXISTS \
+                   (SELECT 1 FROM decisions n WHERE n.session_id = d.session_id \
+                     AND n.case_id = d.case_id AND n.version > d.version) \
                  ORDER BY d.decided_at, d.id",
             )
             .bind(cellule)
@@ -441,27 +444,16 @@ impl ReviewStore for Store {
         answer: Option<&IdempotencyAnswer>,
     ) -> Result<Option<Head>, StorageError> {
         let mut tx = self.begin().await?;
-        tx_run!(&mut tx, c => {
-            sqlx::query(
-                "INSERT INTO decisions (id, session_id, case_id, outcome, interlocutor, \
-                   follow_up_date, actions, text, decided_by, decided_at, referrer_message) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&d.id)
-            .bind(&d.session_id)
-            .bind(&d.case_id)
-            .bind(d.outcome)
-            .bind(&d.interlocutor)
-            .bind(d.follow_up_date)
-            .bind(&d.actions)
-            .bind(&d.text)
-            .bind(&d.decided_by)
-            .bind(d.decided_at)
-            .bind(&d.referrer_message)
-            .execute(&mut *c)
-            .await
-            .map_err(|e| StorageError::from_sqlx(e, "this item was already decided"))?;
-        });
+        if !tx.session_takes_decisions(&d.session_id).await? {
+            tx.rollback().await?;
+            return Err(StorageError::Conflict(
+                "the meeting is not open or its minutes are approved",
+            ));
+        }
+        if !tx.insert_decision(d).await? {
+            tx.rollback().await?;
+            return Err(StorageError::Conflict("this item was already decided"));
+        }
         if !tx.move_case(t, Decided::KeepFirst).await? {
             tx.rollback().await?;
             return Ok(None);
@@ -470,15 +462,7 @@ impl ReviewStore for Store {
             tx.complete_idempotency(answer).await?;
         }
         if d.outcome == Outcome::Deferred {
-            tx_run!(&mut tx, c => {
-                sqlx::query(
-                    "INSERT INTO case_deferrals (case_id, times) VALUES ($1, 1) \
-                     ON CONFLICT (case_id) DO UPDATE SET times = case_deferrals.times + 1",
-                )
-                .bind(&d.case_id)
-                .execute(&mut *c)
-                .await?;
-            });
+            tx.count_deferral(&d.case_id, 1).await?;
         }
         let head = tx.append(&t.cellule, vec![audit]).await?;
         tx.commit().await?;
@@ -495,7 +479,10 @@ impl ReviewStore for Store {
             sqlx::query_as(
                 "SELECT c.submitted_at, c.needs, c.referring_org, \
                    (SELECT MIN(d.decided_at) FROM decisions d \
-                     WHERE d.case_id = c.id AND d.outcome <> 'deferred') AS first_review_at, \
+                     WHERE d.case_id = c.id AND d.outcome <> 'deferred' AND NOT EXISTS \
+                       (SELECT 1 FROM decisions n WHERE n.session_id = d.session_id \
+                         AND n.case_id = d.case_id AND n.version > d.version)) \
+                     AS first_review_at, \
                    c.closed_at \
                  FROM cases c WHERE c.cellule = $1 AND c.submitted_at >= $2 AND c.submitted_at < $3",
             )
@@ -516,7 +503,9 @@ impl ReviewStore for Store {
         Ok(db_run!(self, c => {
             sqlx::query_scalar(
                 "SELECT d.outcome FROM decisions d JOIN sessions s ON s.id = d.session_id \
-                 WHERE s.cellule = $1 AND d.decided_at >= $2 AND d.decided_at < $3",
+                 WHERE s.cellule = $1 AND d.decided_at >= $2 AND d.decided_at < $3 \
+                   AND NOT EXISTS (SELECT 1 FROM decisions n WHERE n.session_id = d.session_id \
+                     AND n.case_id = d.case_id AND n.version > d.version)",
             )
             .bind(cellule)
             .bind(from)

@@ -8,7 +8,7 @@ use sqlx::{Database, Decode, Encode, Type};
 
 use crate::domain::agenda::Kind;
 use crate::domain::case::{AgeBand, Audience, CaseStatus, ConsentStatus, Gender, Needs, Urgency};
-use crate::domain::session::{Outcome, SessionStatus};
+use crate::domain::session::{AttendanceStatus, Outcome, SessionStatus};
 use crate::domain::{Role, Sphere};
 
 /// `Type`, `Encode` and `Decode` for enumerations with `as_str` and `parse`, generic over the
@@ -63,7 +63,8 @@ text_enum!(
     Audience,
     Kind,
     SessionStatus,
-    Outcome
+    Outcome,
+    AttendanceStatus
 );
 
 /// The needs of a case are stored as `,need,need,` ([`Needs::to_stored`]).

@@ -228,7 +228,9 @@ pub fn error(e: Error) -> Response {
             }
             r
         }
-        Error::MethodNotAllowed | Error::UnsupportedMediaType => not_found(),
+        Error::MethodNotAllowed | Error::UnsupportedMediaType | Error::NotAcceptable(_) => {
+            not_found()
+        }
         Error::Timeout | Error::Unavailable(_) => {
             if let Error::Unavailable(cause) = &e {
                 tracing::warn!(cause = %cause, "database unavailable");

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use cellule::app::Application;
-use cellule::clock::{Clock, SystemClock};
+use cellule::clock::{Clock, truncate_micros};
 use cellule::config::{Config, DatabaseUrl};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
@@ -105,7 +105,32 @@ impl Drop for PgDatabase {
     }
 }
 
+/// The system clock moved forward by an offset a test sets (to hold a meeting on its day), so
+/// that time still passes for everything else.
+#[derive(Debug, Default)]
+pub struct TravelClock(std::sync::Mutex<chrono::Duration>);
+
+impl TravelClock {
+    /// Moves "now" to `at` (never back).
+    pub fn travel_to(&self, at: chrono::DateTime<chrono::Utc>) {
+        let mut offset = self.0.lock().expect("clock");
+        let now = chrono::Utc::now() + *offset;
+        if at > now {
+            *offset += at - now;
+        }
+    }
+}
+
+impl Clock for TravelClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let offset = *self.0.lock().expect("clock");
+        truncate_micros(chrono::Utc::now() + offset)
+    }
+}
+
 pub struct TestApp {
+    /// The app's clock when the test did not bring its own.
+    pub travel: Option<Arc<TravelClock>>,
     pub base: String,
     pub client: reqwest::Client,
     pub config: Config,
@@ -125,7 +150,10 @@ pub type UrlRewrite = Box<dyn FnOnce(&str) -> String + Send>;
 /// Options for [`spawn_app_with`].
 pub struct Options {
     pub customize: Box<dyn FnOnce(&mut Config) + Send>,
+    /// Default: a [`TravelClock`] at the system's time.
     pub clock: Arc<dyn Clock>,
+    /// The default clock, to move it.
+    pub travel: Option<Arc<TravelClock>>,
     /// Database URL to use instead of a fresh database (the fresh one still gets created, so
     /// that `TestApp::database_url` names it).
     pub database_override: Option<UrlRewrite>,
@@ -133,9 +161,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
+        let travel = Arc::new(TravelClock::default());
         Self {
             customize: Box::new(|_| {}),
-            clock: Arc::new(SystemClock),
+            clock: travel.clone(),
+            travel: Some(travel),
             database_override: None,
         }
     }
@@ -184,6 +214,10 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         None => database_url.clone(),
     }));
     (options.customize)(&mut config);
+    // The default travel clock, unless the test brought its own clock.
+    let travel = options
+        .travel
+        .filter(|t| std::ptr::addr_eq(Arc::as_ptr(t), Arc::as_ptr(&options.clock)));
     let app = Application::build_with_clock(config.clone(), options.clock)
         .await
         .unwrap_or_else(|e| panic!("application failed to start: {e}"));
@@ -201,6 +235,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     let pkcs8 =
         std::fs::read(data_dir.path().join(cellule::auth::dev_issuer::KEY_FILE)).expect("dev key");
     TestApp {
+        travel,
         base: format!("http://{addr}"),
         client: reqwest::Client::builder().build().expect("client"),
         config,
@@ -253,6 +288,16 @@ impl Answer {
 
     pub fn problem_type(&self) -> &str {
         self.body["type"].as_str().unwrap_or("")
+    }
+}
+
+impl TestApp {
+    /// Moves the app's clock forward to `at` (the default clock only).
+    pub fn travel_to(&self, at: chrono::DateTime<chrono::Utc>) {
+        self.travel
+            .as_ref()
+            .expect("this test brought its own clock: set it instead")
+            .travel_to(at);
     }
 }
 

@@ -306,6 +306,7 @@ async fn decisions_replay_their_first_answer_idempotently(backend: Backend) {
             .await;
         assert_eq!(a.status, 200, "{}", a.text);
     }
+    crate::sessions::open_meeting(&app, &sid).await;
     let path = format!("/v1/cellules/perpignan/sessions/{sid}/items/{case}/decision");
     let body = json!({"outcome": "deferred"});
     let first = post_keyed(&app, COORD, &path, "d-1", &body).await;

@@ -19,6 +19,7 @@ mod idempotency;
 mod keys;
 mod limits;
 mod matrix;
+mod meeting;
 mod migrations;
 mod policies;
 mod resilience;

@@ -107,6 +107,52 @@ pub(crate) async fn ad_hoc(app: &TestApp, at: &str) -> String {
     a.body["id"].as_str().expect("id").to_owned()
 }
 
+/// Opens the meeting of `sid` on its day: the clock (the default travel clock, or `clock`)
+/// moves to the session's start first when it is earlier.
+pub(crate) async fn open_meeting(app: &TestApp, sid: &str) {
+    let a = call(app, Method::GET, "/sessions", COORD, None).await;
+    let starts_at = a
+        .body
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .find(|s| s["id"] == sid)
+        .and_then(|s| s["starts_at"].as_str())
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .expect("starts_at")
+                .with_timezone(&chrono::Utc)
+        })
+        .expect("the session is listed");
+    if app.state.clock.now() < starts_at && app.travel.is_some() {
+        app.travel_to(starts_at);
+    }
+    let a = call(
+        app,
+        Method::POST,
+        &format!("/sessions/{sid}/open"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["status"], "in_session");
+}
+
+/// A decision before the meeting is opened is refused (409), and says how to open it.
+async fn decide_early(app: &TestApp, sid: &str, case: &str) {
+    let a = call(
+        app,
+        Method::POST,
+        &format!("/sessions/{sid}/items/{case}/decision"),
+        COORD,
+        Some(json!({"outcome": "deferred"})),
+    )
+    .await;
+    a.assert_problem(409);
+    assert!(a.text.contains("not open"), "{}", a.text);
+}
+
 /// The case ids of an agenda's list `list` (`items` or `deferred`), in its order.
 fn case_ids(agenda: &Value, list: &str) -> Vec<String> {
     agenda[list]
@@ -638,6 +684,9 @@ async fn decisions_move_cases_and_feed_the_referrer(backend: Backend) {
         None,
     )
     .await;
+    // Decisions wait for the meeting's opening, on its day.
+    decide_early(&app, &sid, &routed).await;
+    open_meeting(&app, &sid).await;
     let decide = |case: &str, body: Value| {
         let path = format!("/sessions/{sid}/items/{case}/decision");
         let app = &app;
@@ -690,7 +739,7 @@ async fn decisions_move_cases_and_feed_the_referrer(backend: Backend) {
     .await
     .assert_problem(422);
     let a = decide(&routed, json!({"outcome": "routed", "interlocutor": "cmp-66g03", "follow_up_date": "2031-03-01",
-        "actions": ["CMP : proposer un rendez-vous", "CCAS : point logement"], "text": "Orientation vers le CMP.",
+        "actions": [{"what": "Proposer un rendez-vous", "owner": "cmp-66g03", "due": "2031-01-15"}, {"what": "Point logement", "owner": "CCAS Perpignan", "due": "2031-02-01"}], "text": "Orientation vers le CMP.",
         "referrer_message": "Le CMP prendra contact avec la personne."})).await;
     assert_eq!(a.status, 201, "{}", a.text);
     assert_eq!(a.body["status"], "in_follow_up");
@@ -1408,7 +1457,8 @@ async fn edits_publication_and_cancellation_keep_the_pool_consistent(backend: Ba
     .await;
     assert_eq!(a.status, 200, "{}", a.text);
 
-    // Once a decision is recorded the session took place: no cancellation.
+    // Once the meeting is opened the session took place: no cancellation.
+    open_meeting(&app, &b_sid).await;
     let a = call(
         &app,
         Method::POST,
@@ -1470,6 +1520,8 @@ async fn access_follows_routing_and_ends_by_itself(backend: Backend) {
         .await;
         assert_eq!(a.status, 200, "{}", a.text);
     }
+    clock.set(start + chrono::Duration::days(2));
+    open_meeting(&app, &sid).await;
     let decide = |case: String, body: Value| {
         let path = format!("/sessions/{sid}/items/{case}/decision");
         let app = &app;
@@ -1693,6 +1745,7 @@ async fn deferred_decisions_are_not_reviews(backend: Backend) {
         .await;
         assert_eq!(a.status, 200, "{}", a.text);
     }
+    open_meeting(&app, &sid).await;
     for id in &ids {
         let a = call(
             &app,
@@ -1704,6 +1757,9 @@ async fn deferred_decisions_are_not_reviews(backend: Backend) {
         .await;
         assert_eq!(a.status, 201, "{}", a.text);
     }
+    // The decisions are dated on the meeting's day (2030); the cases were referred this year.
+    let decided = call(&app, Method::GET, "/stats?year=2030", COORD, None).await;
+    assert_eq!(decided.status, 200, "{}", decided.text);
     use chrono::Datelike;
     let year = chrono::Utc::now().year();
     let a = call(
@@ -1715,7 +1771,7 @@ async fn deferred_decisions_are_not_reviews(backend: Backend) {
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.text);
-    let outcome = a.body["decisions_by_outcome"]
+    let outcome = decided.body["decisions_by_outcome"]
         .as_array()
         .expect("outcomes")
         .iter()

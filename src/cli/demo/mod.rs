@@ -10,8 +10,9 @@
 //! - the routing directory and rules of `policies/examples/routing-perpignan.toml` (a fictional
 //!   town, Ville-sur-Têt) and a schedule (second Thursday of the month, 14:00, Paris time);
 //! - 40 synthetic, pseudonymised referrals submitted over the months, screened (accepted or
-//!   declined), reviewed at the last two past sessions (agendas built and published, decisions
-//!   routed / follow-up / closed / deferred, notes of every audience);
+//!   declined), reviewed at the last two past sessions (agendas built and published, meetings
+//!   opened with their attendance, decisions routed / follow-up / closed / deferred with actions,
+//!   one corrected, notes of every audience, minutes approved: `meeting`);
 //! - the agenda of the next session, built and published, and a few referrals left to screen.
 //!
 //! To have a history, the demo runs on a clock of its own that starts about two months back and
@@ -57,6 +58,7 @@ use crate::services::review::sessions::{self, PlanRequest};
 use crate::storage::SessionRecord;
 
 mod data;
+mod meeting;
 mod summary;
 
 use data::*;
@@ -159,6 +161,8 @@ pub struct Summary {
     pub next_items: Vec<(String, String)>,
     pub next_deferred: usize,
     follow_up_example: NaiveDate,
+    /// The last past session, its minutes approved.
+    pub minutes_session: String,
     /// (earlier reference, new reference) of the referral flagged as a possible duplicate.
     pub duplicate: Option<(String, String)>,
 }
@@ -286,10 +290,10 @@ impl Demo {
         // Period 0, first session; period 1, second session.
         self.referrals(0, start, p1.starts_at - days(8)).await?;
         let mut past_sessions = Vec::new();
-        past_sessions.push(self.session(&p1, &p2, &next).await?);
+        past_sessions.push(self.session(&p1, &p2, &next, false).await?);
         self.referrals(1, p1.starts_at + days(1), p2.starts_at - days(8))
             .await?;
-        past_sessions.push(self.session(&p2, &next, &next).await?);
+        past_sessions.push(self.session(&p2, &next, &next, true).await?);
 
         // Period 2, up to now; the next session's agenda; late screening.
         self.referrals(
@@ -345,7 +349,8 @@ impl Demo {
                 .map(|i| (i.case_id.clone(), i.reference.clone()))
                 .collect(),
             next_deferred: agenda.deferred.len(),
-            follow_up_example: local_date(&next) + Days::new(28),
+            follow_up_example: meeting::local_date(&next) + Days::new(28),
+            minutes_session: p2.id.clone(),
             next,
             duplicate: self.duplicate,
         })
@@ -506,159 +511,6 @@ impl Demo {
         .await
         .map_err(at("screening"))?;
         Ok(())
-    }
-
-    /// A past session: agenda built a week before, published, every item decided after the
-    /// meeting, with notes. `following` is the session after it (short follow-ups are due by
-    /// then); `next` is the first session still to come (long follow-ups go past it).
-    async fn session(
-        &mut self,
-        s: &SessionRecord,
-        following: &SessionRecord,
-        next: &SessionRecord,
-    ) -> Result<(String, usize, usize), CliError> {
-        let coordinator = self.who(COORDINATOR)?.clone();
-        self.set(s.starts_at - days(7));
-        agenda::build(&self.state, &coordinator, &s.id)
-            .await
-            .map_err(at("building an agenda"))?;
-        self.set(s.starts_at - days(6));
-        let agenda: AgendaView = agenda::publish(&self.state, &coordinator, &s.id)
-            .await
-            .map_err(at("publishing an agenda"))?;
-        self.set(s.starts_at + chrono::Duration::hours(2));
-        let due = local_date(following) - Days::new(1);
-        let long = local_date(next) + Days::new(28);
-        let by_id: HashMap<String, usize> = self
-            .cases
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.as_ref().map(|(id, _)| (id.clone(), i)))
-            .collect();
-        let mut decided = Vec::new();
-        for item in &agenda.items {
-            let Some(&i) = by_id.get(&item.case_id) else {
-                continue;
-            };
-            let lead = item.proposal["lead"].as_str().unwrap_or("ccas").to_owned();
-            let follow_up = item.kind == "follow_up";
-            let fate = SPECS[i].fate;
-            let routed = |date: NaiveDate, text: &str| DecisionRequest {
-                interlocutor: Some(lead.clone()),
-                actions: vec![
-                    "Premier contact proposé par l'interlocuteur désigné (fictif).".into(),
-                    "Point d'étape à la prochaine séance si besoin.".into(),
-                ],
-                referrer_message: Some(ROUTED_MESSAGE.into()),
-                ..decision(Outcome::Routed, Some(date), text)
-            };
-            let req = match (fate, follow_up) {
-                (Fate::Close, _) | (Fate::CloseLater, true) => DecisionRequest {
-                    referrer_message: Some(CLOSED_MESSAGE.into()),
-                    ..decision(Outcome::Closed, None, CLOSED_TEXT)
-                },
-                (Fate::DeferOnce, false) if self.deferred_once.insert(item.case_id.clone()) => {
-                    decision(Outcome::Deferred, None, DEFERRED_TEXT)
-                }
-                (Fate::Short, true) => DecisionRequest {
-                    actions: vec!["Nouveau point à la prochaine séance.".into()],
-                    ..decision(Outcome::FollowUp, Some(due), FOLLOW_UP_TEXT)
-                },
-                (Fate::Short | Fate::CloseLater, false) => routed(
-                    due,
-                    "Orientation proposée, retour attendu à la prochaine séance (fictif).",
-                ),
-                _ => routed(
-                    long,
-                    "Orientation vers l'interlocuteur proposé par la règle de routage (fictif).",
-                ),
-            };
-            let outcome = req.outcome;
-            decisions::decide(&self.state, &coordinator, &s.id, &item.case_id, req, None)
-                .await
-                .map_err(at("recording a decision"))?;
-            decided.push((i, item.case_id.clone(), outcome, lead));
-        }
-        self.set(s.starts_at + chrono::Duration::hours(3));
-        for (k, (_, id, outcome, lead)) in decided.iter().enumerate() {
-            if matches!(outcome, Outcome::Deferred) {
-                continue;
-            }
-            let note = match lead.as_str() {
-                "cmp-66g03" => Some((
-                    CMP,
-                    Audience::Psychiatry,
-                    "Note fictive (démo) : la personne est connue du CMP, un rendez-vous infirmier est proposé.",
-                )),
-                "ccas" if k % 2 == 0 => Some((
-                    CCAS,
-                    Audience::City,
-                    "Note fictive (démo) : dossier de droits repris par le CCAS, visite à domicile prévue.",
-                )),
-                _ if k % 3 == 0 => Some((
-                    COORDINATOR,
-                    Audience::Cellule,
-                    "Note fictive (démo) : synthèse de la séance transmise aux interlocuteurs.",
-                )),
-                _ => None,
-            };
-            if let Some((person, audience, body)) = note {
-                let who = self.who(person)?.clone();
-                cases::add_note(
-                    &self.state,
-                    &who,
-                    id,
-                    NoteRequest {
-                        audience,
-                        body: body.into(),
-                        corrects: None,
-                    },
-                    None,
-                )
-                .await
-                .map_err(at("writing a note"))?;
-                self.notes += 1;
-            }
-        }
-        Ok((
-            local_day(s),
-            agenda.items.len(),
-            decided
-                .iter()
-                .filter(|(_, _, o, _)| matches!(o, Outcome::Deferred))
-                .count(),
-        ))
-    }
-}
-
-fn local_date(s: &SessionRecord) -> NaiveDate {
-    DateTime::parse_from_rfc3339(&s.local_start)
-        .map(|t| t.date_naive())
-        .unwrap_or_else(|_| s.starts_at.date_naive())
-}
-
-fn local_day(s: &SessionRecord) -> String {
-    local_date(s).to_string()
-}
-
-/// The fictitious texts of the demo's decisions.
-const ROUTED_MESSAGE: &str =
-    "La cellule a orienté la situation : l'interlocuteur désigné vous contactera (fictif).";
-const CLOSED_MESSAGE: &str = "La situation est close : un relais est en place (fictif).";
-const CLOSED_TEXT: &str =
-    "Relais en place et accepté par la personne : la cellule clôt la situation (fictif).";
-const DEFERRED_TEXT: &str = "Informations manquantes : le bailleur complète la fiche (fictif).";
-const FOLLOW_UP_TEXT: &str = "Suivi en cours, la situation reste fragile (fictif).";
-
-/// A decision with its outcome, follow-up date and text, nothing else.
-fn decision(outcome: Outcome, follow_up_date: Option<NaiveDate>, text: &str) -> DecisionRequest {
-    DecisionRequest {
-        outcome,
-        interlocutor: None,
-        actions: Vec::new(),
-        follow_up_date,
-        text: Some(text.into()),
-        referrer_message: None,
     }
 }
 

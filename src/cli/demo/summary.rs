@@ -31,7 +31,7 @@ pub(super) fn print_summary(config: &Config, s: &Summary, tokens: &[String], ttl
     );
     for (day, items, deferred) in &s.past {
         println!(
-            "  past session {day}: {items} items decided ({deferred} deferred to the next one)"
+            "  past session {day}: attendance, {items} items decided ({deferred} deferred to the next one), minutes approved"
         );
     }
     println!(
@@ -65,6 +65,7 @@ pub(super) fn print_summary(config: &Config, s: &Summary, tokens: &[String], ttl
     );
     println!("export API=http://{}/v1/cellules/{}", config.bind, s.slug);
     println!("export SESSION={}", s.next.id);
+    println!("export MINUTES_SESSION={}", s.minutes_session);
     if let Some((id, _)) = s.next_items.first() {
         println!("export CASE={id}");
     }
@@ -83,14 +84,28 @@ pub(super) fn print_summary(config: &Config, s: &Summary, tokens: &[String], ttl
         "# the coordinator's lists: cases to screen, cases in follow-up",
         "curl -s \"$API/cases?status=submitted\" -H \"Authorization: Bearer $COORDINATOR\"",
         "curl -s \"$API/cases?status=in_follow_up\" -H \"Authorization: Bearer $COORDINATOR\"",
-        "# after the meeting: the decision on an item",
+        "# the last past session: its decisions (one corrected: two versions), attendance, follow-ups",
+        "curl -s $API/sessions/$MINUTES_SESSION/decisions -H \"Authorization: Bearer $COORDINATOR\"",
+        "curl -s $API/sessions/$MINUTES_SESSION/attendance -H \"Authorization: Bearer $COORDINATOR\"",
+        "curl -s $API/follow-ups -H \"Authorization: Bearer $COORDINATOR\"",
+        "# its approved minutes (compte rendu): PDF for the coordinator, HTML for the CCAS (no psychiatry text)",
+        "curl -s $API/sessions/$MINUTES_SESSION/minutes -H \"Authorization: Bearer $COORDINATOR\" -H 'Accept: application/pdf' -o compte-rendu.pdf",
+        "curl -s $API/sessions/$MINUTES_SESSION/minutes -H \"Authorization: Bearer $MEMBER_CCAS\" -H 'Accept: text/html' -o compte-rendu-ccas.html",
+        "# on the next session's day (not before): open the meeting, decide an item, close, approve the minutes",
+        "#   curl -s -X POST $API/sessions/$SESSION/open -H \"Authorization: Bearer $COORDINATOR\"",
     ] {
         println!("{line}");
     }
     println!(
-        "curl -s -X POST $API/sessions/$SESSION/items/$CASE/decision -H \"Authorization: Bearer $COORDINATOR\" \\\n  -H 'Content-Type: application/json' -d '{{\"outcome\": \"follow_up\", \"follow_up_date\": \"{}\", \"text\": \"Point dans un mois.\"}}'",
+        "#   curl -s -X POST $API/sessions/$SESSION/items/$CASE/decision -H \"Authorization: Bearer $COORDINATOR\" \\\n#     -H 'Content-Type: application/json' -d '{{\"outcome\": \"follow_up\", \"follow_up_date\": \"{}\", \"text\": \"Point dans un mois.\"}}'",
         s.follow_up_example
     );
+    for line in [
+        "#   curl -s -X POST $API/sessions/$SESSION/close -H \"Authorization: Bearer $COORDINATOR\"",
+        "#   curl -s -X POST $API/sessions/$SESSION/minutes/approve -H \"Authorization: Bearer $COORDINATOR\"",
+    ] {
+        println!("{line}");
+    }
     for line in [
         "# a referrer's status view, the calendar, the yearly statistics",
         "curl -s $API/referrals -H \"Authorization: Bearer $REFERRER_CCAS\"",

@@ -315,7 +315,7 @@ fn summary(c: &CaseRecord) -> Result<CaseSummary, Error> {
 /// Loads a case and asks the policies for `action` (404 when not visible, 403 when forbidden).
 /// A refusal (or a case that does not exist) is recorded as a denied `audited` entry before the
 /// error is answered.
-async fn authorised_case(
+pub(crate) async fn authorised_case(
     state: &AppState,
     p: &Principal,
     a: &AuditCtx,

@@ -35,6 +35,8 @@
 pub mod agenda;
 pub mod decisions;
 pub mod directory;
+pub mod meeting;
+pub mod minutes;
 pub mod schedule;
 pub mod sessions;
 pub mod statistics;
@@ -53,7 +55,7 @@ use crate::domain::case::{CaseStatus, Need, Urgency};
 use crate::domain::policy::Principal;
 use crate::domain::routing::{self, Directory};
 use crate::domain::schedule::{IcsEvent, Schedule};
-use crate::domain::session::SessionStatus;
+use crate::domain::session::{SessionStage, SessionStatus};
 use crate::error::{Error, FieldError};
 use crate::storage::{
     AgendaItemRecord, CaseRecord, DecisionRecord, Deferrals, EligibleCase, NewAgendaItem,

@@ -13,14 +13,19 @@ pub struct SessionView {
     pub time_zone: String,
     pub duration_minutes: i64,
     pub location: String,
-    /// `planned` or `cancelled`.
-    pub status: String,
+    /// `planned`, `published`, `in_session`, `held`, `minutes_approved` or `cancelled`.
+    pub status: SessionStage,
     /// `planned` (from the schedule) or `ad_hoc`.
     pub kind: String,
     /// The holiday the session was moved from (or is kept on).
     pub holiday: Option<String>,
     pub agenda_built_at: Option<DateTime<Utc>>,
     pub published_at: Option<DateTime<Utc>>,
+    /// When the coordinator opened the meeting.
+    pub opened_at: Option<DateTime<Utc>>,
+    /// When the coordinator closed it.
+    pub closed_at: Option<DateTime<Utc>>,
+    pub minutes_approved_at: Option<DateTime<Utc>>,
 }
 
 impl From<&SessionRecord> for SessionView {
@@ -31,7 +36,7 @@ impl From<&SessionRecord> for SessionView {
             time_zone: s.time_zone.clone(),
             duration_minutes: s.duration_minutes,
             location: s.location.clone(),
-            status: s.status.as_str().to_owned(),
+            status: s.stage(),
             kind: if s.occurrence_key.is_some() {
                 "planned".into()
             } else {
@@ -40,6 +45,9 @@ impl From<&SessionRecord> for SessionView {
             holiday: s.holiday.clone(),
             agenda_built_at: s.agenda_built_at,
             published_at: s.published_at,
+            opened_at: s.opened_at,
+            closed_at: s.closed_at,
+            minutes_approved_at: s.minutes_approved_at,
         }
     }
 }
@@ -113,6 +121,10 @@ fn session_record(
         agenda_built_at: None,
         published_at: None,
         created_at: now,
+        opened_at: None,
+        closed_at: None,
+        minutes_approved_at: None,
+        minutes_approved_by: None,
     }
 }
 
@@ -267,6 +279,11 @@ pub async fn cancel(
     let s = session(state, cellule, sid).await?;
     if s.status != SessionStatus::Planned {
         return Err(Error::Conflict("This session is already cancelled.".into()));
+    }
+    if s.opened_at.is_some() {
+        return Err(Error::Conflict(
+            "The meeting was opened: it took place and can no longer be cancelled.".into(),
+        ));
     }
     let items = state.db.agenda(&s.id).await?;
     if items.iter().any(|i| i.decision_outcome.is_some()) {
