@@ -535,7 +535,63 @@ async fn only_the_coordinator_amends_and_denials_are_audited(backend: Backend) {
     );
 }
 
+async fn a_case_this_session_deferred_is_no_longer_counted_once_added(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    // 120 minutes at 20 per new case: six fit, the seventh (the newest) is deferred.
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        ids.push(
+            accepted(&app, "routine", json!(["housing"]), "66G01")
+                .await
+                .0,
+        );
+    }
+    let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    let published = build_and_publish(&app, &sid).await;
+    let deferred = published["deferred"][0]["case_id"]
+        .as_str()
+        .expect("a deferred case")
+        .to_owned();
+    assert_eq!(published["deferred"].as_array().map(Vec::len), Some(1));
+    let times = |a: &Value| a["times_deferred"].as_i64().expect("times_deferred");
+    let a = call(
+        &app,
+        Method::GET,
+        &format!("/cases/{deferred}"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(times(&a.body), 1);
+    // Added after all (over capacity: reported, not refused): reviewed by this session.
+    let a = add(
+        &app,
+        &sid,
+        COORD,
+        json!({"case_id": deferred, "position": 2}),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(a.body["deferred"], json!([]));
+    assert_eq!(a.body["over_capacity"], true);
+    assert_eq!(times(&a.body["items"][1]), 0, "{}", a.text);
+    let c = call(
+        &app,
+        Method::GET,
+        &format!("/cases/{deferred}"),
+        COORD,
+        None,
+    )
+    .await;
+    assert_eq!(times(&c.body), 0);
+    // The answer (written with the change, for a retry) is the agenda as stored.
+    let stored = agenda_as(&app, &sid, COORD).await;
+    assert_eq!(a.body, stored.body);
+}
+
 backend_tests!(
+    a_case_this_session_deferred_is_no_longer_counted_once_added,
     adding_after_publication_opens_access_at_once,
     an_idempotent_retry_gets_the_first_answer,
     withdrawing_closes_access_and_restores_the_previous_status,
