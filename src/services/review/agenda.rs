@@ -56,6 +56,8 @@ pub struct AgendaView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgendaEdit {
+    /// Case ids in order. Once the agenda is published: exactly its current items (case ids or
+    /// references), in their new order.
     pub items: Vec<String>,
 }
 
