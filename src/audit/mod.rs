@@ -109,6 +109,9 @@ pub enum Action {
     BuildAgenda,
     EditAgenda,
     PublishAgenda,
+    /// A published agenda changed: an item added or withdrawn, or the items reordered
+    /// (`detail.change`: `add`, `withdraw`, `reorder`).
+    AmendAgenda,
     ReadAgenda,
     RecordDecision,
     ExportCalendar,
@@ -158,6 +161,7 @@ impl Action {
         Action::BuildAgenda,
         Action::EditAgenda,
         Action::PublishAgenda,
+        Action::AmendAgenda,
         Action::ReadAgenda,
         Action::RecordDecision,
         Action::ExportCalendar,
@@ -204,6 +208,7 @@ impl Action {
             Action::BuildAgenda => "build_agenda",
             Action::EditAgenda => "edit_agenda",
             Action::PublishAgenda => "publish_agenda",
+            Action::AmendAgenda => "amend_agenda",
             Action::ReadAgenda => "read_agenda",
             Action::RecordDecision => "record_decision",
             Action::ExportCalendar => "export_calendar",
@@ -255,6 +260,7 @@ impl Action {
             | Action::BuildAgenda
             | Action::EditAgenda
             | Action::PublishAgenda
+            | Action::AmendAgenda
             | Action::RecordDecision
             | Action::OpenMeeting
             | Action::CloseMeeting

@@ -17,6 +17,7 @@ use crate::domain::schedule::Schedule;
 use crate::error::Error;
 use crate::services::access::{self, Caller};
 use crate::services::review::agenda::{self, AgendaEdit, AgendaView};
+use crate::services::review::agenda_amend::{self, AgendaItemAdd};
 use crate::services::review::decisions::{self, DecisionRequest, DecisionView};
 use crate::services::review::directory::{self, Interlocutors, RoutingRules};
 use crate::services::review::schedule;
@@ -39,6 +40,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_interlocutors, put_interlocutors))
         .routes(routes!(get_routing, put_routing))
         .routes(routes!(get_stats))
+        .routes(routes!(add_agenda_item))
+        .routes(routes!(withdraw_agenda_item))
 }
 
 /// The cellule's session schedule (coordinator, members).
@@ -225,7 +228,9 @@ pub async fn get_agenda(
     Ok(Json(agenda::get_agenda(&state, &member, &sid).await?))
 }
 
-/// Sets the agenda's items in the given order (coordinator).
+/// Sets the agenda's items in the given order (coordinator). Once the agenda is published, only
+/// reorders its current items (all of them, by case id or reference): items are added and
+/// withdrawn with `POST` and `DELETE …/agenda/items`.
 #[utoipa::path(put, path = "/v1/cellules/{cellule}/sessions/{sid}/agenda", tag = "sessions", security(("bearer" = [])),
     params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id")),
     request_body = AgendaEdit,
@@ -235,10 +240,10 @@ pub async fn get_agenda(
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not the coordinator, or charter not accepted", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Session cancelled, agenda published, or a case changed meanwhile", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Session cancelled, or the agenda or a case changed meanwhile", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown, repeated or ineligible case", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown, repeated or ineligible case; once published, not exactly the current items", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn edit_agenda(
@@ -448,4 +453,65 @@ pub async fn get_stats(
     let member = access::enter(&state, &caller, &cellule, None).await?;
     let query = query.parse()?;
     Ok(Json(statistics::stats(&state, &member, query.year).await?))
+}
+
+/// Adds a case to a published agenda (an urgent case that came in after publication): it
+/// becomes `scheduled` with its routing proposal, and members' and invited guests' access opens
+/// at once (coordinator).
+#[utoipa::path(post, path = "/v1/cellules/{cellule}/sessions/{sid}/agenda/items", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key with the same request answers the first answer again (`Idempotent-Replayed: true`); see docs/api.md", min_length = 1, max_length = 255, pattern = r"^[!#-\[\]-~]+$")),
+    request_body = AgendaItemAdd,
+    responses(
+        (status = 201, description = "The agenda with the item", body = AgendaView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator, or charter not accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Session cancelled, agenda not published, case already on it, the agenda or the case changed meanwhile, or a request with this idempotency key in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown or ineligible case (not accepted nor followed up, or on another open agenda), position out of range, invalid idempotency key, or a key used with another request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable, or the commit's outcome unknown (retry with the same idempotency key)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn add_agenda_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((cellule, sid)): ApiPath<(String, String)>,
+    key: KeyHeader,
+    body: ApiJson<AgendaItemAdd>,
+) -> Result<Response, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    let (req, bytes) = body.parse_with_bytes()?;
+    let (s, m, sid) = (&state, &member, sid.as_str());
+    let ran = idempotency::run(s, m, key, &bytes, StatusCode::CREATED, |lease| async move {
+        agenda_amend::add_item(s, m, sid, req, lease.as_ref()).await
+    })
+    .await?;
+    Ok(match ran {
+        Ran::Fresh(agenda) => (StatusCode::CREATED, Json(agenda)).into_response(),
+        Ran::Replayed(stored) => idempotency::replay(stored, axum::http::HeaderMap::new()),
+    })
+}
+
+/// Withdraws an undecided item from a published agenda: its case goes back to the status it had
+/// before scheduling, and access through this agenda closes at once (coordinator).
+#[utoipa::path(delete, path = "/v1/cellules/{cellule}/sessions/{sid}/agenda/items/{case_id}", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug"), ("sid" = String, Path, description = "Session id"), ("case_id" = String, Path, description = "The item's case id or reference")),
+    responses(
+        (status = 200, description = "The agenda without the item", body = AgendaView),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator, or charter not accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session or item", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Session cancelled, agenda not published, item decided, or the agenda or the case changed meanwhile", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn withdraw_agenda_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((cellule, sid, case_id)): ApiPath<(String, String, String)>,
+) -> Result<Json<AgendaView>, Error> {
+    let member = access::enter(&state, &caller, &cellule, Some(&case_id)).await?;
+    Ok(Json(
+        agenda_amend::withdraw_item(&state, &member, &sid, &case_id).await?,
+    ))
 }

@@ -50,7 +50,8 @@ pub struct EntryView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cases: Option<serde_json::Value>,
     /// What an administrative action changed (`before`, `after`) or the settings that decided
-    /// it, identifiers only; hashed as its compact JSON with sorted keys (see the chain's
+    /// it; for `amend_agenda`, the change of the published agenda (`change`: `add`, `withdraw`,
+    /// `reorder`); identifiers only; hashed as its compact JSON with sorted keys (see the chain's
     /// documentation).
     #[schema(value_type = Option<Object>)]
     #[serde(skip_serializing_if = "Option::is_none")]

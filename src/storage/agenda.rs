@@ -1,5 +1,6 @@
 //! A session's agenda: the eligible cases it is built from, its writes (build or edit,
-//! publication, cancellation of the session) and its deferrals ([`super::ReviewStore`]).
+//! publication, cancellation of the session) and its deferrals ([`super::ReviewStore`]). The
+//! changes of a published agenda are in `agenda_amend`.
 //!
 //! A session's set of deferred cases is stored differently by the backends: one row per case in
 //! SQLite's `agenda_deferrals`, one row per session holding an array in PostgreSQL's
@@ -56,6 +57,7 @@ macro_rules! items_still_eligible {
              AND s.published_at IS NULL AND s.starts_at >= $4)"
     };
 }
+pub(super) use items_still_eligible;
 
 pub(crate) async fn eligible_cases(
     store: &Store,

@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use crate::config::{Backend, DatabaseUrl, PoolConfig};
 
 mod agenda;
+mod agenda_amend;
 mod audit;
 pub mod backup;
 mod batch;

@@ -426,6 +426,40 @@ pub struct NewAgendaItem {
     pub proposal: String,
 }
 
+/// A change of a published agenda ([`super::ReviewStore::amend_agenda`]).
+#[derive(Debug, Clone, Copy)]
+pub enum AgendaChange<'a> {
+    /// `item` joins the agenda: its case moves to `scheduled` (`scheduled`), its publication
+    /// row opens access with the invitation list `invited`, and a deferral of the case by this
+    /// session is withdrawn (its count undone: the session does review it).
+    Add {
+        item: &'a NewAgendaItem,
+        invited: &'a str,
+        scheduled: &'a Transition,
+    },
+    /// The case leaves the agenda and its publication row goes; `revert` moves it back to the
+    /// status it had before scheduling (`None`: the case is no longer `scheduled`, it stays).
+    Withdraw {
+        case_id: &'a str,
+        revert: Option<&'a Transition>,
+    },
+    /// Only the positions change.
+    Reorder,
+}
+
+/// One change of a published agenda, with every item's position after it.
+#[derive(Debug, Clone, Copy)]
+pub struct AgendaAmendment<'a> {
+    pub cellule: &'a str,
+    pub session: &'a SessionRecord,
+    /// The agenda's cases as the change read them: it is refused when they changed since.
+    pub read: &'a [String],
+    pub change: AgendaChange<'a>,
+    /// (case id, position) of every item once changed.
+    pub positions: &'a [(String, i64)],
+    pub now: DateTime<Utc>,
+}
+
 /// A stored agenda item with the case attributes an agenda shows (no content).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AgendaItemRecord {

@@ -8,8 +8,9 @@ use super::cases::Decided;
 use super::idempotency::IdempotencyAnswer;
 use super::sql::{Store, db_run, tx_run};
 use super::{
-    AgendaItemRecord, DecisionRecord, Deferrals, DeferredRecord, EligibleCase, NewAgendaItem,
-    ReferrerDecision, SessionRecord, StatsCase, StorageError, Transition, not_found_on_fk,
+    AgendaAmendment, AgendaItemRecord, DecisionRecord, Deferrals, DeferredRecord, EligibleCase,
+    NewAgendaItem, ReferrerDecision, SessionRecord, StatsCase, StorageError, Transition,
+    not_found_on_fk,
 };
 use crate::audit::{Draft, Head};
 use crate::domain::session::Outcome;
@@ -130,6 +131,19 @@ pub trait ReviewStore: Send + Sync {
         moves: &[Transition],
         now: DateTime<Utc>,
         audit: Vec<Draft>,
+    ) -> Result<Head, StorageError>;
+    /// Changes a published agenda (of a session not cancelled): adds an item (its case still
+    /// accepted or followed up and on no other open agenda), withdraws an undecided one, or
+    /// only moves the items to `a.positions`; with the case's move, the item's publication row
+    /// (added or removed: member access opens or closes at once), the audit entries and `answer`
+    /// (an idempotency key's), in one transaction. `Conflict` when the session was cancelled or
+    /// is not published, when its items are no longer `a.read`, when the item to withdraw has a
+    /// decision, or when a case moved meanwhile.
+    async fn amend_agenda(
+        &self,
+        a: &AgendaAmendment<'_>,
+        audit: Vec<Draft>,
+        answer: Option<&IdempotencyAnswer>,
     ) -> Result<Head, StorageError>;
     /// The decisions on the cases `referrer` referred in `cellule`, oldest first, with their
     /// sessions' start (the referrer's status view).
@@ -411,6 +425,15 @@ impl ReviewStore for Store {
         audit: Vec<Draft>,
     ) -> Result<Head, StorageError> {
         super::agenda::publish_agenda(self, cellule, session, invited, moves, now, audit).await
+    }
+
+    async fn amend_agenda(
+        &self,
+        a: &AgendaAmendment<'_>,
+        audit: Vec<Draft>,
+        answer: Option<&IdempotencyAnswer>,
+    ) -> Result<Head, StorageError> {
+        super::agenda_amend::amend_agenda(self, a, audit, answer).await
     }
 
     async fn referrer_decisions(

@@ -166,6 +166,7 @@ pub fn action(a: Action) -> &'static str {
         Action::BuildAgenda => "Ordre du jour préparé",
         Action::EditAgenda => "Ordre du jour modifié",
         Action::PublishAgenda => "Ordre du jour publié",
+        Action::AmendAgenda => "Ordre du jour publié modifié",
         Action::ReadAgenda => "Lecture de l'ordre du jour",
         Action::RecordDecision => "Décision enregistrée",
         Action::ExportCalendar => "Export du calendrier",

@@ -233,6 +233,8 @@ async fn openapi_matches_the_router(backend: Backend) {
         "/v1/cellules/{cellule}/sessions/{sid}/agenda",
         "/v1/cellules/{cellule}/sessions/{sid}/agenda/build",
         "/v1/cellules/{cellule}/sessions/{sid}/agenda/publish",
+        "/v1/cellules/{cellule}/sessions/{sid}/agenda/items",
+        "/v1/cellules/{cellule}/sessions/{sid}/agenda/items/{case_id}",
         "/v1/cellules/{cellule}/sessions/{sid}/items/{case_id}/decision",
         "/v1/cellules/{cellule}/sessions/{sid}/calendar.ics",
         "/v1/cellules/{cellule}/sessions/{sid}/open",

@@ -162,10 +162,11 @@ async fn invalid_idempotency_keys_are_refused(backend: Backend) {
     assert_eq!(cases_of(&app).await, 0);
     let ok = post_keyed(&app, REF1, REFERRALS, &"k".repeat(255), &body).await;
     assert_eq!(ok.status, 201, "{}", ok.text);
-    // The header is in the contract of the four operations.
+    // The header is in the contract of the five operations.
     let doc = app.get("/openapi.json", None).await.body;
     for (path, status) in [
         ("/v1/cellules/{cellule}/referrals", "201"),
+        ("/v1/cellules/{cellule}/sessions/{sid}/agenda/items", "201"),
         ("/v1/cellules/{cellule}/cases/{id}/notes", "201"),
         ("/v1/cellules/{cellule}/cases/{id}/transitions", "200"),
         (

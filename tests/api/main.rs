@@ -3,6 +3,7 @@
 mod abuse;
 mod admin;
 mod admin_audit;
+mod agenda_amend;
 mod audit;
 mod audit_stream;
 mod backup;

@@ -1189,7 +1189,7 @@ async fn a_case_deferred_by_two_sessions_counts_twice(backend: Backend) {
 }
 
 /// Publishes a session's agenda as the coordinator (200 expected) and returns it.
-async fn publish(app: &TestApp, sid: &str) -> Value {
+pub(crate) async fn publish(app: &TestApp, sid: &str) -> Value {
     agenda_action(app, sid, "publish").await
 }
 
@@ -1205,7 +1205,7 @@ async fn agenda_put_get(app: &TestApp, sid: &str, items: Value) -> crate::helper
 }
 
 /// A session's agenda as `sub` sees it.
-async fn agenda_as(app: &TestApp, sid: &str, sub: &str) -> crate::helpers::Answer {
+pub(crate) async fn agenda_as(app: &TestApp, sid: &str, sub: &str) -> crate::helpers::Answer {
     call(
         app,
         Method::GET,

@@ -56,10 +56,12 @@ pub struct AgendaView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgendaEdit {
+    /// Case ids in order. Once the agenda is published: exactly its current items (case ids or
+    /// references), in their new order.
     pub items: Vec<String>,
 }
 
-fn capacity(sched: Option<&Schedule>, s: &SessionRecord) -> Capacity {
+pub(super) fn capacity(sched: Option<&Schedule>, s: &SessionRecord) -> Capacity {
     Capacity {
         duration_minutes: s.duration_minutes,
         minutes_per_new_case: sched.map_or(20, |x| i64::from(x.minutes_per_new_case)),
@@ -88,7 +90,7 @@ fn candidate(c: &EligibleCase) -> Result<Candidate, Error> {
     })
 }
 
-fn proposal_json(dir: &Directory, c: &EligibleCase) -> Result<String, Error> {
+pub(super) fn proposal_json(dir: &Directory, c: &EligibleCase) -> Result<String, Error> {
     let needs = c.needs.as_slice().to_vec();
     let proposal = routing::propose(
         dir,
@@ -107,10 +109,25 @@ fn open_for_changes(s: &SessionRecord) -> Result<(), Error> {
     }
     if s.published_at.is_some() {
         return Err(Error::Conflict(
-            "This agenda is published: it no longer changes.".into(),
+            "This agenda is published: it is no longer built or published again; add or \
+             withdraw an item with POST or DELETE …/agenda/items, reorder with PUT …/agenda."
+                .into(),
         ));
     }
     Ok(())
+}
+
+/// The organisations invited to an item (every one of its routing proposal), as the stored
+/// invitation list of its publication row.
+pub(super) fn invited_of(proposal: &str) -> String {
+    let orgs: Vec<String> = match serde_json::from_str::<serde_json::Value>(proposal) {
+        Ok(v) if v["status"] == "routed" => std::iter::once(&v["lead_name"])
+            .chain(v["other_names"].as_array().into_iter().flatten())
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    crate::storage::invitation_list(&orgs)
 }
 
 /// `POST …/sessions/{sid}/agenda/build`.
@@ -233,7 +250,7 @@ fn built_row(c: &EligibleCase, item: &NewAgendaItem) -> AgendaItemRecord {
 }
 
 /// The agenda of a session just written, read back whole (the coordinator's view).
-async fn current_view(
+pub(super) async fn current_view(
     state: &AppState,
     who: &CelluleMember,
     sid: &str,
@@ -295,7 +312,7 @@ async fn agenda_view(
 }
 
 /// [`agenda_view`] with its deferrals in hand.
-fn agenda_view_of(
+pub(super) fn agenda_view_of(
     session: &SessionRecord,
     rows: &[AgendaItemRecord],
     sched: Option<&Schedule>,
@@ -392,7 +409,8 @@ pub async fn get_agenda(
     .await
 }
 
-/// `PUT …/sessions/{sid}/agenda`: the coordinator's order (add, remove, reorder).
+/// `PUT …/sessions/{sid}/agenda`: the coordinator's order (add, remove, reorder); once the
+/// agenda is published, a new order of its items only ([`super::agenda_amend::reorder`]).
 pub async fn edit(
     state: &AppState,
     who: &CelluleMember,
@@ -402,6 +420,10 @@ pub async fn edit(
     allowed_audited(state, who, "manage_agenda", Action::EditAgenda).await?;
     let cellule = slug(who);
     let s = session(state, cellule, sid).await?;
+    if s.published_at.is_some() && s.status != SessionStatus::Cancelled {
+        // Published: the same items, in another order (docs/design.md §10).
+        return super::agenda_amend::reorder(state, who, s, req).await;
+    }
     open_for_changes(&s)?;
     if req.items.len() > MAX_AGENDA_ITEMS {
         return Err(Error::invalid(
@@ -525,14 +547,7 @@ pub async fn publish(
     let mut invited = Vec::new();
     let mut moves = Vec::new();
     for r in &rows {
-        let orgs: Vec<String> = match serde_json::from_str::<serde_json::Value>(&r.proposal) {
-            Ok(v) if v["status"] == "routed" => std::iter::once(&v["lead_name"])
-                .chain(v["other_names"].as_array().into_iter().flatten())
-                .filter_map(|n| n.as_str().map(str::to_owned))
-                .collect(),
-            _ => Vec::new(),
-        };
-        invited.push((r.case_id.clone(), crate::storage::invitation_list(&orgs)));
+        invited.push((r.case_id.clone(), invited_of(&r.proposal)));
         moves.push(transition(
             &r.case_id,
             cellule,

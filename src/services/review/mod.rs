@@ -1,12 +1,16 @@
 //! The monthly review (docs/design.md §10), one module per use case: [`schedule`], [`sessions`] (planned
 //! and ad-hoc sessions, cancellation, the calendar export), [`agenda`] (build, edit, publish),
+//! [`agenda_amend`] (a published agenda's items added, withdrawn, reordered),
 //! [`decisions`], [`directory`] (routing) and [`statistics`]. Pure rules live in
 //! [`crate::domain::schedule`], [`crate::domain::agenda`] and [`crate::domain::routing`]; these
 //! modules load, authorise, record in the audit log and store.
 //!
 //! Choices where the design is silent:
-//! - A session's agenda can be built and edited until it is published; publishing is final for
-//!   that session (decisions follow). Cancelling a session releases its items to the pool (cases
+//! - A session's agenda can be built and edited until it is published; then it is no longer
+//!   built or edited as a whole, but the coordinator can still add an item (an urgent case),
+//!   withdraw an undecided one (its case goes back to `accepted` or `in_follow_up`) and
+//!   reorder the items, each change audited (`amend_agenda`) and opening or closing member
+//!   access at once. Cancelling a session releases its items to the pool (cases
 //!   return to `accepted` or `in_follow_up`).
 //! - A build's deferrals (the eligible cases beyond the capacity) are the session's draft until
 //!   the agenda is published: a rebuild replaces them, an edit that puts a case back on the
@@ -33,6 +37,7 @@
 //!   suppression in breakdowns of a shown total, so that no small group can be singled out.
 
 pub mod agenda;
+pub mod agenda_amend;
 pub mod decisions;
 pub mod directory;
 pub mod meeting;
