@@ -26,7 +26,8 @@ pub(crate) async fn amend_agenda(
     let (open, current) = tx_run!(&mut tx, c => {
         let open = sqlx::query(
             "UPDATE sessions SET published_at = published_at WHERE cellule = $1 AND id = $2 \
-             AND status <> 'cancelled' AND published_at IS NOT NULL",
+             AND status <> 'cancelled' AND published_at IS NOT NULL \
+             AND minutes_approved_at IS NULL",
         )
         .bind(a.cellule)
         .bind(&a.session.id)

@@ -45,6 +45,11 @@ fn published(s: &SessionRecord) -> Result<(), Error> {
             "This agenda is not published yet: edit it with PUT …/agenda.".into(),
         ));
     }
+    if s.minutes_approved_at.is_some() {
+        return Err(Error::Conflict(
+            "The minutes of this session are approved: its agenda no longer changes.".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -309,6 +314,7 @@ pub(super) async fn reorder(
     s: SessionRecord,
     req: AgendaEdit,
 ) -> Result<AgendaView, Error> {
+    published(&s)?;
     let cellule = slug(who);
     let rows = state.db.agenda(&s.id).await?;
     let read = case_ids(&rows);
