@@ -11,7 +11,8 @@
 //!   routing, access policies), [`storage`] (one trait per aggregate, one implementation for
 //!   SQLite and PostgreSQL), [`audit`] (the hash chain, checkpoints, verification), [`crypto`]
 //!   (keyring and envelope encryption), [`auth`] (token verification), [`config`], [`error`],
-//!   [`telemetry`], [`clock`], [`fsutil`].
+//!   [`telemetry`], [`clock`], [`fsutil`];
+//! - [`render`]: the compte rendu as HTML and PDF, pure, above [`domain`] only.
 #![forbid(unsafe_code)]
 pub mod app;
 pub mod audit;
@@ -25,6 +26,7 @@ pub mod domain;
 pub mod error;
 pub mod fsutil;
 pub mod http;
+pub mod render;
 pub mod services;
 pub mod storage;
 pub mod telemetry;
