@@ -48,9 +48,10 @@ pub fn long_date(d: NaiveDate) -> String {
     format!("{} {}", weekday(d.weekday()), date(d))
 }
 
-/// « 14 h 00 », the usual French typography for an hour.
+/// « 14 h 00 », the usual French typography for an hour, with no-break spaces (U+00A0) so that
+/// a line never ends inside it.
 pub fn time(t: NaiveDateTime) -> String {
-    format!("{} h {:02}", t.hour(), t.minute())
+    format!("{}\u{a0}h\u{a0}{:02}", t.hour(), t.minute())
 }
 
 /// « jeudi 12 mars 2026 à 14 h 00 ».

@@ -15,6 +15,11 @@ use crate::domain::session::{AttendanceStatus, Outcome};
 const BANNER: &str =
     "Document confidentiel — secret partagé : ne pas diffuser en dehors des destinataires";
 
+/// A time as the documents write it: « 14 h 00 » with no-break spaces.
+fn nb(s: &str) -> String {
+    s.replace(" h ", "\u{a0}h\u{a0}")
+}
+
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("valid date")
 }
@@ -126,7 +131,7 @@ fn html_says_it_in_french() {
         "Suivi",
         "Pas de décision enregistrée",
     ] {
-        assert!(html.contains(expected), "missing {expected:?}");
+        assert!(html.contains(&nb(expected)), "missing {expected:?}");
     }
     let body = &html[html.find("</style>").unwrap()..];
     assert_eq!(
@@ -233,10 +238,14 @@ fn french_dates() {
         Utc.with_ymd_and_hms(2026, 7, 2, 12, 0, 0).unwrap(),
         chrono_tz::Europe::Paris,
     );
-    assert_eq!(french::date_time(summer), "jeudi 2 juillet 2026 à 14 h 00");
+    assert_eq!(
+        french::date_time(summer),
+        nb("jeudi 2 juillet 2026 à 14 h 00")
+    );
 }
 
-/// The PDF's text as `pdftotext -layout` reads it.
+/// The PDF's text as `pdftotext -layout` reads it, no-break spaces as plain ones (poppler gives
+/// them back either way).
 fn pdf_text(pdf: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("compte-rendu.pdf");
@@ -252,7 +261,9 @@ fn pdf_text(pdf: &[u8]) -> String {
         "pdftotext: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .replace('\u{a0}', " ")
 }
 
 #[test]
@@ -348,4 +359,42 @@ fn forty_items_fill_several_pages() {
             "{page}"
         );
     }
+}
+
+#[test]
+fn a_text_longer_than_a_page_flows_over_pages_word_for_word() {
+    let mut m = minutes();
+    let words: Vec<String> = (0..1500).map(|n| format!("m{n:04}x")).collect();
+    if let Some(d) = m.items[0].decision.as_mut() {
+        d.text = Some(MinutesText {
+            audience: Audience::Cellule,
+            text: words.join(" "),
+        });
+    }
+    let text = pdf_text(&minutes_pdf(&m).unwrap());
+    assert!(text.contains("page 2 / "), "{text}");
+    assert!(text.contains("Texte partagé avec les membres de la cellule"));
+    for word in &words {
+        assert!(text.contains(word.as_str()), "{word} lost");
+    }
+}
+
+#[test]
+fn lines_are_wrapped_within_their_width() {
+    use super::pdf::layout;
+    let fonts = layout::fonts().unwrap();
+    let m = layout::Metrics::new(fonts.0, fonts.1);
+    let text = format!(
+        "Une phrase assez longue pour passer à la ligne. {}",
+        "x".repeat(300)
+    );
+    let lines = m.wrap(&text, layout::Weight::Regular, 10.0, 200.0);
+    assert!(lines.len() > 3, "{lines:?}");
+    for line in &lines {
+        assert!(
+            m.width(line, layout::Weight::Regular, 10.0) <= 200.0,
+            "{line}"
+        );
+    }
+    assert_eq!(lines.concat().replace(' ', ""), text.replace(' ', ""));
 }

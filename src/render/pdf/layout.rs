@@ -7,6 +7,20 @@
 
 use ttf_parser::Face;
 
+use crate::render::RenderError;
+
+/// The embedded font, compiled in: Liberation Sans 2.1.5 (SIL OFL 1.1, `assets/fonts`).
+pub static REGULAR: &[u8] = include_bytes!("../../../assets/fonts/LiberationSans-Regular.ttf");
+pub static BOLD: &[u8] = include_bytes!("../../../assets/fonts/LiberationSans-Bold.ttf");
+
+/// The two weights, parsed for measuring.
+pub fn fonts() -> Result<(Face<'static>, Face<'static>), RenderError> {
+    Ok((
+        Face::parse(REGULAR, 0).map_err(|_| RenderError::Font)?,
+        Face::parse(BOLD, 0).map_err(|_| RenderError::Font)?,
+    ))
+}
+
 /// A4 in PostScript points.
 pub const PAGE_WIDTH: f32 = 595.276;
 pub const PAGE_HEIGHT: f32 = 841.89;

@@ -4,7 +4,7 @@
 //! when it fits. The same input gives the same bytes: no clock, the creation date is the
 //! document's `generated_at`, krilla derives the document's identifiers from its content.
 
-mod layout;
+pub(super) mod layout;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use krilla::Document;
@@ -23,8 +23,7 @@ use self::layout::{
 use super::RenderError;
 use super::view::{self, ItemView, View};
 
-static REGULAR: &[u8] = include_bytes!("../../../assets/fonts/LiberationSans-Regular.ttf");
-static BOLD: &[u8] = include_bytes!("../../../assets/fonts/LiberationSans-Bold.ttf");
+use self::layout::{BOLD, REGULAR};
 
 const BODY: Style = Style {
     size: 10.0,
@@ -58,10 +57,8 @@ const BANNER: Style = Style {
 };
 
 pub fn render(v: &View, generated_at: DateTime<Utc>) -> Result<Vec<u8>, RenderError> {
-    let metrics = Metrics::new(
-        ttf_parser::Face::parse(REGULAR, 0).map_err(|_| RenderError::Font)?,
-        ttf_parser::Face::parse(BOLD, 0).map_err(|_| RenderError::Font)?,
-    );
+    let (regular_face, bold_face) = layout::fonts()?;
+    let metrics = Metrics::new(regular_face, bold_face);
     let pages = lay_out(v, &metrics);
     let regular = Font::new(REGULAR.into(), 0).ok_or(RenderError::Font)?;
     let bold = Font::new(BOLD.into(), 0).ok_or(RenderError::Font)?;
