@@ -11,7 +11,8 @@
 //!   routing, access policies), [`storage`] (one trait per aggregate, one implementation for
 //!   SQLite and PostgreSQL), [`audit`] (the hash chain, checkpoints, verification), [`crypto`]
 //!   (keyring and envelope encryption), [`auth`] (token verification), [`config`], [`error`],
-//!   [`telemetry`], [`clock`], [`fsutil`].
+//!   [`telemetry`], [`clock`], [`fsutil`];
+//! - [`render`]: the compte rendu as HTML and PDF, pure, above [`domain`] only.
 #![forbid(unsafe_code)]
 pub mod app;
 pub mod audit;

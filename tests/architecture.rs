@@ -1,6 +1,7 @@
 //! The structure rules of `docs/architecture.md`, checked on the sources:
 //! - the top-level modules of `src/` (`crate::X`) import one another without a cycle;
 //! - only the adapters that speak HTTP (`http`, `web`) name `axum`;
+//! - `render` (the compte rendu as documents) imports nothing of the crate but `domain`;
 //! - no source file is longer than 700 lines.
 //!
 //! A module's imports are read from its files' text: every `crate::name` path, including the
@@ -173,7 +174,7 @@ fn top_level_modules_form_no_cycle() {
 fn services_sit_below_the_adapters() {
     let graph = graph();
     for lower in [
-        "services", "storage", "domain", "audit", "auth", "crypto", "config",
+        "services", "storage", "domain", "audit", "auth", "crypto", "config", "render",
     ] {
         let deps = graph.get(lower).cloned().unwrap_or_default();
         for adapter in ["http", "web", "cli", "app"] {
@@ -187,6 +188,18 @@ fn services_sit_below_the_adapters() {
     for io in ["storage", "services", "error", "auth", "config"] {
         assert!(!domain.contains(io), "the pure domain imports `{io}`");
     }
+}
+
+#[test]
+fn render_knows_only_the_domain() {
+    // The compte rendu's documents are pure: a `Minutes` in, bytes out (docs/architecture.md).
+    let graph = graph();
+    let render = graph.get("render").cloned().unwrap_or_default();
+    let allowed = BTreeSet::from(["domain".to_owned()]);
+    assert!(
+        render.is_subset(&allowed),
+        "`render` imports more than the domain: {render:?}"
+    );
 }
 
 #[test]

@@ -275,6 +275,9 @@ pub async fn get_minutes(
         MinutesFormat::Html => {
             let html = crate::render::minutes_html(&m)
                 .map_err(|e| Error::Internal(format!("minutes html: {e}")))?;
+            // The document's own policy: its inline stylesheet allowed by hash, nothing else.
+            let csp = HeaderValue::from_str(&crate::render::minutes_csp())
+                .map_err(|e| Error::Internal(format!("minutes csp: {e}")))?;
             (
                 [
                     (
@@ -282,6 +285,7 @@ pub async fn get_minutes(
                         HeaderValue::from_static("text/html; charset=utf-8"),
                     ),
                     (header::CACHE_CONTROL, no_store),
+                    (header::CONTENT_SECURITY_POLICY, csp),
                 ],
                 html,
             )

@@ -36,9 +36,19 @@ async fn build_and_publish(app: &TestApp, sid: &str) -> Value {
     publish(app, sid).await
 }
 
-/// Records a decision on an item as the coordinator (201 expected). The one place that knows
-/// what a decision needs: if decisions come to require an opened meeting, only this changes.
+/// Records a decision on an item as the coordinator (201 expected), the meeting opened first
+/// (on its day) when it is not yet.
 async fn decide(app: &TestApp, sid: &str, case: &str, body: Value) {
+    let sessions = call(app, Method::GET, "/sessions", COORD, None).await;
+    let opened = sessions
+        .body
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .any(|s| s["id"] == sid && s["status"] == "in_session");
+    if !opened {
+        crate::sessions::open_meeting(app, sid).await;
+    }
     let a = call(
         app,
         Method::POST,
