@@ -852,9 +852,11 @@ async fn demo_sets_up_a_cellule_the_printed_tokens_work_on(backend: Backend) {
         "REFERRER_MEDIATION",
         "AUDITOR",
         "ADMIN",
+        "MINUTES_SESSION",
     ] {
         assert!(env.contains_key(var), "{var} missing: {text}");
     }
+    assert!(text.contains("/minutes"), "the minutes' command: {text}");
     assert_eq!(env["API"], "http://127.0.0.1:8080/v1/cellules/demo");
 
     let Served {
@@ -982,6 +984,58 @@ async fn demo_sets_up_a_cellule_the_printed_tokens_work_on(backend: Backend) {
     assert_eq!(members.as_array().map_or(0, Vec::len), 8, "{members}");
     let (status, _) = get(format!("/cases/{case}"), "ADMIN").await;
     assert_eq!(status, 404, "administrators read no case");
+
+    // The last past session was held: attendance, a corrected decision, approved minutes that
+    // a city member reads without any psychiatry text and the coordinator gets as a PDF.
+    let minutes_session = env["MINUTES_SESSION"].clone();
+    let (status, m) = get(
+        format!("/sessions/{minutes_session}/minutes"),
+        "MEMBER_CCAS",
+    )
+    .await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["state"], "approved", "{m}");
+    assert!(
+        m["attendance"].as_array().is_some_and(|a| a.len() >= 4),
+        "{m}"
+    );
+    let decided = m["items"].as_array().expect("items");
+    assert!(
+        !decided.is_empty() && decided.iter().all(|i| i["decision"].is_object()),
+        "{m}"
+    );
+    assert!(
+        decided.iter().any(|i| i["decision"]["version"] == 2),
+        "a corrected decision: {m}"
+    );
+    assert!(
+        decided
+            .iter()
+            .all(|i| i["decision"]["text"]["audience"] != "psychiatry"),
+        "{m}"
+    );
+    let (status, versions) = get(
+        format!("/sessions/{minutes_session}/decisions"),
+        "COORDINATOR",
+    )
+    .await;
+    assert_eq!(status, 200, "{versions}");
+    assert!(
+        versions
+            .as_array()
+            .is_some_and(|v| v.iter().any(|d| d["current"] == false))
+    );
+    let pdf = client
+        .get(format!("{api}/sessions/{minutes_session}/minutes"))
+        .bearer_auth(env["COORDINATOR"].clone())
+        .header("Accept", "application/pdf")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(pdf.status().as_u16(), 200);
+    assert!(pdf.bytes().await.expect("pdf").starts_with(b"%PDF-"));
+    let (status, due) = get("/follow-ups".into(), "MEMBER_CCAS").await;
+    assert_eq!(status, 200, "{due}");
 
     // A second run is refused, one line, exit 1, and adds nothing.
     let again = run(cellule(dir.path()).args(base).arg("demo"));

@@ -1,7 +1,9 @@
 //! The monthly review (docs/design.md §10), one module per use case: [`schedule`], [`sessions`] (planned
 //! and ad-hoc sessions, cancellation, the calendar export), [`agenda`] (build, edit, publish),
 //! [`agenda_amend`] (a published agenda's items added, withdrawn, reordered),
-//! [`decisions`], [`directory`] (routing) and [`statistics`]. Pure rules live in
+//! [`meeting`] (opening, closing, attendance, reading decisions, follow-ups), [`decisions`]
+//! (recorded and corrected), [`minutes`] (the compte rendu per reader), [`directory`] (routing)
+//! and [`statistics`]. Pure rules live in
 //! [`crate::domain::schedule`], [`crate::domain::agenda`] and [`crate::domain::routing`]; these
 //! modules load, authorise, record in the audit log and store.
 //!
@@ -10,8 +12,12 @@
 //!   built or edited as a whole, but the coordinator can still add an item (an urgent case),
 //!   withdraw an undecided one (its case goes back to `accepted` or `in_follow_up`) and
 //!   reorder the items, each change audited (`amend_agenda`) and opening or closing member
-//!   access at once. Cancelling a session releases its items to the pool (cases
-//!   return to `accepted` or `in_follow_up`).
+//!   access at once, until the minutes are approved. Cancelling a session releases its items to
+//!   the pool (cases return to `accepted` or `in_follow_up`); an opened session cannot be
+//!   cancelled.
+//! - The meeting is opened by the coordinator on the session's day (not before: a decision
+//!   recorded ahead of the meeting would be no meeting's), closed, then its minutes approved,
+//!   which freezes attendance, decisions and agenda.
 //! - A build's deferrals (the eligible cases beyond the capacity) are the session's draft until
 //!   the agenda is published: a rebuild replaces them, an edit that puts a case back on the
 //!   agenda withdraws its deferral. Publication counts each of them once (the count that orders
@@ -22,11 +28,12 @@
 //! - Publishing moves the items' cases to `scheduled` and opens member access (docs/design.md §7) to each
 //!   item for 30 days after the session; every organisation of an item's routing proposal is
 //!   invited to that item (guests see only those items).
-//! - A decision needs the published agenda: `routed` and `follow_up` move the case to
+//! - A decision needs the opened meeting (open or held, minutes not approved): `routed` and
+//!   `follow_up` move the case to
 //!   `in_follow_up` (a follow-up date is required; `routed` also needs the interlocutor, and only
 //!   `routed` assigns one), `closed` closes it (the text is the closing reason), `deferred`
-//!   returns it to the pool and counts a deferral. Once a decision is recorded the session took
-//!   place and cannot be cancelled.
+//!   returns it to the pool and counts a deferral. A correction is a new version that moves the
+//!   case from what the previous version made of it.
 //! - A case is on at most one open agenda (planned, unpublished, still to come); build, edit,
 //!   publish and cancel re-check their cases inside their transaction and answer 409 when a case
 //!   moved meanwhile. Members see no item of an unpublished agenda.
