@@ -38,6 +38,7 @@ mod error;
 pub mod idempotency;
 mod keys;
 mod meeting;
+pub mod outbox;
 pub mod records;
 mod review;
 mod rows;
