@@ -103,9 +103,18 @@ pub struct Draft {
     pub cases: Option<String>,
     /// What an administrative action changed, identifiers only ([`detail_text`]).
     pub detail: Option<String>,
+    /// The notices the event sends (not part of the entry): written to the outbox in the
+    /// transaction that appends this entry, so that they exist if and only if it commits.
+    pub notices: Vec<crate::domain::notice::Message>,
 }
 
 impl Draft {
+    /// The notices this event sends, written with its entry.
+    pub fn notify(mut self, notices: Vec<crate::domain::notice::Message>) -> Self {
+        self.notices.extend(notices);
+        self
+    }
+
     /// Records what an administrative action changed (`{"before": …, "after": …}` or the
     /// settings that decided it), identifiers only: never content.
     pub fn detail(mut self, detail: &serde_json::Value) -> Self {

@@ -421,6 +421,7 @@ impl AuditCtx {
             request_id: self.request_id.clone(),
             cases: None,
             detail: None,
+            notices: Vec::new(),
         }
     }
 }

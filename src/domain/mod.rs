@@ -57,6 +57,7 @@ pub mod guard;
 pub mod linkage;
 pub mod membership;
 pub mod minutes;
+pub mod notice;
 pub mod policy;
 pub mod routing;
 pub mod schedule;

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod me;
 pub mod meeting;
 pub mod middleware;
+pub mod notices;
 pub mod problem;
 pub mod server;
 pub mod sessions;
@@ -78,6 +79,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(audit::router())
         .merge(sessions::router())
         .merge(meeting::router())
+        .merge(notices::router())
         .split_for_parts();
     document_edge_answers(&mut doc);
     (router, doc)

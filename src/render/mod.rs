@@ -7,11 +7,13 @@
 //! the reader, the attendance, then each item with its decision, actions and text.
 //!
 //! - [`minutes_html`]: a standalone page (askama), to be served with [`minutes_csp`].
+//! - [`notice`]: notices by e-mail (text and HTML), from the lines the notify service writes.
 //! - [`minutes_pdf`]: an A4 PDF (krilla), with an embedded font (Liberation Sans) and real text
 //!   (`pdftotext` gives the words back); the same input gives the same bytes.
 
-mod french;
+pub mod french;
 mod html;
+pub mod notice;
 mod pdf;
 mod view;
 

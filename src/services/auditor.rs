@@ -213,7 +213,24 @@ pub async fn search(
 pub async fn verify(state: &AppState, who: &CelluleMember) -> Result<VerifyReport, Error> {
     begin(state, who, "verify_audit", Action::VerifyAudit, None).await?;
     let trusted = state.audit.trusted(who.slug())?;
-    Ok(verify_chain(state.db.as_ref(), who.slug(), &trusted).await?)
+    let report = verify_chain(state.db.as_ref(), who.slug(), &trusted).await?;
+    if !report.valid {
+        // The security notice of a failed verification, to the auditors and coordinators, with
+        // an entry saying the verification failed (the outbox is written with it).
+        let now = state.clock.now();
+        let name = who.cellule.name.as_str();
+        let notices =
+            crate::services::notify::chain_failure_notices(state, who.slug(), name, now).await?;
+        if !notices.is_empty() {
+            let draft = who
+                .audit()
+                .entry(Action::VerifyAudit, now)
+                .detail(&serde_json::json!({ "valid": false }))
+                .notify(notices);
+            audit_log::record(state, who.slug(), vec![draft]).await?;
+        }
+    }
+    Ok(report)
 }
 
 /// Pages read at once: on two cores, four keep the database producing pages while others are

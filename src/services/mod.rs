@@ -15,6 +15,7 @@ pub mod charter;
 pub mod guard;
 pub mod idempotency;
 pub mod keys;
+pub mod notify;
 pub mod review;
 pub mod throttle;
 pub mod web_sessions;

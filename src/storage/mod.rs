@@ -27,6 +27,7 @@ use async_trait::async_trait;
 
 use crate::config::{Backend, DatabaseUrl, PoolConfig};
 
+pub mod addresses;
 mod agenda;
 mod agenda_amend;
 mod audit;
@@ -60,6 +61,7 @@ pub use sql::Store;
 
 /// The storage traits, for callers of [`Database`]'s methods.
 pub mod prelude {
+    pub use super::addresses::AddressStore;
     pub use super::idempotency::IdempotencyStore;
     pub use super::web_sessions::WebSessionStore;
     pub use super::{
@@ -74,6 +76,7 @@ pub trait Database:
     + CaseStore
     + ReviewStore
     + MeetingStore
+    + addresses::AddressStore
     + AuditStore
     + KeyStore
     + web_sessions::WebSessionStore

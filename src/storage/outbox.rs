@@ -1,29 +1,11 @@
 //! The outbox (docs/notifications.md): messages written in the transaction of their event, then
 //! claimed and sent by the outbox worker.
 
-use chrono::{DateTime, Utc};
-
 use super::StorageError;
 use super::sql::{Tx, tx_run};
 
 /// A message to send: what it says is already rendered (French, no case content).
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    pub id: String,
-    pub cellule: String,
-    /// What kind of notice (`invitation`, `minutes`…), as [`crate::domain::notice::NoticeKind`].
-    pub kind: String,
-    /// The recipient's organisation (or `administration`), named in the audit entry.
-    pub recipient_org: String,
-    pub recipient: String,
-    pub subject: String,
-    pub body_text: String,
-    pub body_html: String,
-    pub ics: Option<String>,
-    /// The case references the message names.
-    pub case_refs: Vec<String>,
-    pub created_at: DateTime<Utc>,
-}
+pub use crate::domain::notice::Message as NewMessage;
 
 /// The stored form of a message's references: `,ref,ref,` (empty when none).
 pub fn refs_text(refs: &[String]) -> String {

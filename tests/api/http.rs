@@ -245,6 +245,8 @@ async fn openapi_matches_the_router(backend: Backend) {
         "/v1/cellules/{cellule}/sessions/{sid}/decisions",
         "/v1/cellules/{cellule}/cases/{id}/decisions",
         "/v1/cellules/{cellule}/follow-ups",
+        "/v1/cellules/{cellule}/members/{sub}/address",
+        "/v1/cellules/{cellule}/me/notices",
         "/v1/cellules/{cellule}/interlocutors",
         "/v1/cellules/{cellule}/routing",
         "/v1/cellules/{cellule}/stats",

@@ -22,6 +22,7 @@ mod limits;
 mod matrix;
 mod meeting;
 mod migrations;
+mod notices;
 mod policies;
 mod resilience;
 mod sessions;

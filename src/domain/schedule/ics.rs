@@ -52,6 +52,43 @@ pub struct IcsEvent {
 /// Text is escaped (`\\`, `\;`, `\,`, `\n`; other control characters are dropped), lines are
 /// folded at 75 octets (never inside a UTF-8 character) and end with CRLF.
 pub fn calendar(name: &str, time_zone: &str, events: &[IcsEvent], now: DateTime<Utc>) -> String {
+    render(name, time_zone, events, now, None)
+}
+
+/// The two parties of a scheduling message: the cellule's sending address and the recipient's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parties<'a> {
+    pub organizer: &'a str,
+    pub attendee: &'a str,
+}
+
+/// An iTIP (RFC 5546) message about one session for one recipient, as [`calendar`] writes it but
+/// with `METHOD:REQUEST` (an invitation or its update: same `UID`, higher `SEQUENCE`) or
+/// `METHOD:CANCEL` (when `event.cancelled`), and the `ORGANIZER` and `ATTENDEE` lines the method
+/// requires.
+pub fn scheduling_message(
+    name: &str,
+    time_zone: &str,
+    event: &IcsEvent,
+    now: DateTime<Utc>,
+    parties: &Parties<'_>,
+) -> String {
+    render(
+        name,
+        time_zone,
+        std::slice::from_ref(event),
+        now,
+        Some(parties),
+    )
+}
+
+fn render(
+    name: &str,
+    time_zone: &str,
+    events: &[IcsEvent],
+    now: DateTime<Utc>,
+    parties: Option<&Parties<'_>>,
+) -> String {
     let tz = time_zone.parse::<Tz>().ok().filter(|tz| {
         !matches!(
             tz.name(),
@@ -73,7 +110,11 @@ pub fn calendar(name: &str, time_zone: &str, events: &[IcsEvent], now: DateTime<
         env!("CARGO_PKG_VERSION")
     ));
     out.line("CALSCALE:GREGORIAN");
-    out.line("METHOD:PUBLISH");
+    out.line(match parties {
+        None => "METHOD:PUBLISH",
+        Some(_) if events.iter().any(|e| e.cancelled) => "METHOD:CANCEL",
+        Some(_) => "METHOD:REQUEST",
+    });
     if !name.is_empty() {
         out.line(&format!("NAME:{}", escape_text(name)));
         out.line(&format!("X-WR-CALNAME:{}", escape_text(name)));
@@ -116,10 +157,30 @@ pub fn calendar(name: &str, time_zone: &str, events: &[IcsEvent], now: DateTime<
         };
         out.line(&format!("STATUS:{status}"));
         out.line(&format!("SEQUENCE:{}", ev.sequence));
+        if let Some(p) = parties {
+            out.line(&format!(
+                "ORGANIZER;CN={}:mailto:{}",
+                param_text(name),
+                p.organizer
+            ));
+            out.line(&format!(
+                "ATTENDEE;ROLE=REQ-PARTICIPANT;RSVP=FALSE:mailto:{}",
+                p.attendee
+            ));
+        }
         out.line("END:VEVENT");
     }
     out.line("END:VCALENDAR");
     out.0
+}
+
+/// A parameter value (RFC 5545 §3.2): quoted, without the characters a quoted value cannot hold.
+fn param_text(text: &str) -> String {
+    let kept: String = text
+        .chars()
+        .filter(|c| *c != '"' && !c.is_control())
+        .collect();
+    format!("\"{kept}\"")
 }
 
 /// Content lines, folded at 75 octets, CRLF-terminated.

@@ -75,7 +75,7 @@ use utoipa::ToSchema;
 use crate::domain::FieldError;
 
 pub use holidays::{easter_sunday, french_holiday, french_holidays};
-pub use ics::{IcsEvent, calendar};
+pub use ics::{IcsEvent, Parties, calendar, scheduling_message};
 
 /// Default time zone of a schedule.
 pub const DEFAULT_TIME_ZONE: &str = "Europe/Paris";

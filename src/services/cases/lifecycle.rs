@@ -1,6 +1,7 @@
 //! Moving a case along the lifecycle graph (docs/design.md §4).
 
 use super::*;
+use crate::services::notify::{self, ReferralNews};
 
 /// `POST …/cases/{id}/transitions`: one step of the docs/design.md §4 graph, or 409 and no change.
 pub async fn transition(
@@ -82,10 +83,20 @@ async fn transition_authorised(
         .as_deref()
         .map(|r| seal(&key, &case.cellule, &case.id, &event_id, "reason", r))
         .transpose()?;
-    let draft = a
+    let mut draft = a
         .entry(Action::TransitionCase, state.clock.now())
         .case(&case.id, Some(&case.reference))
         .target("event", &event_id);
+    let news = match req.to {
+        CaseStatus::Accepted if from == CaseStatus::Submitted => Some(ReferralNews::Accepted),
+        CaseStatus::Declined => Some(ReferralNews::Declined),
+        _ => None,
+    };
+    if let Some(news) = news {
+        let name = who.cellule.name.as_str();
+        let now = state.clock.now();
+        draft = draft.notify(notify::referral_notice(state, name, case, news, now).await?);
+    }
     let t = Transition {
         event_id,
         case_id: case.id.clone(),

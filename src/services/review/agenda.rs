@@ -119,7 +119,7 @@ fn open_for_changes(s: &SessionRecord) -> Result<(), Error> {
 
 /// The organisations invited to an item (every one of its routing proposal), as the stored
 /// invitation list of its publication row.
-pub(super) fn invited_of(proposal: &str) -> String {
+pub(crate) fn invited_of(proposal: &str) -> String {
     let orgs: Vec<String> = match serde_json::from_str::<serde_json::Value>(proposal) {
         Ok(v) if v["status"] == "routed" => std::iter::once(&v["lead_name"])
             .chain(v["other_names"].as_array().into_iter().flatten())
@@ -562,7 +562,19 @@ pub async fn publish(
         .iter()
         .map(|r| (r.case_id.as_str(), r.reference.as_str()))
         .collect();
-    let drafts = session_entry(&a, Action::PublishAgenda, now, &s.id, &touched);
+    let mut drafts = session_entry(&a, Action::PublishAgenda, now, &s.id, &touched);
+    let published = SessionRecord {
+        published_at: Some(now),
+        ..s.clone()
+    };
+    let ctx = notify::SessionContext {
+        cellule,
+        cellule_name: who.cellule.name.as_str(),
+        session: &published,
+        now,
+    };
+    let invitations = notify::session_notices(state, &ctx, &rows, NoticeKind::Invitation).await?;
+    with_notices(&mut drafts, invitations);
     let head = state
         .db
         .publish_agenda(cellule, &s, &invited, &moves, now, drafts)

@@ -204,7 +204,8 @@ pub async fn add_item(
         .entry(Action::AmendAgenda, now)
         .case(&case.id, Some(&case.reference))
         .target("session", &s.id)
-        .detail(&json!({"change": "add", "position": item.position}));
+        .detail(&json!({"change": "add", "position": item.position}))
+        .notify(update_notices(state, who, &s, &rows, now).await?);
     let answer = lease
         .map(|l| l.answer(&view, &[], Some(&case.id)))
         .transpose()?;
@@ -287,7 +288,8 @@ pub async fn withdraw_item(
         .entry(Action::AmendAgenda, now)
         .case(&item.case_id, Some(&item.reference))
         .target("session", &s.id)
-        .detail(&json!({"change": "withdraw", "status": back.as_str()}));
+        .detail(&json!({"change": "withdraw", "status": back.as_str()}))
+        .notify(update_notices(state, who, &s, &rows, now).await?);
     let amendment = AgendaAmendment {
         cellule,
         session: &s,
@@ -366,12 +368,14 @@ pub(super) async fn reorder(
         .map(|r| (r.case_id.as_str(), r.reference.as_str()))
         .collect();
     let ids: Vec<&str> = order.iter().map(|r| r.case_id.as_str()).collect();
+    let reordered: Vec<AgendaItemRecord> = order.iter().map(|r| (*r).clone()).collect();
     let draft = who
         .audit()
         .entry(Action::AmendAgenda, now)
         .target("session", &s.id)
         .cases(&touched)
-        .detail(&json!({"change": "reorder", "order": ids}));
+        .detail(&json!({"change": "reorder", "order": ids}))
+        .notify(update_notices(state, who, &s, &reordered, now).await?);
     let amendment = AgendaAmendment {
         cellule,
         session: &s,
@@ -384,4 +388,21 @@ pub(super) async fn reorder(
     audit_log::committed(state, cellule, &head).await;
     let sched = load_schedule(state, cellule).await?;
     current_view(state, who, &s.id, sched.as_ref()).await
+}
+
+/// The agenda's new state, to everyone invited (no content: the references each may see).
+async fn update_notices(
+    state: &AppState,
+    who: &CelluleMember,
+    s: &SessionRecord,
+    rows: &[AgendaItemRecord],
+    now: DateTime<Utc>,
+) -> Result<Vec<crate::domain::notice::Message>, Error> {
+    let ctx = notify::SessionContext {
+        cellule: slug(who),
+        cellule_name: who.cellule.name.as_str(),
+        session: s,
+        now,
+    };
+    notify::session_notices(state, &ctx, rows, NoticeKind::AgendaUpdate).await
 }

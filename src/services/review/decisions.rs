@@ -490,11 +490,18 @@ async fn record(
         t.routed_org = record.interlocutor.clone();
     }
     t.reason = reason;
-    let draft = who
+    let mut draft = who
         .audit()
         .entry(Action::RecordDecision, now)
         .case(&case.id, Some(&case.reference))
         .target("decision", &record.id);
+    // A deferral is not a review: the referrer hears when the case is actually decided.
+    if req.outcome != Outcome::Deferred {
+        let news = notify::ReferralNews::Reviewed;
+        draft = draft.notify(
+            notify::referral_notice(state, who.cellule.name.as_str(), case, news, now).await?,
+        );
+    }
     let view = view(&record, case, to);
     let answer = lease
         .map(|l| l.answer(&view, &[], Some(&case.id)))

@@ -55,7 +55,17 @@ pub async fn step(
         }
     }
     let by = who.membership.subject.as_str();
-    let draft = who.audit().entry(action, now).target("session", &s.id);
+    let mut draft = who.audit().entry(action, now).target("session", &s.id);
+    if step == MeetingStep::ApproveMinutes {
+        let rows = state.db.agenda(&s.id).await?;
+        let ctx = notify::SessionContext {
+            cellule,
+            cellule_name: who.cellule.name.as_str(),
+            session: &s,
+            now,
+        };
+        draft = draft.notify(notify::minutes_notices(state, &ctx, &rows).await?);
+    }
     let head = state
         .db
         .meeting_step(cellule, &s.id, step, by, now, draft)

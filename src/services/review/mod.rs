@@ -59,11 +59,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::access::{self, CelluleMember};
 use super::idempotency::Lease;
-use super::{AppState, audit_log};
+use super::{AppState, audit_log, notify};
 use crate::audit::{self, Action};
 use crate::crypto::FieldContext;
 use crate::domain::agenda::{Candidate, Capacity, Kind};
 use crate::domain::case::{CaseStatus, Need, Urgency};
+use crate::domain::notice::NoticeKind;
 use crate::domain::policy::Principal;
 use crate::domain::routing::{self, Directory};
 use crate::domain::schedule::{IcsEvent, Schedule};
@@ -170,6 +171,16 @@ pub(super) fn session_entry(
             .target("session", session_id)
             .cases(cases),
     ]
+}
+
+/// Attaches an event's notices to its (first) audit entry: they are written with it.
+pub(super) fn with_notices(
+    drafts: &mut [audit::Draft],
+    notices: Vec<crate::domain::notice::Message>,
+) {
+    if let Some(d) = drafts.first_mut() {
+        d.notices.extend(notices);
+    }
 }
 
 pub(super) fn transition(

@@ -311,7 +311,18 @@ pub async fn cancel(
         .iter()
         .map(|i| (i.case_id.as_str(), i.reference.as_str()))
         .collect();
-    let drafts = session_entry(&a, Action::CancelSession, now, &s.id, &touched);
+    let mut drafts = session_entry(&a, Action::CancelSession, now, &s.id, &touched);
+    if s.published_at.is_some() {
+        let ctx = notify::SessionContext {
+            cellule,
+            cellule_name: who.cellule.name.as_str(),
+            session: &s,
+            now,
+        };
+        let notices =
+            notify::session_notices(state, &ctx, &items, NoticeKind::Cancellation).await?;
+        with_notices(&mut drafts, notices);
+    }
     let ids: Vec<String> = items.iter().map(|i| i.case_id.clone()).collect();
     let head = state
         .db
