@@ -309,6 +309,21 @@ impl Application {
                 }
             })
         };
+        // Scheduled notices: reminders the day before, digests of what falls due.
+        let notices = {
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                loop {
+                    match crate::services::reminders::run_scheduled(&state).await {
+                        Ok(n) if n > 0 => tracing::info!(messages = n, "scheduled notices"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "scheduled notices; will retry"),
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(10 * 60)).await;
+                }
+            })
+        };
         let sessions = {
             let web = self.web.clone();
             let state = self.state.clone();
@@ -330,6 +345,7 @@ impl Application {
         let (audit, clock) = (self.state.audit.clone(), self.state.clock.clone());
         let result = http::serve(self.listener, self.state, Some(pages), shutdown).await;
         sessions.abort();
+        notices.abort();
         if let Some(task) = retention {
             task.abort();
         }

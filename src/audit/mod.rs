@@ -124,6 +124,9 @@ pub enum Action {
     ReadDecisions,
     ReadMinutes,
     ReadFollowUps,
+    /// Scheduled notices (docs/notifications.md): a session's reminder, a digest of what falls due.
+    SendReminder,
+    SendDueNotice,
     /// Administration (docs/audit.md, "Administrative entries"): each names the administrator
     /// (or `system:cli:<os user>`, `system:startup`) and, in `detail`, the change before → after.
     CreateCellule,
@@ -173,6 +176,8 @@ impl Action {
         Action::ReadDecisions,
         Action::ReadMinutes,
         Action::ReadFollowUps,
+        Action::SendReminder,
+        Action::SendDueNotice,
         Action::CreateCellule,
         Action::GrantMembership,
         Action::ChangeMembership,
@@ -220,6 +225,8 @@ impl Action {
             Action::ReadDecisions => "read_decisions",
             Action::ReadMinutes => "read_minutes",
             Action::ReadFollowUps => "read_follow_ups",
+            Action::SendReminder => "send_reminder",
+            Action::SendDueNotice => "send_due_notice",
             Action::CreateCellule => "create_cellule",
             Action::GrantMembership => "grant_membership",
             Action::ChangeMembership => "change_membership",
@@ -277,7 +284,7 @@ impl Action {
             | Action::ReadDecisions
             | Action::ReadMinutes
             | Action::ReadFollowUps => "R",
-            Action::ExportCalendar => "E",
+            Action::ExportCalendar | Action::SendReminder | Action::SendDueNotice => "E",
             Action::EraseCase
             | Action::RetentionErase
             | Action::PurgeAudit

@@ -16,6 +16,7 @@ pub mod guard;
 pub mod idempotency;
 pub mod keys;
 pub mod notify;
+pub mod reminders;
 pub mod review;
 pub mod throttle;
 pub mod web_sessions;

@@ -81,7 +81,7 @@ pub struct SessionContext<'a> {
 }
 
 /// The link base: the web application's public address.
-fn base_url(state: &AppState) -> String {
+pub(super) fn base_url(state: &AppState) -> String {
     state
         .config
         .web
@@ -105,7 +105,7 @@ fn sender(state: &AppState) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn message(
+pub(super) fn message(
     cellule: &str,
     r: &Recipient,
     kind: NoticeKind,
@@ -181,6 +181,7 @@ pub async fn session_notices(
     let title = match kind {
         NoticeKind::Invitation => format!("Invitation : séance du {}", when(s)),
         NoticeKind::AgendaUpdate => format!("Ordre du jour modifié : séance du {}", when(s)),
+        NoticeKind::Reminder => format!("Rappel : séance demain, {}", when(s)),
         _ => format!("Séance annulée : {}", when(s)),
     };
     let starts_at = DateTime::parse_from_rfc3339(&s.local_start)
@@ -210,6 +211,11 @@ pub async fn session_notices(
             NoticeKind::AgendaUpdate => format!(
                 "L'ordre du jour de la séance du {} a changé. L'invitation jointe remplace la précédente.",
                 when(s)
+            ),
+            NoticeKind::Reminder => format!(
+                "La cellule se réunit demain, le {} ({}).",
+                when(s),
+                s.location
             ),
             _ => format!(
                 "La séance du {} est annulée. Les situations seront examinées à une prochaine séance.",
@@ -244,26 +250,21 @@ pub async fn session_notices(
             cancelled,
             sequence,
         };
-        let ics = scheduling_message(
-            ctx.cellule_name,
-            &s.time_zone,
-            &event,
-            ctx.now,
-            &Parties {
-                organizer: &from,
-                attendee: &r.email,
-            },
-        );
+        // A reminder adds nothing to the calendar the invitation already holds.
+        let ics = (kind != NoticeKind::Reminder).then(|| {
+            scheduling_message(
+                ctx.cellule_name,
+                &s.time_zone,
+                &event,
+                ctx.now,
+                &Parties {
+                    organizer: &from,
+                    attendee: &r.email,
+                },
+            )
+        });
         let refs = if cancelled { Vec::new() } else { refs };
-        out.push(message(
-            ctx.cellule,
-            &r,
-            kind,
-            &n,
-            refs,
-            Some(ics),
-            ctx.now,
-        )?);
+        out.push(message(ctx.cellule, &r, kind, &n, refs, ics, ctx.now)?);
     }
     Ok(out)
 }

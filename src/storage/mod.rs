@@ -27,7 +27,6 @@ use async_trait::async_trait;
 
 use crate::config::{Backend, DatabaseUrl, PoolConfig};
 
-pub mod addresses;
 mod agenda;
 mod agenda_amend;
 mod audit;
@@ -39,6 +38,7 @@ mod error;
 pub mod idempotency;
 mod keys;
 mod meeting;
+pub mod notices;
 pub mod outbox;
 pub mod records;
 mod review;
@@ -61,8 +61,8 @@ pub use sql::Store;
 
 /// The storage traits, for callers of [`Database`]'s methods.
 pub mod prelude {
-    pub use super::addresses::AddressStore;
     pub use super::idempotency::IdempotencyStore;
+    pub use super::notices::NoticeStore;
     pub use super::web_sessions::WebSessionStore;
     pub use super::{
         AuditStore, CaseStore, CelluleStore, Database, KeyStore, MeetingStore, ReviewStore,
@@ -76,7 +76,7 @@ pub trait Database:
     + CaseStore
     + ReviewStore
     + MeetingStore
-    + addresses::AddressStore
+    + notices::NoticeStore
     + AuditStore
     + KeyStore
     + web_sessions::WebSessionStore

@@ -357,6 +357,8 @@ pub struct SessionRecord {
     pub closed_at: Option<DateTime<Utc>>,
     pub minutes_approved_at: Option<DateTime<Utc>>,
     pub minutes_approved_by: Option<String>,
+    /// The day-before reminder was sent.
+    pub reminded_at: Option<DateTime<Utc>>,
 }
 
 impl SessionRecord {

@@ -20,7 +20,7 @@ macro_rules! session_columns {
     () => {
         "id, cellule, occurrence_key, starts_at, local_start, time_zone, duration_minutes, \
          location, holiday, status, agenda_built_at, published_at, created_at, opened_at, \
-         closed_at, minutes_approved_at, minutes_approved_by"
+         closed_at, minutes_approved_at, minutes_approved_by, reminded_at"
     };
 }
 

@@ -178,6 +178,8 @@ pub fn action(a: Action) -> &'static str {
         Action::ReadDecisions => "Lecture des décisions",
         Action::ReadMinutes => "Lecture du compte rendu",
         Action::ReadFollowUps => "Lecture des suivis",
+        Action::SendReminder => "Rappel de séance envoyé",
+        Action::SendDueNotice => "Avis d'échéances envoyé",
         Action::CreateCellule => "Cellule créée",
         Action::GrantMembership => "Accès accordé",
         Action::ChangeMembership => "Accès modifié",

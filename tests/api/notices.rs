@@ -386,7 +386,86 @@ async fn opt_outs_are_honoured_except_security_notices(backend: Backend) {
     assert!(a.body["email"].is_null(), "{}", a.text);
 }
 
+async fn reminders_and_due_digests_are_sent_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    cellule_with_addresses(&app).await;
+    let (care, _) = canary_case(&app, json!(["care_access"]), "66G03").await;
+    let (housing, _) = canary_case(&app, json!(["housing"]), "66G01").await;
+    let sid = ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    for step in ["agenda/build", "agenda/publish"] {
+        let a = call(
+            &app,
+            Method::POST,
+            &format!("/sessions/{sid}/{step}"),
+            COORD,
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    let run = || cellule::services::reminders::run_scheduled(&app.state);
+    let kind = |kind: &'static str| {
+        let app = &app;
+        async move {
+            outbox(app)
+                .await
+                .into_iter()
+                .filter(|m| m.kind == kind)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Two days before: nothing yet. The day before (Paris): one reminder each, once.
+    app.travel_to("2030-12-10T09:00:00Z".parse().expect("date"));
+    run().await.expect("run");
+    assert!(kind("reminder").await.is_empty());
+    app.travel_to("2030-12-11T09:00:00Z".parse().expect("date"));
+    assert_eq!(run().await.expect("run"), 4);
+    assert_eq!(run().await.expect("run"), 0, "once");
+    let reminders = kind("reminder").await;
+    assert_eq!(reminders.len(), 4);
+    assert!(
+        reminders
+            .iter()
+            .all(|m| m.subject.contains("Rappel") && m.ics.is_empty())
+    );
+    // Actions falling due: the owner organisation's members and the coordinators, once a day.
+    open_meeting(&app, &sid).await;
+    for (case, owner) in [(&care, "cmp-66g03"), (&housing, "CCAS Perpignan")] {
+        let a = call(&app, Method::POST, &format!("/sessions/{sid}/items/{case}/decision"), COORD, Some(json!({
+            "outcome": "routed", "interlocutor": owner, "follow_up_date": "2031-02-01",
+            "actions": [{"what": format!("Action {CANARY}"), "owner": owner, "due": "2030-12-13"}]}))).await;
+        assert_eq!(a.status, 201, "{}", a.text);
+    }
+    // On the meeting's day (the clock is there), the actions are due tomorrow.
+    run().await.expect("run");
+    let digests = kind("actions_due").await;
+    let mut to: Vec<&str> = digests.iter().map(|m| m.recipient.as_str()).collect();
+    to.sort();
+    let mut expected = [address(COORD), address(PSY), address(CITY)];
+    expected.sort();
+    assert_eq!(to, expected.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        digests
+            .iter()
+            .all(|m| !m.all().contains(CANARY) && m.refs.is_empty())
+    );
+    run().await.expect("run");
+    assert_eq!(kind("actions_due").await.len(), 3, "once a day");
+    // Overdue the next day: a new digest that says so.
+    app.travel_to("2030-12-14T08:00:00Z".parse().expect("date"));
+    run().await.expect("run");
+    let digests = kind("actions_due").await;
+    assert_eq!(digests.len(), 6);
+    assert!(
+        digests[3..]
+            .iter()
+            .all(|m| m.subject.contains("en retard") && !m.subject.contains("dont 0 en retard")),
+        "{digests:?}"
+    );
+}
+
 backend_tests!(
     the_meeting_sends_notices_without_content,
     opt_outs_are_honoured_except_security_notices,
+    reminders_and_due_digests_are_sent_once,
 );

@@ -125,6 +125,7 @@ fn session_record(
         closed_at: None,
         minutes_approved_at: None,
         minutes_approved_by: None,
+        reminded_at: None,
     }
 }
 

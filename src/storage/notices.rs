@@ -2,14 +2,15 @@
 //! optional notices each person turned off.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::StorageError;
-use super::sql::{Store, db_run};
+use super::sql::{Store, db_run, tx_run};
+use crate::audit::{Draft, Head};
 
-/// Members' addresses and notice preferences.
+/// Members' addresses and notice preferences, and the once-only marks of scheduled notices.
 #[async_trait]
-pub trait AddressStore {
+pub trait NoticeStore {
     /// (subject, address) of the members of `cellule` who have one.
     async fn member_addresses(&self, cellule: &str) -> Result<Vec<(String, String)>, StorageError>;
 
@@ -28,6 +29,26 @@ pub trait AddressStore {
     /// (subject, kind) of the notices turned off in `cellule`.
     async fn opt_outs(&self, cellule: &str) -> Result<Vec<(String, String)>, StorageError>;
 
+    /// Marks the session reminded and appends `audit` (which carries the reminders) if no one
+    /// did; `None` when it was already reminded (by another replica).
+    async fn mark_reminded(
+        &self,
+        cellule: &str,
+        session_id: &str,
+        at: DateTime<Utc>,
+        audit: Draft,
+    ) -> Result<Option<Head>, StorageError>;
+
+    /// Marks `organisation`'s digest of `day` sent and appends `audit` (which carries it) if no
+    /// one did; `None` when it was.
+    async fn mark_due_notice(
+        &self,
+        cellule: &str,
+        organisation: &str,
+        day: NaiveDate,
+        audit: Draft,
+    ) -> Result<Option<Head>, StorageError>;
+
     /// Replaces the notices `subject` turned off.
     async fn set_opt_outs(
         &self,
@@ -38,7 +59,7 @@ pub trait AddressStore {
 }
 
 #[async_trait]
-impl AddressStore for Store {
+impl NoticeStore for Store {
     async fn member_addresses(&self, cellule: &str) -> Result<Vec<(String, String)>, StorageError> {
         Ok(db_run!(self, c => {
             sqlx::query_as(
@@ -98,6 +119,64 @@ impl AddressStore for Store {
         Ok(true)
     }
 
+    async fn mark_reminded(
+        &self,
+        cellule: &str,
+        session_id: &str,
+        at: DateTime<Utc>,
+        audit: Draft,
+    ) -> Result<Option<Head>, StorageError> {
+        let mut tx = self.begin().await?;
+        let marked = tx_run!(&mut tx, c => {
+            sqlx::query(
+                "UPDATE sessions SET reminded_at = $3 WHERE cellule = $1 AND id = $2 \
+                   AND reminded_at IS NULL AND status = 'planned'",
+            )
+            .bind(cellule)
+            .bind(session_id)
+            .bind(at)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        if marked != 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let head = tx.append(cellule, vec![audit]).await?;
+        tx.commit().await?;
+        Ok(Some(head))
+    }
+
+    async fn mark_due_notice(
+        &self,
+        cellule: &str,
+        organisation: &str,
+        day: NaiveDate,
+        audit: Draft,
+    ) -> Result<Option<Head>, StorageError> {
+        let mut tx = self.begin().await?;
+        let marked = tx_run!(&mut tx, c => {
+            sqlx::query(
+                "INSERT INTO due_notices (cellule, organisation, day) VALUES ($1, $2, $3) \
+                 ON CONFLICT (cellule, organisation, day) DO NOTHING",
+            )
+            .bind(cellule)
+            .bind(organisation)
+            .bind(day)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+        });
+        if marked != 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let head = tx.append(cellule, vec![audit]).await?;
+        tx.commit().await?;
+        Ok(Some(head))
+    }
+
     async fn opt_outs(&self, cellule: &str) -> Result<Vec<(String, String)>, StorageError> {
         Ok(db_run!(self, c => {
             sqlx::query_as(
@@ -117,7 +196,7 @@ impl AddressStore for Store {
         kinds: &[String],
     ) -> Result<(), StorageError> {
         let mut tx = self.begin().await?;
-        super::sql::tx_run!(&mut tx, c => {
+        tx_run!(&mut tx, c => {
             sqlx::query("DELETE FROM notification_opt_outs WHERE cellule = $1 AND subject = $2")
                 .bind(cellule)
                 .bind(subject)

@@ -1,0 +1,10 @@
+-- Scheduled notices (docs/notifications.md): a session's reminder is sent once (the replica
+-- that sets `reminded_at` sends it), and each organisation's digest of what falls due once a day.
+ALTER TABLE sessions ADD COLUMN reminded_at TIMESTAMPTZ;
+
+CREATE TABLE due_notices (
+    cellule       TEXT NOT NULL REFERENCES cellules (slug),
+    organisation  TEXT NOT NULL,
+    day           DATE NOT NULL,
+    PRIMARY KEY (cellule, organisation, day)
+);
