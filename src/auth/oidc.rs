@@ -63,6 +63,9 @@ pub struct SignedIn {
     pub issuer: String,
     /// The raw ID token, for the `id_token_hint` of the sign-out.
     pub id_token: String,
+    /// The `email` claim when the issuer says it is verified (`email_verified: true`): where
+    /// the person's notices may go (docs/notifications.md).
+    pub verified_email: Option<String>,
 }
 
 /// Shows no secret (its tokens and PKCE verifier stay out of logs and panics).
@@ -254,10 +257,15 @@ impl OidcClient {
             claims.subject().as_str()
         ))
         .map_err(|_| OidcError::BadSubject)?;
+        let verified_email = match (claims.email(), claims.email_verified()) {
+            (Some(email), Some(true)) => Some(email.as_str().to_owned()),
+            _ => None,
+        };
         Ok(SignedIn {
             subject,
             issuer: self.issuer.clone(),
             id_token: id_token.to_string(),
+            verified_email,
         })
     }
 

@@ -534,3 +534,29 @@ pub async fn choose(
         .await?;
     preferences(state, who).await
 }
+
+/// The verified `email` claim of a sign-in, as the address of each of the person's memberships
+/// that has none an administrator set. An address that does not parse is ignored.
+pub async fn record_verified_email(
+    state: &AppState,
+    subject: &crate::domain::Subject,
+    email: &str,
+) -> Result<(), Error> {
+    let Ok(email) = parse_address(email) else {
+        return Ok(());
+    };
+    let now = state.clock.now();
+    for (cellule, _) in state.db.memberships_of(subject).await? {
+        state
+            .db
+            .set_member_address(
+                cellule.slug.as_str(),
+                subject.as_str(),
+                Some(&email),
+                "oidc",
+                now,
+            )
+            .await?;
+    }
+    Ok(())
+}

@@ -171,6 +171,14 @@ pub async fn callback(
             return page::sign_in_failed();
         }
     };
+    if let Some(email) = &signed.verified_email {
+        // A failure here costs only the address: the person is signed in all the same.
+        if let Err(e) =
+            crate::services::notify::record_verified_email(&state.app, &signed.subject, email).await
+        {
+            tracing::warn!(error = %e, "verified e-mail not recorded");
+        }
+    }
     let mut response = open_session(
         &state,
         &headers,

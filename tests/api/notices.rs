@@ -464,7 +464,49 @@ async fn reminders_and_due_digests_are_sent_once(backend: Backend) {
     );
 }
 
+/// A failed verification of the chain alerts the cellule's auditors and coordinators (a
+/// security notice: sent even to someone who turned every optional notice off).
+async fn a_failed_verification_alerts_auditors_and_coordinators(backend: Backend) {
+    let app = spawn_app(backend).await;
+    cellule_with_addresses(&app).await;
+    let all_optional = json!({"off": ["invitation", "agenda_update", "cancellation", "reminder",
+        "minutes_available", "actions_due", "referral_status"]});
+    let a = app
+        .request(
+            Method::PUT,
+            "/v1/cellules/perpignan/me/notices",
+            Some(&app.token(AUDITOR)),
+            Some(all_optional),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let a = call(&app, Method::GET, "/audit/verify", AUDITOR, None).await;
+    assert_eq!(a.body["valid"], true, "{}", a.text);
+    assert!(outbox(&app).await.iter().all(|m| m.kind != "chain_failure"));
+    crate::audit::drop_guards(&app).await;
+    crate::audit::sql(
+        &app,
+        &["DELETE FROM audit_entries WHERE cellule = 'perpignan' AND seq = 3"],
+    )
+    .await
+    .expect("remove an entry");
+    let a = call(&app, Method::GET, "/audit/verify", AUDITOR, None).await;
+    assert_eq!(a.body["valid"], false, "{}", a.text);
+    let alerts: Vec<Sent> = outbox(&app)
+        .await
+        .into_iter()
+        .filter(|m| m.kind == "chain_failure")
+        .collect();
+    let mut to: Vec<&str> = alerts.iter().map(|m| m.recipient.as_str()).collect();
+    to.sort();
+    let mut expected = [address(AUDITOR), address(COORD)];
+    expected.sort();
+    assert_eq!(to, expected.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(alerts.iter().all(|m| m.subject.contains("journal d'audit")));
+}
+
 backend_tests!(
+    a_failed_verification_alerts_auditors_and_coordinators,
     the_meeting_sends_notices_without_content,
     opt_outs_are_honoured_except_security_notices,
     reminders_and_due_digests_are_sent_once,

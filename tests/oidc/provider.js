@@ -31,7 +31,14 @@ const provider = new Provider(issuer, {
     id_token_signed_response_alg: 'RS256',
   },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
-  findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
+  // The `email` scope gives a professional address, verified unless the login says otherwise;
+  // scope claims go in the ID token, where cellule reads them.
+  claims: { openid: ['sub'], email: ['email', 'email_verified'] },
+  conformIdTokenClaims: false,
+  findAccount: async (ctx, id) => ({
+    accountId: id,
+    claims: async () => ({ sub: id, email: `${id}@pro.example.fr`, email_verified: !id.endsWith('-unverified') }),
+  }),
 });
 provider.proxy = false;
 

@@ -83,6 +83,21 @@ async fn code_flow(backend: Backend) {
         "the same memberships: {page}"
     );
 
+    // The verified `email` claim became the member's address for notices.
+    let addresses = web
+        .app
+        .state
+        .db
+        .member_addresses("perpignan")
+        .await
+        .expect("addresses");
+    assert!(
+        addresses
+            .iter()
+            .any(|(s, e)| s == "op:ref-1" && e == "ref-1@pro.example.fr"),
+        "{addresses:?}"
+    );
+
     // The same callback again (a replayed code): the sign-in was used up.
     let replay = client.get(&back).send().await.expect("replay");
     assert_eq!(replay.status(), 400);

@@ -201,7 +201,7 @@ pub async fn web_app(backend: Backend, web: Web) -> WebApp {
                 client_id: id,
                 client_secret: Some(cellule::config::SecretText::new(secret)),
                 label: Some(PROVIDER_LABEL.to_owned()),
-                scopes: vec![],
+                scopes: vec!["email".into()],
             }),
         })
     } else {
