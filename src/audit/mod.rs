@@ -124,6 +124,10 @@ pub enum Action {
     ReadDecisions,
     ReadMinutes,
     ReadFollowUps,
+    /// A notification left through the outbox (docs/notifications.md): actor `system:outbox`,
+    /// target `message`/id, the cases it names in `cases`, `detail` `{"kind", "recipient_org"}`
+    /// (never the address or the content).
+    SendNotification,
     /// Administration (docs/audit.md, "Administrative entries"): each names the administrator
     /// (or `system:cli:<os user>`, `system:startup`) and, in `detail`, the change before → after.
     CreateCellule,
@@ -173,6 +177,7 @@ impl Action {
         Action::ReadDecisions,
         Action::ReadMinutes,
         Action::ReadFollowUps,
+        Action::SendNotification,
         Action::CreateCellule,
         Action::GrantMembership,
         Action::ChangeMembership,
@@ -220,6 +225,7 @@ impl Action {
             Action::ReadDecisions => "read_decisions",
             Action::ReadMinutes => "read_minutes",
             Action::ReadFollowUps => "read_follow_ups",
+            Action::SendNotification => "send_notification",
             Action::CreateCellule => "create_cellule",
             Action::GrantMembership => "grant_membership",
             Action::ChangeMembership => "change_membership",
@@ -278,6 +284,9 @@ impl Action {
             | Action::ReadMinutes
             | Action::ReadFollowUps => "R",
             Action::ExportCalendar => "E",
+            // A message leaving the service names cases to someone outside it: a disclosure,
+            // coded like the calendar export (FHIR "E", execute: a system function performed).
+            Action::SendNotification => "E",
             Action::EraseCase
             | Action::RetentionErase
             | Action::PurgeAudit

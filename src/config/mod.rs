@@ -19,8 +19,10 @@ use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
 
 mod limits;
+mod mail;
 mod pool;
 pub use limits::{Budget, HttpConfig, RateLimitConfig};
+pub use mail::{MailConfig, MailTransport, SmtpConfig, SmtpSecurity, is_loopback_host};
 pub use pool::{PoolConfig, SqliteSynchronous};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -57,6 +59,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub audit: AuditConfig,
     pub web: WebConfig,
+    pub mail: MailConfig,
 }
 
 /// The web application (`crate::web`): its address as people open it, and its sessions.
@@ -198,6 +201,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             audit: AuditConfig::default(),
             web: WebConfig::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -458,7 +462,13 @@ impl Config {
             .merge(
                 Env::prefixed("CELLULE_")
                     .split("__")
-                    .ignore(&["CONFIG", "KEYRING"])
+                    // Read below as they are: figment would take `123` for a number.
+                    .ignore(&[
+                        "CONFIG",
+                        "KEYRING",
+                        "MAIL.SMTP.USERNAME",
+                        "MAIL.SMTP.PASSWORD",
+                    ])
                     .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_")),
             )
             .merge(Serialized::defaults(overrides));
@@ -468,6 +478,12 @@ impl Config {
         // Read directly: a JSON document in an environment variable is not a figment value.
         if let Ok(keyring) = std::env::var("CELLULE_KEYRING") {
             config.keyring = Some(SecretText::new(keyring));
+        }
+        if let Ok(user) = std::env::var("CELLULE_MAIL__SMTP__USERNAME") {
+            config.mail.smtp.username = Some(user);
+        }
+        if let Ok(password) = std::env::var("CELLULE_MAIL__SMTP__PASSWORD") {
+            config.mail.smtp.password = Some(SecretText::new(password));
         }
         config.validate()?;
         Ok(config)
@@ -500,10 +516,20 @@ impl Config {
         })
     }
 
+    /// The web application's address for links in messages: `mail.base_url`, else
+    /// [`Config::base_url`].
+    pub fn mail_base_url(&self) -> url::Url {
+        self.mail
+            .base_url
+            .clone()
+            .unwrap_or_else(|| self.base_url())
+    }
+
     /// Checks what types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         self.database_url().backend()?;
+        self.mail.validate()?;
         if self.auth.leeway_seconds > MAX_LEEWAY_SECONDS {
             return invalid(format!(
                 "auth.leeway_seconds is {}, at most {MAX_LEEWAY_SECONDS} is allowed",

@@ -15,6 +15,8 @@ pub mod charter;
 pub mod guard;
 pub mod idempotency;
 pub mod keys;
+pub mod mail;
+pub mod outbox;
 pub mod review;
 pub mod throttle;
 pub mod web_sessions;

@@ -178,6 +178,7 @@ pub fn action(a: Action) -> &'static str {
         Action::ReadDecisions => "Lecture des décisions",
         Action::ReadMinutes => "Lecture du compte rendu",
         Action::ReadFollowUps => "Lecture des suivis",
+        Action::SendNotification => "Notification envoyée",
         Action::CreateCellule => "Cellule créée",
         Action::GrantMembership => "Accès accordé",
         Action::ChangeMembership => "Accès modifié",
