@@ -74,12 +74,14 @@ impl SmtpServer {
             .stdout(Stdio::null())
             .spawn()
             .expect("start the SMTP server");
+        // Dropped (killed and waited for) on every path from here.
+        let server = Self { child, dir };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return Self { child, dir };
+                return server;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
