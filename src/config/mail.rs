@@ -110,7 +110,22 @@ impl Default for SmtpConfig {
     }
 }
 
+/// The environment keys of the SMTP credentials, kept out of figment (which would read `123`
+/// as a number) and read as written by [`SmtpConfig::read_env_credentials`].
+pub(super) const CREDENTIAL_KEYS: &[&str] = &["MAIL.SMTP.USERNAME", "MAIL.SMTP.PASSWORD"];
+
 impl SmtpConfig {
+    /// `CELLULE_MAIL__SMTP__USERNAME` and `CELLULE_MAIL__SMTP__PASSWORD`, when set, over the
+    /// file's values.
+    pub(super) fn read_env_credentials(&mut self) {
+        if let Ok(user) = std::env::var("CELLULE_MAIL__SMTP__USERNAME") {
+            self.username = Some(user);
+        }
+        if let Ok(password) = std::env::var("CELLULE_MAIL__SMTP__PASSWORD") {
+            self.password = Some(SecretText::new(password));
+        }
+    }
+
     /// The port in force.
     pub fn port(&self) -> u16 {
         self.port.unwrap_or(match self.security {
@@ -118,6 +133,17 @@ impl SmtpConfig {
             SmtpSecurity::Tls => 465,
             SmtpSecurity::None => 25,
         })
+    }
+}
+
+impl super::Config {
+    /// The web application's address for links in messages: `mail.base_url`, else
+    /// [`super::Config::base_url`] (`web.base_url`, else `http://<bind>`).
+    pub fn mail_base_url(&self) -> url::Url {
+        self.mail
+            .base_url
+            .clone()
+            .unwrap_or_else(|| self.base_url())
     }
 }
 

@@ -462,13 +462,8 @@ impl Config {
             .merge(
                 Env::prefixed("CELLULE_")
                     .split("__")
-                    // Read below as they are: figment would take `123` for a number.
-                    .ignore(&[
-                        "CONFIG",
-                        "KEYRING",
-                        "MAIL.SMTP.USERNAME",
-                        "MAIL.SMTP.PASSWORD",
-                    ])
+                    .ignore(&["CONFIG", "KEYRING"])
+                    .ignore(mail::CREDENTIAL_KEYS)
                     .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_")),
             )
             .merge(Serialized::defaults(overrides));
@@ -479,12 +474,7 @@ impl Config {
         if let Ok(keyring) = std::env::var("CELLULE_KEYRING") {
             config.keyring = Some(SecretText::new(keyring));
         }
-        if let Ok(user) = std::env::var("CELLULE_MAIL__SMTP__USERNAME") {
-            config.mail.smtp.username = Some(user);
-        }
-        if let Ok(password) = std::env::var("CELLULE_MAIL__SMTP__PASSWORD") {
-            config.mail.smtp.password = Some(SecretText::new(password));
-        }
+        config.mail.smtp.read_env_credentials();
         config.validate()?;
         Ok(config)
     }
@@ -514,15 +504,6 @@ impl Config {
             url::Url::parse(&format!("http://{}", self.bind))
                 .unwrap_or_else(|_| url::Url::parse("http://127.0.0.1:8080").expect("constant URL"))
         })
-    }
-
-    /// The web application's address for links in messages: `mail.base_url`, else
-    /// [`Config::base_url`].
-    pub fn mail_base_url(&self) -> url::Url {
-        self.mail
-            .base_url
-            .clone()
-            .unwrap_or_else(|| self.base_url())
     }
 
     /// Checks what types alone cannot express.
