@@ -36,6 +36,8 @@ pub enum StartError {
     Files(String),
     #[error(transparent)]
     Web(#[from] crate::web::WebSetupError),
+    #[error(transparent)]
+    Mail(#[from] crate::services::mail::MailSetupError),
     #[error("cannot listen on {addr}: {cause}")]
     Bind {
         addr: SocketAddr,
@@ -210,6 +212,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     web: crate::web::WebState,
+    mailer: crate::services::mail::Mailer,
 }
 
 impl Application {
@@ -223,6 +226,7 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         config.validate()?;
+        let mailer = crate::services::mail::Mailer::from_config(&config.mail)?;
         // Policies first: a broken policy file stops start-up before anything else happens.
         load_policies(&config)?;
         let db = open_database(&config, true).await?;
@@ -246,6 +250,7 @@ impl Application {
             listener,
             state,
             web,
+            mailer,
         })
     }
 
@@ -338,6 +343,7 @@ impl Application {
                 }
             })
         };
+        let outbox = crate::services::outbox::OutboxWorker::start(self.state.clone(), self.mailer);
         let pages = http::Pages {
             router: crate::web::router(self.web),
             not_found: crate::web::not_found,
@@ -350,6 +356,10 @@ impl Application {
             task.abort();
         }
         checkpoints.abort();
+        // The message being sent finishes (and gets its audit entry) before the heads are signed.
+        if let Some(worker) = outbox {
+            worker.stop().await;
+        }
         // Leave every chain head signed (and witnessed) behind us.
         sign_audit_heads(&audit, clock.now()).await;
         if let Some(stream) = stream {

@@ -127,6 +127,10 @@ pub enum Action {
     /// Scheduled notices (docs/notifications.md): a session's reminder, a digest of what falls due.
     SendReminder,
     SendDueNotice,
+    /// A notification left through the outbox (docs/notifications.md): actor `system:outbox`,
+    /// target `message`/id, the cases it names in `cases`, `detail` `{"kind", "recipient_org"}`
+    /// (never the address or the content).
+    SendNotification,
     /// Administration (docs/audit.md, "Administrative entries"): each names the administrator
     /// (or `system:cli:<os user>`, `system:startup`) and, in `detail`, the change before → after.
     CreateCellule,
@@ -178,6 +182,7 @@ impl Action {
         Action::ReadFollowUps,
         Action::SendReminder,
         Action::SendDueNotice,
+        Action::SendNotification,
         Action::CreateCellule,
         Action::GrantMembership,
         Action::ChangeMembership,
@@ -227,6 +232,7 @@ impl Action {
             Action::ReadFollowUps => "read_follow_ups",
             Action::SendReminder => "send_reminder",
             Action::SendDueNotice => "send_due_notice",
+            Action::SendNotification => "send_notification",
             Action::CreateCellule => "create_cellule",
             Action::GrantMembership => "grant_membership",
             Action::ChangeMembership => "change_membership",
@@ -285,6 +291,9 @@ impl Action {
             | Action::ReadMinutes
             | Action::ReadFollowUps => "R",
             Action::ExportCalendar | Action::SendReminder | Action::SendDueNotice => "E",
+            // A message leaving the service names cases to someone outside it: a disclosure,
+            // coded like the calendar export (FHIR "E", execute: a system function performed).
+            Action::SendNotification => "E",
             Action::EraseCase
             | Action::RetentionErase
             | Action::PurgeAudit

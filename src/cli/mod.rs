@@ -13,6 +13,7 @@ mod audit;
 mod backup;
 pub mod demo;
 mod keys;
+mod outbox;
 mod routing;
 
 use crate::app::{self, Application, StartError};
@@ -88,6 +89,10 @@ pub enum Command {
     /// The routing directory (interlocutors and ordered rules) of a cellule, as TOML
     #[command(subcommand)]
     Routing(RoutingCommand),
+    /// Notifications waiting to be sent, sent or failed (`list`), or a failed one put back in
+    /// line (`retry`)
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Set up a demo cellule with synthetic cases, members, sessions and an agenda, then print
     /// tokens and curl commands to try the API at once (refused if the cellule already exists)
     Demo {
@@ -209,6 +214,24 @@ pub enum RoutingCommand {
         /// Write to this file instead of stdout
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// One line per message: id, created, status, attempts, cellule, kind, organisation,
+    /// address, last error (never its subject or text)
+    List {
+        /// pending, sending, sent or failed
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Put a failed message back to pending (attempts from zero)
+    Retry {
+        id: String,
+        /// Also a message whose send was interrupted ("outcome unknown"): it may arrive twice
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -375,6 +398,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Backup(args) => backup::run(&config, &clock, args).await,
         Command::Restore { file, force } => backup::restore(&config, &file, force).await,
         Command::Routing(cmd) => routing::run(&config, &clock, cmd).await,
+        Command::Outbox(cmd) => outbox::run(&config, &clock, cmd).await,
         Command::Demo { slug, ttl } => {
             let slug = arg("slug", CelluleSlug::parse(&slug))?;
             demo::run(&config, &slug, ttl).await

@@ -19,8 +19,10 @@ use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
 
 mod limits;
+mod mail;
 mod pool;
 pub use limits::{Budget, HttpConfig, RateLimitConfig};
+pub use mail::{MailConfig, MailTransport, SmtpConfig, SmtpSecurity, is_loopback_host};
 pub use pool::{PoolConfig, SqliteSynchronous};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -57,6 +59,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub audit: AuditConfig,
     pub web: WebConfig,
+    pub mail: MailConfig,
 }
 
 /// The web application (`crate::web`): its address as people open it, and its sessions.
@@ -198,6 +201,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             audit: AuditConfig::default(),
             web: WebConfig::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -459,6 +463,7 @@ impl Config {
                 Env::prefixed("CELLULE_")
                     .split("__")
                     .ignore(&["CONFIG", "KEYRING"])
+                    .ignore(mail::CREDENTIAL_KEYS)
                     .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_")),
             )
             .merge(Serialized::defaults(overrides));
@@ -469,6 +474,7 @@ impl Config {
         if let Ok(keyring) = std::env::var("CELLULE_KEYRING") {
             config.keyring = Some(SecretText::new(keyring));
         }
+        config.mail.smtp.read_env_credentials();
         config.validate()?;
         Ok(config)
     }
@@ -504,6 +510,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         self.database_url().backend()?;
+        self.mail.validate()?;
         if self.auth.leeway_seconds > MAX_LEEWAY_SECONDS {
             return invalid(format!(
                 "auth.leeway_seconds is {}, at most {MAX_LEEWAY_SECONDS} is allowed",

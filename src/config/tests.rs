@@ -108,3 +108,38 @@ fn unknown_database_scheme_is_refused() {
     };
     assert!(config.validate().is_err());
 }
+
+#[test]
+fn mail_settings_are_checked() {
+    let mut config = Config::default();
+    assert_eq!(config.mail.transport, MailTransport::None);
+    assert_eq!(config.mail_base_url().as_str(), "http://127.0.0.1:8080/");
+    config.mail.transport = MailTransport::File;
+    let err = |c: &Config| c.validate().expect_err("refused").to_string();
+    assert!(err(&config).contains("mail.from is required"));
+    config.mail.from = Some("not an address".into());
+    assert!(err(&config).contains("mail.from is not an e-mail address"));
+    config.mail.from = Some("Cellule <cellule@example.fr>".into());
+    assert!(err(&config).contains("mail.dir is required"));
+    config.mail.dir = Some("mail".into());
+    config.validate().expect("file transport");
+    config.mail.transport = MailTransport::Smtp;
+    assert!(err(&config).contains("mail.smtp.host is required"));
+    config.mail.smtp.host = Some("smtp.example.fr".into());
+    config.validate().expect("STARTTLS by default");
+    assert_eq!(config.mail.smtp.port(), 587);
+    config.mail.smtp.security = SmtpSecurity::None;
+    let e = err(&config);
+    assert!(e.contains("loopback") && e.lines().count() == 1, "{e}");
+    for host in ["127.0.0.1", "localhost", "::1", "[::1]"] {
+        config.mail.smtp.host = Some(host.into());
+        config.validate().expect("loopback without TLS");
+    }
+    config.mail.smtp.username = Some("cellule".into());
+    assert!(err(&config).contains("go together"));
+    config.mail.smtp.password = Some(SecretText::new("s3cret"));
+    config.validate().expect("credentials");
+    assert!(!format!("{config:?}").contains("s3cret"));
+    config.mail.max_attempts = 0;
+    assert!(err(&config).contains("mail.max_attempts"));
+}

@@ -17,6 +17,8 @@ pub mod idempotency;
 pub mod keys;
 pub mod notify;
 pub mod reminders;
+pub mod mail;
+pub mod outbox;
 pub mod review;
 pub mod throttle;
 pub mod web_sessions;

@@ -80,28 +80,28 @@ pub struct SessionContext<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// The link base: the web application's public address.
+/// The link base: the web application's public address (`mail.base_url`, else `web.base_url`).
 pub(super) fn base_url(state: &AppState) -> String {
     state
         .config
-        .web
-        .base_url
-        .as_ref()
-        .map(|u| u.as_str().trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| format!("http://{}", state.config.bind))
+        .mail_base_url()
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned()
 }
 
-/// The sending address, the organizer of calendar invitations: `no-reply@` the web
-/// application's host.
+/// The sending address (`mail.from`, its address part), the organizer of calendar invitations;
+/// `no-reply@` the web application's host when none is configured.
 fn sender(state: &AppState) -> String {
-    let host = state
-        .config
-        .web
-        .base_url
-        .as_ref()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| "localhost".into());
-    format!("no-reply@{host}")
+    if let Some(from) = &state.config.mail.from {
+        let address = match (from.rfind('<'), from.rfind('>')) {
+            (Some(open), Some(close)) if open < close => &from[open + 1..close],
+            _ => from.as_str(),
+        };
+        return address.trim().to_owned();
+    }
+    let url = state.config.mail_base_url();
+    format!("no-reply@{}", url.host_str().unwrap_or("localhost"))
 }
 
 #[allow(clippy::too_many_arguments)]

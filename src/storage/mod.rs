@@ -10,6 +10,7 @@
 //! - [`AuditStore`]: audit entries, chain heads, search, verification links, checkpoints,
 //!   purge (`audit`).
 //! - [`KeyStore`]: KEK check values and wrapped keys (`keys`).
+//! - [`OutboxStore`]: the messages to send, claimed and marked by the outbox worker (`outbox`).
 //!
 //! [`Database`] is all of them with the connection's own operations; the service holds an
 //! `Arc<dyn Database>`, and callers bring the traits into scope with
@@ -55,6 +56,7 @@ pub use error::StorageError;
 pub(crate) use error::not_found_on_fk;
 pub use keys::KeyStore;
 pub use meeting::MeetingStore;
+pub use outbox::OutboxStore;
 pub use records::*;
 pub use review::ReviewStore;
 pub use sql::Store;
@@ -65,7 +67,8 @@ pub mod prelude {
     pub use super::notices::NoticeStore;
     pub use super::web_sessions::WebSessionStore;
     pub use super::{
-        AuditStore, CaseStore, CelluleStore, Database, KeyStore, MeetingStore, ReviewStore,
+        AuditStore, CaseStore, CelluleStore, Database, KeyStore, MeetingStore, OutboxStore,
+        ReviewStore,
     };
 }
 
@@ -79,6 +82,7 @@ pub trait Database:
     + notices::NoticeStore
     + AuditStore
     + KeyStore
+    + OutboxStore
     + web_sessions::WebSessionStore
     + idempotency::IdempotencyStore
     + Send

@@ -20,9 +20,16 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
+/// An outcome of the outbox worker: `sent`, `retry`, `failed` or `unknown`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutboxLabels {
+    pub outcome: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    outbox: Family<OutboxLabels, Counter>,
     latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
 }
 
@@ -56,9 +63,16 @@ impl Metrics {
             "Log lines dropped because the log's sink could not take them (full disk, closed stderr)",
             super::LOG_LINES_DROPPED.clone(),
         );
+        let outbox = Family::<OutboxLabels, Counter>::default();
+        registry.register(
+            "outbox_messages",
+            "Outbox messages by outcome: sent, retry (an attempt failed, another is due), failed (attempts exhausted or refused), unknown (a send interrupted)",
+            outbox.clone(),
+        );
         Self {
             registry,
             requests,
+            outbox,
             latency,
         }
     }
@@ -66,6 +80,13 @@ impl Metrics {
     pub fn observe(&self, labels: RequestLabels, seconds: f64) {
         self.latency.get_or_create(&labels).observe(seconds);
         self.requests.get_or_create(&labels).inc();
+    }
+
+    /// Counts `n` outbox messages of one outcome.
+    pub fn outbox(&self, outcome: &'static str, n: u64) {
+        self.outbox
+            .get_or_create(&OutboxLabels { outcome })
+            .inc_by(n);
     }
 
     /// OpenMetrics text exposition (read by Prometheus).

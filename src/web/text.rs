@@ -180,6 +180,7 @@ pub fn action(a: Action) -> &'static str {
         Action::ReadFollowUps => "Lecture des suivis",
         Action::SendReminder => "Rappel de séance envoyé",
         Action::SendDueNotice => "Avis d'échéances envoyé",
+        Action::SendNotification => "Notification envoyée",
         Action::CreateCellule => "Cellule créée",
         Action::GrantMembership => "Accès accordé",
         Action::ChangeMembership => "Accès modifié",

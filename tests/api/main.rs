@@ -19,6 +19,7 @@ mod http;
 mod idempotency;
 mod keys;
 mod limits;
+mod mail;
 mod matrix;
 mod meeting;
 mod migrations;
