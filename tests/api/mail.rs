@@ -19,6 +19,7 @@ use crate::cli::{cellule, run, stderr, stdout};
 use crate::helpers::{Backend, Options, TestApp, spawn_app_with};
 
 backend_tests!(
+    a_published_agenda_mails_each_invitation_without_content,
     smtp_delivers_each_message_once_with_its_audit_entry,
     smtp_down_loses_nothing_and_sends_each_once_when_back,
     two_replicas_send_each_message_once,
@@ -683,4 +684,68 @@ async fn smtp_without_tls_to_another_host_is_refused_at_start() {
         .env("CELLULE_MAIL__SMTP__PASSWORD", "007");
     let out = run(&mut cmd);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The whole way: an agenda published through the API, its invitations delivered to a real SMTP
+/// server, each one's calendar part read back by an independent parser with only the references
+/// its recipient may see, and the canary planted in every text of the cases in none of them.
+async fn a_published_agenda_mails_each_invitation_without_content(backend: Backend) {
+    use crate::notices::{CANARY, address, canary_case, ics_refs};
+    let port = free_port();
+    let server = SmtpServer::start(port).await;
+    let app = spawn_app_with(
+        backend,
+        Options {
+            customize: Box::new(smtp_to(port)),
+            ..Options::default()
+        },
+    )
+    .await;
+    crate::notices::cellule_with_addresses(&app).await;
+    let (_, care_ref) = canary_case(&app, json!(["care_access"]), "66G03").await;
+    let (_, housing_ref) = canary_case(&app, json!(["housing"]), "66G01").await;
+    let sid = crate::sessions::ad_hoc(&app, "2030-12-12T14:00:00+01:00").await;
+    for step in ["agenda/build", "agenda/publish"] {
+        let a = app
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/cellules/{CELLULE}/sessions/{sid}/{step}"),
+                Some(&app.token(crate::helpers::COORD)),
+                None,
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    // Two referral notices (the acceptances) and four invitations.
+    wait_for("every message sent", || all_sent(&app, 6)).await;
+    let received = server.received();
+    assert_eq!(received.len(), 6);
+    let mut invited = Vec::new();
+    for raw in &received {
+        let text = String::from_utf8_lossy(raw);
+        assert!(!text.contains(CANARY), "{text}");
+        let parsed = mailparse::parse_mail(raw).expect("a MIME message");
+        let to =
+            mailparse::MailHeaderMap::get_first_value(parsed.headers.as_slice(), "To").expect("To");
+        let calendar = parsed
+            .subparts
+            .iter()
+            .flat_map(|p| std::iter::once(p).chain(p.subparts.iter()))
+            .find(|p| p.ctype.mimetype == "text/calendar");
+        let Some(calendar) = calendar else {
+            continue;
+        };
+        let ics = calendar.get_body().expect("calendar body");
+        assert!(ics.contains("METHOD:REQUEST"), "{ics}");
+        let refs = ics_refs(&ics);
+        assert!(refs.contains(&care_ref), "{refs}");
+        let guest = to.contains(&address(crate::helpers::GUEST));
+        assert_eq!(refs.contains(&housing_ref), !guest, "{to}: {refs}");
+        invited.push(to);
+    }
+    assert_eq!(
+        invited.len(),
+        4,
+        "one invitation per invited member: {invited:?}"
+    );
 }

@@ -14,7 +14,7 @@ use crate::helpers::{
 };
 use crate::sessions::{ad_hoc, open_meeting, setup};
 
-const CANARY: &str = "NOTICECANARY";
+pub(crate) const CANARY: &str = "NOTICECANARY";
 
 async fn call(
     app: &TestApp,
@@ -81,12 +81,12 @@ async fn outbox(app: &TestApp) -> Vec<Sent> {
         .collect()
 }
 
-fn address(sub: &str) -> String {
+pub(crate) fn address(sub: &str) -> String {
     format!("{sub}@pro.example.fr")
 }
 
 /// The standard cellule, every member with an address.
-async fn cellule_with_addresses(app: &TestApp) {
+pub(crate) async fn cellule_with_addresses(app: &TestApp) {
     setup(app).await;
     for sub in [COORD, PSY, CITY, GUEST, REF1, AUDITOR] {
         let a = app
@@ -101,7 +101,7 @@ async fn cellule_with_addresses(app: &TestApp) {
 }
 
 /// A referral with the canary in every free text, accepted; (id, reference).
-async fn canary_case(app: &TestApp, needs: Value, sector: &str) -> (String, String) {
+pub(crate) async fn canary_case(app: &TestApp, needs: Value, sector: &str) -> (String, String) {
     let mut body = referral(&format!("Situation {CANARY} dans le texte."));
     body["expectations"] = json!(format!("Attentes {CANARY}."));
     body["consent"]["justification"] = json!(format!("Justification {CANARY}"));
@@ -115,7 +115,7 @@ async fn canary_case(app: &TestApp, needs: Value, sector: &str) -> (String, Stri
     (id, reference)
 }
 
-fn ics_refs(ics: &str) -> String {
+pub(crate) fn ics_refs(ics: &str) -> String {
     let parsed: icalendar::Calendar = ics.parse().expect("the attachment parses as iCalendar");
     use icalendar::Component;
     let event = parsed
