@@ -506,15 +506,7 @@ impl Tx {
         if groups.is_empty() {
             return Ok(Vec::new());
         }
-        // The notices of these events go to the outbox in the same transaction.
-        let notices: Vec<_> = groups
-            .iter_mut()
-            .flat_map(|(_, drafts)| drafts.iter_mut())
-            .flat_map(|d| std::mem::take(&mut d.notices))
-            .collect();
-        if !notices.is_empty() {
-            self.enqueue(&notices).await?;
-        }
+        self.enqueue_notices(&mut groups).await?;
         let sizes: Vec<i64> = groups
             .iter()
             .map(|(_, d)| i64::try_from(d.len()).unwrap_or(i64::MAX))

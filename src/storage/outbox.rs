@@ -22,6 +22,23 @@ pub fn refs_text(refs: &[String]) -> String {
 }
 
 impl Tx {
+    /// Writes the notices the drafts carry ([`Draft::notify`]) to the outbox, taking them out of
+    /// the drafts: the entries appended in this transaction and their notices commit together.
+    pub(crate) async fn enqueue_notices(
+        &mut self,
+        groups: &mut [(String, Vec<Draft>)],
+    ) -> Result<(), StorageError> {
+        let notices: Vec<NewMessage> = groups
+            .iter_mut()
+            .flat_map(|(_, drafts)| drafts.iter_mut())
+            .flat_map(|d| std::mem::take(&mut d.notices))
+            .collect();
+        if notices.is_empty() {
+            return Ok(());
+        }
+        self.enqueue(&notices).await
+    }
+
     /// Writes `messages` in this transaction: they exist if and only if it commits.
     pub(crate) async fn enqueue(&mut self, messages: &[NewMessage]) -> Result<(), StorageError> {
         for m in messages {
