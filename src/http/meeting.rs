@@ -354,7 +354,7 @@ impl MinutesFormat {
     params(("cellule" = String, Path, description = "Cellule slug"), DueQuery),
     responses(
         (status = 200, description = "What falls due", body = Vec<DueView>),
-        (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role without access, another organisation, or charter not accepted", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
