@@ -182,53 +182,11 @@ impl MeetingStore for Store {
         &self,
         session_id: &str,
     ) -> Result<Vec<DecisionRecord>, StorageError> {
-        let mut decisions: Vec<DecisionRecord> = db_run!(self, c => {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                decision_columns!(),
-                " FROM decisions d WHERE d.session_id = $1 ORDER BY d.case_id, d.version"
-            ))
-            .bind(session_id)
-            .fetch_all(c)
-            .await?
-        });
-        let dues: Vec<(String, String, NaiveDate)> = db_run!(self, c => {
-            sqlx::query_as(
-                "SELECT a.decision_id, a.owner, a.due_on FROM decision_actions a \
-                   JOIN decisions d ON d.id = a.decision_id \
-                 WHERE d.session_id = $1 ORDER BY a.decision_id, a.position",
-            )
-            .bind(session_id)
-            .fetch_all(c)
-            .await?
-        });
-        attach_dues(&mut decisions, dues);
-        Ok(decisions)
+        decisions_where(self, DecisionsOf::Session, session_id).await
     }
 
     async fn case_decisions(&self, case_id: &str) -> Result<Vec<DecisionRecord>, StorageError> {
-        let mut decisions: Vec<DecisionRecord> = db_run!(self, c => {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                decision_columns!(),
-                " FROM decisions d WHERE d.case_id = $1 ORDER BY d.decided_at, d.version, d.id"
-            ))
-            .bind(case_id)
-            .fetch_all(c)
-            .await?
-        });
-        let dues: Vec<(String, String, NaiveDate)> = db_run!(self, c => {
-            sqlx::query_as(
-                "SELECT a.decision_id, a.owner, a.due_on FROM decision_actions a \
-                   JOIN decisions d ON d.id = a.decision_id \
-                 WHERE d.case_id = $1 ORDER BY a.decision_id, a.position",
-            )
-            .bind(case_id)
-            .fetch_all(c)
-            .await?
-        });
-        attach_dues(&mut decisions, dues);
-        Ok(decisions)
+        decisions_where(self, DecisionsOf::Case, case_id).await
     }
 
     async fn correct_decision(
@@ -318,6 +276,53 @@ impl MeetingStore for Store {
             .await?
         }))
     }
+}
+
+/// Whose decisions to read.
+#[derive(Clone, Copy)]
+enum DecisionsOf {
+    /// A session's, by case then version.
+    Session,
+    /// A case's, oldest first.
+    Case,
+}
+
+/// Every version of a session's or a case's decisions, with their actions' owners and dues.
+async fn decisions_where(
+    store: &Store,
+    of: DecisionsOf,
+    id: &str,
+) -> Result<Vec<DecisionRecord>, StorageError> {
+    let (decisions_sql, dues_sql) = match of {
+        DecisionsOf::Session => (
+            concat!(
+                "SELECT ",
+                decision_columns!(),
+                " FROM decisions d WHERE d.session_id = $1 ORDER BY d.case_id, d.version"
+            ),
+            "SELECT a.decision_id, a.owner, a.due_on FROM decision_actions a \
+               JOIN decisions d ON d.id = a.decision_id \
+             WHERE d.session_id = $1 ORDER BY a.decision_id, a.position",
+        ),
+        DecisionsOf::Case => (
+            concat!(
+                "SELECT ",
+                decision_columns!(),
+                " FROM decisions d WHERE d.case_id = $1 ORDER BY d.decided_at, d.version, d.id"
+            ),
+            "SELECT a.decision_id, a.owner, a.due_on FROM decision_actions a \
+               JOIN decisions d ON d.id = a.decision_id \
+             WHERE d.case_id = $1 ORDER BY a.decision_id, a.position",
+        ),
+    };
+    let mut decisions: Vec<DecisionRecord> = db_run!(store, c => {
+        sqlx::query_as(decisions_sql).bind(id).fetch_all(c).await?
+    });
+    let dues: Vec<(String, String, NaiveDate)> = db_run!(store, c => {
+        sqlx::query_as(dues_sql).bind(id).fetch_all(c).await?
+    });
+    attach_dues(&mut decisions, dues);
+    Ok(decisions)
 }
 
 fn attach_dues(decisions: &mut [DecisionRecord], dues: Vec<(String, String, NaiveDate)>) {

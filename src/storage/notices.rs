@@ -126,26 +126,7 @@ impl NoticeStore for Store {
         at: DateTime<Utc>,
         audit: Draft,
     ) -> Result<Option<Head>, StorageError> {
-        let mut tx = self.begin().await?;
-        let marked = tx_run!(&mut tx, c => {
-            sqlx::query(
-                "UPDATE sessions SET reminded_at = $3 WHERE cellule = $1 AND id = $2 \
-                   AND reminded_at IS NULL AND status = 'planned'",
-            )
-            .bind(cellule)
-            .bind(session_id)
-            .bind(at)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
-        });
-        if marked != 1 {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        let head = tx.append(cellule, vec![audit]).await?;
-        tx.commit().await?;
-        Ok(Some(head))
+        mark_once(self, cellule, Mark::Reminded { session_id, at }, audit).await
     }
 
     async fn mark_due_notice(
@@ -155,26 +136,7 @@ impl NoticeStore for Store {
         day: NaiveDate,
         audit: Draft,
     ) -> Result<Option<Head>, StorageError> {
-        let mut tx = self.begin().await?;
-        let marked = tx_run!(&mut tx, c => {
-            sqlx::query(
-                "INSERT INTO due_notices (cellule, organisation, day) VALUES ($1, $2, $3) \
-                 ON CONFLICT (cellule, organisation, day) DO NOTHING",
-            )
-            .bind(cellule)
-            .bind(organisation)
-            .bind(day)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
-        });
-        if marked != 1 {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        let head = tx.append(cellule, vec![audit]).await?;
-        tx.commit().await?;
-        Ok(Some(head))
+        mark_once(self, cellule, Mark::Due { organisation, day }, audit).await
     }
 
     async fn opt_outs(&self, cellule: &str) -> Result<Vec<(String, String)>, StorageError> {
@@ -216,4 +178,55 @@ impl NoticeStore for Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A scheduled notice's once-only mark.
+enum Mark<'a> {
+    Reminded {
+        session_id: &'a str,
+        at: DateTime<Utc>,
+    },
+    Due {
+        organisation: &'a str,
+        day: NaiveDate,
+    },
+}
+
+/// Sets `mark` if it is not set yet and then appends `audit` (which carries the notices) in the
+/// same transaction; `None` when it was set already (another replica sent them).
+async fn mark_once(
+    store: &Store,
+    cellule: &str,
+    mark: Mark<'_>,
+    audit: Draft,
+) -> Result<Option<Head>, StorageError> {
+    let mut tx = store.begin().await?;
+    let marked = tx_run!(&mut tx, c => {
+        match &mark {
+            Mark::Reminded { session_id, at } => sqlx::query(
+                "UPDATE sessions SET reminded_at = $3 WHERE cellule = $1 AND id = $2 \
+                   AND reminded_at IS NULL AND status = 'planned'",
+            )
+            .bind(cellule)
+            .bind(*session_id)
+            .bind(*at),
+            Mark::Due { organisation, day } => sqlx::query(
+                "INSERT INTO due_notices (cellule, organisation, day) VALUES ($1, $2, $3) \
+                 ON CONFLICT (cellule, organisation, day) DO NOTHING",
+            )
+            .bind(cellule)
+            .bind(*organisation)
+            .bind(*day),
+        }
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    if marked != 1 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let head = tx.append(cellule, vec![audit]).await?;
+    tx.commit().await?;
+    Ok(Some(head))
 }

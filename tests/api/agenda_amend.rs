@@ -10,17 +10,7 @@ use serde_json::{Value, json};
 
 use crate::backend_tests;
 use crate::helpers::{AUDITOR, Answer, Backend, CITY, COORD, GUEST, PSY, TestApp, spawn_app};
-use crate::sessions::{accepted, ad_hoc, agenda_as, publish, setup};
-
-async fn call(app: &TestApp, method: Method, path: &str, sub: &str, body: Option<Value>) -> Answer {
-    app.request(
-        method,
-        &format!("/v1/cellules/perpignan{path}"),
-        Some(&app.token(sub)),
-        body,
-    )
-    .await
-}
+use crate::sessions::{accepted, ad_hoc, agenda_as, call, publish, setup};
 
 /// Builds and publishes a session's agenda as the coordinator; returns the published agenda.
 async fn build_and_publish(app: &TestApp, sid: &str) -> Value {

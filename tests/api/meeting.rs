@@ -5,33 +5,17 @@
 //! with `pdftotext`), and the follow-up list by organisation.
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::backend_tests;
 use crate::helpers::{AUDITOR, Backend, CITY, COORD, GUEST, PSY, REF1, TestApp, spawn_app};
-use crate::sessions::{accepted, ad_hoc, open_meeting, setup};
+use crate::sessions::{accepted, ad_hoc, call, open_meeting, setup};
 
 /// A coordinator of the psychiatry sphere: writes the texts only psychiatry reads.
 const COORD_PSY: &str = "coord-psy";
 const PSY_TEXT: &str = "Texte PSYCANARY réservé à la psychiatrie.";
 const CITY_TEXT: &str = "Texte CITYCANARY réservé à la ville.";
 const SHARED_TEXT: &str = "Texte partagé SHAREDCANARY avec toute la cellule.";
-
-async fn call(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    sub: &str,
-    body: Option<Value>,
-) -> crate::helpers::Answer {
-    app.request(
-        method,
-        &format!("/v1/cellules/perpignan{path}"),
-        Some(&app.token(sub)),
-        body,
-    )
-    .await
-}
 
 /// The bytes of a GET with an `Accept` header.
 async fn fetch(app: &TestApp, path: &str, sub: &str, accept: &str) -> (u16, String, Vec<u8>) {

@@ -12,25 +12,9 @@ use crate::backend_tests;
 use crate::helpers::{
     AUDITOR, Backend, CITY, COORD, GUEST, PSY, REF1, TestApp, referral, spawn_app,
 };
-use crate::sessions::{ad_hoc, open_meeting, setup};
+use crate::sessions::{ad_hoc, call, open_meeting, setup};
 
 pub(crate) const CANARY: &str = "NOTICECANARY";
-
-async fn call(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    sub: &str,
-    body: Option<Value>,
-) -> crate::helpers::Answer {
-    app.request(
-        method,
-        &format!("/v1/cellules/perpignan{path}"),
-        Some(&app.token(sub)),
-        body,
-    )
-    .await
-}
 
 /// One message of the outbox.
 #[derive(Debug, Clone)]

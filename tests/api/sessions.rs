@@ -19,7 +19,8 @@ use crate::helpers::{
 
 const CANARY: &str = "SITUATIONCANARY";
 
-async fn call(
+/// A request to the `perpignan` cellule's API as `sub`.
+pub(crate) async fn call(
     app: &TestApp,
     method: Method,
     path: &str,

@@ -385,7 +385,7 @@ async fn log_list(
     audit_log::record(state, &a.cellule, drafts).await
 }
 
-fn case_key(state: &AppState, c: &CaseRecord) -> Result<DataKey, Error> {
+pub(crate) fn case_key(state: &AppState, c: &CaseRecord) -> Result<DataKey, Error> {
     state
         .keys
         .open_case_key(&c.cellule, &c.id, &c.key_wrapped)

@@ -368,15 +368,7 @@ fn sealed(
     checked: Checked,
     event_id: &str,
 ) -> Result<(DecisionRecord, Option<Vec<u8>>), Error> {
-    let key = state
-        .keys
-        .open_case_key(&case.cellule, &case.id, &case.key_wrapped)
-        .map_err(|_| {
-            Error::Integrity(format!(
-                "cellule={} case={} data key",
-                case.cellule, case.id
-            ))
-        })?;
+    let key = crate::services::cases::case_key(state, case)?;
     let decision_id = uuid::Uuid::new_v4().to_string();
     let seal = |record: &str, field: &str, text: &str| {
         key.seal(

@@ -278,15 +278,7 @@ pub(super) fn open_decisions(
     case: &CaseRecord,
     decisions: &[DecisionRecord],
 ) -> Result<Vec<DecisionRecordView>, Error> {
-    let key = state
-        .keys
-        .open_case_key(&case.cellule, &case.id, &case.key_wrapped)
-        .map_err(|_| {
-            Error::Integrity(format!(
-                "cellule={} case={} data key",
-                case.cellule, case.id
-            ))
-        })?;
+    let key = crate::services::cases::case_key(state, case)?;
     let audiences = access::readable_audiences(state, p, case)?;
     let open = |d: &DecisionRecord, field: &str, blob: &[u8]| {
         key.open(
