@@ -198,7 +198,10 @@ impl MeetingStore for Store {
         answer: Option<&IdempotencyAnswer>,
     ) -> Result<Option<Head>, StorageError> {
         let mut tx = self.begin().await?;
-        if !tx.session_takes_decisions(&d.session_id).await? {
+        if !tx
+            .session_amendable(&t.cellule, &d.session_id, false)
+            .await?
+        {
             tx.rollback().await?;
             return Ok(None);
         }
@@ -334,8 +337,8 @@ fn attach_dues(decisions: &mut [DecisionRecord], dues: Vec<(String, String, Naiv
 }
 
 impl Tx {
-    /// Whether the session's meeting is open or held with its minutes not approved (and, with
-    /// `or_published`, merely published). Touches the session's row, so that on PostgreSQL an
+    /// Whether the session's meeting is open or held with its minutes not approved, so that it
+    /// takes decisions (and, with `or_published`, merely published: attendance, amendments). Touches the session's row, so that on PostgreSQL an
     /// approval waits for this transaction (and this one for an approval under way).
     pub(crate) async fn session_amendable(
         &mut self,
@@ -353,26 +356,6 @@ impl Tx {
             .bind(cellule)
             .bind(session_id)
             .bind(or_published)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
-        });
-        Ok(done == 1)
-    }
-
-    /// Whether the session takes decisions now (open or held, minutes not approved), holding
-    /// its row as [`Self::session_amendable`] does.
-    pub(crate) async fn session_takes_decisions(
-        &mut self,
-        session_id: &str,
-    ) -> Result<bool, StorageError> {
-        let done = tx_run!(self, c => {
-            sqlx::query(
-                "UPDATE sessions SET minutes_approved_at = minutes_approved_at \
-                 WHERE id = $1 AND status = 'planned' AND opened_at IS NOT NULL \
-                   AND minutes_approved_at IS NULL",
-            )
-            .bind(session_id)
             .execute(&mut *c)
             .await?
             .rows_affected()

@@ -467,7 +467,10 @@ impl ReviewStore for Store {
         answer: Option<&IdempotencyAnswer>,
     ) -> Result<Option<Head>, StorageError> {
         let mut tx = self.begin().await?;
-        if !tx.session_takes_decisions(&d.session_id).await? {
+        if !tx
+            .session_amendable(&t.cellule, &d.session_id, false)
+            .await?
+        {
             tx.rollback().await?;
             return Err(StorageError::Conflict(
                 "the meeting is not open or its minutes are approved",
