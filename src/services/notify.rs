@@ -39,10 +39,15 @@ impl Recipient {
 
 /// The members of `cellule` who have an address.
 pub async fn recipients(state: &AppState, cellule: &str) -> Result<Vec<Recipient>, Error> {
+    // One small query when nobody has an address (no notice to write): the common case on the
+    // hot paths that may notify (a transition, a decision).
+    let addresses = state.db.member_addresses(cellule).await?;
+    if addresses.is_empty() {
+        return Ok(Vec::new());
+    }
     let slug = crate::domain::CelluleSlug::parse(cellule)
         .map_err(|e| Error::Internal(format!("cellule slug: {e}")))?;
     let members = state.db.list_members(&slug).await?;
-    let addresses = state.db.member_addresses(cellule).await?;
     let off = state.db.opt_outs(cellule).await?;
     Ok(members
         .into_iter()
