@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Datelike;
@@ -111,20 +111,31 @@ struct SessionsPage {
     c: Chrome,
     year: i32,
     rows: Vec<SessionRow>,
+    previous: String,
+    next: String,
 }
 
-/// `GET /c/{cellule}/seances`: the sessions of the current year.
+#[derive(serde::Deserialize)]
+pub struct YearQuery {
+    annee: Option<i32>,
+}
+
+/// `GET /c/{cellule}/seances[?annee=YYYY]`: the sessions of a year (the current one by default).
 pub async fn list(
     State(state): State<WebState>,
     signed: Signed,
     Path(slug): Path<String>,
+    Query(q): Query<YearQuery>,
 ) -> Response {
     let here = format!("/c/{slug}/seances");
     let member = match desk(&state, &signed, &slug, &here).await {
         Ok(m) => m,
         Err(r) => return r,
     };
-    let year = state.app.clock.now().year();
+    let year = q
+        .annee
+        .filter(|y| (2000..=2100).contains(y))
+        .unwrap_or_else(|| state.app.clock.now().year());
     let q = SessionQuery {
         from: chrono::NaiveDate::from_ymd_opt(year, 1, 1),
         to: chrono::NaiveDate::from_ymd_opt(year, 12, 31),
@@ -154,6 +165,8 @@ pub async fn list(
             c: chrome(&state, &signed, &member, &title, &here),
             year,
             rows,
+            previous: format!("{here}?annee={}", year - 1),
+            next: format!("{here}?annee={}", year + 1),
         },
     )
 }
