@@ -72,29 +72,67 @@ pub(super) fn conflict_message(e: &Error) -> Option<&'static str> {
         _ => return None,
     };
     Some(match detail {
+        d if d.contains("is minutes_approved")
+            || d.contains("minutes of this session are approved") =>
+        {
+            "Le compte rendu est approuvé : la séance ne change plus."
+        }
+        d if d.contains("needs it held") => "Le compte rendu s'approuve une fois la séance close.",
+        d if d.contains("needs it in_session") || d.contains("not open") => {
+            "La séance n'est pas ouverte : ouvrez-la d'abord, le jour de la séance."
+        }
+        d if d.contains("needs it published") => {
+            "La séance s'ouvre une fois l'ordre du jour publié."
+        }
         d if d.contains("on its day") => {
             "La séance s'ouvre le jour même, pas avant : revenez le jour de la séance."
         }
-        d if d.contains("not open") => "La séance n'est pas ouverte : ouvrez-la d'abord.",
-        d if d.contains("cancelled") => "Cette séance est annulée : elle ne change plus.",
-        d if d.contains("is published") || d.contains("already published") => {
+        d if d.contains("cancelled") && !d.contains("changed meanwhile") => {
+            "Cette séance est annulée : elle ne change plus."
+        }
+        d if d.contains("attendance") => {
+            "Les présences s'enregistrent de la publication de l'ordre du jour à l'approbation du compte rendu."
+        }
+        d if d.contains("agenda is published") => {
             "L'ordre du jour est déjà publié : ajoutez ou retirez un point, ou changez l'ordre."
         }
-        d if d.contains("not published") || d.contains("publish") => {
-            "L'ordre du jour n'est pas encore publié."
-        }
-        d if d.contains("decided") || d.contains("decision") => {
+        d if d.contains("not published") => "L'ordre du jour n'est pas encore publié.",
+        d if d.contains("no longer be withdrawn") => {
             "Ce point a déjà une décision : il ne peut plus être retiré."
         }
-        d if d.contains("approved") => "Le compte rendu est approuvé : la séance ne change plus.",
-        d if d.contains("already") || d.contains("on the agenda") => {
-            "Cette situation est déjà à l'ordre du jour d'une séance."
+        d if d.contains("already decided") => {
+            "Ce point a déjà une décision : rechargez la page pour la corriger."
         }
-        d if d.contains("empty") || d.contains("no item") => "L'ordre du jour est vide.",
+        d if d.contains("no decision to correct") => {
+            "Ce point n'a pas encore de décision : rechargez la page pour l'enregistrer."
+        }
+        d if d.contains("already on this agenda") => {
+            "Cette situation est déjà à l'ordre du jour de cette séance."
+        }
+        d if d.contains("agenda is empty") => "L'ordre du jour est vide : construisez-le d'abord.",
+        d if d.contains("changed since the agenda was built") => {
+            "Des situations ont changé depuis la construction de l'ordre du jour : reconstruisez-le."
+        }
+        d if d.contains("changed meanwhile") => {
+            "La séance a changé entre-temps : rechargez la page."
+        }
         _ => {
             "L'opération n'est pas possible dans l'état actuel de la séance : rien n'a été modifié."
         }
     })
+}
+
+/// A refused case reference (adding an item) as a French sentence.
+fn reference_message(detail: &str) -> &'static str {
+    match detail {
+        d if d.contains("only accepted") => {
+            "Seules les situations acceptées ou en suivi peuvent être inscrites à l'ordre du jour."
+        }
+        d if d.contains("agenda of session") => {
+            "Cette situation est inscrite à l'ordre du jour d'une autre séance : retirez-la d'abord de celle-ci."
+        }
+        _ => "Aucune situation de cette cellule ne porte cette référence.",
+    }
 }
 
 struct SessionRow {
@@ -416,13 +454,15 @@ async fn after(
                     .await;
             }
             let message = match &e {
-                Error::Validation(errors) if errors.iter().any(|f| f.pointer == "/case_id") => {
-                    "Aucune situation de cette cellule ne porte cette référence, ou elle ne peut pas être ajoutée."
+                Error::Validation(errors) => {
+                    match errors.iter().find(|f| f.pointer == "/case_id") {
+                        Some(f) => reference_message(&f.detail),
+                        None => "La demande n'est pas valide : rien n'a été modifié.",
+                    }
                 }
                 Error::NotFound(_) => {
-                    "Aucune situation de cette cellule ne porte cette référence, ou elle ne peut pas être ajoutée."
+                    "Ce point n'est pas (ou plus) à l'ordre du jour de cette séance."
                 }
-                Error::Validation(_) => "La demande n'est pas valide : rien n'a été modifié.",
                 _ => return page::error(e),
             };
             session_page(
@@ -563,5 +603,29 @@ pub async fn calendar(
             r
         }
         Err(e) => page::error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_services_conflicts_are_told_in_french() {
+        let says = |d: &str| conflict_message(&Error::Conflict(d.into())).unwrap_or("");
+        assert!(
+            says("The meeting opens on its day (2030-12-12), not before.").contains("jour même")
+        );
+        assert!(says("The session is published; this step needs it held.").contains("close"));
+        assert!(
+            says("The session is minutes_approved; this step needs it held.").contains("approuvé")
+        );
+        assert!(
+            says("This item has a decision: it can no longer be withdrawn.").contains("retiré")
+        );
+        assert!(says("This agenda is published: it is no longer built").contains("déjà publié"));
+        assert!(says("This case is already on this agenda.").contains("déjà à l'ordre du jour"));
+        assert!(conflict_message(&Error::NotFound("case")).is_none());
+        assert!(reference_message("no such case in this cellule").contains("Aucune situation"));
     }
 }

@@ -244,6 +244,27 @@ async fn coordinator_desk(backend: Backend) {
     click(&b, "#publier").await;
     wait_text(&b, "#statut", "ordre du jour publié").await;
 
+    // After publication: an unknown reference is refused in French (422); the last item is
+    // withdrawn, then added back by its reference.
+    let field = b.find(Locator::Css("#reference")).await.expect("field");
+    field.send_keys("PER-1999-0042").await.expect("type");
+    click(&b, "#ajouter").await;
+    wait_text(&b, "#erreurs", "Aucune situation de cette cellule").await;
+    click(&b, "#retirer-3").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while agenda_order(&b).await.len() != 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(agenda_order(&b).await, moved[..2].to_vec());
+    let field = b.find(Locator::Css("#reference")).await.expect("field");
+    field.send_keys(&moved[2]).await.expect("type");
+    click(&b, "#ajouter").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while agenda_order(&b).await.len() != 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(agenda_order(&b).await, moved);
+
     // Too early: the page says so in French. Then the clock moves to the session's day.
     click(&b, "#ouvrir").await;
     wait_text(&b, "#erreurs", "le jour même").await;
