@@ -320,6 +320,7 @@ struct SessionPage {
     duration: String,
     holiday: Option<String>,
     problem: Option<&'static str>,
+    done: Option<&'static str>,
     built: bool,
     published: bool,
     planned: bool,
@@ -344,6 +345,7 @@ async fn session_page(
     sid: &str,
     status: StatusCode,
     problem: Option<&'static str>,
+    done: Option<&'static str>,
 ) -> Response {
     let base = format!("/c/{}/seances/{sid}", member.slug());
     let view: AgendaView = match agenda::get_agenda(&state.app, member, sid).await {
@@ -364,6 +366,7 @@ async fn session_page(
         duration: french::duration(u32::try_from(s.duration_minutes).unwrap_or(0)),
         holiday: s.holiday.clone(),
         problem,
+        done,
         built: s.agenda_built_at.is_some(),
         published: view.published,
         planned: stage == SessionStage::Planned,
@@ -423,18 +426,41 @@ async fn attendance_rows(
         .collect())
 }
 
-/// `GET /c/{cellule}/seances/{sid}`.
+#[derive(serde::Deserialize)]
+pub struct DoneQuery {
+    fait: Option<String>,
+}
+
+/// The confirmation of an action of the session page (only these texts are shown: the query
+/// is not echoed).
+fn done_message(action: &str) -> Option<&'static str> {
+    Some(match action {
+        "construire" => "L'ordre du jour est construit.",
+        "publier" => "L'ordre du jour est publié : les membres invités le reçoivent.",
+        "deplacer" => "L'ordre des points est modifié.",
+        "retirer" => "Le point est retiré de l'ordre du jour.",
+        "ajouter" => "La situation est ajoutée à l'ordre du jour.",
+        "ouvrir" => "La séance est ouverte : les décisions peuvent être enregistrées.",
+        "clore" => "La séance est close : relisez puis approuvez le compte rendu.",
+        "presences" => "Les présences sont enregistrées.",
+        _ => return None,
+    })
+}
+
+/// `GET /c/{cellule}/seances/{sid}[?fait=action]`.
 pub async fn show(
     State(state): State<WebState>,
     signed: Signed,
     Path((slug, sid)): Path<(String, String)>,
+    Query(q): Query<DoneQuery>,
 ) -> Response {
     let here = format!("/c/{slug}/seances/{sid}");
     let member = match desk(&state, &signed, &slug, &here).await {
         Ok(m) => m,
         Err(r) => return r,
     };
-    session_page(&state, &signed, &member, &sid, StatusCode::OK, None).await
+    let done = q.fait.as_deref().and_then(done_message);
+    session_page(&state, &signed, &member, &sid, StatusCode::OK, None, done).await
 }
 
 /// The answer to an action of the session page: back to it (303), or the page with the
@@ -444,14 +470,23 @@ async fn after(
     signed: &Signed,
     member: &CelluleMember,
     sid: &str,
+    action: &str,
     result: Result<(), Error>,
 ) -> Response {
     match result {
-        Ok(()) => see_other(&format!("/c/{}/seances/{sid}", member.slug())),
+        Ok(()) => see_other(&format!("/c/{}/seances/{sid}?fait={action}", member.slug())),
         Err(e) => {
             if let Some(m) = conflict_message(&e) {
-                return session_page(state, signed, member, sid, StatusCode::CONFLICT, Some(m))
-                    .await;
+                return session_page(
+                    state,
+                    signed,
+                    member,
+                    sid,
+                    StatusCode::CONFLICT,
+                    Some(m),
+                    None,
+                )
+                .await;
             }
             let message = match &e {
                 Error::Validation(errors) => {
@@ -472,6 +507,7 @@ async fn after(
                 sid,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Some(message),
+                None,
             )
             .await
         }
@@ -520,7 +556,7 @@ pub async fn act(
         "presences" => record_attendance(&state, &member, &sid, &form).await,
         _ => return page::not_found(),
     };
-    after(&state, &signed, &member, &sid, result).await
+    after(&state, &signed, &member, &sid, &action, result).await
 }
 
 /// Moves item `point` (a case id) one place up or down (`sens`), by the agenda's edit.

@@ -122,17 +122,25 @@ async fn wait_text(b: &Client, css: &str, expected: &str) {
     panic!("expected « {expected} » in {css}, saw « {seen} » in {source}");
 }
 
-/// The references of the agenda's rows, in order.
+/// The references of the agenda's rows, in order (empty while the page changes).
 async fn agenda_order(b: &Client) -> Vec<String> {
     let mut out = Vec::new();
-    for th in b
-        .find_all(Locator::Css("#ordre-du-jour tbody th"))
-        .await
-        .expect("rows")
-    {
-        out.push(th.text().await.expect("reference"));
+    let Ok(rows) = b.find_all(Locator::Css("#ordre-du-jour tbody th")).await else {
+        return out;
+    };
+    for th in rows {
+        match th.text().await {
+            Ok(t) => out.push(t),
+            Err(_) => return Vec::new(),
+        }
     }
     out
+}
+
+/// Clicks `css` and waits for the session page's confirmation of the action.
+async fn act(b: &Client, css: &str, confirmation: &str) {
+    click(b, css).await;
+    wait_text(b, "#fait", confirmation).await;
 }
 
 /// Sets a field's value (a date input is typed differently in each locale).
@@ -218,30 +226,21 @@ async fn coordinator_desk(backend: Backend) {
     check_page(&b, &shot("02-seance")).await;
 
     // The agenda: built, the first item moved down, published.
-    click(&b, "#construire").await;
-    b.wait()
-        .for_element(Locator::Css("#ordre-du-jour"))
-        .await
-        .expect("the agenda");
+    act(&b, "#construire", "construit").await;
     let built = agenda_order(&b).await;
     assert_eq!(built.len(), 3, "{built:?}");
     for r in &references {
         assert!(built.contains(r), "{r} in {built:?}");
     }
     assert!(text_of(&b, "#ordre-du-jour").await.contains("Règle n° 1"));
-    click(&b, "#descendre-1").await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut moved = agenda_order(&b).await;
-    while moved.first() == built.first() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        moved = agenda_order(&b).await;
-    }
+    act(&b, "#descendre-1", "ordre des points").await;
+    let moved = agenda_order(&b).await;
     assert_eq!(
         moved,
         vec![built[1].clone(), built[0].clone(), built[2].clone()]
     );
     check_page(&b, &shot("03-ordre-du-jour")).await;
-    click(&b, "#publier").await;
+    act(&b, "#publier", "publié").await;
     wait_text(&b, "#statut", "ordre du jour publié").await;
 
     // After publication: an unknown reference is refused in French (422); the last item is
@@ -250,19 +249,11 @@ async fn coordinator_desk(backend: Backend) {
     field.send_keys("PER-1999-0042").await.expect("type");
     click(&b, "#ajouter").await;
     wait_text(&b, "#erreurs", "Aucune situation de cette cellule").await;
-    click(&b, "#retirer-3").await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while agenda_order(&b).await.len() != 2 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    act(&b, "#retirer-3", "retiré").await;
     assert_eq!(agenda_order(&b).await, moved[..2].to_vec());
     let field = b.find(Locator::Css("#reference")).await.expect("field");
     field.send_keys(&moved[2]).await.expect("type");
-    click(&b, "#ajouter").await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while agenda_order(&b).await.len() != 3 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    act(&b, "#ajouter", "ajoutée").await;
     assert_eq!(agenda_order(&b).await, moved);
 
     // Too early: the page says so in French. Then the clock moves to the session's day.
@@ -280,15 +271,14 @@ async fn coordinator_desk(backend: Backend) {
         .await
         .expect("session");
     wait_heading(&b, "Séance du").await;
-    click(&b, "#ouvrir").await;
+    act(&b, "#ouvrir", "ouverte").await;
     wait_text(&b, "#statut", "en séance").await;
     click(
         &b,
         "input[name^='participant-'] ~ .option input[value='excused']",
     )
     .await;
-    click(&b, "#presences button[type=submit]").await;
-    wait_text(&b, "#statut", "en séance").await;
+    act(&b, "#presences button[type=submit]", "présences").await;
     check_page(&b, &shot("05-en-seance")).await;
 
     // Three decisions, one per screen; the last one corrected.
@@ -329,7 +319,7 @@ async fn coordinator_desk(backend: Backend) {
     b.goto(&format!("{}/c/perpignan/seances/{sid}", web.base))
         .await
         .expect("session");
-    click(&b, "#clore").await;
+    act(&b, "#clore", "close").await;
     wait_text(&b, "#statut", "tenue").await;
     b.find(Locator::LinkText("Compte rendu"))
         .await
