@@ -70,6 +70,9 @@ pub(super) fn cellule_nav(state: &WebState, member: &CelluleMember) -> Vec<NavLi
     if may(state, member, "list_own_referrals") {
         nav.push(link("/saisines", "Mes saisines"));
     }
+    if may(state, member, "manage_sessions") {
+        nav.push(link("/seances", "Séances"));
+    }
     if may(state, member, "read_audit") {
         nav.push(link("/journal", "Journal des accès"));
         nav.push(link("/journal/situation", "Accès à une situation"));

@@ -17,10 +17,13 @@
 mod admin;
 mod assets;
 mod auditor;
+mod compte_rendu;
 mod forms;
 mod home;
 mod page;
 mod referrals;
+mod seance_point;
+mod seances;
 mod session;
 mod sign_in;
 mod text;
@@ -130,6 +133,29 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: WebState) -> Router<S> {
             get(referrals::mine).post(referrals::submit),
         )
         .route("/c/{cellule}/saisines/nouvelle", get(referrals::new))
+        .route("/c/{cellule}/seances", get(seances::list))
+        .route("/c/{cellule}/seances/{sid}", get(seances::show))
+        .route("/c/{cellule}/seances/{sid}/{action}", post(seances::act))
+        .route(
+            "/c/{cellule}/seances/{sid}/calendrier.ics",
+            get(seances::calendar),
+        )
+        .route(
+            "/c/{cellule}/seances/{sid}/seance",
+            get(seance_point::show).post(seance_point::decide),
+        )
+        .route(
+            "/c/{cellule}/seances/{sid}/compte-rendu",
+            get(compte_rendu::show),
+        )
+        .route(
+            "/c/{cellule}/seances/{sid}/compte-rendu/approuver",
+            post(compte_rendu::approve),
+        )
+        .route(
+            "/c/{cellule}/seances/{sid}/compte-rendu.pdf",
+            get(compte_rendu::pdf),
+        )
         .route("/c/{cellule}/journal", get(auditor::search))
         .route("/c/{cellule}/journal/situation", get(auditor::access_log))
         .route("/c/{cellule}/journal/verification", get(auditor::verify))

@@ -10,4 +10,5 @@ mod helpers;
 mod journeys;
 mod oidc;
 mod pages;
+mod seances;
 mod support;

@@ -117,6 +117,17 @@ async fn page_matrix(backend: Backend) {
     let (_, reference) = app
         .refer_ok(REF1, &format!("{CONTENT} situation de la matrice"))
         .await;
+    // A session of the coordinator's desk (SESSION in the matrix), planned: no agenda yet.
+    let session = app
+        .request(
+            reqwest::Method::POST,
+            "/v1/cellules/perpignan/sessions",
+            Some(&app.token(COORD)),
+            Some(json!({"starts_at": "2030-12-12T14:00:00+01:00", "location": "Mairie"})),
+        )
+        .await;
+    assert_eq!(session.status, 201, "{}", session.text);
+    let session = session.body["id"].as_str().expect("session id").to_owned();
 
     let mut clients = BTreeMap::new();
     for actor in ACTORS {
@@ -145,7 +156,9 @@ async fn page_matrix(backend: Backend) {
             row.page
         );
         let (method, path) = row.page.split_once(' ').expect("METHOD path");
-        let path = path.replace("REFERENCE", &reference);
+        let path = path
+            .replace("REFERENCE", &reference)
+            .replace("SESSION", &session);
         for actor in ACTORS {
             let expected = row.expect[actor];
             let (client, csrf) = &clients[actor];

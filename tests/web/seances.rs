@@ -1,0 +1,381 @@
+//! The coordinator's *Séances* desk in a real browser, on both backends: from an ad-hoc
+//! session's agenda (built, an item moved, published) to the meeting (opened on its day by
+//! moving the clock, attendance, three decisions of which one corrected, closed) and the
+//! approved compte rendu, whose PDF is downloaded and read back with `pdftotext`; axe-core and
+//! a screenshot on every page of the desk. A member asking for the desk is refused.
+
+use fantoccini::{Client, Locator};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::helpers::{Backend, COORD, PSY, REF1, TestApp, referral};
+use crate::support::{Web, browser, browser_like, check_page, dev_sign_in, web_app};
+
+const STARTS_AT: &str = "2030-12-12T14:00:00+01:00";
+
+async fn call(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Value {
+    let a = app
+        .request(
+            method,
+            &format!("/v1/cellules/perpignan{path}"),
+            Some(&app.token(COORD)),
+            body,
+        )
+        .await;
+    assert!(a.status.as_u16() < 300, "{path}: {}", a.text);
+    a.body
+}
+
+/// The schedule, a directory (care access in 66G03 to the CMP, housing to the CCAS), three
+/// accepted cases and an ad-hoc session; answers the session's id and the three references.
+async fn setup(app: &TestApp) -> (String, Vec<String>) {
+    call(app, Method::PUT, "/schedule", Some(json!({"rrule": "FREQ=MONTHLY;BYDAY=+2TH", "start_time": "14:00", "time_zone": "Europe/Paris",
+        "duration_minutes": 120, "minutes_per_new_case": 20, "minutes_per_follow_up": 10,
+        "location": "Mairie, salle du conseil", "on_holiday": "next_week"}))).await;
+    call(app, Method::PUT, "/interlocutors", Some(json!({"interlocutors": [
+        {"id": "cmp-66g03", "name": "CMP 66G03", "sphere": "psychiatry", "kind": "cmp", "sectors": ["66G03"], "needs": ["care_access"]},
+        {"id": "ccas", "name": "CCAS Perpignan", "sphere": "city", "kind": "ccas", "communes": ["66136"]}
+    ]}))).await;
+    call(app, Method::PUT, "/routing", Some(json!({"rules": [
+        {"id": "soins-66g03", "needs": ["care_access"], "sectors": ["66G03"], "lead": "cmp-66g03"},
+        {"id": "logement", "needs": ["housing"], "communes": ["66136"], "lead": "ccas"}
+    ]}))).await;
+    let mut references = Vec::new();
+    for (urgency, need) in [
+        ("urgent", "care_access"),
+        ("priority", "housing"),
+        ("routine", "care_access"),
+    ] {
+        let mut body = referral("Situation examinée en séance.");
+        body["urgency"] = json!(urgency);
+        body["needs"] = json!([need]);
+        body["sector"] = json!("66G03");
+        let a = app.refer(REF1, &body).await;
+        assert_eq!(a.status, 201, "{}", a.text);
+        let id = a.body["id"].as_str().expect("id").to_owned();
+        app.move_case(&id, json!({"to": "accepted"})).await;
+        references.push(a.body["reference"].as_str().expect("reference").to_owned());
+    }
+    let s = call(
+        app,
+        Method::POST,
+        "/sessions",
+        Some(json!({"starts_at": STARTS_AT})),
+    )
+    .await;
+    (s["id"].as_str().expect("id").to_owned(), references)
+}
+
+async fn click(b: &Client, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+}
+
+async fn text_of(b: &Client, css: &str) -> String {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+/// Waits until the page's heading starts with `expected`.
+async fn wait_heading(b: &Client, expected: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(h1) = b.find(Locator::Css("h1")).await
+            && let Ok(text) = h1.text().await
+        {
+            if text.starts_with(expected) {
+                return;
+            }
+            seen = text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("expected the page « {expected} », still on « {seen} »");
+}
+
+/// Waits until `css` is on the page and its text contains `expected`.
+async fn wait_text(b: &Client, css: &str, expected: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(e) = b.find(Locator::Css(css)).await
+            && let Ok(text) = e.text().await
+        {
+            if text.contains(expected) {
+                return;
+            }
+            seen = text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let source = b.source().await.unwrap_or_default();
+    panic!("expected « {expected} » in {css}, saw « {seen} » in {source}");
+}
+
+/// The references of the agenda's rows, in order (empty while the page changes).
+async fn agenda_order(b: &Client) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rows) = b.find_all(Locator::Css("#ordre-du-jour tbody th")).await else {
+        return out;
+    };
+    for th in rows {
+        match th.text().await {
+            Ok(t) => out.push(t),
+            Err(_) => return Vec::new(),
+        }
+    }
+    out
+}
+
+/// Clicks `css` and waits for the session page's confirmation of the action.
+async fn act(b: &Client, css: &str, confirmation: &str) {
+    click(b, css).await;
+    wait_text(b, "#fait", confirmation).await;
+}
+
+/// Sets a field's value (a date input is typed differently in each locale).
+async fn set_value(b: &Client, id: &str, value: &str) {
+    b.execute(
+        "document.getElementById(arguments[0]).value = arguments[1];",
+        vec![json!(id), json!(value)],
+    )
+    .await
+    .expect("value set");
+}
+
+/// Fills the decision form of the current point and sends it; waits for the confirmation.
+async fn decide(b: &Client, outcome: &str, interlocutor: &str, follow_up: &str, text: &str) {
+    click(b, &format!("#issue option[value='{outcome}']")).await;
+    click(b, &format!("#interlocuteur option[value='{interlocutor}']")).await;
+    set_value(b, "suivi", follow_up).await;
+    set_value(b, "texte", text).await;
+    click(b, "#enregistrer").await;
+    wait_text(b, ".succes", "est enregistrée").await;
+}
+
+/// Signs in as the coordinator on the development sign-in page.
+async fn sign_in(b: &Client, base: &str) {
+    b.delete_all_cookies().await.expect("cookies");
+    b.goto(&format!("{base}/connexion/dev"))
+        .await
+        .expect("dev sign-in");
+    click(b, &format!("button[value='{COORD}']")).await;
+    wait_heading(b, "Mes cellules").await;
+}
+
+fn pdf_text(pdf: &[u8]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("compte-rendu.pdf");
+    std::fs::write(&file, pdf).expect("write pdf");
+    let out = std::process::Command::new("pdftotext")
+        .arg("-layout")
+        .arg(&file)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils) is required by this test");
+    assert!(out.status.success(), "pdftotext: {out:?}");
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+async fn coordinator_desk(backend: Backend) {
+    let web = web_app(
+        backend,
+        Web {
+            oidc: false,
+            ..Web::default()
+        },
+    )
+    .await;
+    let app = &web.app;
+    app.standard_cellule().await;
+    let (sid, references) = setup(app).await;
+    let b = browser().await;
+    let shot = |name: &str| format!("{backend:?}-seances-{name}").to_lowercase();
+
+    // The coordinator signs in (development sign-in) and finds the desk from the cellule's home.
+    sign_in(&b, &web.base).await;
+    b.goto(&format!("{}/c/perpignan", web.base))
+        .await
+        .expect("cellule");
+    wait_heading(&b, "Cellule perpignan").await;
+    b.find(Locator::LinkText("Séances"))
+        .await
+        .expect("the desk's link")
+        .click()
+        .await
+        .expect("click");
+    wait_heading(&b, "Séances 20").await;
+    b.goto(&format!("{}/c/perpignan/seances?annee=2030", web.base))
+        .await
+        .expect("2030");
+    wait_heading(&b, "Séances 2030").await;
+    assert!(text_of(&b, "table").await.contains("planifiée"));
+    check_page(&b, &shot("01-liste")).await;
+    click(&b, "table tbody th a").await;
+    wait_heading(&b, "Séance du jeudi 12 décembre 2030").await;
+    check_page(&b, &shot("02-seance")).await;
+
+    // The agenda: built, the first item moved down, published.
+    act(&b, "#construire", "construit").await;
+    let built = agenda_order(&b).await;
+    assert_eq!(built.len(), 3, "{built:?}");
+    for r in &references {
+        assert!(built.contains(r), "{r} in {built:?}");
+    }
+    assert!(text_of(&b, "#ordre-du-jour").await.contains("Règle n° 1"));
+    act(&b, "#descendre-1", "ordre des points").await;
+    let moved = agenda_order(&b).await;
+    assert_eq!(
+        moved,
+        vec![built[1].clone(), built[0].clone(), built[2].clone()]
+    );
+    check_page(&b, &shot("03-ordre-du-jour")).await;
+    act(&b, "#publier", "publié").await;
+    wait_text(&b, "#statut", "ordre du jour publié").await;
+
+    // After publication: an unknown reference is refused in French (422); the last item is
+    // withdrawn, then added back by its reference.
+    let field = b.find(Locator::Css("#reference")).await.expect("field");
+    field.send_keys("PER-1999-0042").await.expect("type");
+    click(&b, "#ajouter").await;
+    wait_text(&b, "#erreurs", "Aucune situation de cette cellule").await;
+    act(&b, "#retirer-3", "retiré").await;
+    assert_eq!(agenda_order(&b).await, moved[..2].to_vec());
+    let field = b.find(Locator::Css("#reference")).await.expect("field");
+    field.send_keys(&moved[2]).await.expect("type");
+    act(&b, "#ajouter", "ajoutée").await;
+    assert_eq!(agenda_order(&b).await, moved);
+
+    // Too early: the page says so in French. Then the clock moves to the session's day.
+    click(&b, "#ouvrir").await;
+    wait_text(&b, "#erreurs", "le jour même").await;
+    check_page(&b, &shot("04-trop-tot")).await;
+    app.travel_to(
+        chrono::DateTime::parse_from_rfc3339(STARTS_AT)
+            .expect("start")
+            .with_timezone(&chrono::Utc),
+    );
+    // Four years later the web session has long expired: the coordinator signs in again.
+    sign_in(&b, &web.base).await;
+    b.goto(&format!("{}/c/perpignan/seances/{sid}", web.base))
+        .await
+        .expect("session");
+    wait_heading(&b, "Séance du").await;
+    act(&b, "#ouvrir", "ouverte").await;
+    wait_text(&b, "#statut", "en séance").await;
+    click(
+        &b,
+        "input[name^='participant-'] ~ .option input[value='excused']",
+    )
+    .await;
+    act(&b, "#presences button[type=submit]", "présences").await;
+    check_page(&b, &shot("05-en-seance")).await;
+
+    // Three decisions, one per screen; the last one corrected.
+    b.find(Locator::LinkText("En séance : examiner les points"))
+        .await
+        .expect("the meeting's link")
+        .click()
+        .await
+        .expect("click");
+    wait_heading(&b, "En séance — point 1 sur 3").await;
+    check_page(&b, &shot("06-point")).await;
+    decide(&b, "deferred", "", "", "").await;
+    click(&b, "#point-suivant").await;
+    wait_heading(&b, "En séance — point 2 sur 3").await;
+    // A routed decision without its follow-up date comes back in French (422).
+    click(&b, "#issue option[value='routed']").await;
+    click(&b, "#interlocuteur option[value='CMP 66G03']").await;
+    click(&b, "#enregistrer").await;
+    wait_text(&b, "#erreurs", "date de suivi").await;
+    check_page(&b, &shot("07-point-erreur")).await;
+    decide(
+        &b,
+        "routed",
+        "CMP 66G03",
+        "2031-01-15",
+        "Rendez-vous au CMP.",
+    )
+    .await;
+    click(&b, "#point-suivant").await;
+    wait_heading(&b, "En séance — point 3 sur 3").await;
+    decide(&b, "follow_up", "", "2031-02-01", "Revoir en février.").await;
+    wait_text(&b, "#decision h2", "Corriger la décision").await;
+    decide(&b, "follow_up", "", "2031-03-05", "Revoir en mars plutôt.").await;
+    wait_text(&b, "#historique + ul", "Version 2").await;
+    check_page(&b, &shot("08-correction")).await;
+
+    // Closed, then the compte rendu approved.
+    b.goto(&format!("{}/c/perpignan/seances/{sid}", web.base))
+        .await
+        .expect("session");
+    act(&b, "#clore", "close").await;
+    wait_text(&b, "#statut", "tenue").await;
+    b.find(Locator::LinkText("Compte rendu"))
+        .await
+        .expect("the minutes' link")
+        .click()
+        .await
+        .expect("click");
+    wait_heading(&b, "Compte rendu de la séance").await;
+    assert!(text_of(&b, "main").await.contains("Projet"));
+    check_page(&b, &shot("09-compte-rendu")).await;
+    click(&b, "#approuver").await;
+    wait_text(&b, "main", "Compte rendu approuvé").await;
+    let page = text_of(&b, "main").await;
+    for r in &references {
+        assert!(page.contains(r), "{r} in the minutes");
+    }
+    assert!(page.contains("version 2"), "the corrected decision: {page}");
+    check_page(&b, &shot("10-approuve")).await;
+
+    // The PDF, downloaded as an attachment.
+    let client = browser_like();
+    dev_sign_in(&client, &web.base, COORD).await;
+    let r = client
+        .get(format!(
+            "{}/c/perpignan/seances/{sid}/compte-rendu.pdf",
+            web.base
+        ))
+        .send()
+        .await
+        .expect("pdf");
+    assert_eq!(r.status(), 200);
+    let disposition = r
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(disposition.starts_with("attachment"), "{disposition}");
+    let bytes = r.bytes().await.expect("bytes");
+    assert!(bytes.starts_with(b"%PDF-"));
+    let text = pdf_text(&bytes);
+    for r in &references {
+        assert!(text.contains(r.as_str()), "{r} in the PDF: {text}");
+    }
+
+    // A member is refused the desk, as the API refuses them its management.
+    let member = browser_like();
+    dev_sign_in(&member, &web.base, PSY).await;
+    for path in ["", "/seance?point=1", "/compte-rendu", "/compte-rendu.pdf"] {
+        let r = member
+            .get(format!("{}/c/perpignan/seances/{sid}{path}", web.base))
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(r.status(), 403, "{path}");
+    }
+}
+
+backend_tests!(coordinator_desk);
