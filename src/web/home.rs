@@ -79,6 +79,7 @@ pub(super) fn cellule_nav(state: &WebState, member: &CelluleMember) -> Vec<NavLi
     if may(state, member, "list_cases") {
         nav.push(link("/suivis", "Suivis de mon organisation"));
     }
+    nav.push(link("/avis", "Mes avis par courriel"));
     if may(state, member, "read_audit") {
         nav.push(link("/journal", "Journal des accès"));
         nav.push(link("/journal/situation", "Accès à une situation"));

@@ -21,6 +21,7 @@ mod desk;
 mod forms;
 mod home;
 mod my_sessions;
+mod notices;
 mod page;
 mod referrals;
 mod screening;
@@ -143,6 +144,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: WebState) -> Router<S> {
         )
         .route("/c/{cellule}/suivis", get(desk::follow_ups))
         .route("/c/{cellule}/mes-seances", get(my_sessions::mine))
+        .route(
+            "/c/{cellule}/avis",
+            get(notices::page).post(notices::choose),
+        )
         .route(
             "/c/{cellule}/mes-seances/{sid}/calendrier.ics",
             get(my_sessions::calendar),

@@ -16,6 +16,7 @@ use super::forms::{FieldProblem, Form};
 use super::home::{chrome, charter_gate, enter};
 use super::page::{self, Chrome, render, see_other};
 use super::session::Signed;
+use crate::domain::Role;
 use crate::domain::case::CaseStatus;
 use crate::error::Error;
 use crate::services::access::CelluleMember;
@@ -132,6 +133,10 @@ pub async fn page(
     let here = format!("/c/{}/a-examiner", member.slug());
     if let Err(r) = charter_gate(&state, &member, &here) {
         return r;
+    }
+    // Screening is the coordinator's: anyone else is refused, not shown an empty list.
+    if member.membership.spec.role != Role::Coordinator {
+        return page::error(Error::Forbidden("Only the coordinator screens referrals."));
     }
     // The confirmation echoes only a well-formed reference (the query is not trusted).
     let well_formed = |r: &String| {
