@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::WebState;
 use super::forms::{FieldProblem, Form, message_for};
-use super::home::{chrome, charter_gate, enter};
+use super::home::{charter_gate, chrome, enter};
 use super::page::{self, Chrome, render, see_other};
 use super::referrals::{HitHint, MarkedField, segments};
 use super::session::Signed;
@@ -124,7 +124,10 @@ pub fn facts(v: &CaseView) -> Vec<Fact> {
         ("Secteur de psychiatrie", s.sector.clone()),
         ("Organisation qui a saisi", Some(s.referring_org.clone())),
         ("Orientée vers", s.routed_org.clone()),
-        ("Prochain point de suivi", s.follow_up_date.map(text::calendar_day)),
+        (
+            "Prochain point de suivi",
+            s.follow_up_date.map(text::calendar_day),
+        ),
     ] {
         if let Some(value) = value {
             out.push(Fact { label, value });
@@ -425,7 +428,13 @@ pub async fn follow_ups(
     render(
         StatusCode::OK,
         &FollowUpsPage {
-            c: chrome(&state, &signed, &member, "Suivis de mon organisation", &here),
+            c: chrome(
+                &state,
+                &signed,
+                &member,
+                "Suivis de mon organisation",
+                &here,
+            ),
             rows,
             organisation: member
                 .membership

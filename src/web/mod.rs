@@ -134,10 +134,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: WebState) -> Router<S> {
             get(referrals::mine).post(referrals::submit),
         )
         .route("/c/{cellule}/saisines/nouvelle", get(referrals::new))
-        .route(
-            "/c/{cellule}/situations/{reference}",
-            get(desk::case),
-        )
+        .route("/c/{cellule}/situations/{reference}", get(desk::case))
         .route(
             "/c/{cellule}/situations/{reference}/notes",
             post(desk::add_note),

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::DateTime;
 
 use super::WebState;
-use super::home::{chrome, charter_gate, enter};
+use super::home::{charter_gate, chrome, enter};
 use super::page::{self, Chrome, render};
 use super::session::Signed;
 use super::text;
@@ -311,7 +311,11 @@ pub async fn minutes_pdf(
         Ok(m) => m,
         Err(r) => return r,
     };
-    if let Err(r) = charter_gate(&state, &member, &format!("/c/{}/comptes-rendus/{sid}", member.slug())) {
+    if let Err(r) = charter_gate(
+        &state,
+        &member,
+        &format!("/c/{}/comptes-rendus/{sid}", member.slug()),
+    ) {
         return r;
     }
     let m = match approved(&state, &member, &sid).await {

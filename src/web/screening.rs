@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::WebState;
 use super::desk::{Fact, facts};
 use super::forms::{FieldProblem, Form};
-use super::home::{chrome, charter_gate, enter};
+use super::home::{charter_gate, chrome, enter};
 use super::page::{self, Chrome, render, see_other};
 use super::session::Signed;
 use crate::domain::Role;
@@ -139,11 +139,8 @@ pub async fn page(
         return page::error(Error::Forbidden("Only the coordinator screens referrals."));
     }
     // The confirmation echoes only a well-formed reference (the query is not trusted).
-    let well_formed = |r: &String| {
-        r.len() <= 40
-            && r.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-    };
+    let well_formed =
+        |r: &String| r.len() <= 40 && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     let done = match (q.acceptee, q.refusee) {
         (Some(r), _) if well_formed(&r) => Some((r, "retenue")),
         (_, Some(r)) if well_formed(&r) => Some((r, "non retenue")),
@@ -195,9 +192,9 @@ pub async fn decide(
         Err(Error::Validation(errors)) if errors.iter().any(|e| e.detail.contains("at most")) => {
             refused("Le motif doit être plus court.")
         }
-        Err(Error::Validation(_)) => {
-            refused("Indiquez le motif du refus : il est communiqué à l'organisation qui a saisi la cellule.")
-        }
+        Err(Error::Validation(_)) => refused(
+            "Indiquez le motif du refus : il est communiqué à l'organisation qui a saisi la cellule.",
+        ),
         Err(Error::Identifiers(_)) => refused(
             "Le motif contient un identifiant (nom, téléphone, adresse…) : décrivez la personne par son rôle, sans l'identifier.",
         ),
