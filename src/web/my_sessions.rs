@@ -227,10 +227,15 @@ async fn approved(
     member: &crate::services::access::CelluleMember,
     sid: &str,
 ) -> Result<crate::domain::minutes::Minutes, Error> {
-    let m = minutes::minutes(&state.app, member, sid).await?;
+    // Minutes not approved yet (or a draft the coordinator reads on its own desk) are not
+    // there for this page: the same answer as a missing session.
+    let m = match minutes::minutes(&state.app, member, sid).await {
+        Err(Error::Conflict(_)) => return Err(Error::NotFound("minutes")),
+        other => other?,
+    };
     match m.state {
         MinutesState::Approved { .. } => Ok(m),
-        MinutesState::Draft => Err(Error::Conflict("minutes not approved yet".into())),
+        MinutesState::Draft => Err(Error::NotFound("minutes")),
     }
 }
 
