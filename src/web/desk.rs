@@ -178,8 +178,7 @@ async fn case_page(
     member: &CelluleMember,
     reference: &str,
     form: &Form,
-    errors: Vec<FieldProblem>,
-    marked: Vec<MarkedField>,
+    (errors, marked): (Vec<FieldProblem>, Vec<MarkedField>),
     written: bool,
 ) -> Result<CasePage, Error> {
     let view = cases::read(&state.app, member, reference).await?;
@@ -259,8 +258,7 @@ pub async fn case(
         &member,
         &reference,
         &Form::default(),
-        vec![],
-        vec![],
+        (vec![], vec![]),
         written,
     )
     .await
@@ -319,7 +317,13 @@ pub async fn add_note(
         Err(r) => return r,
     };
     let again = async |errors: Vec<FieldProblem>, marked: Vec<MarkedField>| match case_page(
-        &state, &signed, &member, &reference, &form, errors, marked, false,
+        &state,
+        &signed,
+        &member,
+        &reference,
+        &form,
+        (errors, marked),
+        false,
     )
     .await
     {
