@@ -423,6 +423,7 @@ async fn desks(backend: crate::helpers::Backend) {
             .await
             .starts_with("Compte rendu de la séance du")
     );
+    let minutes_heading = text_of(&b, "h1").await;
     check_page(&b, &shot("11-compte-rendu")).await;
     let page = b.source().await.expect("source");
     assert!(page.contains("Texte ville : visite prévue.") && page.contains(&care));
@@ -448,6 +449,28 @@ async fn desks(backend: crate::helpers::Backend) {
     assert_eq!(pdf.status(), 200);
     assert_eq!(pdf.headers()["content-type"], "application/pdf");
     assert!(pdf.bytes().await.expect("pdf").starts_with(b"%PDF"));
+    let ics = client
+        .get(format!(
+            "{base}/c/perpignan/mes-seances/{sid}/calendrier.ics"
+        ))
+        .send()
+        .await
+        .expect("calendar");
+    assert_eq!(ics.status(), 200);
+    assert!(
+        ics.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|v| v.starts_with("text/calendar"))
+    );
+    let ics = ics.text().await.expect("calendar");
+    assert!(
+        ics.contains("BEGIN:VCALENDAR") && ics.contains(&housing),
+        "{ics}"
+    );
+    assert!(
+        !ics.contains("Impayés"),
+        "references only, never case content"
+    );
     for source in &sources {
         assert!(
             !source.contains(PSY_CANARY),
@@ -472,6 +495,18 @@ async fn desks(backend: crate::helpers::Backend) {
     )
     .await;
     assert!(!page.contains("Rupture de soins"));
+    let minutes_page = visit(
+        &b,
+        &base,
+        &minutes_path,
+        &minutes_heading,
+        &shot("13b-compte-rendu-fenetre-passee"),
+    )
+    .await;
+    assert!(
+        minutes_page.contains(&housing) && !minutes_page.contains(&care),
+        "nor in the minutes"
+    );
     let missing = visit(
         &b,
         &base,
