@@ -73,6 +73,16 @@ pub(super) fn cellule_nav(state: &WebState, member: &CelluleMember) -> Vec<NavLi
     if may(state, member, "manage_sessions") {
         nav.push(link("/seances", "Séances"));
     }
+    if member.membership.spec.role == crate::domain::Role::Coordinator {
+        nav.push(link("/a-examiner", "Saisines à examiner"));
+    }
+    if may(state, member, "read_sessions") {
+        nav.push(link("/mes-seances", "Mes séances"));
+    }
+    if may(state, member, "list_cases") {
+        nav.push(link("/suivis", "Suivis de mon organisation"));
+    }
+    nav.push(link("/avis", "Mes avis par courriel"));
     if may(state, member, "read_audit") {
         nav.push(link("/journal", "Journal des accès"));
         nav.push(link("/journal/situation", "Accès à une situation"));

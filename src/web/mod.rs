@@ -18,10 +18,14 @@ mod admin;
 mod assets;
 mod auditor;
 mod compte_rendu;
+mod desk;
 mod forms;
 mod home;
+mod my_sessions;
+mod notices;
 mod page;
 mod referrals;
+mod screening;
 mod seance_point;
 mod seances;
 mod session;
@@ -155,6 +159,34 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: WebState) -> Router<S> {
         .route(
             "/c/{cellule}/seances/{sid}/compte-rendu.pdf",
             get(compte_rendu::pdf),
+        )
+        .route("/c/{cellule}/situations/{reference}", get(desk::case))
+        .route(
+            "/c/{cellule}/situations/{reference}/notes",
+            post(desk::add_note),
+        )
+        .route("/c/{cellule}/suivis", get(desk::follow_ups))
+        .route("/c/{cellule}/mes-seances", get(my_sessions::mine))
+        .route(
+            "/c/{cellule}/avis",
+            get(notices::page).post(notices::choose),
+        )
+        .route(
+            "/c/{cellule}/mes-seances/{sid}/calendrier.ics",
+            get(my_sessions::calendar),
+        )
+        .route(
+            "/c/{cellule}/comptes-rendus/{sid}",
+            get(my_sessions::minutes_page),
+        )
+        .route(
+            "/c/{cellule}/comptes-rendus/{sid}/compte-rendu.pdf",
+            get(my_sessions::minutes_pdf),
+        )
+        .route("/c/{cellule}/a-examiner", get(screening::page))
+        .route(
+            "/c/{cellule}/a-examiner/{reference}",
+            post(screening::decide),
         )
         .route("/c/{cellule}/journal", get(auditor::search))
         .route("/c/{cellule}/journal/situation", get(auditor::access_log))

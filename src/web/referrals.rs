@@ -336,7 +336,7 @@ fn hit_field(name: &str) -> (&'static str, &'static str) {
 
 /// `text` cut into plain parts and the identifiers of `hits` (character offsets), numbered from
 /// `first`. Overlapping hits are shown as one.
-fn segments(text: &str, hits: &[&Hit], first: usize) -> (Vec<Segment>, Vec<usize>) {
+pub(super) fn segments(text: &str, hits: &[&Hit], first: usize) -> (Vec<Segment>, Vec<usize>) {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     let mut kept = Vec::new();

@@ -9,7 +9,7 @@ use crate::backend_tests;
 use crate::helpers::{ADMIN, AUDITOR, Backend, COORD, REF1};
 use crate::support::{PROVIDER_LABEL, Web, WebApp, browser, check_page, op, web_app};
 
-async fn text_of(b: &Client, css: &str) -> String {
+pub(crate) async fn text_of(b: &Client, css: &str) -> String {
     b.find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css}: {e}"))
@@ -18,7 +18,7 @@ async fn text_of(b: &Client, css: &str) -> String {
         .expect("text")
 }
 
-async fn click(b: &Client, css: &str) {
+pub(crate) async fn click(b: &Client, css: &str) {
     b.find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css}: {e}"))
@@ -27,7 +27,7 @@ async fn click(b: &Client, css: &str) {
         .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
 }
 
-async fn type_in(b: &Client, css: &str, text: &str) {
+pub(crate) async fn type_in(b: &Client, css: &str, text: &str) {
     let field = b
         .find(Locator::Css(css))
         .await
@@ -38,7 +38,7 @@ async fn type_in(b: &Client, css: &str, text: &str) {
 
 /// Waits until the page's heading is `expected` (the browser may still show the previous page
 /// right after a click).
-async fn wait_heading(b: &Client, expected: &str) {
+pub(crate) async fn wait_heading(b: &Client, expected: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut seen = String::new();
     while std::time::Instant::now() < deadline {

@@ -7,6 +7,7 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod desk;
 mod journeys;
 mod oidc;
 mod pages;
