@@ -5,11 +5,12 @@
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 
 use super::WebState;
 use super::home::chrome;
+use super::minutes_view::MinutesBody;
 use super::page::{self, Chrome, render, see_other};
 use super::seances::{conflict_message, desk};
 use super::session::Signed;
@@ -18,29 +19,6 @@ use crate::domain::minutes::{Minutes, MinutesState};
 use crate::render::{self, french};
 use crate::services::review::minutes;
 use crate::storage::MeetingStep;
-
-struct Line {
-    who: String,
-    status: &'static str,
-}
-
-struct ActionLine {
-    what: String,
-    owner: String,
-    due: String,
-}
-
-struct Item {
-    position: u32,
-    reference: String,
-    kind: &'static str,
-    outcome: Option<&'static str>,
-    interlocutor: Option<String>,
-    follow_up: Option<String>,
-    version: String,
-    actions: Vec<ActionLine>,
-    text: Option<(&'static str, String)>,
-}
 
 #[derive(Template)]
 #[template(path = "compte_rendu.html")]
@@ -53,8 +31,7 @@ struct MinutesPage {
     location: String,
     approved: Option<String>,
     problem: Option<&'static str>,
-    attendance: Vec<Line>,
-    items: Vec<Item>,
+    body: MinutesBody,
 }
 
 fn page_of(m: &Minutes, base: String, c: Chrome, problem: Option<&'static str>) -> MinutesPage {
@@ -73,50 +50,7 @@ fn page_of(m: &Minutes, base: String, c: Chrome, problem: Option<&'static str>) 
             } => Some(format!("le {} par {approved_by}", text::when(*approved_at))),
         },
         problem,
-        attendance: m
-            .attendance
-            .iter()
-            .map(|l| Line {
-                who: match &l.participant {
-                    Some(p) => format!("{p} — {}", l.organisation),
-                    None => l.organisation.clone(),
-                },
-                status: french::attendance(l.status),
-            })
-            .collect(),
-        items: m
-            .items
-            .iter()
-            .map(|i| {
-                let d = i.decision.as_ref();
-                Item {
-                    position: i.position,
-                    reference: i.reference.clone(),
-                    kind: french::kind(&i.kind).unwrap_or("Point"),
-                    outcome: d.map(|d| french::outcome(d.outcome)),
-                    interlocutor: d.and_then(|d| d.interlocutor.clone()),
-                    follow_up: d.and_then(|d| d.follow_up_date).map(french::date),
-                    version: d.map(|d| french::version(d.version)).unwrap_or_default(),
-                    actions: d
-                        .map(|d| {
-                            d.actions
-                                .iter()
-                                .map(|a| ActionLine {
-                                    what: a.what.clone(),
-                                    owner: a.owner.clone(),
-                                    due: french::date(a.due),
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    text: d.and_then(|d| {
-                        d.text
-                            .as_ref()
-                            .map(|t| (french::audience(t.audience), t.text.clone()))
-                    }),
-                }
-            })
-            .collect(),
+        body: MinutesBody::of(m, None),
     }
 }
 
@@ -202,19 +136,7 @@ pub async fn pdf(
         Err(e) => return page::error(e),
     };
     match render::minutes_pdf(&m) {
-        Ok(bytes) => {
-            let mut r = bytes.into_response();
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/pdf"),
-            );
-            h.insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"compte-rendu.pdf\""),
-            );
-            r
-        }
+        Ok(bytes) => page::download("application/pdf", "compte-rendu.pdf", bytes),
         Err(e) => page::error(crate::error::Error::Internal(format!("minutes PDF: {e}"))),
     }
 }

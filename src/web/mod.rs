@@ -21,6 +21,7 @@ mod compte_rendu;
 mod desk;
 mod forms;
 mod home;
+mod minutes_view;
 mod my_sessions;
 mod notices;
 mod page;

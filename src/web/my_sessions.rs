@@ -6,12 +6,13 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::DateTime;
 
 use super::WebState;
 use super::home::{charter_gate, chrome, enter};
+use super::minutes_view::MinutesBody;
 use super::page::{self, Chrome, render};
 use super::session::Signed;
 use super::text;
@@ -176,38 +177,9 @@ pub async fn calendar(
         Err(r) => return r,
     };
     match sessions::calendar(&state.app, &member, &sid).await {
-        Ok(ics) => (
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/calendar; charset=utf-8"),
-                ),
-                (
-                    header::CONTENT_DISPOSITION,
-                    HeaderValue::from_static("attachment; filename=\"seance.ics\""),
-                ),
-            ],
-            ics,
-        )
-            .into_response(),
+        Ok(ics) => page::download("text/calendar; charset=utf-8", "seance.ics", ics),
         Err(e) => page::error(e),
     }
-}
-
-struct DecisionBlock {
-    outcome: &'static str,
-    version: String,
-    interlocutor: Option<String>,
-    follow_up: Option<String>,
-    actions: Vec<(String, String, String)>,
-    text: Option<(&'static str, String)>,
-}
-
-struct MinutesItemRow {
-    heading: String,
-    href: String,
-    kind: &'static str,
-    decision: Option<DecisionBlock>,
 }
 
 #[derive(Template)]
@@ -216,8 +188,7 @@ struct MinutesPage {
     c: Chrome,
     when: String,
     location: String,
-    attendance: Vec<(String, String, &'static str)>,
-    items: Vec<MinutesItemRow>,
+    body: MinutesBody,
     pdf: String,
 }
 
@@ -268,39 +239,8 @@ pub async fn minutes_page(
             &here,
         ),
         when,
+        body: MinutesBody::of(&m, Some(&format!("{base}/situations"))),
         location: m.location,
-        attendance: m
-            .attendance
-            .into_iter()
-            .map(|a| {
-                (
-                    a.organisation,
-                    a.participant.unwrap_or_default(),
-                    french::attendance(a.status),
-                )
-            })
-            .collect(),
-        items: m
-            .items
-            .into_iter()
-            .map(|i| MinutesItemRow {
-                heading: format!("Point {} — {}", i.position, i.reference),
-                href: format!("{base}/situations/{}", i.reference),
-                kind: french::kind(&i.kind).unwrap_or("Point"),
-                decision: i.decision.map(|d| DecisionBlock {
-                    outcome: french::outcome(d.outcome),
-                    version: french::version(d.version),
-                    interlocutor: d.interlocutor,
-                    follow_up: d.follow_up_date.map(french::long_date),
-                    actions: d
-                        .actions
-                        .into_iter()
-                        .map(|a| (a.what, a.owner, french::date(a.due)))
-                        .collect(),
-                    text: d.text.map(|t| (french::audience(t.audience), t.text)),
-                }),
-            })
-            .collect(),
         pdf: format!("{here}/compte-rendu.pdf"),
     };
     render(StatusCode::OK, &page)
@@ -328,20 +268,7 @@ pub async fn minutes_pdf(
         Err(e) => return page::error(e),
     };
     match crate::render::minutes_pdf(&m) {
-        Ok(pdf) => (
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/pdf"),
-                ),
-                (
-                    header::CONTENT_DISPOSITION,
-                    HeaderValue::from_static("attachment; filename=\"compte-rendu.pdf\""),
-                ),
-            ],
-            pdf,
-        )
-            .into_response(),
+        Ok(pdf) => page::download("application/pdf", "compte-rendu.pdf", pdf),
         Err(e) => page::error(Error::Internal(format!("minutes pdf: {e}"))),
     }
 }

@@ -280,3 +280,19 @@ fn internal() -> Response {
         "Une erreur interne est survenue. Elle a été consignée ; réessayez plus tard.",
     )
 }
+
+/// A file to download: `body` as `content_type`, saved as `filename` (a fixed name, never from
+/// input).
+pub fn download(
+    content_type: &'static str,
+    filename: &'static str,
+    body: impl Into<axum::body::Body>,
+) -> Response {
+    let mut r = Response::new(body.into());
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}

@@ -6,8 +6,8 @@
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::Datelike;
 
 use super::WebState;
@@ -625,19 +625,7 @@ pub async fn calendar(
         Err(r) => return r,
     };
     match sessions::calendar(&state.app, &member, &sid).await {
-        Ok(ics) => {
-            let mut r = ics.into_response();
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/calendar; charset=utf-8"),
-            );
-            h.insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"seance.ics\""),
-            );
-            r
-        }
+        Ok(ics) => page::download("text/calendar; charset=utf-8", "seance.ics", ics),
         Err(e) => page::error(e),
     }
 }
