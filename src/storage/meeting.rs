@@ -91,17 +91,14 @@ impl MeetingStore for Store {
         at: DateTime<Utc>,
         audit: Draft,
     ) -> Result<Option<Head>, StorageError> {
-        // Every statement binds the same four parameters (PostgreSQL wants each one used).
         let sql = match step {
             MeetingStep::Open => {
                 "UPDATE sessions SET opened_at = $3 WHERE cellule = $1 AND id = $2 \
-                   AND status = 'planned' AND published_at IS NOT NULL AND opened_at IS NULL \
-                   AND $4 <> ''"
+                   AND status = 'planned' AND published_at IS NOT NULL AND opened_at IS NULL"
             }
             MeetingStep::Close => {
                 "UPDATE sessions SET closed_at = $3 WHERE cellule = $1 AND id = $2 \
-                   AND status = 'planned' AND opened_at IS NOT NULL AND closed_at IS NULL \
-                   AND $4 <> ''"
+                   AND status = 'planned' AND opened_at IS NOT NULL AND closed_at IS NULL"
             }
             MeetingStep::ApproveMinutes => {
                 "UPDATE sessions SET minutes_approved_at = $3, minutes_approved_by = $4 \
@@ -111,14 +108,14 @@ impl MeetingStore for Store {
         };
         let mut tx = self.begin().await?;
         let done = tx_run!(&mut tx, c => {
-            sqlx::query(sql)
-                .bind(cellule)
-                .bind(session_id)
-                .bind(at)
-                .bind(by)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
+            let query = sqlx::query(sql).bind(cellule).bind(session_id).bind(at);
+            // Only the approval records who did it (the audit entry names every step's actor).
+            let query = if step == MeetingStep::ApproveMinutes {
+                query.bind(by)
+            } else {
+                query
+            };
+            query.execute(&mut *c).await?.rows_affected()
         });
         if done != 1 {
             tx.rollback().await?;

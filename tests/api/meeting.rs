@@ -249,6 +249,8 @@ async fn the_meeting_opens_on_its_day_and_takes_decisions_until_approval(backend
                "actions": [{"what": "Rendez-vous", "owner": "cmp-66g03", "due": "2020-01-01"}]}),
         json!({"outcome": "routed", "interlocutor": "cmp-66g03", "follow_up_date": "2031-02-01",
                "actions": ["Rendez-vous"]}),
+        // An audience without a text.
+        json!({"outcome": "follow_up", "follow_up_date": "2031-02-01", "text_audience": "city"}),
         // A city coordinator does not write for the psychiatry sphere.
         json!({"outcome": "routed", "interlocutor": "cmp-66g03", "follow_up_date": "2031-02-01",
                "text": PSY_TEXT, "text_audience": "psychiatry"}),
@@ -811,6 +813,19 @@ async fn follow_ups_list_what_each_organisation_owns(backend: Backend) {
         coord.text
     );
     assert!(coord.text.contains("Visite à domicile"));
+    // The coordinator narrows to one organisation, or to what falls due by a day.
+    let one = list(COORD, "?organisation=CMP%2066G03").await;
+    let owners: Vec<&str> = one
+        .body
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["owner"].as_str())
+        .collect();
+    assert_eq!(owners, vec!["CMP 66G03", "CMP 66G03"], "{}", one.text);
+    let soon = list(COORD, "?until=2030-12-20").await;
+    assert_eq!(soon.body.as_array().map(Vec::len), Some(2), "{}", soon.text);
+    list(COORD, "?until=demain").await.assert_problem(422);
     // A member sees what its organisation owns, never another's.
     let city = list(CITY, "").await;
     let owners: Vec<&str> = city
