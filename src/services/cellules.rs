@@ -359,9 +359,47 @@ pub async fn put_member(
     Ok((change.after, created, head))
 }
 
-/// Whether `name` is an organisation of the cellule `who` entered: their own, one of its
-/// routing directory, or one of its members'. Fields that name an organisation take only these,
-/// never free text (a name typed there could be a person's).
+/// The organisations of a cellule, read once: its routing directory's interlocutors and its
+/// members' organisations. Fields that name an organisation take only these, never free text (a
+/// name typed there could be a person's; a typo would send a case nowhere).
+pub struct KnownOrganisations {
+    directory: crate::domain::routing::Directory,
+    members: Vec<String>,
+}
+
+impl KnownOrganisations {
+    pub async fn load(state: &AppState, who: &super::access::CelluleMember) -> Result<Self, Error> {
+        let directory =
+            super::review::directory::export_directory(state.db.as_ref(), who.slug()).await?;
+        let members = state
+            .db
+            .list_members(&who.cellule.slug)
+            .await?
+            .into_iter()
+            .filter_map(|m| m.spec.organisation.map(|o| o.as_str().to_owned()))
+            .collect();
+        Ok(KnownOrganisations { directory, members })
+    }
+
+    /// Whether `name` is exactly the name of one of them.
+    pub fn has_name(&self, name: &str) -> bool {
+        self.directory.interlocutors.iter().any(|i| i.name == name)
+            || self.members.iter().any(|m| m == name)
+    }
+
+    /// The organisation `key` names: a directory interlocutor by id or name, or a member's
+    /// organisation by name; its name, as stored.
+    pub fn resolve(&self, key: &str) -> Option<String> {
+        let key = key.trim();
+        if let Some(i) = self.directory.interlocutor_by_id_or_name(key) {
+            return Some(i.name.clone());
+        }
+        self.members.iter().find(|m| m.as_str() == key).cloned()
+    }
+}
+
+/// Whether `name` is an organisation of the cellule `who` entered: their own, or one of
+/// [`KnownOrganisations`].
 pub async fn is_known_organisation(
     state: &AppState,
     who: &super::access::CelluleMember,
@@ -370,19 +408,7 @@ pub async fn is_known_organisation(
     if who.membership.spec.organisation.as_ref() == Some(name) {
         return Ok(true);
     }
-    let directory =
-        super::review::directory::export_directory(state.db.as_ref(), who.slug()).await?;
-    if directory
-        .interlocutors
-        .iter()
-        .any(|i| i.name == name.as_str())
-    {
-        return Ok(true);
-    }
-    Ok(state
-        .db
-        .list_members(&who.cellule.slug)
+    Ok(KnownOrganisations::load(state, who)
         .await?
-        .iter()
-        .any(|m| m.spec.organisation.as_ref() == Some(name)))
+        .has_name(name.as_str()))
 }

@@ -7,6 +7,7 @@ use super::*;
 use crate::domain::case::Audience;
 use crate::domain::session::DecidedAction;
 pub use crate::domain::session::Outcome;
+use crate::services::cellules::KnownOrganisations;
 
 /// The longest message a decision leaves for the referrer.
 const MAX_REFERRER_MESSAGE: usize = 500;
@@ -173,35 +174,11 @@ struct Checked {
     actions: Vec<DecidedAction>,
 }
 
-/// The name of an interlocutor from the routing directory (by id or name) or the organisation of
-/// a membership of the cellule, never a free string: a typo would send the case nowhere and show
-/// the referrer a name that exists nowhere.
-pub(super) async fn known_organisation(
-    state: &AppState,
-    who: &CelluleMember,
-    dir: &Directory,
-    name: &str,
-) -> Result<Option<String>, Error> {
-    let name = name.trim();
-    if let Some(i) = dir.interlocutor_by_id_or_name(name) {
-        return Ok(Some(i.name.clone()));
-    }
-    let members = state.db.list_members(&who.cellule.slug).await?;
-    Ok(members.iter().find_map(|m| {
-        m.spec
-            .organisation
-            .as_ref()
-            .filter(|o| o.as_str() == name)
-            .map(|o| o.as_str().to_owned())
-    }))
-}
-
 async fn check(
     state: &AppState,
     who: &CelluleMember,
     req: &DecisionRequest,
 ) -> Result<Checked, Error> {
-    let cellule = slug(who);
     let today = state.clock.now().date_naive();
     let mut errors = Vec::new();
     let needs_date = matches!(req.outcome, Outcome::Routed | Outcome::FollowUp);
@@ -221,10 +198,10 @@ async fn check(
             errors.push(FieldError::new("/follow_up_date", "must be in the future"));
         }
     }
-    let dir = load_directory(state, cellule).await?;
+    let organisations = KnownOrganisations::load(state, who).await?;
     let interlocutor = match &req.interlocutor {
         Some(name) => {
-            let known = known_organisation(state, who, &dir, name).await?;
+            let known = organisations.resolve(name);
             if known.is_none() {
                 errors.push(FieldError::new(
                     "/interlocutor",
@@ -309,7 +286,7 @@ async fn check(
                 "must not be in the past",
             ));
         }
-        match known_organisation(state, who, &dir, &x.owner).await? {
+        match organisations.resolve(&x.owner) {
             Some(owner) => actions.push(DecidedAction {
                 what: x.what.trim().to_owned(),
                 owner,

@@ -3,7 +3,6 @@
 //! case, with the texts of the audiences the reader belongs to; what falls due is listed for the
 //! coordinator (everything) and for each organisation (its own).
 
-use super::decisions::known_organisation;
 use super::sessions::SessionView;
 use super::*;
 use crate::domain::case::Audience;
@@ -159,7 +158,7 @@ pub async fn record_attendance(
         ));
     }
     let members = state.db.list_members(&who.cellule.slug).await?;
-    let dir = load_directory(state, cellule).await?;
+    let organisations = crate::services::cellules::KnownOrganisations::load(state, who).await?;
     let now = state.clock.now();
     let by = who.membership.subject.as_str();
     let mut errors = Vec::new();
@@ -191,7 +190,7 @@ pub async fn record_attendance(
                     None
                 }
             },
-            (None, Some(o)) => match known_organisation(state, who, &dir, o).await? {
+            (None, Some(o)) => match organisations.resolve(o) {
                 Some(org) => Some((org, String::new())),
                 None => {
                     errors.push(FieldError::new(
