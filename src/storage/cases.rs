@@ -8,8 +8,8 @@ use super::batch::{CaseWrite, Committed};
 use super::idempotency::IdempotencyAnswer;
 use super::sql::{Store, Tx, db_run, tx_run};
 use super::{
-    CaseFilter, CaseRecord, EventRecord, NewCase, NoteRecord, StorageError, Tombstone, Transition,
-    WrappedKey,
+    CaseFilter, CaseRecord, EventRecord, NewCase, NoteRecord, ReferrerDecline, StorageError,
+    Tombstone, Transition, WrappedKey,
 };
 use crate::audit::{Draft, Head};
 use crate::domain::case::Needs;
@@ -143,6 +143,13 @@ pub trait CaseStore: Send + Sync {
     ) -> Result<Option<CaseRecord>, StorageError>;
     /// A case's status changes, in order.
     async fn case_events(&self, case_id: &str) -> Result<Vec<EventRecord>, StorageError>;
+    /// The declines with a message for the referrer of the declined cases `referrer` referred in
+    /// `cellule`, oldest first (the referrer's status view).
+    async fn referrer_declines(
+        &self,
+        cellule: &str,
+        referrer: &str,
+    ) -> Result<Vec<ReferrerDecline>, StorageError>;
     async fn list_cases(
         &self,
         cellule: &str,
@@ -269,10 +276,31 @@ impl CaseStore for Store {
     async fn case_events(&self, case_id: &str) -> Result<Vec<EventRecord>, StorageError> {
         Ok(db_run!(self, c => {
             sqlx::query_as(
-                "SELECT id, from_status, to_status, reason, actor, at FROM case_events \
+                "SELECT id, from_status, to_status, reason, referrer_message, actor, at \
+                 FROM case_events \
                  WHERE case_id = $1 ORDER BY at, id",
             )
             .bind(case_id)
+            .fetch_all(c)
+            .await?
+        }))
+    }
+
+    async fn referrer_declines(
+        &self,
+        cellule: &str,
+        referrer: &str,
+    ) -> Result<Vec<ReferrerDecline>, StorageError> {
+        Ok(db_run!(self, c => {
+            sqlx::query_as(
+                "SELECT e.case_id, e.id AS event_id, e.referrer_message \
+                 FROM case_events e JOIN cases c ON c.id = e.case_id \
+                 WHERE c.cellule = $1 AND c.referrer = $2 AND c.status = 'declined' \
+                   AND e.to_status = 'declined' AND e.referrer_message IS NOT NULL \
+                 ORDER BY e.at, e.id",
+            )
+            .bind(cellule)
+            .bind(referrer)
             .fetch_all(c)
             .await?
         }))
@@ -578,14 +606,16 @@ impl Tx {
     pub(crate) async fn case_event(&mut self, t: &Transition) -> Result<(), StorageError> {
         tx_run!(self, c => {
             sqlx::query(
-                "INSERT INTO case_events (id, case_id, from_status, to_status, reason, actor, at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO case_events \
+                   (id, case_id, from_status, to_status, reason, referrer_message, actor, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&t.event_id)
             .bind(&t.case_id)
             .bind(t.from)
             .bind(t.to)
             .bind(&t.reason)
+            .bind(&t.referrer_message)
             .bind(&t.actor)
             .bind(t.at)
             .execute(&mut *c)

@@ -275,6 +275,8 @@ pub struct Transition {
     pub from: CaseStatus,
     pub to: CaseStatus,
     pub reason: Option<Vec<u8>>,
+    /// Sealed; only with a decline: what the referrer reads in their status view.
+    pub referrer_message: Option<Vec<u8>>,
     pub follow_up_date: Option<NaiveDate>,
     pub routed_org: Option<String>,
     pub actor: String,
@@ -303,8 +305,17 @@ pub struct EventRecord {
     pub from_status: CaseStatus,
     pub to_status: CaseStatus,
     pub reason: Option<Vec<u8>>,
+    pub referrer_message: Option<Vec<u8>>,
     pub actor: String,
     pub at: DateTime<Utc>,
+}
+
+/// A decline's message for the referrer (sealed), for the referrer's status view.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReferrerDecline {
+    pub case_id: String,
+    pub event_id: String,
+    pub referrer_message: Vec<u8>,
 }
 
 /// The erasure tombstone left for an erased case.

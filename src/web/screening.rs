@@ -43,9 +43,32 @@ fn shown(v: CaseView) -> Shown {
 struct Referral {
     case: Shown,
     duplicates: Vec<Shown>,
-    /// The refusal of this referral's decline form, when it came back.
-    error: Option<String>,
+    /// The refusal of this referral's decline form, when it came back: its field
+    /// (`motif` or `message`) and message.
+    error: Option<(&'static str, String)>,
     reason: String,
+    message: String,
+}
+
+impl Referral {
+    fn err(&self, field: &str) -> Option<&str> {
+        self.error
+            .as_ref()
+            .filter(|(f, _)| *f == field)
+            .map(|(_, m)| m.as_str())
+    }
+}
+
+const IDENTIFIER_IN_REASON: &str = "Le motif contient un identifiant (nom, téléphone, adresse…) : décrivez la personne par son rôle, sans l'identifier.";
+const IDENTIFIER_IN_MESSAGE: &str = "Le message contient un identifiant (nom, téléphone, adresse…) : décrivez la personne par son rôle, sans l'identifier.";
+
+/// A decline form that came back: what was typed, and what is wrong with it.
+struct Refused<'a> {
+    reference: &'a str,
+    reason: String,
+    message: String,
+    field: &'static str,
+    problem: String,
 }
 
 #[derive(Template)]
@@ -64,12 +87,12 @@ pub struct DoneQuery {
     refusee: Option<String>,
 }
 
-/// The page, with the decline form of `failed` (a reference) coming back with its error.
+/// The page, with the decline form of `failed` coming back with its error.
 async fn screening_page(
     state: &WebState,
     signed: &Signed,
     member: &CelluleMember,
-    failed: Option<(&str, &str, String)>,
+    failed: Option<Refused<'_>>,
     done: Option<(String, &'static str)>,
 ) -> Result<ScreeningPage, Error> {
     let q = CaseQuery {
@@ -87,21 +110,27 @@ async fn screening_page(
                 duplicates.push(shown(cases::read(&state.app, member, other).await?));
             }
         }
-        let (error, reason) = match &failed {
-            Some((r, reason, message)) if *r == view.summary.reference => {
-                (Some(message.clone()), (*reason).to_owned())
-            }
-            _ => (None, String::new()),
+        let (error, reason, message) = match &failed {
+            Some(f) if f.reference == view.summary.reference => (
+                Some((f.field, f.problem.clone())),
+                f.reason.clone(),
+                f.message.clone(),
+            ),
+            _ => (None, String::new(), String::new()),
         };
         referrals.push(Referral {
             case: shown(view),
             duplicates,
             error,
             reason,
+            message,
         });
     }
     let errors = match &failed {
-        Some((r, _, message)) => vec![FieldProblem::new(&format!("motif-{r}"), message.clone())],
+        Some(f) => vec![FieldProblem::new(
+            &format!("{}-{}", f.field, f.reference),
+            f.problem.clone(),
+        )],
         None => vec![],
     };
     let title = if errors.is_empty() {
@@ -169,19 +198,23 @@ pub async fn decide(
         Err(r) => return r,
     };
     let reason = form.raw("motif");
+    let message = form.raw("message");
     let (to, done) = match form.get("decision") {
         Some("accepter") => (CaseStatus::Accepted, "acceptee"),
         Some("refuser") => (CaseStatus::Declined, "refusee"),
         _ => return page::error(Error::invalid("/to", "unknown decision")),
     };
+    let declined = to == CaseStatus::Declined;
     let request = TransitionRequest {
         to,
-        reason: (to == CaseStatus::Declined || !reason.trim().is_empty()).then(|| reason.clone()),
+        reason: (declined || !reason.trim().is_empty()).then(|| reason.clone()),
+        referrer_message: (declined && !message.trim().is_empty()).then(|| message.clone()),
         follow_up_date: None,
         routed_org: None,
     };
-    let refused = |message: &str| message.to_owned();
-    let message = match cases::transition(&state.app, &member, &reference, request, None).await {
+    let (field, problem) = match cases::transition(&state.app, &member, &reference, request, None)
+        .await
+    {
         Ok(case) => {
             return see_other(&format!(
                 "/c/{}/a-examiner?{done}={}",
@@ -189,26 +222,35 @@ pub async fn decide(
                 case.reference
             ));
         }
-        Err(Error::Validation(errors)) if errors.iter().any(|e| e.detail.contains("at most")) => {
-            refused("Le motif doit être plus court.")
+        Err(Error::Validation(errors)) => {
+            let on_message = errors.iter().any(|e| e.pointer == "/referrer_message");
+            let long = errors.iter().any(|e| e.detail.contains("at most"));
+            match (on_message, long) {
+                (true, _) => ("message", "Le message doit faire 2 000 caractères au plus."),
+                (false, true) => ("motif", "Le motif doit faire 2 000 caractères au plus."),
+                (false, false) => (
+                    "motif",
+                    "Indiquez le motif du refus : il est consigné dans l'historique de la situation.",
+                ),
+            }
         }
-        Err(Error::Validation(_)) => refused(
-            "Indiquez le motif du refus : il est communiqué à l'organisation qui a saisi la cellule.",
-        ),
-        Err(Error::Identifiers(_)) => refused(
-            "Le motif contient un identifiant (nom, téléphone, adresse…) : décrivez la personne par son rôle, sans l'identifier.",
-        ),
+        Err(Error::Identifiers(hits)) => {
+            if hits.iter().any(|h| h.field == "referrer_message") {
+                ("message", IDENTIFIER_IN_MESSAGE)
+            } else {
+                ("motif", IDENTIFIER_IN_REASON)
+            }
+        }
         Err(e) => return page::error(e),
     };
-    match screening_page(
-        &state,
-        &signed,
-        &member,
-        Some((&reference, &reason, message)),
-        None,
-    )
-    .await
-    {
+    let failed = Refused {
+        reference: &reference,
+        reason,
+        message,
+        field,
+        problem: problem.to_owned(),
+    };
+    match screening_page(&state, &signed, &member, Some(failed), None).await {
         Ok(p) => render(StatusCode::UNPROCESSABLE_ENTITY, &p),
         Err(e) => page::error(e),
     }

@@ -721,6 +721,66 @@ async fn referrers_see_only_their_own_status_view(backend: Backend) {
         .assert_problem(404);
 }
 
+/// A decline's message reaches the referrer's status view; its reason stays the cellule's.
+async fn a_decline_message_reaches_only_the_referrer(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.standard_cellule().await;
+    let (id, reference) = app.refer_ok(REF1, "Situation à décliner.").await;
+    let message = "Adressez-vous au service d'accompagnement qui suit déjà la situation.";
+    // Only with a decline, without identifiers, not too long: refused, and nothing changed.
+    for body in [
+        json!({"to": "accepted", "referrer_message": message}),
+        json!({"to": "declined", "reason": "hors champ", "referrer_message": "Appelez le 06 12 34 56 78."}),
+        json!({"to": "declined", "reason": "hors champ", "referrer_message": "x".repeat(2001)}),
+    ] {
+        let r = app.transition(COORD, &id, body).await;
+        r.assert_problem(422);
+        assert!(!r.text.contains("06 12 34 56 78"), "{}", r.text);
+    }
+    let r = app
+        .get("/v1/cellules/perpignan/referrals", Some(&app.token(REF1)))
+        .await;
+    assert_eq!(r.body[0]["status"], "submitted");
+    assert_eq!(r.body[0]["message"], Value::Null);
+    assert_eq!(
+        app.transition(
+            COORD,
+            &id,
+            json!({"to": "declined", "reason": "motif interne de la cellule", "referrer_message": message}),
+        )
+        .await
+        .status,
+        200
+    );
+    let r = app
+        .get("/v1/cellules/perpignan/referrals", Some(&app.token(REF1)))
+        .await;
+    assert_eq!(r.body[0]["reference"], reference.as_str());
+    assert_eq!(r.body[0]["status"], "declined");
+    assert_eq!(r.body[0]["message"], message);
+    assert!(!r.text.contains("motif interne"), "{}", r.text);
+    // Another referrer's view holds nothing of it.
+    let other = app
+        .get("/v1/cellules/perpignan/referrals", Some(&app.token(REF2)))
+        .await;
+    assert!(!other.text.contains(message), "{}", other.text);
+    // The case's history keeps both, for whom may read the case.
+    let c = app.get(&case_path(&id), Some(&app.token(COORD))).await;
+    assert_eq!(
+        c.body["history"][0]["reason"],
+        "motif interne de la cellule"
+    );
+    assert_eq!(c.body["history"][0]["referrer_message"], message);
+    assert_eq!(
+        app.count_rows(
+            "SELECT count(*) FROM case_events WHERE case_id = $1 AND referrer_message IS NOT NULL",
+            &id
+        )
+        .await,
+        1
+    );
+}
+
 async fn notes_follow_audiences_and_routing(backend: Backend) {
     let app = spawn_app(backend).await;
     app.standard_cellule().await;
@@ -1403,6 +1463,7 @@ backend_tests!(
     duplicates_are_shown_only_to_an_allowed_submission,
     a_stalled_submission_body_is_still_refused_and_recorded,
     referrers_see_only_their_own_status_view,
+    a_decline_message_reaches_only_the_referrer,
     notes_follow_audiences_and_routing,
     charter_gates_case_content,
     erasure_removes_rows_and_key,

@@ -170,6 +170,47 @@ async fn desks(backend: crate::helpers::Backend) {
         "Relève du droit commun : orientation vers le CCAS.",
     )
     .await;
+    // The message for the referrer is guarded too: its identifier is marked on its own field,
+    // the reason as typed kept.
+    type_in(
+        &b,
+        &format!("#message-{second}"),
+        "Appelez le 06 12 34 56 78.",
+    )
+    .await;
+    b.find(Locator::XPath(&decline))
+        .await
+        .expect("decline")
+        .click()
+        .await
+        .expect("click");
+    b.wait()
+        .for_element(Locator::Css(&format!("#message-{second}-erreur")))
+        .await
+        .expect("the message's error");
+    let kept = b
+        .find(Locator::Css(&format!("#motif-{second}")))
+        .await
+        .expect("reason")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(
+        kept.as_deref(),
+        Some("Relève du droit commun : orientation vers le CCAS.")
+    );
+    b.find(Locator::Css(&format!("#message-{second}")))
+        .await
+        .expect("message")
+        .clear()
+        .await
+        .expect("cleared");
+    type_in(
+        &b,
+        &format!("#message-{second}"),
+        "Adressez-vous au CCAS de votre commune.",
+    )
+    .await;
     b.find(Locator::XPath(&decline))
         .await
         .expect("decline")
@@ -181,6 +222,19 @@ async fn desks(backend: crate::helpers::Backend) {
         .await
         .expect("confirmation");
     assert!(text_of(&b, ".succes").await.contains(second));
+    // The referrer reads the message, never the reason.
+    let referrer = browser_like();
+    dev_sign_in(&referrer, &web.base, REF1).await;
+    let mine = referrer
+        .get(format!("{}/c/perpignan/saisines", web.base))
+        .send()
+        .await
+        .expect("my referrals")
+        .text()
+        .await
+        .expect("text");
+    assert!(mine.contains("Adressez-vous au CCAS de votre commune."));
+    assert!(!mine.contains("droit commun"));
     let statuses = app
         .get("/v1/cellules/perpignan/cases", Some(&app.token(COORD)))
         .await;

@@ -49,6 +49,16 @@ async fn transition_authorised(
     } else if let Some(r) = &req.reason {
         text_field("/reason", r, MAX_SHORT_TEXT, &mut errors);
     }
+    if let Some(m) = &req.referrer_message {
+        if req.to == CaseStatus::Declined {
+            text_field("/referrer_message", m, MAX_SHORT_TEXT, &mut errors);
+        } else {
+            errors.push(FieldError::new(
+                "/referrer_message",
+                "a message for the referrer goes only with declined",
+            ));
+        }
+    }
     if req.to == CaseStatus::InFollowUp && req.follow_up_date.is_none() {
         errors.push(FieldError::new(
             "/follow_up_date",
@@ -73,8 +83,15 @@ async fn transition_authorised(
             "not an organisation of this cellule: name one of the routing directory or of a member",
         ));
     }
+    let mut texts = Vec::new();
     if let Some(r) = &req.reason {
-        guard::check(state, who, &[("reason", r)], None).await?;
+        texts.push(("reason", r.as_str()));
+    }
+    if let Some(m) = &req.referrer_message {
+        texts.push(("referrer_message", m.as_str()));
+    }
+    if !texts.is_empty() {
+        guard::check(state, who, &texts, None).await?;
     }
     let key = case_key(state, case)?;
     let event_id = uuid::Uuid::now_v7().to_string();
@@ -82,6 +99,20 @@ async fn transition_authorised(
         .reason
         .as_deref()
         .map(|r| seal(&key, &case.cellule, &case.id, &event_id, "reason", r))
+        .transpose()?;
+    let referrer_message = req
+        .referrer_message
+        .as_deref()
+        .map(|m| {
+            seal(
+                &key,
+                &case.cellule,
+                &case.id,
+                &event_id,
+                "referrer_message",
+                m,
+            )
+        })
         .transpose()?;
     let mut draft = a
         .entry(Action::TransitionCase, state.clock.now())
@@ -104,6 +135,7 @@ async fn transition_authorised(
         from,
         to: req.to,
         reason,
+        referrer_message,
         follow_up_date: req.follow_up_date,
         routed_org: req.routed_org.map(|o| o.as_str().to_owned()),
         actor: m.subject.as_str().to_owned(),

@@ -116,7 +116,8 @@ pub struct ReferralStatus {
     /// The professional contact of the organisation the case was routed to, from the routing
     /// directory.
     pub contact: Option<String>,
-    /// The message the coordinator left for the referrer with the last decision.
+    /// The message the coordinator left for the referrer with the last decision, or with the
+    /// decline of a declined referral.
     pub message: Option<String>,
 }
 
@@ -153,6 +154,8 @@ pub struct CaseEvent {
     pub from: CaseStatus,
     pub to: CaseStatus,
     pub reason: Option<String>,
+    /// A decline's message for the referrer.
+    pub referrer_message: Option<String>,
     pub actor: String,
     pub at: DateTime<Utc>,
 }
@@ -199,9 +202,14 @@ pub struct CaseQuery {
 #[serde(deny_unknown_fields)]
 pub struct TransitionRequest {
     pub to: CaseStatus,
-    /// Required for `declined` and `closed`; encrypted.
+    /// Required for `declined` and `closed`; encrypted. For the cellule: the referrer never
+    /// reads it.
     #[serde(default)]
     pub reason: Option<String>,
+    /// Only with `declined`: what the referrer reads in their referrals (where to turn instead);
+    /// encrypted, scanned for direct identifiers, at most 2,000 characters.
+    #[serde(default)]
+    pub referrer_message: Option<String>,
     /// Required for `in_follow_up`.
     #[serde(default)]
     pub follow_up_date: Option<NaiveDate>,

@@ -29,10 +29,24 @@ pub async fn my_referrals(
     log_list(state, &a, Action::ListReferrals, &shown).await?;
     // The latest decision on each case (its message) and the latest review (a deferral is not
     // one: the case was not discussed).
-    let decisions = state
-        .db
-        .referrer_decisions(m.cellule.as_str(), m.subject.as_str())
-        .await?;
+    let (decisions, declines) = tokio::try_join!(
+        state
+            .db
+            .referrer_decisions(m.cellule.as_str(), m.subject.as_str()),
+        state
+            .db
+            .referrer_declines(m.cellule.as_str(), m.subject.as_str())
+    )?;
+    // A declined referral's message is its decline's (the last one: a case declined once).
+    let declined: HashMap<&str, (&str, &[u8])> = declines
+        .iter()
+        .map(|d| {
+            (
+                d.case_id.as_str(),
+                (d.event_id.as_str(), d.referrer_message.as_slice()),
+            )
+        })
+        .collect();
     let mut latest: HashMap<&str, &ReferrerDecision> = HashMap::new();
     let mut reviewed: HashMap<&str, NaiveDate> = HashMap::new();
     for d in &decisions {
@@ -62,13 +76,18 @@ pub async fn my_referrals(
                 .and_then(|org| directory.as_ref()?.interlocutor_by_id_or_name(org))
                 .map(|i| i.contact.clone())
                 .filter(|contact| !contact.is_empty());
-            let message = match latest
-                .get(c.id.as_str())
-                .and_then(|d| d.referrer_message.as_deref().map(|blob| (d, blob)))
-            {
-                Some((d, blob)) => {
+            let sealed = match declined.get(c.id.as_str()) {
+                Some(&(event, blob)) => Some((event, blob)),
+                None => latest.get(c.id.as_str()).and_then(|d| {
+                    d.referrer_message
+                        .as_deref()
+                        .map(|blob| (d.decision_id.as_str(), blob))
+                }),
+            };
+            let message = match sealed {
+                Some((id, blob)) => {
                     let key = case_key(state, c)?;
-                    Some(open(&key, ctx(c, &d.decision_id, "referrer_message"), blob)?.to_string())
+                    Some(open(&key, ctx(c, id, "referrer_message"), blob)?.to_string())
                 }
                 None => None,
             };
@@ -233,10 +252,16 @@ fn view(
             .as_deref()
             .map(|b| open(&key, ctx(case, &e.id, "reason"), b))
             .transpose()?;
+        let referrer_message = e
+            .referrer_message
+            .as_deref()
+            .map(|b| open(&key, ctx(case, &e.id, "referrer_message"), b))
+            .transpose()?;
         history.push(CaseEvent {
             from: e.from_status,
             to: e.to_status,
             reason: reason.map(|r| r.as_str().to_owned()),
+            referrer_message: referrer_message.map(|m| m.as_str().to_owned()),
             actor: e.actor,
             at: e.at,
         });

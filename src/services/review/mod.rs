@@ -198,6 +198,7 @@ pub(super) fn transition(
         from,
         to,
         reason: None,
+        referrer_message: None,
         follow_up_date: None,
         routed_org: None,
         actor: actor.to_owned(),
