@@ -29,6 +29,7 @@ mod referrals;
 mod screening;
 mod seance_point;
 mod seances;
+mod seances_plan;
 mod session;
 mod sign_in;
 mod text;
@@ -138,7 +139,12 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: WebState) -> Router<S> {
             get(referrals::mine).post(referrals::submit),
         )
         .route("/c/{cellule}/saisines/nouvelle", get(referrals::new))
-        .route("/c/{cellule}/seances", get(seances::list))
+        .route("/c/{cellule}/seances", get(seances_plan::list))
+        .route("/c/{cellule}/seances/planifier", post(seances_plan::plan))
+        .route(
+            "/c/{cellule}/seances/supplementaire",
+            post(seances_plan::add),
+        )
         .route("/c/{cellule}/seances/{sid}", get(seances::show))
         .route("/c/{cellule}/seances/{sid}/{action}", post(seances::act))
         .route(

@@ -8,7 +8,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::Datelike;
 
 use super::WebState;
 use super::forms::Form;
@@ -25,7 +24,7 @@ use crate::services::cellules;
 use crate::services::review::agenda::{self, AgendaEdit, AgendaItemView, AgendaView};
 use crate::services::review::agenda_amend::{self, AgendaItemAdd};
 use crate::services::review::meeting::{self, AttendanceEntry, AttendanceRequest};
-use crate::services::review::sessions::{self, SessionQuery, SessionView};
+use crate::services::review::sessions::{self, SessionView};
 use crate::storage::MeetingStep;
 
 /// Enters the desk of cellule `slug`: only whom the policies let manage sessions (403 for the
@@ -87,6 +86,9 @@ pub(super) fn conflict_message(e: &Error) -> Option<&'static str> {
         d if d.contains("on its day") => {
             "La séance s'ouvre le jour même, pas avant : revenez le jour de la séance."
         }
+        d if d.contains("no longer be cancelled") => {
+            "La séance a été ouverte : elle a eu lieu et ne peut plus être annulée."
+        }
         d if d.contains("cancelled") && !d.contains("changed meanwhile") => {
             "Cette séance est annulée : elle ne change plus."
         }
@@ -135,79 +137,8 @@ fn reference_message(detail: &str) -> &'static str {
     }
 }
 
-struct SessionRow {
-    href: String,
-    day: String,
-    holiday: Option<String>,
-    status: &'static str,
-    kind: &'static str,
-}
-
-#[derive(Template)]
-#[template(path = "seances.html")]
-struct SessionsPage {
-    c: Chrome,
-    year: i32,
-    rows: Vec<SessionRow>,
-    previous: String,
-    next: String,
-}
-
-#[derive(serde::Deserialize)]
-pub struct YearQuery {
-    annee: Option<i32>,
-}
-
-/// `GET /c/{cellule}/seances[?annee=YYYY]`: the sessions of a year (the current one by default).
-pub async fn list(
-    State(state): State<WebState>,
-    signed: Signed,
-    Path(slug): Path<String>,
-    Query(q): Query<YearQuery>,
-) -> Response {
-    let here = format!("/c/{slug}/seances");
-    let member = match desk(&state, &signed, &slug, &here).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
-    let year = q
-        .annee
-        .filter(|y| (2000..=2100).contains(y))
-        .unwrap_or_else(|| state.app.clock.now().year());
-    let q = SessionQuery {
-        from: chrono::NaiveDate::from_ymd_opt(year, 1, 1),
-        to: chrono::NaiveDate::from_ymd_opt(year, 12, 31),
-    };
-    let list = match sessions::list_sessions(&state.app, &member, q).await {
-        Ok(l) => l,
-        Err(e) => return page::error(e),
-    };
-    let rows = list
-        .iter()
-        .map(|s| SessionRow {
-            href: format!("{here}/{}", s.id),
-            day: session_day(s),
-            holiday: s.holiday.clone(),
-            status: stage(s.status),
-            kind: if s.kind == "ad_hoc" {
-                "séance supplémentaire"
-            } else {
-                "séance du calendrier"
-            },
-        })
-        .collect();
-    let title = format!("Séances {year}");
-    render(
-        StatusCode::OK,
-        &SessionsPage {
-            c: chrome(&state, &signed, &member, &title, &here),
-            year,
-            rows,
-            previous: format!("{here}?annee={}", year - 1),
-            next: format!("{here}?annee={}", year + 1),
-        },
-    )
-}
+/// How many deferred references the session page names.
+const DEFERRED_SHOWN: usize = 50;
 
 /// One agenda item as the page shows it.
 struct ItemRow {
@@ -324,6 +255,8 @@ struct SessionPage {
     built: bool,
     published: bool,
     planned: bool,
+    /// Planned or published, not yet opened: it may still be cancelled.
+    cancellable: bool,
     opens: bool,
     in_session: bool,
     held: bool,
@@ -333,7 +266,10 @@ struct SessionPage {
     used: String,
     over: bool,
     items: Vec<ItemRow>,
+    /// The first deferred references (a crowded month defers thousands: the page names
+    /// [`DEFERRED_SHOWN`] and counts the rest).
     deferred: Vec<String>,
+    deferred_more: usize,
     attendance: Vec<AttendanceRow>,
 }
 
@@ -370,6 +306,7 @@ async fn session_page(
         built: s.agenda_built_at.is_some(),
         published: view.published,
         planned: stage == SessionStage::Planned,
+        cancellable: matches!(stage, SessionStage::Planned | SessionStage::Published),
         opens: stage == SessionStage::Published,
         in_session: stage == SessionStage::InSession,
         held: stage == SessionStage::Held,
@@ -382,7 +319,13 @@ async fn session_page(
         used: french::duration(u32::try_from(view.minutes_used).unwrap_or(0)),
         over: view.over_capacity,
         items: item_rows(&view.items),
-        deferred: view.deferred.iter().map(|d| d.reference.clone()).collect(),
+        deferred: view
+            .deferred
+            .iter()
+            .take(DEFERRED_SHOWN)
+            .map(|d| d.reference.clone())
+            .collect(),
+        deferred_more: view.deferred.len().saturating_sub(DEFERRED_SHOWN),
         attendance,
         base,
     };
@@ -443,6 +386,9 @@ fn done_message(action: &str) -> Option<&'static str> {
         "ouvrir" => "La séance est ouverte : les décisions peuvent être enregistrées.",
         "clore" => "La séance est close : relisez puis approuvez le compte rendu.",
         "presences" => "Les présences sont enregistrées.",
+        "annuler" => {
+            "La séance est annulée : ses points retournent parmi les situations à inscrire."
+        }
         _ => return None,
     })
 }
@@ -490,9 +436,13 @@ async fn after(
             }
             let message = match &e {
                 Error::Validation(errors) => {
-                    match errors.iter().find(|f| f.pointer == "/case_id") {
-                        Some(f) => reference_message(&f.detail),
-                        None => "La demande n'est pas valide : rien n'a été modifié.",
+                    if errors.iter().any(|f| f.pointer == "/confirm") {
+                        "Cochez la case pour confirmer l'annulation de la séance."
+                    } else {
+                        match errors.iter().find(|f| f.pointer == "/case_id") {
+                            Some(f) => reference_message(&f.detail),
+                            None => "La demande n'est pas valide : rien n'a été modifié.",
+                        }
                     }
                 }
                 Error::NotFound(_) => {
@@ -554,6 +504,10 @@ pub async fn act(
             .await
             .map(drop),
         "presences" => record_attendance(&state, &member, &sid, &form).await,
+        "annuler" if form.get("confirmer") == Some("oui") => {
+            sessions::cancel(app, &member, &sid).await.map(drop)
+        }
+        "annuler" => Err(Error::invalid("/confirm", "not confirmed")),
         _ => return page::not_found(),
     };
     after(&state, &signed, &member, &sid, &action, result).await

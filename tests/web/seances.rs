@@ -67,7 +67,7 @@ async fn setup(app: &TestApp) -> (String, Vec<String>) {
     (s["id"].as_str().expect("id").to_owned(), references)
 }
 
-async fn click(b: &Client, css: &str) {
+pub(crate) async fn click(b: &Client, css: &str) {
     b.find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css}: {e}"))
@@ -76,7 +76,7 @@ async fn click(b: &Client, css: &str) {
         .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
 }
 
-async fn text_of(b: &Client, css: &str) -> String {
+pub(crate) async fn text_of(b: &Client, css: &str) -> String {
     b.find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css}: {e}"))
@@ -86,7 +86,7 @@ async fn text_of(b: &Client, css: &str) -> String {
 }
 
 /// Waits until the page's heading starts with `expected`.
-async fn wait_heading(b: &Client, expected: &str) {
+pub(crate) async fn wait_heading(b: &Client, expected: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut seen = String::new();
     while std::time::Instant::now() < deadline {
@@ -104,7 +104,7 @@ async fn wait_heading(b: &Client, expected: &str) {
 }
 
 /// Waits until `css` is on the page and its text contains `expected`.
-async fn wait_text(b: &Client, css: &str, expected: &str) {
+pub(crate) async fn wait_text(b: &Client, css: &str, expected: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut seen = String::new();
     while std::time::Instant::now() < deadline {
@@ -138,13 +138,13 @@ async fn agenda_order(b: &Client) -> Vec<String> {
 }
 
 /// Clicks `css` and waits for the session page's confirmation of the action.
-async fn act(b: &Client, css: &str, confirmation: &str) {
+pub(crate) async fn act(b: &Client, css: &str, confirmation: &str) {
     click(b, css).await;
     wait_text(b, "#fait", confirmation).await;
 }
 
 /// Sets a field's value (a date input is typed differently in each locale).
-async fn set_value(b: &Client, id: &str, value: &str) {
+pub(crate) async fn set_value(b: &Client, id: &str, value: &str) {
     b.execute(
         "document.getElementById(arguments[0]).value = arguments[1];",
         vec![json!(id), json!(value)],
@@ -154,7 +154,13 @@ async fn set_value(b: &Client, id: &str, value: &str) {
 }
 
 /// Fills the decision form of the current point and sends it; waits for the confirmation.
-async fn decide(b: &Client, outcome: &str, interlocutor: &str, follow_up: &str, text: &str) {
+pub(crate) async fn decide(
+    b: &Client,
+    outcome: &str,
+    interlocutor: &str,
+    follow_up: &str,
+    text: &str,
+) {
     click(b, &format!("#issue option[value='{outcome}']")).await;
     click(b, &format!("#interlocuteur option[value='{interlocutor}']")).await;
     set_value(b, "suivi", follow_up).await;
@@ -173,7 +179,7 @@ async fn sign_in(b: &Client, base: &str) {
     wait_heading(b, "Mes cellules").await;
 }
 
-fn pdf_text(pdf: &[u8]) -> String {
+pub(crate) fn pdf_text(pdf: &[u8]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("compte-rendu.pdf");
     std::fs::write(&file, pdf).expect("write pdf");
@@ -378,4 +384,79 @@ async fn coordinator_desk(backend: Backend) {
     }
 }
 
-backend_tests!(coordinator_desk);
+/// The calendar's side of the desk: the schedule in words, planning the coming months, an
+/// extra session (refused in the past, in French), and cancelling one (refused without its
+/// confirmation, then done).
+async fn planning_and_cancelling(backend: Backend) {
+    let web = web_app(
+        backend,
+        Web {
+            oidc: false,
+            ..Web::default()
+        },
+    )
+    .await;
+    let app = &web.app;
+    app.standard_cellule().await;
+    setup(app).await;
+    let b = browser().await;
+    let shot = |name: &str| format!("{backend:?}-calendrier-{name}").to_lowercase();
+    sign_in(&b, &web.base).await;
+    b.goto(&format!("{}/c/perpignan/seances", web.base))
+        .await
+        .expect("sessions");
+    wait_heading(&b, "Séances").await;
+    let calendar = text_of(&b, "#calendrier-cellule").await;
+    assert!(
+        calendar.contains("le deuxième jeudi de chaque mois"),
+        "{calendar}"
+    );
+    assert!(calendar.contains("Mairie, salle du conseil"), "{calendar}");
+    let planned = |list: Value| list.as_array().map_or(0, Vec::len);
+    let before = planned(call(app, Method::GET, "/sessions", None).await);
+
+    // Planning: a month count out of range comes back in French; then three months.
+    set_value(&b, "mois", "40").await;
+    click(&b, "#planifier").await;
+    wait_text(&b, "#erreurs", "entre 1 et 36").await;
+    check_page(&b, &shot("01-erreur")).await;
+    set_value(&b, "mois", "3").await;
+    click(&b, "#planifier").await;
+    wait_text(&b, "#fait", "planifiées").await;
+    let after = planned(call(app, Method::GET, "/sessions", None).await);
+    assert!(after > before, "{before} then {after}");
+
+    // An extra session: in the past, refused on its field, what was typed kept; then one to
+    // come, and its page.
+    set_value(&b, "date", "2001-01-11").await;
+    set_value(&b, "heure", "14:00").await;
+    set_value(&b, "lieu", "Salle B").await;
+    click(&b, "#ajouter-seance").await;
+    wait_text(&b, "#erreurs", "dans le futur").await;
+    let kept = b
+        .find(Locator::Css("#lieu"))
+        .await
+        .expect("field")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(kept.as_deref(), Some("Salle B"));
+    check_page(&b, &shot("02-supplementaire-erreur")).await;
+    set_value(&b, "date", "2031-01-09").await;
+    set_value(&b, "heure", "10:30").await;
+    click(&b, "#ajouter-seance").await;
+    wait_heading(&b, "Séance du jeudi 9 janvier 2031").await;
+    assert!(text_of(&b, "#statut").await.contains("Salle B"));
+
+    // Cancelling: the box unticked is refused, ticked the session is cancelled.
+    click(&b, "#annuler").await;
+    wait_text(&b, "#erreurs", "Cochez la case").await;
+    wait_text(&b, "#statut", "planifiée").await;
+    click(&b, "#confirmer").await;
+    act(&b, "#annuler", "annulée").await;
+    wait_text(&b, "#statut", "annulée").await;
+    check_page(&b, &shot("03-annulee")).await;
+    assert!(b.find(Locator::Css("#annuler")).await.is_err());
+}
+
+backend_tests!(coordinator_desk, planning_and_cancelling);
