@@ -390,14 +390,34 @@ struct FollowUpsPage {
     c: Chrome,
     rows: Vec<DueRow>,
     organisation: String,
+    /// The coordinator's filters (the whole cellule's follow-ups): the organisations to choose
+    /// from, the one chosen, the last day, and the filter's problem.
+    whole_cellule: bool,
+    organisations: Vec<(String, bool)>,
+    until: String,
+    errors: Vec<FieldProblem>,
+    action: String,
+}
+
+impl FollowUpsPage {
+    fn err(&self, field: &str) -> Option<&str> {
+        message_for(&self.errors, field)
+    }
+}
+
+#[derive(Deserialize)]
+pub struct FollowUpsQuery {
+    organisation: Option<String>,
+    jusqu_au: Option<String>,
 }
 
 /// `GET /c/{cellule}/suivis`: the actions and follow-up dates of the member's organisation,
-/// overdue first.
+/// overdue first; for the coordinator, the whole cellule's, by organisation and up to a day.
 pub async fn follow_ups(
     State(state): State<WebState>,
     signed: Signed,
     Path(slug): Path<String>,
+    Query(q): Query<FollowUpsQuery>,
 ) -> Response {
     let member = match enter(&state, &signed, &slug).await {
         Ok(m) => m,
@@ -407,8 +427,54 @@ pub async fn follow_ups(
     if let Err(r) = charter_gate(&state, &member, &here) {
         return r;
     }
-    let list = match meeting::follow_ups(&state.app, &member, DueQuery::default()).await {
-        Ok(l) => l,
+    let whole_cellule = member.membership.spec.role == crate::domain::Role::Coordinator;
+    let picked = q
+        .organisation
+        .filter(|o| whole_cellule && !o.trim().is_empty());
+    let typed_until = q.jusqu_au.unwrap_or_default();
+    let mut errors = Vec::new();
+    let until = match typed_until.trim() {
+        "" => None,
+        d => match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+            Ok(d) => Some(d),
+            Err(_) => {
+                errors.push(FieldProblem::new(
+                    "jusqu_au",
+                    "Indiquez le dernier jour sous la forme AAAA-MM-JJ, par exemple 2027-03-31.",
+                ));
+                None
+            }
+        },
+    };
+    let organisations = if whole_cellule {
+        match super::seance_point::organisations(&state, &member).await {
+            Ok(names) => names
+                .into_iter()
+                .map(|n| {
+                    let chosen = picked.as_deref() == Some(n.as_str());
+                    (n, chosen)
+                })
+                .collect(),
+            Err(e) => return page::error(e),
+        }
+    } else {
+        vec![]
+    };
+    if picked.is_some() && !organisations.iter().any(|(_, chosen)| *chosen) {
+        errors.push(FieldProblem::new(
+            "organisation",
+            "Choisissez une organisation de la liste.",
+        ));
+    }
+    let query = DueQuery {
+        until,
+        organisation: picked.filter(|_| errors.is_empty()),
+    };
+    // The service is asked even when the day is malformed, so that its policies decide who
+    // gets this page at all; nothing is listed then.
+    let list = match meeting::follow_ups(&state.app, &member, query).await {
+        Ok(l) if errors.is_empty() => l,
+        Ok(_) => vec![],
         Err(e) => return page::error(e),
     };
     let mut rows: Vec<DueRow> = list
@@ -429,16 +495,20 @@ pub async fn follow_ups(
         .collect();
     // Overdue first, then by due date (the service's order is kept within each group).
     rows.sort_by_key(|r| !r.overdue);
+    let title = match (whole_cellule, errors.is_empty()) {
+        (true, true) => "Actions et suivis de la cellule",
+        (true, false) => "Erreurs — Actions et suivis de la cellule",
+        (false, _) => "Suivis de mon organisation",
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
     render(
-        StatusCode::OK,
+        status,
         &FollowUpsPage {
-            c: chrome(
-                &state,
-                &signed,
-                &member,
-                "Suivis de mon organisation",
-                &here,
-            ),
+            c: chrome(&state, &signed, &member, title, &here),
             rows,
             organisation: member
                 .membership
@@ -447,6 +517,11 @@ pub async fn follow_ups(
                 .as_ref()
                 .map(|o| o.as_str().to_owned())
                 .unwrap_or_default(),
+            whole_cellule,
+            organisations,
+            until: typed_until,
+            errors,
+            action: here.clone(),
         },
     )
 }

@@ -79,7 +79,9 @@ pub(super) fn cellule_nav(state: &WebState, member: &CelluleMember) -> Vec<NavLi
     if may(state, member, "read_sessions") {
         nav.push(link("/mes-seances", "Mes séances"));
     }
-    if may(state, member, "list_cases") {
+    if member.membership.spec.role == crate::domain::Role::Coordinator {
+        nav.push(link("/suivis", "Actions et suivis"));
+    } else if may(state, member, "list_cases") {
         nav.push(link("/suivis", "Suivis de mon organisation"));
     }
     nav.push(link("/avis", "Mes avis par courriel"));
