@@ -7,6 +7,8 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod audit_parity;
+mod demo;
 mod desk;
 mod journeys;
 mod oidc;

@@ -13,7 +13,8 @@
 //!   declined), reviewed at the last two past sessions (agendas built and published, meetings
 //!   opened with their attendance, decisions routed / follow-up / closed / deferred with actions,
 //!   one corrected, notes of every audience, minutes approved: `meeting`);
-//! - the agenda of the next session, built and published, and a few referrals left to screen.
+//! - the next session, an extra one later today (so that its meeting can be run at once, from
+//!   the browser), its agenda built and published, and a few referrals left to screen.
 //!
 //! To have a history, the demo runs on a clock of its own that starts about two months back and
 //! ends at the present: what it records (cases, events, audit entries) is dated as if it had
@@ -260,7 +261,7 @@ impl Demo {
             .map_err(at("routing rules"))?;
 
         // Schedule, and a year of sessions.
-        schedule::put_schedule(&self.state, &coordinator, schedule)
+        schedule::put_schedule(&self.state, &coordinator, schedule.clone())
             .await
             .map_err(at("schedule"))?;
         let plan = sessions::plan(&self.state, &coordinator, PlanRequest { months: 12 })
@@ -281,11 +282,9 @@ impl Demo {
             return Err(failure("demo: fewer than two past sessions were planned"));
         };
         let (p1, p2) = ((*p1).clone(), (*p2).clone());
-        let next = all
-            .iter()
-            .find(|s| s.starts_at > real_now)
-            .cloned()
-            .ok_or_else(|| failure("demo: no session planned after today"))?;
+        let next = self
+            .session_today(&coordinator, &schedule.time_zone, real_now)
+            .await?;
 
         // Period 0, first session; period 1, second session.
         self.referrals(0, start, p1.starts_at - days(8)).await?;
@@ -354,6 +353,48 @@ impl Demo {
             next,
             duplicate: self.duplicate,
         })
+    }
+
+    /// The next session: an extra one later today (in the schedule's zone), so that whoever
+    /// tries the demo can run its meeting now, a meeting opening on its day and not before.
+    /// An hour from now, or a minute when the day ends sooner.
+    async fn session_today(
+        &self,
+        coordinator: &CelluleMember,
+        zone: &str,
+        real_now: DateTime<Utc>,
+    ) -> Result<SessionRecord, CliError> {
+        use chrono::Timelike;
+        let tz = crate::domain::schedule::parse_tz(zone)
+            .map_err(|e| failure(format!("demo schedule: {e}")))?;
+        let local = real_now.with_timezone(&tz);
+        let in_an_hour = local + chrono::Duration::hours(1);
+        let starts = if in_an_hour.date_naive() == local.date_naive() {
+            in_an_hour
+        } else {
+            local + chrono::Duration::minutes(2)
+        };
+        let starts = starts
+            .with_second(0)
+            .and_then(|t| t.with_nanosecond(0))
+            .unwrap_or(starts);
+        let view = sessions::add_session(
+            &self.state,
+            coordinator,
+            sessions::AdHocRequest {
+                starts_at: starts.fixed_offset(),
+                duration_minutes: None,
+                location: None,
+            },
+        )
+        .await
+        .map_err(at("adding today's session"))?;
+        self.state
+            .db
+            .get_session(self.slug.as_str(), &view.id)
+            .await
+            .map_err(|e| failure(e.to_string()))?
+            .ok_or_else(|| failure("demo: today's session vanished"))
     }
 
     async fn people(&mut self, cellule: &Cellule) -> Result<(), CliError> {
@@ -495,6 +536,10 @@ impl Demo {
             "Hors du champ de la cellule : situation déjà suivie par un service compétent (fictif)."
                 .to_owned()
         });
+        let referrer_message = (to == CaseStatus::Declined).then(|| {
+            "La situation est déjà accompagnée par le service compétent : adressez-vous à lui (fictif)."
+                .to_owned()
+        });
         let coordinator = self.who(COORDINATOR)?.clone();
         cases::transition(
             &self.state,
@@ -503,6 +548,7 @@ impl Demo {
             TransitionRequest {
                 to,
                 reason,
+                referrer_message,
                 follow_up_date: None,
                 routed_org: None,
             },

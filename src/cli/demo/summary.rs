@@ -35,7 +35,7 @@ pub(super) fn print_summary(config: &Config, s: &Summary, tokens: &[String], ttl
         );
     }
     println!(
-        "  next session {}: agenda published, {} items, {} deferred (capacity)",
+        "  next session {} (an extra one, today: run it in the browser as demo-coordinator): agenda published, {} items, {} deferred (capacity)",
         s.next.local_start,
         s.next_items.len(),
         s.next_deferred
@@ -91,7 +91,7 @@ pub(super) fn print_summary(config: &Config, s: &Summary, tokens: &[String], ttl
         "# its approved minutes (compte rendu): PDF for the coordinator, HTML for the CCAS (no psychiatry text)",
         "curl -s $API/sessions/$MINUTES_SESSION/minutes -H \"Authorization: Bearer $COORDINATOR\" -H 'Accept: application/pdf' -o compte-rendu.pdf",
         "curl -s $API/sessions/$MINUTES_SESSION/minutes -H \"Authorization: Bearer $MEMBER_CCAS\" -H 'Accept: text/html' -o compte-rendu-ccas.html",
-        "# on the next session's day (not before): open the meeting, decide an item, close, approve the minutes",
+        "# today's session (or in the browser, as demo-coordinator: Séances): open the meeting, decide an item, close, approve the minutes",
         "#   curl -s -X POST $API/sessions/$SESSION/open -H \"Authorization: Bearer $COORDINATOR\"",
     ] {
         println!("{line}");
