@@ -33,7 +33,12 @@
 //!    one (5; `--quick`: 1), each timed until its whole answer is in. Each session is then
 //!    published (timed too: publication counts the session's deferrals), so that the next
 //!    build orders by those counts.
-//! 5. With the large dataset, a separate cellule's chain is grown to 1,000,000 entries
+//! 5. The coordinator's web pages (issue 38: under 50 ms and 100 KB) are loaded one after the
+//!    other by a client signed in through the development sign-in page, each next to the API
+//!    call it wraps (20 times, `--quick`: 2, after an untimed pass): the last session's page
+//!    (its agenda, whose deferrals are all the eligible cases left), a case with 20 notes, the
+//!    year's sessions; each page's size is reported with its times.
+//! 6. With the large dataset, a separate cellule's chain is grown to 1,000,000 entries
 //!    (`--quick`: 20,000) and verified through `GET …/audit/verify`, next to raw `ring` SHA-256
 //!    over exactly the bytes the chain hashes (read back from the database).
 //!
@@ -124,6 +129,8 @@ struct Options {
     rebuilds: usize,
     audit_entries: usize,
     verify_reps: usize,
+    /// Timed loads of each web page (and of its API call).
+    page_reps: usize,
     postgres: Option<String>,
     /// Run one backend only (`--backend sqlite|postgres`): a second backend in the same process
     /// starts with the memory the first left resident, which inflates its RSS figures.
@@ -223,6 +230,7 @@ fn options() -> Options {
             rebuilds: 1,
             audit_entries: 20_000,
             verify_reps: 1,
+            page_reps: 2,
             postgres,
             only,
             backend,
@@ -240,6 +248,7 @@ fn options() -> Options {
             rebuilds: 5,
             audit_entries: 1_000_000,
             verify_reps: 3,
+            page_reps: 20,
             postgres,
             only,
             backend,
@@ -600,12 +609,18 @@ struct Server {
 impl Server {
     async fn start(db_url: &str) -> Res<Server> {
         let dir = private_tempdir()?;
+        // A known port, so that the web application's origin (its sign-in form checks it) is
+        // the address the client calls.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let mut config = Config {
             data_dir: dir.path().to_path_buf(),
-            bind: "127.0.0.1:0".parse()?,
+            bind: format!("127.0.0.1:{port}").parse()?,
             admins: vec![ADMIN.to_owned()],
             ..Config::default()
         };
+        config.web.base_url = Some(url::Url::parse(&format!("http://127.0.0.1:{port}"))?);
         config.database = Some(DatabaseUrl::new(db_url));
         // The bench measures throughput, far past any one caller's budget.
         config.rate_limit.enabled = false;
@@ -682,6 +697,25 @@ impl Server {
             return Err(format!("{method} {path}: {status} {text}").into());
         }
         Ok((text, us))
+    }
+
+    /// A browser-like client (cookies, redirects not followed) signed in to the web
+    /// application as the coordinator, through the development sign-in page.
+    async fn web_client(&self) -> Res<reqwest::Client> {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let r = client
+            .post(format!("{}/connexion/dev", self.base))
+            .header(reqwest::header::ORIGIN, &self.base)
+            .form(&[("sujet", COORD), ("suite", "/")])
+            .send()
+            .await?;
+        if r.status() != reqwest::StatusCode::SEE_OTHER {
+            return Err(format!("web sign-in: {}", r.status()).into());
+        }
+        Ok(client)
     }
 
     /// Cellule `slug` with a coordinator (city sphere, charter accepted) and an auditor.
@@ -896,6 +930,7 @@ async fn seed_case(
             from: CaseStatus::Submitted,
             to: CaseStatus::Accepted,
             reason: None,
+            referrer_message: None,
             follow_up_date: None,
             routed_org: None,
             actor: COORD.to_owned(),
@@ -1055,6 +1090,7 @@ struct Dataset {
     seeded: Seeded,
     paths: Vec<Path>,
     agenda: Option<Agenda>,
+    pages: Vec<PageTiming>,
     audit: Option<AuditRun>,
     rss_load_mib: f64,
     /// RSS when the load starts: the idle server with its dataset, and the load client's lists.
@@ -1071,6 +1107,54 @@ struct Agenda {
     rebuilds: Latencies,
     /// Each session's publication, which counts its deferrals (not an issue target).
     publications: Latencies,
+}
+
+/// A page of the web application, timed next to the API call it wraps.
+struct PageTiming {
+    name: &'static str,
+    page: Latencies,
+    api: Latencies,
+    /// The page's size (HTML only: the pages carry no image).
+    page_bytes: usize,
+}
+
+/// Each page then its API call, one after the other, `reps` times after one untimed pass: a
+/// person's clicks, not a crowd's. Each is timed until its whole answer is received.
+async fn time_pages(
+    server: &Server,
+    pairs: Vec<(&'static str, String, String)>,
+    reps: usize,
+) -> Res<Vec<PageTiming>> {
+    let web = server.web_client().await?;
+    let mut out = Vec::new();
+    for (name, page, api) in pairs {
+        let (mut pages, mut apis, mut page_bytes) = (Vec::new(), Vec::new(), 0);
+        for rep in 0..=reps {
+            let t = Instant::now();
+            let r = web.get(format!("{}{page}", server.base)).send().await?;
+            let status = r.status();
+            let body = r.bytes().await?;
+            let us = t.elapsed().as_secs_f64() * 1e6;
+            if status != reqwest::StatusCode::OK {
+                return Err(format!("GET {page}: {status}").into());
+            }
+            page_bytes = body.len();
+            let (_, api_us) = server
+                .call_timed(reqwest::Method::GET, &api, &server.coord, None)
+                .await?;
+            if rep > 0 {
+                pages.push(us);
+                apis.push(api_us);
+            }
+        }
+        out.push(PageTiming {
+            name,
+            page: Latencies::new(pages),
+            api: Latencies::new(apis),
+            page_bytes,
+        });
+    }
+    Ok(out)
 }
 
 struct AuditRun {
@@ -1502,6 +1586,36 @@ async fn run_dataset(
         f64::NAN
     };
 
+    // The coordinator's pages over this dataset, next to the API calls they wrap: the last
+    // session's agenda (its deferrals are the eligible cases left), a case with 20 notes, the
+    // year's sessions.
+    eprintln!("[{backend} {size}] web pages next to their API calls…");
+    let last = sessions.last().ok_or("no session")?;
+    let web = format!("/c/{CELLULE}");
+    let hot = &seeded.hot[0];
+    let pages = time_pages(
+        &server,
+        vec![
+            (
+                "session page (agenda)",
+                format!("{web}/seances/{last}"),
+                format!("{cpath}/sessions/{last}/agenda"),
+            ),
+            (
+                "case page (20 notes)",
+                format!("{web}/situations/{hot}"),
+                format!("{cpath}/cases/{hot}"),
+            ),
+            (
+                "sessions of the year",
+                format!("{web}/seances"),
+                format!("{cpath}/sessions"),
+            ),
+        ],
+        opts.page_reps,
+    )
+    .await?;
+
     // Audit verification of a long chain, with the large dataset only.
     let audit = if large {
         server.cellule(LEDGER).await?;
@@ -1556,6 +1670,7 @@ async fn run_dataset(
         seeded,
         paths,
         agenda,
+        pages,
         audit,
         rss_load_mib,
         rss_idle_mib: rss_idle_mib.unwrap_or(f64::NAN),
@@ -1691,6 +1806,21 @@ async fn main() -> Res<()> {
                 );
             }
         }
+        for p in &d.pages {
+            // p50 and max of the page, then of its API call; the page's size.
+            println!(
+                "{:<9} {:>7} {:<32} {:>9} {:>9.2} {:>9.2} {:>7} {:>15} {:>11}",
+                d.backend,
+                d.size,
+                format!("page: {}", p.name),
+                format!("{:.0} KB", p.page_bytes as f64 / 1024.0),
+                p.page.ms(50.0),
+                p.page.ms(100.0),
+                0,
+                format!("API {:.2}/{:.2}", p.api.ms(50.0), p.api.ms(100.0)),
+                "-",
+            );
+        }
         println!(
             "{:<9} {:>7} peak RSS under load {:.1} MiB (idle before the load {:.1} MiB); seeding {:.1} s ({} notes)",
             d.backend, d.size, d.rss_load_mib, d.rss_idle_mib, d.seeded.secs, d.seeded.notes
@@ -1775,6 +1905,15 @@ async fn main() -> Res<()> {
                 "publication_p50_ms": a.publications.ms(50.0),
                 "publication_max_ms": a.publications.ms(100.0),
             })),
+            "pages": d.pages.iter().map(|p| json!({
+                "page": p.name,
+                "bytes": p.page_bytes,
+                "loads": p.page.0.len(),
+                "page_p50_ms": p.page.ms(50.0),
+                "page_max_ms": p.page.ms(100.0),
+                "api_p50_ms": p.api.ms(50.0),
+                "api_max_ms": p.api.ms(100.0),
+            })).collect::<Vec<_>>(),
             "audit_verify": d.audit.as_ref().map(|a| json!({
                 "entries": a.entries,
                 "verify_seconds": a.verify_secs,
