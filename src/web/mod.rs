@@ -26,6 +26,7 @@ mod my_sessions;
 mod notices;
 mod page;
 mod referrals;
+mod schedule_form;
 mod screening;
 mod seance_point;
 mod seances;
@@ -141,6 +142,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: WebState) -> Router<S> {
         .route("/c/{cellule}/saisines/nouvelle", get(referrals::new))
         .route("/c/{cellule}/seances", get(seances_plan::list))
         .route("/c/{cellule}/seances/planifier", post(seances_plan::plan))
+        .route(
+            "/c/{cellule}/seances/calendrier",
+            get(schedule_form::show).post(schedule_form::save),
+        )
         .route(
             "/c/{cellule}/seances/supplementaire",
             post(seances_plan::add),

@@ -282,6 +282,9 @@ pub async fn list(
     let done = match q.fait.as_deref() {
         Some("planifiees") => Some("Les séances des mois à venir sont planifiées."),
         Some("ajoutee") => Some("La séance supplémentaire est ajoutée au calendrier."),
+        Some("calendrier") => {
+            Some("Le calendrier est enregistré : les prochaines séances se planifient selon lui.")
+        }
         _ => None,
     };
     match sessions_page(

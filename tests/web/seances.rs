@@ -384,7 +384,7 @@ async fn coordinator_desk(backend: Backend) {
     }
 }
 
-/// The calendar's side of the desk: the schedule in words, planning the coming months, an
+/// The calendar's side of the desk: the schedule in words and edited, planning the coming months, an
 /// extra session (refused in the past, in French), and cancelling one (refused without its
 /// confirmation, then done).
 async fn planning_and_cancelling(backend: Backend) {
@@ -412,6 +412,28 @@ async fn planning_and_cancelling(backend: Backend) {
         "{calendar}"
     );
     assert!(calendar.contains("Mairie, salle du conseil"), "{calendar}");
+    // The schedule's form: a length out of range comes back on its field; then the last
+    // Friday of each month, said in words on the sessions' page.
+    click(&b, "#modifier-calendrier").await;
+    wait_heading(&b, "Calendrier des séances").await;
+    check_page(&b, &shot("00-calendrier")).await;
+    click(&b, "#rang option[value='-1']").await;
+    click(&b, "#jour option[value='FR']").await;
+    set_value(&b, "duree", "5").await;
+    click(&b, "#enregistrer-calendrier").await;
+    wait_text(&b, "#erreurs", "entre 15 et 600").await;
+    set_value(&b, "duree", "150").await;
+    click(&b, "#enregistrer-calendrier").await;
+    wait_text(&b, "#fait", "calendrier est enregistré").await;
+    let calendar = text_of(&b, "#calendrier-cellule").await;
+    assert!(
+        calendar.contains("le dernier vendredi de chaque mois"),
+        "{calendar}"
+    );
+    assert!(calendar.contains("2 h 30"), "{calendar}");
+    let schedule = call(app, Method::GET, "/schedule", None).await;
+    assert_eq!(schedule["rrule"], "FREQ=MONTHLY;BYDAY=-1FR");
+    assert_eq!(schedule["location"], "Mairie, salle du conseil");
     let planned = |list: Value| list.as_array().map_or(0, Vec::len);
     let before = planned(call(app, Method::GET, "/sessions", None).await);
 
