@@ -31,6 +31,7 @@ mod seance_point;
 mod seances;
 mod session;
 mod sign_in;
+mod situations;
 mod text;
 
 use std::sync::Arc;
@@ -161,6 +162,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: WebState) -> Router<S> {
             "/c/{cellule}/seances/{sid}/compte-rendu.pdf",
             get(compte_rendu::pdf),
         )
+        .route("/c/{cellule}/situations", get(situations::list))
         .route("/c/{cellule}/situations/{reference}", get(desk::case))
         .route(
             "/c/{cellule}/situations/{reference}/notes",
