@@ -17,6 +17,7 @@
 mod admin;
 mod assets;
 mod auditor;
+mod case_actions;
 mod compte_rendu;
 mod desk;
 mod forms;
@@ -164,6 +165,14 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: WebState) -> Router<S> {
         )
         .route("/c/{cellule}/situations", get(situations::list))
         .route("/c/{cellule}/situations/{reference}", get(desk::case))
+        .route(
+            "/c/{cellule}/situations/{reference}/statut",
+            post(case_actions::transition),
+        )
+        .route(
+            "/c/{cellule}/situations/{reference}/effacement",
+            post(case_actions::erase),
+        )
         .route(
             "/c/{cellule}/situations/{reference}/notes",
             post(desk::add_note),

@@ -116,7 +116,10 @@ fn options(all: &[(String, String)], picked: &str) -> Vec<Opt> {
 
 /// The organisations a decision may name: the directory's interlocutors, then the memberships'
 /// organisations not already listed.
-async fn organisations(state: &WebState, member: &CelluleMember) -> Result<Vec<String>, Error> {
+pub(super) async fn organisations(
+    state: &WebState,
+    member: &CelluleMember,
+) -> Result<Vec<String>, Error> {
     let mut names: Vec<String> = directory::get_interlocutors(&state.app, member)
         .await?
         .interlocutors
