@@ -12,4 +12,5 @@ mod journeys;
 mod oidc;
 mod pages;
 mod seances;
+mod situations;
 mod support;
