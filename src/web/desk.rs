@@ -1,6 +1,7 @@
 //! The member's desk: one case as the member may see it (`/c/{cellule}/situations/{ref}`: the
 //! pseudonymised attributes and texts, the notes of the member's audiences, the decisions, and a
-//! form to write a note) and the follow-ups of the member's organisation (`/c/{cellule}/suivis`).
+//! form to write a note; its history and, for whom the policies allow them, its lifecycle forms:
+//! [`super::case_actions`]) and the follow-ups of the member's organisation (`/c/{cellule}/suivis`).
 //! Every page calls the API's use cases, so the same policies decide and the same audit entries
 //! are written; a case the member may not see answers the same page as a missing one.
 
@@ -12,6 +13,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::WebState;
+use super::case_actions::{Lifecycle, Typed, lifecycle};
 use super::forms::{FieldProblem, Form, message_for};
 use super::home::{charter_gate, chrome, enter};
 use super::page::{self, Chrome, render, see_other};
@@ -63,7 +65,7 @@ struct AudienceChoice {
 
 #[derive(Template)]
 #[template(path = "case.html")]
-struct CasePage {
+pub(super) struct CasePage {
     c: Chrome,
     reference: String,
     facts: Vec<Fact>,
@@ -76,7 +78,19 @@ struct CasePage {
     body: String,
     errors: Vec<FieldProblem>,
     marked: Vec<MarkedField>,
-    written: bool,
+    banner: Option<&'static str>,
+    life: Lifecycle,
+}
+
+/// What the case page comes back with after a form: the note form and the lifecycle step as
+/// typed, the errors, the guard's marks, or the confirmation of what was done.
+#[derive(Default)]
+pub(super) struct Back {
+    pub note: Form,
+    pub typed: Typed,
+    pub errors: Vec<FieldProblem>,
+    pub marked: Vec<MarkedField>,
+    pub banner: Option<&'static str>,
 }
 
 impl CasePage {
@@ -169,21 +183,28 @@ fn audience_label(a: Audience) -> &'static str {
 #[derive(Deserialize)]
 pub struct WrittenQuery {
     note: Option<String>,
+    statut: Option<String>,
 }
 
-/// The case page of `reference`, with the note form as given.
-async fn case_page(
+/// The case page of `reference`, with its forms as given.
+pub(super) async fn case_page(
     state: &WebState,
     signed: &Signed,
     member: &CelluleMember,
     reference: &str,
-    form: &Form,
-    (errors, marked): (Vec<FieldProblem>, Vec<MarkedField>),
-    written: bool,
+    back: Back,
 ) -> Result<CasePage, Error> {
+    let Back {
+        note: form,
+        typed,
+        errors,
+        marked,
+        banner,
+    } = back;
     let view = cases::read(&state.app, member, reference).await?;
     let notes = cases::notes(&state.app, member, reference).await?;
     let decisions = meeting::case_decisions(&state.app, member, reference).await?;
+    let life = lifecycle(state, member, &view, &typed, &errors).await?;
     let reference = view.summary.reference.clone();
     let here = format!("/c/{}/situations/{reference}", member.slug());
     let title = if errors.is_empty() {
@@ -231,7 +252,8 @@ async fn case_page(
         body: form.raw("texte"),
         errors,
         marked,
-        written,
+        banner,
+        life,
         reference,
     })
 }
@@ -251,18 +273,18 @@ pub async fn case(
     if let Err(r) = charter_gate(&state, &member, &here) {
         return r;
     }
-    let written = q.note.as_deref() == Some("ajoutee");
-    match case_page(
-        &state,
-        &signed,
-        &member,
-        &reference,
-        &Form::default(),
-        (vec![], vec![]),
-        written,
-    )
-    .await
-    {
+    let banner = if q.note.as_deref() == Some("ajoutee") {
+        Some("Votre note est enregistrée.")
+    } else if q.statut.as_deref() == Some("modifie") {
+        Some("Statut modifié.")
+    } else {
+        None
+    };
+    let back = Back {
+        banner,
+        ..Back::default()
+    };
+    match case_page(&state, &signed, &member, &reference, back).await {
         Ok(p) => render(StatusCode::OK, &p),
         Err(e) => page::error(e),
     }
@@ -321,9 +343,12 @@ pub async fn add_note(
         &signed,
         &member,
         &reference,
-        &form,
-        (errors, marked),
-        false,
+        Back {
+            note: form.clone(),
+            errors,
+            marked,
+            ..Back::default()
+        },
     )
     .await
     {

@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 
 /// The fields of a submitted form, in order.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Form(Vec<(String, String)>);
 
 impl Form {

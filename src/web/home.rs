@@ -44,7 +44,7 @@ pub(super) fn charter_gate(
 }
 
 /// Whether the policies let `member` do `action` in its cellule (once the charter is accepted).
-fn may(state: &WebState, member: &CelluleMember, action: &str) -> bool {
+pub(super) fn may(state: &WebState, member: &CelluleMember, action: &str) -> bool {
     matches!(
         access::cellule_action(&state.app, &access::principal(member), action),
         Ok(()) | Err(crate::error::Error::CharterNotAccepted)
@@ -75,6 +75,9 @@ pub(super) fn cellule_nav(state: &WebState, member: &CelluleMember) -> Vec<NavLi
     }
     if member.membership.spec.role == crate::domain::Role::Coordinator {
         nav.push(link("/a-examiner", "Saisines à examiner"));
+    }
+    if may(state, member, "list_cases") {
+        nav.push(link("/situations", "Situations"));
     }
     if may(state, member, "read_sessions") {
         nav.push(link("/mes-seances", "Mes séances"));

@@ -17,6 +17,7 @@
 mod admin;
 mod assets;
 mod auditor;
+mod case_actions;
 mod compte_rendu;
 mod desk;
 mod forms;
@@ -33,6 +34,7 @@ mod seances;
 mod seances_plan;
 mod session;
 mod sign_in;
+mod situations;
 mod text;
 
 use std::sync::Arc;
@@ -172,7 +174,16 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: WebState) -> Router<S> {
             "/c/{cellule}/seances/{sid}/compte-rendu.pdf",
             get(compte_rendu::pdf),
         )
+        .route("/c/{cellule}/situations", get(situations::list))
         .route("/c/{cellule}/situations/{reference}", get(desk::case))
+        .route(
+            "/c/{cellule}/situations/{reference}/statut",
+            post(case_actions::transition),
+        )
+        .route(
+            "/c/{cellule}/situations/{reference}/effacement",
+            post(case_actions::erase),
+        )
         .route(
             "/c/{cellule}/situations/{reference}/notes",
             post(desk::add_note),

@@ -16,7 +16,7 @@ use super::forms::{FieldProblem, Form, message_for};
 use super::home::chrome;
 use super::page::{self, Chrome, render, see_other};
 use super::seances::desk;
-use super::seances_plan::rule_text;
+use super::seances_plan::recurrence_text;
 use super::session::Signed;
 use crate::domain::schedule::{DEFAULT_TIME_ZONE, HolidayRule, Schedule};
 use crate::error::Error;
@@ -285,7 +285,7 @@ pub async fn show(
     let unsaid = schedule
         .as_ref()
         .filter(|_| !said)
-        .map(|s| rule_text(&s.rrule));
+        .map(|s| recurrence_text(&s.rrule));
     render(
         StatusCode::OK,
         &schedule_page(&state, &signed, &member, fields, unsaid, vec![]),

@@ -107,7 +107,7 @@ const DAYS: [(&str, &str); 7] = [
 
 /// A recurrence rule in French for the usual shapes (« le deuxième jeudi de chaque mois »,
 /// « chaque semaine, le mardi »); any other rule as written, in its own words.
-pub(super) fn rule_text(rrule: &str) -> String {
+pub(super) fn recurrence_text(rrule: &str) -> String {
     let rule = rrule.trim().trim_start_matches("RRULE:");
     let parts: Vec<(&str, &str)> = rule.split(';').filter_map(|p| p.split_once('=')).collect();
     let get = |k: &str| parts.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
@@ -151,7 +151,7 @@ fn holiday_text(rule: HolidayRule) -> &'static str {
 
 fn schedule_lines(s: &Schedule) -> Vec<(&'static str, String)> {
     let mut lines = vec![
-        ("Rythme", rule_text(&s.rrule)),
+        ("Rythme", recurrence_text(&s.rrule)),
         ("Heure", s.start_time.replace(':', "\u{a0}h\u{a0}")),
         ("Durée", french::duration(s.duration_minutes)),
         (
@@ -515,19 +515,19 @@ mod tests {
     #[test]
     fn usual_rules_are_said_in_french_and_others_as_written() {
         assert_eq!(
-            rule_text("FREQ=MONTHLY;BYDAY=+2TH"),
+            recurrence_text("FREQ=MONTHLY;BYDAY=+2TH"),
             "le deuxième jeudi de chaque mois"
         );
         assert_eq!(
-            rule_text("RRULE:FREQ=MONTHLY;BYDAY=1MO"),
+            recurrence_text("RRULE:FREQ=MONTHLY;BYDAY=1MO"),
             "le premier lundi de chaque mois"
         );
         assert_eq!(
-            rule_text("FREQ=MONTHLY;BYDAY=-1FR"),
+            recurrence_text("FREQ=MONTHLY;BYDAY=-1FR"),
             "le dernier vendredi de chaque mois"
         );
         assert_eq!(
-            rule_text("FREQ=WEEKLY;BYDAY=TU"),
+            recurrence_text("FREQ=WEEKLY;BYDAY=TU"),
             "chaque semaine, le mardi"
         );
         for other in [
@@ -537,7 +537,7 @@ mod tests {
             "FREQ=MONTHLY;BYDAY=+7TH",
         ] {
             assert_eq!(
-                rule_text(other),
+                recurrence_text(other),
                 format!("selon la règle de récurrence « {other} »")
             );
         }

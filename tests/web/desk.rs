@@ -68,7 +68,7 @@ async fn accepted(app: &TestApp, needs: Value, sector: &str, situation: &str) ->
 }
 
 /// Signs in through the development sign-in page as `subject`.
-async fn sign_in(b: &Client, base: &str, subject: &str) {
+pub(crate) async fn sign_in(b: &Client, base: &str, subject: &str) {
     b.delete_all_cookies().await.expect("cookies");
     b.goto(&format!("{base}/connexion/dev"))
         .await
@@ -79,7 +79,7 @@ async fn sign_in(b: &Client, base: &str, subject: &str) {
 
 /// Goes to `path`, waits for `heading`, checks the page (axe-core, screenshot) and answers its
 /// source.
-async fn visit(b: &Client, base: &str, path: &str, heading: &str, shot: &str) -> String {
+pub(crate) async fn visit(b: &Client, base: &str, path: &str, heading: &str, shot: &str) -> String {
     b.goto(&format!("{base}{path}")).await.expect("page");
     wait_heading(b, heading).await;
     check_page(b, shot).await;

@@ -14,4 +14,5 @@ mod journeys;
 mod oidc;
 mod pages;
 mod seances;
+mod situations;
 mod support;

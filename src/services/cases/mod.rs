@@ -2,12 +2,14 @@
 //! notes, erasure and retention (docs/design.md §3-§7). Free text is sealed with the case's data key
 //! before it reaches storage and opened only for callers the access rules let see it.
 
+mod checks;
 mod erasure;
 mod lifecycle;
 mod notes;
 mod read;
 mod submit;
 
+pub use checks::{allowed_actions, check_action, find};
 pub use erasure::{erase, run_retention};
 pub use lifecycle::transition;
 pub use notes::{add_note, note_again, notes};
