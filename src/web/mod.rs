@@ -17,6 +17,7 @@
 mod admin;
 mod assets;
 mod auditor;
+mod chart;
 mod compte_rendu;
 mod desk;
 mod forms;
@@ -31,6 +32,7 @@ mod seance_point;
 mod seances;
 mod session;
 mod sign_in;
+mod statistiques;
 mod text;
 
 use std::sync::Arc;
@@ -189,6 +191,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: WebState) -> Router<S> {
             "/c/{cellule}/a-examiner/{reference}",
             post(screening::decide),
         )
+        .route("/c/{cellule}/statistiques", get(statistiques::page))
         .route("/c/{cellule}/journal", get(auditor::search))
         .route("/c/{cellule}/journal/situation", get(auditor::access_log))
         .route("/c/{cellule}/journal/verification", get(auditor::verify))
