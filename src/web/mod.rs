@@ -15,6 +15,8 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod annuaire;
+mod annuaire_form;
 mod assets;
 mod auditor;
 mod chart;
@@ -191,6 +193,9 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: WebState) -> Router<S> {
             "/c/{cellule}/a-examiner/{reference}",
             post(screening::decide),
         )
+        .route("/c/{cellule}/annuaire", get(annuaire::show))
+        .route("/c/{cellule}/annuaire/export.json", get(annuaire::export))
+        .route("/c/{cellule}/annuaire/{action}", post(annuaire::act))
         .route("/c/{cellule}/statistiques", get(statistiques::page))
         .route("/c/{cellule}/journal", get(auditor::search))
         .route("/c/{cellule}/journal/situation", get(auditor::access_log))
