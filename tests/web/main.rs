@@ -7,6 +7,7 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod annuaire;
 mod desk;
 mod journeys;
 mod oidc;
