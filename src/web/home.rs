@@ -87,6 +87,12 @@ pub(super) fn cellule_nav(state: &WebState, member: &CelluleMember) -> Vec<NavLi
     } else if may(state, member, "list_cases") {
         nav.push(link("/suivis", "Suivis de mon organisation"));
     }
+    if may(state, member, "manage_routing") {
+        nav.push(link("/annuaire", "Annuaire"));
+    }
+    if may(state, member, "read_stats") {
+        nav.push(link("/statistiques", "Statistiques"));
+    }
     nav.push(link("/avis", "Mes avis par courriel"));
     if may(state, member, "read_audit") {
         nav.push(link("/journal", "Journal des accès"));

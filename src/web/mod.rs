@@ -15,9 +15,12 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod annuaire;
+mod annuaire_form;
 mod assets;
 mod auditor;
 mod case_actions;
+mod chart;
 mod compte_rendu;
 mod desk;
 mod forms;
@@ -35,6 +38,7 @@ mod seances_plan;
 mod session;
 mod sign_in;
 mod situations;
+mod statistiques;
 mod text;
 
 use std::sync::Arc;
@@ -211,6 +215,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: WebState) -> Router<S> {
             "/c/{cellule}/a-examiner/{reference}",
             post(screening::decide),
         )
+        .route("/c/{cellule}/annuaire", get(annuaire::show))
+        .route("/c/{cellule}/annuaire/export.json", get(annuaire::export))
+        .route("/c/{cellule}/annuaire/{action}", post(annuaire::act))
+        .route("/c/{cellule}/statistiques", get(statistiques::page))
         .route("/c/{cellule}/journal", get(auditor::search))
         .route("/c/{cellule}/journal/situation", get(auditor::access_log))
         .route("/c/{cellule}/journal/verification", get(auditor::verify))

@@ -7,6 +7,7 @@ use chrono_tz::Europe::Paris;
 use crate::audit::Action;
 use crate::domain::case::{AgeBand, CaseStatus, ConsentStatus, Gender, Need, Urgency};
 use crate::domain::guard::{Hit, IdentifierKind};
+use crate::domain::routing::InterlocutorKind;
 use crate::domain::{Role, Sphere};
 
 pub fn status(s: CaseStatus) -> &'static str {
@@ -140,6 +141,23 @@ pub fn sphere(s: Sphere) -> &'static str {
     match s {
         Sphere::City => "Ville",
         Sphere::Psychiatry => "Psychiatrie",
+    }
+}
+
+/// An interlocutor's kind in French.
+pub fn interlocutor_kind(k: InterlocutorKind) -> &'static str {
+    match k {
+        InterlocutorKind::Ccas => "CCAS",
+        InterlocutorKind::SocialServices => "Services sociaux",
+        InterlocutorKind::Housing => "Logement, bailleur",
+        InterlocutorKind::Mediation => "Médiation",
+        InterlocutorKind::Cmp => "CMP",
+        InterlocutorKind::Hospital => "Hôpital",
+        InterlocutorKind::MobileTeam => "Équipe mobile",
+        InterlocutorKind::AddictionCare => "Addictologie",
+        InterlocutorKind::Association => "Association",
+        InterlocutorKind::JusticePolice => "Justice, police",
+        InterlocutorKind::Other => "Autre",
     }
 }
 

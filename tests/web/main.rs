@@ -7,6 +7,7 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod annuaire;
 mod audit_parity;
 mod demo;
 mod desk;

@@ -103,6 +103,74 @@ pub async fn put_rules(
     Ok(RoutingRules { rules: dir.rules })
 }
 
+/// A whole directory as the web's *Annuaire* exports and imports it: the API's two documents
+/// (`GET …/interlocutors` and `GET …/routing`) side by side.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryDocument {
+    pub interlocutors: Vec<routing::Interlocutor>,
+    pub rules: Vec<routing::Rule>,
+}
+
+/// The directory, interlocutors and rules, as [`DirectoryDocument`] (read like `GET
+/// …/interlocutors` and `GET …/routing`: the same policy, no entry).
+pub async fn get_directory(
+    state: &AppState,
+    who: &CelluleMember,
+) -> Result<DirectoryDocument, Error> {
+    allowed(state, who, "manage_routing").await?;
+    let dir = load_directory(state, slug(who)).await?;
+    Ok(DirectoryDocument {
+        interlocutors: dir.interlocutors,
+        rules: dir.rules,
+    })
+}
+
+/// Replaces interlocutors and rules at once (an import: the rules of the new directory may name
+/// interlocutors the stored one lacks), under the policy of `PUT …/interlocutors` and with its
+/// one `change_routing` entry; errors point into the document (`/interlocutors/1/name`,
+/// `/rules/0/lead`).
+pub async fn put_directory(
+    state: &AppState,
+    who: &CelluleMember,
+    body: DirectoryDocument,
+) -> Result<DirectoryDocument, Error> {
+    allowed(state, who, "manage_routing").await?;
+    let cellule = slug(who);
+    let dir = Directory {
+        interlocutors: body.interlocutors,
+        rules: body.rules,
+    };
+    dir.validate().map_err(|errors| {
+        Error::Validation(
+            errors
+                .into_iter()
+                .map(|e| {
+                    let pointer = if e.pointer.starts_with("/interlocutor") {
+                        e.pointer.replacen("/interlocutor", "/interlocutors", 1)
+                    } else {
+                        e.pointer.replacen("/rule", "/rules", 1)
+                    };
+                    FieldError::new(pointer, e.detail)
+                })
+                .collect(),
+        )
+    })?;
+    let head = store_directory(
+        state.db.as_ref(),
+        cellule,
+        &dir,
+        state.clock.now(),
+        who.audit(),
+    )
+    .await?;
+    audit_log::committed(state, cellule, &head).await;
+    Ok(DirectoryDocument {
+        interlocutors: dir.interlocutors,
+        rules: dir.rules,
+    })
+}
+
 /// Replaces a cellule's whole directory (CLI import), recorded as `change_routing` by `by`.
 pub async fn import_directory(
     db: &dyn crate::storage::Database,
