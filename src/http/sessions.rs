@@ -19,7 +19,7 @@ use crate::services::access::{self, Caller};
 use crate::services::review::agenda::{self, AgendaEdit, AgendaView};
 use crate::services::review::agenda_amend::{self, AgendaItemAdd};
 use crate::services::review::decisions::{self, DecisionRequest, DecisionView};
-use crate::services::review::directory::{self, Interlocutors, RoutingRules};
+use crate::services::review::directory::{self, DirectoryDocument, Interlocutors, RoutingRules};
 use crate::services::review::schedule;
 use crate::services::review::sessions::{
     self, AdHocRequest, PlanRequest, PlanResult, SessionQuery, SessionView,
@@ -39,6 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(session_calendar))
         .routes(routes!(get_interlocutors, put_interlocutors))
         .routes(routes!(get_routing, put_routing))
+        .routes(routes!(get_directory, put_directory))
         .routes(routes!(get_stats))
         .routes(routes!(add_agenda_item))
         .routes(routes!(withdraw_agenda_item))
@@ -384,6 +385,53 @@ pub async fn put_interlocutors(
     let member = access::enter(&state, &caller, &cellule, None).await?;
     Ok(Json(
         directory::put_interlocutors(&state, &member, body.parse()?).await?,
+    ))
+}
+
+/// The whole directory: interlocutors and rules (coordinator).
+#[utoipa::path(get, path = "/v1/cellules/{cellule}/directory", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    responses(
+        (status = 200, description = "Interlocutors and rules", body = DirectoryDocument),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_directory(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+) -> Result<Json<DirectoryDocument>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(directory::get_directory(&state, &member).await?))
+}
+
+/// Replaces interlocutors and rules at once (coordinator): an import, whose rules may name
+/// interlocutors the stored directory lacks.
+#[utoipa::path(put, path = "/v1/cellules/{cellule}/directory", tag = "sessions", security(("bearer" = [])),
+    params(("cellule" = String, Path, description = "Cellule slug")),
+    request_body = DirectoryDocument,
+    responses(
+        (status = 200, description = "Interlocutors and rules", body = DirectoryDocument),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the coordinator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cellule, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid directory", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_directory(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(cellule): ApiPath<String>,
+    body: ApiJson<DirectoryDocument>,
+) -> Result<Json<DirectoryDocument>, Error> {
+    let member = access::enter(&state, &caller, &cellule, None).await?;
+    Ok(Json(
+        directory::put_directory(&state, &member, body.parse()?).await?,
     ))
 }
 

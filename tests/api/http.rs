@@ -249,6 +249,7 @@ async fn openapi_matches_the_router(backend: Backend) {
         "/v1/cellules/{cellule}/me/notices",
         "/v1/cellules/{cellule}/interlocutors",
         "/v1/cellules/{cellule}/routing",
+        "/v1/cellules/{cellule}/directory",
         "/v1/cellules/{cellule}/stats",
     ];
     let documented: HashSet<&str> = paths.keys().map(String::as_str).collect();

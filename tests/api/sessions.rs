@@ -977,6 +977,73 @@ async fn statistics_suppress_small_counts(backend: Backend) {
         .assert_problem(422);
 }
 
+/// The whole directory at once: read, then replaced with rules naming interlocutors the stored
+/// directory lacks (which `…/interlocutors` then `…/routing` could not do in either order), in
+/// one `change_routing` entry; refused whole, with pointers into the document, when a rule names
+/// nobody.
+async fn the_whole_directory_is_replaced_at_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    setup(&app).await;
+    let before = call(&app, Method::GET, "/directory", COORD, None).await;
+    assert_eq!(before.status, 200, "{}", before.text);
+    assert!(
+        before.body["interlocutors"]
+            .as_array()
+            .is_some_and(|i| !i.is_empty())
+    );
+    assert!(
+        before.body["rules"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    );
+    let new = json!({
+        "interlocutors": [{"id": "cmp-nouveau", "name": "CMP Nouveau", "sphere": "psychiatry", "kind": "cmp", "sectors": ["66G03"]}],
+        "rules": [{"id": "soins", "needs": ["care_access"], "lead": "cmp-nouveau"}]
+    });
+    let entries = || {
+        app.count_rows(
+            "SELECT count(*) FROM audit_entries WHERE action = 'change_routing' AND cellule = $1",
+            "perpignan",
+        )
+    };
+    let logged = entries().await;
+    // Rules first: the stored interlocutors lack the new lead.
+    call(
+        &app,
+        Method::PUT,
+        "/routing",
+        COORD,
+        Some(json!({"rules": new["rules"]})),
+    )
+    .await
+    .assert_problem(422);
+    let a = call(&app, Method::PUT, "/directory", COORD, Some(new.clone())).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let stored = a.body.clone();
+    assert_eq!(stored["interlocutors"][0]["id"], "cmp-nouveau");
+    assert_eq!(stored["interlocutors"].as_array().map(Vec::len), Some(1));
+    assert_eq!(stored["rules"][0]["lead"], "cmp-nouveau");
+    assert_eq!(stored["rules"].as_array().map(Vec::len), Some(1));
+    let read = || async {
+        call(&app, Method::GET, "/directory", COORD, None)
+            .await
+            .body
+    };
+    assert_eq!(read().await, stored);
+    assert_eq!(entries().await, logged + 1);
+    // Refused whole: nothing changes.
+    let bad =
+        json!({"interlocutors": new["interlocutors"], "rules": [{"id": "x", "lead": "personne"}]});
+    let r = call(&app, Method::PUT, "/directory", COORD, Some(bad)).await;
+    r.assert_problem(422);
+    assert!(r.text.contains("/rules/0/lead"), "{}", r.text);
+    assert_eq!(read().await, stored);
+    assert_eq!(entries().await, logged + 1);
+    call(&app, Method::PUT, "/directory", PSY, Some(new))
+        .await
+        .assert_problem(403);
+}
+
 async fn the_directory_rejects_what_it_cannot_route(backend: Backend) {
     let app = spawn_app(backend).await;
     setup(&app).await;
@@ -1796,6 +1863,7 @@ backend_tests!(
     the_calendar_is_valid_icalendar_without_content,
     statistics_suppress_small_counts,
     the_directory_rejects_what_it_cannot_route,
+    the_whole_directory_is_replaced_at_once,
     edits_publication_and_cancellation_keep_the_pool_consistent,
     access_follows_routing_and_ends_by_itself,
     sessions_keep_their_zone_and_schedule_its_first_day,

@@ -35,112 +35,22 @@ pub async fn put_interlocutors(
     body: Interlocutors,
 ) -> Result<Interlocutors, Error> {
     allowed(state, who, "manage_routing").await?;
-    let cellule = slug(who);
-    let mut dir = load_directory(state, cellule).await?;
+    let mut dir = load_directory(state, slug(who)).await?;
     dir.interlocutors = body.interlocutors;
-    dir.validate().map_err(|errors| {
-        Error::Validation(
-            errors
-                .into_iter()
-                .map(|e| {
-                    FieldError::new(
-                        e.pointer.replacen("/interlocutor", "/interlocutors", 1),
-                        e.detail,
-                    )
-                })
-                .collect(),
-        )
-    })?;
-    let head = store_directory(
-        state.db.as_ref(),
-        cellule,
-        &dir,
-        state.clock.now(),
-        who.audit(),
-    )
-    .await?;
-    audit_log::committed(state, cellule, &head).await;
+    let dir = replace_directory(state, who, dir).await?;
     Ok(Interlocutors {
         interlocutors: dir.interlocutors,
     })
 }
 
-/// `GET …/routing`.
-pub async fn get_rules(state: &AppState, who: &CelluleMember) -> Result<RoutingRules, Error> {
-    allowed(state, who, "manage_routing").await?;
-    Ok(RoutingRules {
-        rules: load_directory(state, slug(who)).await?.rules,
-    })
-}
-
-/// `PUT …/routing`: replaces the ordered rules.
-pub async fn put_rules(
+/// Validates `dir` whole (each problem pointing into the API's documents: `/interlocutors/1/name`,
+/// `/rules/0/lead`) and stores it with its one `change_routing` entry.
+async fn replace_directory(
     state: &AppState,
     who: &CelluleMember,
-    body: RoutingRules,
-) -> Result<RoutingRules, Error> {
-    allowed(state, who, "manage_routing").await?;
+    dir: Directory,
+) -> Result<Directory, Error> {
     let cellule = slug(who);
-    let mut dir = load_directory(state, cellule).await?;
-    dir.rules = body.rules;
-    dir.validate().map_err(|errors| {
-        Error::Validation(
-            errors
-                .into_iter()
-                .map(|e| FieldError::new(e.pointer.replacen("/rule", "/rules", 1), e.detail))
-                .collect(),
-        )
-    })?;
-    let head = store_directory(
-        state.db.as_ref(),
-        cellule,
-        &dir,
-        state.clock.now(),
-        who.audit(),
-    )
-    .await?;
-    audit_log::committed(state, cellule, &head).await;
-    Ok(RoutingRules { rules: dir.rules })
-}
-
-/// A whole directory as the web's *Annuaire* exports and imports it: the API's two documents
-/// (`GET …/interlocutors` and `GET …/routing`) side by side.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DirectoryDocument {
-    pub interlocutors: Vec<routing::Interlocutor>,
-    pub rules: Vec<routing::Rule>,
-}
-
-/// The directory, interlocutors and rules, as [`DirectoryDocument`] (read like `GET
-/// …/interlocutors` and `GET …/routing`: the same policy, no entry).
-pub async fn get_directory(
-    state: &AppState,
-    who: &CelluleMember,
-) -> Result<DirectoryDocument, Error> {
-    allowed(state, who, "manage_routing").await?;
-    let dir = load_directory(state, slug(who)).await?;
-    Ok(DirectoryDocument {
-        interlocutors: dir.interlocutors,
-        rules: dir.rules,
-    })
-}
-
-/// Replaces interlocutors and rules at once (an import: the rules of the new directory may name
-/// interlocutors the stored one lacks), under the policy of `PUT …/interlocutors` and with its
-/// one `change_routing` entry; errors point into the document (`/interlocutors/1/name`,
-/// `/rules/0/lead`).
-pub async fn put_directory(
-    state: &AppState,
-    who: &CelluleMember,
-    body: DirectoryDocument,
-) -> Result<DirectoryDocument, Error> {
-    allowed(state, who, "manage_routing").await?;
-    let cellule = slug(who);
-    let dir = Directory {
-        interlocutors: body.interlocutors,
-        rules: body.rules,
-    };
     dir.validate().map_err(|errors| {
         Error::Validation(
             errors
@@ -165,6 +75,67 @@ pub async fn put_directory(
     )
     .await?;
     audit_log::committed(state, cellule, &head).await;
+    Ok(dir)
+}
+
+/// `GET …/routing`.
+pub async fn get_rules(state: &AppState, who: &CelluleMember) -> Result<RoutingRules, Error> {
+    allowed(state, who, "manage_routing").await?;
+    Ok(RoutingRules {
+        rules: load_directory(state, slug(who)).await?.rules,
+    })
+}
+
+/// `PUT …/routing`: replaces the ordered rules.
+pub async fn put_rules(
+    state: &AppState,
+    who: &CelluleMember,
+    body: RoutingRules,
+) -> Result<RoutingRules, Error> {
+    allowed(state, who, "manage_routing").await?;
+    let mut dir = load_directory(state, slug(who)).await?;
+    dir.rules = body.rules;
+    let dir = replace_directory(state, who, dir).await?;
+    Ok(RoutingRules { rules: dir.rules })
+}
+
+/// A whole directory (`GET`/`PUT …/directory`, and the web's *Annuaire* export and import):
+/// the documents of `…/interlocutors` and `…/routing` side by side, replaced at once so that an
+/// import's rules may name interlocutors the stored directory lacks.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryDocument {
+    pub interlocutors: Vec<routing::Interlocutor>,
+    pub rules: Vec<routing::Rule>,
+}
+
+/// `GET …/directory`: interlocutors and rules (the policy of `GET …/interlocutors`, no entry).
+pub async fn get_directory(
+    state: &AppState,
+    who: &CelluleMember,
+) -> Result<DirectoryDocument, Error> {
+    allowed(state, who, "manage_routing").await?;
+    let dir = load_directory(state, slug(who)).await?;
+    Ok(DirectoryDocument {
+        interlocutors: dir.interlocutors,
+        rules: dir.rules,
+    })
+}
+
+/// `PUT …/directory`: replaces interlocutors and rules at once, under the policy of `PUT
+/// …/interlocutors` and with its one `change_routing` entry; errors point into the document
+/// (`/interlocutors/1/name`, `/rules/0/lead`).
+pub async fn put_directory(
+    state: &AppState,
+    who: &CelluleMember,
+    body: DirectoryDocument,
+) -> Result<DirectoryDocument, Error> {
+    allowed(state, who, "manage_routing").await?;
+    let dir = Directory {
+        interlocutors: body.interlocutors,
+        rules: body.rules,
+    };
+    let dir = replace_directory(state, who, dir).await?;
     Ok(DirectoryDocument {
         interlocutors: dir.interlocutors,
         rules: dir.rules,
