@@ -37,7 +37,8 @@
 //!    other by a client signed in through the development sign-in page, each next to the API
 //!    call it wraps (20 times, `--quick`: 2, after an untimed pass): the last session's page
 //!    (its agenda, whose deferrals are all the eligible cases left), a case with 20 notes, the
-//!    year's sessions; each page's size is reported with its times.
+//!    year's sessions, the case list's first page, the year's statistics (over every case);
+//!    each page's size is reported with its times.
 //! 6. With the large dataset, a separate cellule's chain is grown to 1,000,000 entries
 //!    (`--quick`: 20,000) and verified through `GET …/audit/verify`, next to raw `ring` SHA-256
 //!    over exactly the bytes the chain hashes (read back from the database).
@@ -1586,13 +1587,12 @@ async fn run_dataset(
         f64::NAN
     };
 
-    // The coordinator's pages over this dataset, next to the API calls they wrap: the last
-    // session's agenda (its deferrals are the eligible cases left), a case with 20 notes, the
-    // year's sessions.
+    // The coordinator's pages over this dataset, next to the API calls they wrap.
     eprintln!("[{backend} {size}] web pages next to their API calls…");
     let last = sessions.last().ok_or("no session")?;
     let web = format!("/c/{CELLULE}");
     let hot = &seeded.hot[0];
+    let year = chrono::Datelike::year(&Utc::now());
     let pages = time_pages(
         &server,
         vec![
@@ -1610,6 +1610,16 @@ async fn run_dataset(
                 "sessions of the year",
                 format!("{web}/seances"),
                 format!("{cpath}/sessions"),
+            ),
+            (
+                "case list (50 a page)",
+                format!("{web}/situations"),
+                format!("{cpath}/cases"),
+            ),
+            (
+                "statistics of the year",
+                format!("{web}/statistiques?annee={year}"),
+                format!("{cpath}/stats?year={year}"),
             ),
         ],
         opts.page_reps,

@@ -170,7 +170,8 @@ struct CellulePage {
     organisation: String,
     sphere: &'static str,
     links: Vec<NavLink>,
-    reads_cases: bool,
+    /// For whom manages the sessions: the next one not yet held (its page, day, status).
+    next_session: Option<(String, String, &'static str)>,
 }
 
 /// `GET /c/{cellule}`: the cellule's home for the person's role.
@@ -189,6 +190,14 @@ pub async fn cellule(
     }
     let spec = &member.membership.spec;
     let links = cellule_nav(&state, &member).into_iter().skip(1).collect();
+    let next_session = if may(&state, &member, "manage_sessions") {
+        match next_session(&state, &member).await {
+            Ok(n) => n,
+            Err(e) => return page::error(e),
+        }
+    } else {
+        None
+    };
     render(
         StatusCode::OK,
         &CellulePage {
@@ -207,9 +216,39 @@ pub async fn cellule(
                 .unwrap_or_default(),
             sphere: spec.sphere.map(text::sphere).unwrap_or(""),
             links,
-            reads_cases: may(&state, &member, "list_cases"),
+            next_session,
         },
     )
+}
+
+/// The first session from today on that is not yet held (planned, published, or in session).
+async fn next_session(
+    state: &WebState,
+    member: &CelluleMember,
+) -> Result<Option<(String, String, &'static str)>, crate::error::Error> {
+    use crate::domain::session::SessionStage;
+    use crate::services::review::sessions::{self, SessionQuery};
+    let today = state.app.clock.now().date_naive();
+    let q = SessionQuery {
+        from: Some(today),
+        to: None,
+    };
+    let list = sessions::list_sessions(&state.app, member, q).await?;
+    Ok(list
+        .iter()
+        .find(|s| {
+            matches!(
+                s.status,
+                SessionStage::Planned | SessionStage::Published | SessionStage::InSession
+            )
+        })
+        .map(|s| {
+            (
+                format!("/c/{}/seances/{}", member.slug(), s.id),
+                super::seances::session_day(s),
+                super::seances::stage(s.status),
+            )
+        }))
 }
 
 #[derive(Deserialize)]

@@ -44,7 +44,8 @@ async fn readme_walk_through(backend: Backend) {
     let b = browser().await;
     let shot = |name: &str| format!("{backend:?}-demo-{name}").to_lowercase();
 
-    // The coordinator finds today's session in the year's list and opens the meeting.
+    // The coordinator finds the schedule on the sessions' page, today's session from the
+    // cellule's home, and opens the meeting.
     sign_in_as(&b, &web.base, "demo-coordinator").await;
     b.goto(&format!("{}/c/demo/seances", web.base))
         .await
@@ -55,7 +56,17 @@ async fn readme_walk_through(backend: Backend) {
             .await
             .contains("deuxième jeudi")
     );
-    click(&b, &format!("a[href$='/seances/{sid}']")).await;
+    // The cellule's home names the next session: today's.
+    b.goto(&format!("{}/c/demo", web.base))
+        .await
+        .expect("cellule");
+    let link = b
+        .find(fantoccini::Locator::Css("#lien-prochaine-seance"))
+        .await
+        .expect("the next session's link");
+    let href = link.attr("href").await.expect("href").unwrap_or_default();
+    assert!(href.ends_with(&format!("/seances/{sid}")), "{href}");
+    link.click().await.expect("click");
     wait_heading(&b, "Séance du").await;
     wait_text(&b, "#statut", "ordre du jour publié").await;
     act(&b, "#ouvrir", "ouverte").await;
