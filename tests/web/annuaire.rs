@@ -11,6 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
+use crate::browse::{click, set_value, text_of, wait_heading, wait_text};
 use crate::helpers::{AUDITOR, Backend, COORD, PSY, REF1, TestApp, referral};
 use crate::support::{Web, browser, browser_like, check_page, csrf_of, dev_sign_in, web_app};
 
@@ -43,24 +44,6 @@ async fn routing_entries(app: &TestApp) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-async fn click(b: &Client, css: &str) {
-    b.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
-}
-
-async fn text_of(b: &Client, css: &str) -> String {
-    b.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .expect("text")
-}
-
 async fn value_of(b: &Client, css: &str) -> String {
     b.find(Locator::Css(css))
         .await
@@ -69,51 +52,6 @@ async fn value_of(b: &Client, css: &str) -> String {
         .await
         .expect("value")
         .unwrap_or_default()
-}
-
-/// Sets a field's value (long texts are not typed key by key).
-async fn set_value(b: &Client, id: &str, value: &str) {
-    b.execute(
-        "document.getElementById(arguments[0]).value = arguments[1];",
-        vec![json!(id), json!(value)],
-    )
-    .await
-    .expect("value set");
-}
-
-async fn wait_heading(b: &Client, expected: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut seen = String::new();
-    while std::time::Instant::now() < deadline {
-        if let Ok(h1) = b.find(Locator::Css("h1")).await
-            && let Ok(text) = h1.text().await
-        {
-            if text.starts_with(expected) {
-                return;
-            }
-            seen = text;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("expected the page « {expected} », still on « {seen} »");
-}
-
-async fn wait_text(b: &Client, css: &str, expected: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut seen = String::new();
-    while std::time::Instant::now() < deadline {
-        if let Ok(e) = b.find(Locator::Css(css)).await
-            && let Ok(text) = e.text().await
-        {
-            if text.contains(expected) {
-                return;
-            }
-            seen = text;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let source = b.source().await.unwrap_or_default();
-    panic!("expected « {expected} » in {css}, saw « {seen} » in {source}");
 }
 
 /// The cells of the table row whose header is `label`, in table `css`.

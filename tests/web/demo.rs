@@ -5,24 +5,16 @@
 //! anywhere in its pages, and the guest organisation only the items it was invited to.
 
 use cellule::domain::CelluleSlug;
-use fantoccini::{Client, Locator};
+use fantoccini::Locator;
 
 use crate::backend_tests;
+use crate::browse::{click, sign_in_as, text_of, wait_heading, wait_text};
 use crate::helpers::Backend;
-use crate::seances::{act, click, decide, pdf_text, text_of, wait_heading, wait_text};
+use crate::seances::{act, decide, pdf_text};
 use crate::support::{Web, browser, browser_like, check_page, dev_sign_in, web_app};
 
 /// The demo's psychiatry note (its text is only for the psychiatry sphere).
 const PSYCHIATRY_NOTE: &str = "connue du CMP";
-
-async fn sign_in_as(b: &Client, base: &str, subject: &str) {
-    b.delete_all_cookies().await.expect("cookies");
-    b.goto(&format!("{base}/connexion/dev"))
-        .await
-        .expect("dev sign-in");
-    click(b, &format!("button[value='{subject}']")).await;
-    wait_heading(b, "Mes cellules").await;
-}
 
 async fn readme_walk_through(backend: Backend) {
     let web = web_app(
@@ -61,7 +53,7 @@ async fn readme_walk_through(backend: Backend) {
         .await
         .expect("cellule");
     let link = b
-        .find(fantoccini::Locator::Css("#lien-prochaine-seance"))
+        .find(Locator::Css("#lien-prochaine-seance"))
         .await
         .expect("the next session's link");
     let href = link.attr("href").await.expect("href").unwrap_or_default();

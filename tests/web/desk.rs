@@ -10,8 +10,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
+use crate::browse::{click, sign_in_as, text_of, type_in, wait_heading};
 use crate::helpers::{CITY, COORD, GUEST, REF1, TestApp, referral};
-use crate::journeys::{click, text_of, type_in, wait_heading};
 use crate::support::{Web, browser, browser_like, check_page, dev_sign_in, web_app};
 
 const COORD_PSY: &str = "coord-psy";
@@ -67,16 +67,6 @@ async fn accepted(app: &TestApp, needs: Value, sector: &str, situation: &str) ->
     a.body["reference"].as_str().expect("reference").to_owned()
 }
 
-/// Signs in through the development sign-in page as `subject`.
-pub(crate) async fn sign_in(b: &Client, base: &str, subject: &str) {
-    b.delete_all_cookies().await.expect("cookies");
-    b.goto(&format!("{base}/connexion/dev"))
-        .await
-        .expect("page");
-    click(b, &format!("button[value='{subject}']")).await;
-    wait_heading(b, "Mes cellules").await;
-}
-
 /// Goes to `path`, waits for `heading`, checks the page (axe-core, screenshot) and answers its
 /// source.
 pub(crate) async fn visit(b: &Client, base: &str, path: &str, heading: &str, shot: &str) -> String {
@@ -125,7 +115,7 @@ async fn desks(backend: crate::helpers::Backend) {
     let (first, second) = (&refs[0], &refs[1]);
 
     // The coordinator screens them.
-    sign_in(&b, &base, COORD).await;
+    sign_in_as(&b, &base, COORD).await;
     b.goto(&format!("{base}/c/perpignan")).await.expect("home");
     wait_heading(&b, "Cellule perpignan").await;
     click(&b, "a[href='/c/perpignan/a-examiner']").await;
@@ -303,7 +293,7 @@ async fn desks(backend: crate::helpers::Backend) {
 
     // The city member: agenda, case, note, notices. No psychiatry text in any page.
     let mut sources = Vec::new();
-    sign_in(&b, &base, CITY).await;
+    sign_in_as(&b, &base, CITY).await;
     let page = visit(
         &b,
         &base,
@@ -377,7 +367,7 @@ async fn desks(backend: crate::helpers::Backend) {
     assert!(prefs.text.contains("reminder"), "{}", prefs.text);
 
     // The guest: only its invited item.
-    sign_in(&b, &base, GUEST).await;
+    sign_in_as(&b, &base, GUEST).await;
     let page = visit(
         &b,
         &base,
@@ -437,7 +427,7 @@ async fn desks(backend: crate::helpers::Backend) {
             .expect("time")
             .with_timezone(&chrono::Utc),
     );
-    sign_in(&b, &base, CITY).await;
+    sign_in_as(&b, &base, CITY).await;
     let page = visit(
         &b,
         &base,
@@ -538,7 +528,7 @@ async fn desks(backend: crate::helpers::Backend) {
             .expect("time")
             .with_timezone(&chrono::Utc),
     );
-    sign_in(&b, &base, CITY).await;
+    sign_in_as(&b, &base, CITY).await;
     let care_path = format!("/c/perpignan/situations/{care}");
     let page = visit(
         &b,

@@ -6,54 +6,9 @@
 use fantoccini::{Client, Locator};
 
 use crate::backend_tests;
+use crate::browse::{click, text_of, type_in, wait_heading};
 use crate::helpers::{ADMIN, AUDITOR, Backend, COORD, REF1};
 use crate::support::{PROVIDER_LABEL, Web, WebApp, browser, check_page, op, web_app};
-
-pub(crate) async fn text_of(b: &Client, css: &str) -> String {
-    b.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .expect("text")
-}
-
-pub(crate) async fn click(b: &Client, css: &str) {
-    b.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
-}
-
-pub(crate) async fn type_in(b: &Client, css: &str, text: &str) {
-    let field = b
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"));
-    field.clear().await.expect("clear");
-    field.send_keys(text).await.expect("type");
-}
-
-/// Waits until the page's heading is `expected` (the browser may still show the previous page
-/// right after a click).
-pub(crate) async fn wait_heading(b: &Client, expected: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut seen = String::new();
-    while std::time::Instant::now() < deadline {
-        if let Ok(h1) = b.find(Locator::Css("h1")).await
-            && let Ok(text) = h1.text().await
-        {
-            if text == expected {
-                return;
-            }
-            seen = text;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("expected the page « {expected} », still on « {seen} »");
-}
 
 /// Signs in at the provider as `login`, starting from the application's sign-in page.
 async fn sign_in(b: &Client, web: &WebApp, login: &str) {

@@ -9,6 +9,7 @@ mod helpers;
 
 mod annuaire;
 mod audit_parity;
+mod browse;
 mod demo;
 mod desk;
 mod journeys;

@@ -9,6 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
+use crate::browse::{click, set_value, sign_in_as, text_of, wait_heading, wait_text};
 use crate::helpers::{Backend, COORD, PSY, REF1, TestApp, referral};
 use crate::support::{Web, browser, browser_like, check_page, dev_sign_in, web_app};
 
@@ -67,61 +68,6 @@ async fn setup(app: &TestApp) -> (String, Vec<String>) {
     (s["id"].as_str().expect("id").to_owned(), references)
 }
 
-pub(crate) async fn click(b: &Client, css: &str) {
-    b.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
-}
-
-pub(crate) async fn text_of(b: &Client, css: &str) -> String {
-    b.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .expect("text")
-}
-
-/// Waits until the page's heading starts with `expected`.
-pub(crate) async fn wait_heading(b: &Client, expected: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut seen = String::new();
-    while std::time::Instant::now() < deadline {
-        if let Ok(h1) = b.find(Locator::Css("h1")).await
-            && let Ok(text) = h1.text().await
-        {
-            if text.starts_with(expected) {
-                return;
-            }
-            seen = text;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("expected the page « {expected} », still on « {seen} »");
-}
-
-/// Waits until `css` is on the page and its text contains `expected`.
-pub(crate) async fn wait_text(b: &Client, css: &str, expected: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut seen = String::new();
-    while std::time::Instant::now() < deadline {
-        if let Ok(e) = b.find(Locator::Css(css)).await
-            && let Ok(text) = e.text().await
-        {
-            if text.contains(expected) {
-                return;
-            }
-            seen = text;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let source = b.source().await.unwrap_or_default();
-    panic!("expected « {expected} » in {css}, saw « {seen} » in {source}");
-}
-
 /// The references of the agenda's rows, in order (empty while the page changes).
 async fn agenda_order(b: &Client) -> Vec<String> {
     let mut out = Vec::new();
@@ -143,16 +89,6 @@ pub(crate) async fn act(b: &Client, css: &str, confirmation: &str) {
     wait_text(b, "#fait", confirmation).await;
 }
 
-/// Sets a field's value (a date input is typed differently in each locale).
-pub(crate) async fn set_value(b: &Client, id: &str, value: &str) {
-    b.execute(
-        "document.getElementById(arguments[0]).value = arguments[1];",
-        vec![json!(id), json!(value)],
-    )
-    .await
-    .expect("value set");
-}
-
 /// Fills the decision form of the current point and sends it; waits for the confirmation.
 pub(crate) async fn decide(
     b: &Client,
@@ -167,16 +103,6 @@ pub(crate) async fn decide(
     set_value(b, "texte", text).await;
     click(b, "#enregistrer").await;
     wait_text(b, ".succes", "est enregistrée").await;
-}
-
-/// Signs in as the coordinator on the development sign-in page.
-async fn sign_in(b: &Client, base: &str) {
-    b.delete_all_cookies().await.expect("cookies");
-    b.goto(&format!("{base}/connexion/dev"))
-        .await
-        .expect("dev sign-in");
-    click(b, &format!("button[value='{COORD}']")).await;
-    wait_heading(b, "Mes cellules").await;
 }
 
 pub(crate) fn pdf_text(pdf: &[u8]) -> String {
@@ -209,7 +135,7 @@ async fn coordinator_desk(backend: Backend) {
     let shot = |name: &str| format!("{backend:?}-seances-{name}").to_lowercase();
 
     // The coordinator signs in (development sign-in) and finds the desk from the cellule's home.
-    sign_in(&b, &web.base).await;
+    sign_in_as(&b, &web.base, COORD).await;
     b.goto(&format!("{}/c/perpignan", web.base))
         .await
         .expect("cellule");
@@ -272,7 +198,7 @@ async fn coordinator_desk(backend: Backend) {
             .with_timezone(&chrono::Utc),
     );
     // Four years later the web session has long expired: the coordinator signs in again.
-    sign_in(&b, &web.base).await;
+    sign_in_as(&b, &web.base, COORD).await;
     b.goto(&format!("{}/c/perpignan/seances/{sid}", web.base))
         .await
         .expect("session");
@@ -401,7 +327,7 @@ async fn planning_and_cancelling(backend: Backend) {
     setup(app).await;
     let b = browser().await;
     let shot = |name: &str| format!("{backend:?}-calendrier-{name}").to_lowercase();
-    sign_in(&b, &web.base).await;
+    sign_in_as(&b, &web.base, COORD).await;
     b.goto(&format!("{}/c/perpignan/seances", web.base))
         .await
         .expect("sessions");

@@ -12,9 +12,9 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::backend_tests;
-use crate::desk::{sign_in, visit};
+use crate::browse::{click, sign_in_as, text_of, type_in, wait_heading, wait_text};
+use crate::desk::visit;
 use crate::helpers::{CITY, COORD, PSY, REF1, TestApp, referral};
-use crate::journeys::{click, text_of, type_in, wait_heading};
 use crate::support::{Web, browser, check_page, web_app};
 
 /// Pages must stay small.
@@ -43,24 +43,6 @@ async fn wait_url(b: &Client, needle: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("expected an address with « {needle} », still at « {seen} »");
-}
-
-/// Waits until the element `css` holds `needle`.
-async fn wait_text(b: &Client, css: &str, needle: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut seen = String::new();
-    while std::time::Instant::now() < deadline {
-        if let Ok(e) = b.find(Locator::Css(css)).await
-            && let Ok(text) = e.text().await
-        {
-            if text.contains(needle) {
-                return;
-            }
-            seen = text;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("expected « {needle} » in {css}, found « {seen} »");
 }
 
 async fn source(b: &Client) -> String {
@@ -107,7 +89,7 @@ async fn situations(backend: crate::helpers::Backend) {
     let b = browser().await;
 
     // The coordinator's list, from the navigation; filtered by urgency.
-    sign_in(&b, &base, COORD).await;
+    sign_in_as(&b, &base, COORD).await;
     b.goto(&format!("{base}/c/perpignan")).await.expect("home");
     wait_heading(&b, "Cellule perpignan").await;
     click(&b, "nav a[href='/c/perpignan/situations']").await;
@@ -285,7 +267,7 @@ async fn situations(backend: crate::helpers::Backend) {
     assert!(!page.contains(&format!("href=\"{routine_path}\"")), "gone");
 
     // A psychiatry member: the case routed to the CCAS is not theirs to see.
-    sign_in(&b, &base, PSY).await;
+    sign_in_as(&b, &base, PSY).await;
     let case_path = format!("/c/perpignan/situations/{urgent}");
     let hidden = visit(&b, &base, &case_path, "Introuvable", &shot("14-psy-cachee")).await;
     let missing = visit(
@@ -317,7 +299,7 @@ async fn situations(backend: crate::helpers::Backend) {
     .await;
 
     // The city member the case is routed to sees it, and no coordinator's form.
-    sign_in(&b, &base, CITY).await;
+    sign_in_as(&b, &base, CITY).await;
     let page = visit(
         &b,
         &base,
