@@ -15,7 +15,7 @@ use super::WebState;
 use super::forms::{FieldProblem, Form, message_for};
 use super::home::chrome;
 use super::page::{self, Chrome, render, see_other};
-use super::seances::desk;
+use super::seances::{desk, desk_form};
 use super::seances_plan::recurrence_text;
 use super::session::Signed;
 use crate::domain::schedule::{DEFAULT_TIME_ZONE, HolidayRule, Schedule};
@@ -443,13 +443,9 @@ pub async fn save(
     Path(slug): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let here = format!("/c/{slug}/seances/calendrier");
-    let member = match desk(&state, &signed, &slug, &here).await {
-        Ok(m) => m,
+    let (form, member) = match desk_form(&state, &signed, &slug, &here, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let before = match stored(&state, &member).await {

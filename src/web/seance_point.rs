@@ -15,7 +15,7 @@ use super::WebState;
 use super::forms::{FieldProblem, Form, message_for};
 use super::home::chrome;
 use super::page::{self, Chrome, render, see_other};
-use super::seances::{conflict_message, desk, needs_text, proposal_text};
+use super::seances::{conflict_message, desk, desk_form, needs_text, proposal_text};
 use super::session::Signed;
 use super::text;
 use crate::domain::case::Audience;
@@ -436,13 +436,9 @@ pub async fn decide(
     Query(q): Query<PointQuery>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let here = format!("/c/{slug}/seances/{sid}/seance");
-    let member = match desk(&state, &signed, &slug, &here).await {
-        Ok(m) => m,
+    let (form, member) = match desk_form(&state, &signed, &slug, &here, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let cx = Ctx {

@@ -44,6 +44,20 @@ pub(super) async fn desk(
     Ok(member)
 }
 
+/// A form posted to the desk: its fields (once its CSRF token is checked) and the member, who
+/// may manage the sessions.
+pub(super) async fn desk_form(
+    state: &WebState,
+    signed: &Signed,
+    slug: &str,
+    here: &str,
+    body: &Bytes,
+) -> Result<(Form, CelluleMember), Response> {
+    let form = signed.form(body)?;
+    let member = desk(state, signed, slug, here).await?;
+    Ok((form, member))
+}
+
 /// A session's status in French.
 pub(super) fn stage(s: SessionStage) -> &'static str {
     match s {
@@ -471,13 +485,9 @@ pub async fn act(
     Path((slug, sid, action)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let here = format!("/c/{slug}/seances/{sid}");
-    let member = match desk(&state, &signed, &slug, &here).await {
-        Ok(m) => m,
+    let (form, member) = match desk_form(&state, &signed, &slug, &here, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let app = &state.app;

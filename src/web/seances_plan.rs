@@ -14,7 +14,7 @@ use super::WebState;
 use super::forms::{FieldProblem, Form, message_for};
 use super::home::chrome;
 use super::page::{self, Chrome, render, see_other};
-use super::seances::{desk, session_day, stage};
+use super::seances::{desk, desk_form, session_day, stage};
 use super::session::Signed;
 use crate::domain::schedule::{HolidayRule, Schedule, parse_tz};
 use crate::error::Error;
@@ -344,13 +344,9 @@ pub async fn plan(
     Path(slug): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let here = format!("/c/{slug}/seances");
-    let member = match desk(&state, &signed, &slug, &here).await {
-        Ok(m) => m,
+    let (form, member) = match desk_form(&state, &signed, &slug, &here, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let months = match form.text("mois").parse::<u32>() {
@@ -459,13 +455,9 @@ pub async fn add(
     Path(slug): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let here = format!("/c/{slug}/seances");
-    let member = match desk(&state, &signed, &slug, &here).await {
-        Ok(m) => m,
+    let (form, member) = match desk_form(&state, &signed, &slug, &here, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     // The day and hour are the cellule's local time (its schedule's zone).
