@@ -1257,7 +1257,9 @@ async fn run_dataset(
     use reqwest::Method;
     let mut server = Server::start(db_url).await?;
     server.cellule(CELLULE).await?;
-    let workers = if backend == "postgres" { 6 } else { 2 };
+    // SQLite has one writer: a second seeding worker only waits for the first, and with
+    // `synchronous = FULL` a slow fsync can outlast the busy timeout it waits with.
+    let workers = if backend == "postgres" { 6 } else { 1 };
     eprintln!("[{backend} {size}] seeding {size} cases with notes and audit entries…");
     let seed_db = seeding_handle(backend, db_url, &server).await?;
     let seeded = seed(
