@@ -110,6 +110,7 @@ pub(crate) async fn eligible_cases(
 pub(crate) async fn agenda_deferred(
     store: &Store,
     session_id: &str,
+    limit: i64,
 ) -> Result<Vec<DeferredRecord>, StorageError> {
     Ok(db_run!(store,
         sqlite c => {
@@ -117,9 +118,10 @@ pub(crate) async fn agenda_deferred(
                 "SELECT d.case_id, c.reference, COALESCE(f.times, 0) AS times_deferred \
                  FROM agenda_deferrals d JOIN cases c ON c.id = d.case_id \
                  LEFT JOIN case_deferrals f ON f.case_id = d.case_id \
-                 WHERE d.session_id = $1 ORDER BY c.reference",
+                 WHERE d.session_id = $1 ORDER BY c.reference LIMIT $2",
             )
             .bind(session_id)
+            .bind(limit)
             .fetch_all(c)
             .await?
         },
@@ -128,10 +130,34 @@ pub(crate) async fn agenda_deferred(
                 "SELECT d.case_id, c.reference, COALESCE(f.times, 0) AS times_deferred \
                  FROM session_deferrals s CROSS JOIN unnest(s.case_ids) AS d(case_id) \
                  JOIN cases c ON c.id = d.case_id LEFT JOIN case_deferrals f ON f.case_id = d.case_id \
-                 WHERE s.session_id = $1 ORDER BY c.reference",
+                 WHERE s.session_id = $1 ORDER BY c.reference LIMIT $2",
             )
             .bind(session_id)
+            .bind(limit)
             .fetch_all(c)
+            .await?
+        },
+    ))
+}
+
+pub(crate) async fn agenda_deferred_count(
+    store: &Store,
+    session_id: &str,
+) -> Result<i64, StorageError> {
+    Ok(db_run!(store,
+        sqlite c => {
+            sqlx::query_scalar("SELECT count(*) FROM agenda_deferrals WHERE session_id = $1")
+                .bind(session_id)
+                .fetch_one(c)
+                .await?
+        },
+        postgres c => {
+            sqlx::query_scalar(
+                "SELECT COALESCE(SUM(cardinality(case_ids)), 0)::bigint FROM session_deferrals \
+                 WHERE session_id = $1",
+            )
+            .bind(session_id)
+            .fetch_one(c)
             .await?
         },
     ))

@@ -110,7 +110,17 @@ pub trait ReviewStore: Send + Sync {
         audit: Vec<Draft>,
     ) -> Result<Head, StorageError>;
     async fn agenda(&self, session_id: &str) -> Result<Vec<AgendaItemRecord>, StorageError>;
-    async fn agenda_deferred(&self, session_id: &str) -> Result<Vec<DeferredRecord>, StorageError>;
+    async fn agenda_deferred(&self, session_id: &str) -> Result<Vec<DeferredRecord>, StorageError> {
+        self.agenda_deferred_first(session_id, i64::MAX).await
+    }
+    /// The first `limit` of them (by reference), for a page that names a few and counts the rest.
+    async fn agenda_deferred_first(
+        &self,
+        session_id: &str,
+        limit: i64,
+    ) -> Result<Vec<DeferredRecord>, StorageError>;
+    /// How many cases the session's set of deferrals holds.
+    async fn agenda_deferred_count(&self, session_id: &str) -> Result<i64, StorageError>;
     /// Cases on the agenda of another open session (planned, unpublished, starting at or after
     /// `now`), with that session's id.
     async fn other_agendas(
@@ -391,8 +401,16 @@ impl ReviewStore for Store {
         }))
     }
 
-    async fn agenda_deferred(&self, session_id: &str) -> Result<Vec<DeferredRecord>, StorageError> {
-        super::agenda::agenda_deferred(self, session_id).await
+    async fn agenda_deferred_first(
+        &self,
+        session_id: &str,
+        limit: i64,
+    ) -> Result<Vec<DeferredRecord>, StorageError> {
+        super::agenda::agenda_deferred(self, session_id, limit).await
+    }
+
+    async fn agenda_deferred_count(&self, session_id: &str) -> Result<i64, StorageError> {
+        super::agenda::agenda_deferred_count(self, session_id).await
     }
 
     async fn other_agendas(

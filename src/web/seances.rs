@@ -298,10 +298,11 @@ async fn session_page(
     done: Option<&'static str>,
 ) -> Response {
     let base = format!("/c/{}/seances/{sid}", member.slug());
-    let view: AgendaView = match agenda::get_agenda(&state.app, member, sid).await {
-        Ok(v) => v,
-        Err(e) => return page::error(e),
-    };
+    let (view, deferred_total): (AgendaView, usize) =
+        match agenda::get_agenda_naming(&state.app, member, sid, DEFERRED_SHOWN).await {
+            Ok(v) => v,
+            Err(e) => return page::error(e),
+        };
     let s = &view.session;
     let stage = s.status;
     let attendance = match attendance_rows(state, member, sid, stage).await {
@@ -339,7 +340,7 @@ async fn session_page(
             .take(DEFERRED_SHOWN)
             .map(|d| d.reference.clone())
             .collect(),
-        deferred_more: view.deferred.len().saturating_sub(DEFERRED_SHOWN),
+        deferred_more: deferred_total.saturating_sub(DEFERRED_SHOWN),
         attendance,
         base,
     };

@@ -1120,6 +1120,26 @@ async fn rebuilds_replace_the_draft_deferrals_and_publication_counts_them(backen
             assert_eq!(times_deferred(&app, id).await, 0);
         }
     }
+    // A page names the first deferrals (by reference) and counts them all.
+    let all = app.state.db.agenda_deferred(&sid).await.expect("deferred");
+    let named = app
+        .state
+        .db
+        .agenda_deferred_first(&sid, 2)
+        .await
+        .expect("first deferred");
+    assert_eq!(
+        named.iter().map(|d| &d.reference).collect::<Vec<_>>(),
+        all.iter().take(2).map(|d| &d.reference).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        app.state
+            .db
+            .agenda_deferred_count(&sid)
+            .await
+            .expect("count"),
+        3
+    );
     // A deferred case that leaves the pool (scheduled elsewhere) leaves the set at the next
     // build: the stored deferrals then differ from what the build read (SQLite then compares
     // the whole set in the database; PostgreSQL diffs against its stored set).

@@ -292,10 +292,22 @@ async fn agenda_view(
     sched: Option<&Schedule>,
     visible: Option<&[String]>,
 ) -> Result<AgendaView, Error> {
+    agenda_view_first(state, session, rows, sched, visible, i64::MAX).await
+}
+
+/// [`agenda_view`] with only the first `deferred` deferrals (by reference).
+async fn agenda_view_first(
+    state: &AppState,
+    session: &SessionRecord,
+    rows: &[AgendaItemRecord],
+    sched: Option<&Schedule>,
+    visible: Option<&[String]>,
+    deferred: i64,
+) -> Result<AgendaView, Error> {
     let deferred = if visible.is_none() {
         state
             .db
-            .agenda_deferred(&session.id)
+            .agenda_deferred_first(&session.id, deferred)
             .await?
             .into_iter()
             .map(|d| DeferredView {
@@ -384,6 +396,35 @@ pub async fn get_agenda(
     who: &CelluleMember,
     sid: &str,
 ) -> Result<AgendaView, Error> {
+    read_agenda(state, who, sid, i64::MAX).await
+}
+
+/// [`get_agenda`] for a page that names the first `shown` deferred cases and counts the others
+/// (a crowded month defers thousands): the view with those, and how many there are in all.
+/// Read and recorded as `GET …/agenda` is.
+pub async fn get_agenda_naming(
+    state: &AppState,
+    who: &CelluleMember,
+    sid: &str,
+    shown: usize,
+) -> Result<(AgendaView, usize), Error> {
+    let shown = i64::try_from(shown).unwrap_or(i64::MAX);
+    let view = read_agenda(state, who, sid, shown).await?;
+    let total = if view.deferred.len() as i64 >= shown {
+        let n = state.db.agenda_deferred_count(&view.session.id).await?;
+        usize::try_from(n).unwrap_or(usize::MAX)
+    } else {
+        view.deferred.len()
+    };
+    Ok((view, total))
+}
+
+async fn read_agenda(
+    state: &AppState,
+    who: &CelluleMember,
+    sid: &str,
+    deferred: i64,
+) -> Result<AgendaView, Error> {
     let p = allowed_audited(state, who, "read_agenda", Action::ReadAgenda).await?;
     let cellule = slug(who);
     let s = session(state, cellule, sid).await?;
@@ -399,12 +440,13 @@ pub async fn get_agenda(
     audit_log::record(state, cellule, drafts).await?;
     let visible: Vec<String> = shown.into_iter().map(|(id, _)| id).collect();
     let all = p.role == "coordinator";
-    agenda_view(
+    agenda_view_first(
         state,
         &s,
         &rows,
         sched.as_ref(),
         if all { None } else { Some(&visible) },
+        deferred,
     )
     .await
 }
