@@ -58,6 +58,8 @@ pub struct EventRow {
     pub to: &'static str,
     pub actor: String,
     pub reason: Option<String>,
+    /// A decline's message for the referrer.
+    pub message: Option<String>,
 }
 
 /// A field of a transition form: its id, value as typed, and error.
@@ -259,6 +261,7 @@ pub(super) async fn lifecycle(
                 to: text::status(e.to),
                 actor: e.actor.clone(),
                 reason: e.reason.clone(),
+                message: e.referrer_message.clone(),
             })
             .collect(),
         deferred: view.times_deferred,

@@ -225,6 +225,19 @@ async fn desks(backend: crate::helpers::Backend) {
         .expect("text");
     assert!(mine.contains("Adressez-vous au CCAS de votre commune."));
     assert!(!mine.contains("droit commun"));
+    // The case's history keeps both, for the coordinator.
+    let coordinator = browser_like();
+    dev_sign_in(&coordinator, &web.base, COORD).await;
+    let history = coordinator
+        .get(format!("{}/c/perpignan/situations/{second}", web.base))
+        .send()
+        .await
+        .expect("case page")
+        .text()
+        .await
+        .expect("text");
+    assert!(history.contains("Adressez-vous au CCAS de votre commune."));
+    assert!(history.contains("Relève du droit commun"));
     let statuses = app
         .get("/v1/cellules/perpignan/cases", Some(&app.token(COORD)))
         .await;
