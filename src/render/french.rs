@@ -7,7 +7,8 @@ use chrono_tz::Tz;
 use crate::domain::case::Audience;
 use crate::domain::session::{AttendanceStatus, Outcome};
 
-const MONTHS: [&str; 12] = [
+/// The months' names, January first.
+pub const MONTHS: [&str; 12] = [
     "janvier",
     "février",
     "mars",

@@ -15,7 +15,7 @@ use chrono::NaiveDate;
 use super::WebState;
 use super::desk::{Back, case_page};
 use super::forms::{FieldProblem, Form, message_for};
-use super::home::{enter, may};
+use super::home::{enter_form, may};
 use super::page::{self, render, see_other};
 use super::seance_point::organisations;
 use super::session::Signed;
@@ -335,12 +335,8 @@ pub async fn transition(
     Path((slug, reference)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let member = match enter(&state, &signed, &slug).await {
-        Ok(m) => m,
+    let (form, member) = match enter_form(&state, &signed, &slug, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let typed = Typed::of(&form);
@@ -470,12 +466,8 @@ pub async fn erase(
     Path((slug, reference)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let member = match enter(&state, &signed, &slug).await {
-        Ok(m) => m,
+    let (form, member) = match enter_form(&state, &signed, &slug, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     if form.get("confirmation") != Some("oui") {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::WebState;
 use super::case_actions::{Lifecycle, Typed, lifecycle};
 use super::forms::{FieldProblem, Form, message_for};
-use super::home::{charter_gate, chrome, enter};
+use super::home::{charter_gate, chrome, enter, enter_form};
 use super::page::{self, Chrome, render, see_other};
 use super::referrals::{HitHint, MarkedField, segments};
 use super::session::Signed;
@@ -330,12 +330,8 @@ pub async fn add_note(
     Path((slug, reference)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let member = match enter(&state, &signed, &slug).await {
-        Ok(m) => m,
+    let (form, member) = match enter_form(&state, &signed, &slug, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let again = async |errors: Vec<FieldProblem>, marked: Vec<MarkedField>| match case_page(

@@ -26,6 +26,19 @@ pub(super) async fn enter(
         .map_err(page::error)
 }
 
+/// A form posted to a page of cellule `slug`: its fields (once its CSRF token is checked), then
+/// the person entering the cellule.
+pub(super) async fn enter_form(
+    state: &WebState,
+    signed: &Signed,
+    slug: &str,
+    body: &Bytes,
+) -> Result<(super::forms::Form, CelluleMember), Response> {
+    let form = signed.form(body)?;
+    let member = enter(state, signed, slug).await?;
+    Ok((form, member))
+}
+
 /// Sends a member or coordinator who has not accepted the current charter to it first.
 pub(super) fn charter_gate(
     state: &WebState,
@@ -309,12 +322,8 @@ pub async fn accept_charter(
     Path(slug): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let member = match enter(&state, &signed, &slug).await {
-        Ok(m) => m,
+    let (form, member) = match enter_form(&state, &signed, &slug, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Ok(version) = form.text("version").parse::<i64>() else {

@@ -9,7 +9,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::WebState;
-use super::home::{chrome, enter};
+use super::home::{chrome, enter, enter_form};
 use super::page::{self, Chrome, render, see_other};
 use super::session::Signed;
 use crate::domain::notice::NoticeKind;
@@ -117,12 +117,8 @@ pub async fn choose(
     Path(slug): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let member = match enter(&state, &signed, &slug).await {
-        Ok(m) => m,
+    let (form, member) = match enter_form(&state, &signed, &slug, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let on = form.all("avis");

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::WebState;
 use super::forms::{FieldProblem, Form, message_for};
-use super::home::{chrome, enter};
+use super::home::{chrome, enter, enter_form};
 use super::page::{self, Chrome, render, see_other};
 use super::session::Signed;
 use super::text;
@@ -416,12 +416,8 @@ pub async fn submit(
     Path(slug): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match signed.form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let member = match enter(&state, &signed, &slug).await {
-        Ok(m) => m,
+    let (form, member) = match enter_form(&state, &signed, &slug, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let again = |errors: Vec<FieldProblem>, marked: Vec<MarkedField>| {

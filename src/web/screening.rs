@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::WebState;
 use super::desk::{Fact, facts};
-use super::forms::{FieldProblem, Form};
-use super::home::{charter_gate, chrome, enter};
+use super::forms::FieldProblem;
+use super::home::{charter_gate, chrome, enter, enter_form};
 use super::page::{self, Chrome, render, see_other};
 use super::session::Signed;
 use crate::domain::Role;
@@ -189,12 +189,8 @@ pub async fn decide(
     Path((slug, reference)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let form: Form = match signed.form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let member = match enter(&state, &signed, &slug).await {
-        Ok(m) => m,
+    let (form, member) = match enter_form(&state, &signed, &slug, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let reason = form.raw("motif");

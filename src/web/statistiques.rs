@@ -27,21 +27,6 @@ use crate::services::access;
 use crate::services::review::SUPPRESS_BELOW;
 use crate::services::review::statistics::{self, Count, Delay, Stats};
 
-const MONTHS: [&str; 12] = [
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-];
-
 /// What a breakdown's withheld cell shows (it may hide a count of 5 or more).
 const SECRET: &str = "secret statistique";
 
@@ -127,7 +112,7 @@ fn month(key: &str) -> String {
     key.rsplit('-')
         .next()
         .and_then(|m| m.parse::<usize>().ok())
-        .and_then(|m| MONTHS.get(m.wrapping_sub(1)))
+        .and_then(|m| french::MONTHS.get(m.wrapping_sub(1)))
         .map_or_else(|| key.to_owned(), |m| (*m).to_owned())
 }
 
