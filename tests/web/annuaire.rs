@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::backend_tests;
 use crate::browse::{click, set_value, text_of, wait_heading, wait_text};
 use crate::helpers::{AUDITOR, Backend, COORD, PSY, REF1, TestApp, referral};
-use crate::support::{Web, browser, browser_like, check_page, csrf_of, dev_sign_in, web_app};
+use crate::support::{browser, browser_like, check_page, csrf_of, dev_sign_in, dev_web_app};
 
 async fn api(app: &TestApp, sub: &str, path: &str) -> Value {
     let a = app
@@ -70,14 +70,7 @@ async fn row_of(b: &Client, css: &str, label: &str) -> String {
 }
 
 async fn coordinator_directory_and_statistics(backend: Backend) {
-    let web = web_app(
-        backend,
-        Web {
-            oidc: false,
-            ..Web::default()
-        },
-    )
-    .await;
+    let web = dev_web_app(backend).await;
     let app = &web.app;
     app.standard_cellule().await;
     let b = browser().await;

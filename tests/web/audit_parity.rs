@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::backend_tests;
 use crate::helpers::{AUDITOR, Backend, COORD, PSY, REF1, TestApp};
-use crate::support::{Web, browser_like, csrf_of, dev_sign_in, web_app};
+use crate::support::{browser_like, csrf_of, dev_sign_in, dev_web_app};
 
 type Entry = (String, String, String, String, String);
 
@@ -60,14 +60,7 @@ async fn same_entries<F: std::future::Future<Output = ()>>(
 }
 
 async fn page_and_api_log_the_same(backend: Backend) {
-    let web = web_app(
-        backend,
-        Web {
-            oidc: false,
-            ..Web::default()
-        },
-    )
-    .await;
+    let web = dev_web_app(backend).await;
     let app = &web.app;
     app.standard_cellule().await;
     let (a_id, a) = app.refer_ok(REF1, "Situation lue par les pages.").await;

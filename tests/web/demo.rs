@@ -11,20 +11,13 @@ use crate::backend_tests;
 use crate::browse::{click, sign_in_as, text_of, wait_heading, wait_text};
 use crate::helpers::Backend;
 use crate::seances::{act, decide, pdf_text};
-use crate::support::{Web, browser, browser_like, check_page, dev_sign_in, web_app};
+use crate::support::{browser, browser_like, check_page, dev_sign_in, dev_web_app};
 
 /// The demo's psychiatry note (its text is only for the psychiatry sphere).
 const PSYCHIATRY_NOTE: &str = "connue du CMP";
 
 async fn readme_walk_through(backend: Backend) {
-    let web = web_app(
-        backend,
-        Web {
-            oidc: false,
-            ..Web::default()
-        },
-    )
-    .await;
+    let web = dev_web_app(backend).await;
     let app = &web.app;
     let slug = CelluleSlug::parse("demo").expect("slug");
     let demo = cellule::cli::demo::set_up(&app.config, &slug, chrono::Utc::now())

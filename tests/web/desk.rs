@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::backend_tests;
 use crate::browse::{click, sign_in_as, text_of, type_in, wait_heading};
 use crate::helpers::{CITY, COORD, GUEST, REF1, TestApp, referral};
-use crate::support::{Web, browser, browser_like, check_page, dev_sign_in, web_app};
+use crate::support::{browser, browser_like, check_page, dev_sign_in, dev_web_app};
 
 const COORD_PSY: &str = "coord-psy";
 /// Written in a psychiatry note and a psychiatry decision text: never in a city member's page.
@@ -77,14 +77,7 @@ pub(crate) async fn visit(b: &Client, base: &str, path: &str, heading: &str, sho
 }
 
 async fn desks(backend: crate::helpers::Backend) {
-    let web = web_app(
-        backend,
-        Web {
-            oidc: false,
-            ..Web::default()
-        },
-    )
-    .await;
+    let web = dev_web_app(backend).await;
     let app = &web.app;
     let base = web.base.clone();
     app.standard_cellule().await;
@@ -276,6 +269,24 @@ async fn desks(backend: crate::helpers::Backend) {
             None,
         )
         .await;
+    }
+    // The cellule's home names the next session to whom manages the sessions, to no one else.
+    for (who, named) in [(COORD, true), (CITY, false)] {
+        let client = browser_like();
+        dev_sign_in(&client, &base, who).await;
+        let home = client
+            .get(format!("{base}/c/perpignan"))
+            .send()
+            .await
+            .expect("home")
+            .text()
+            .await
+            .expect("text");
+        assert_eq!(
+            home.contains(&format!("/c/perpignan/seances/{sid}")),
+            named,
+            "{who}"
+        );
     }
     let housing_id = call(app, Method::GET, &format!("/cases/{housing}"), COORD, None).await["id"]
         .as_str()

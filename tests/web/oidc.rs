@@ -8,8 +8,8 @@ use serde_json::json;
 use crate::backend_tests;
 use crate::helpers::{Backend, REF1, referral};
 use crate::support::{
-    Web, WebApp, browser_like, csrf_of, dev_sign_in, location, provider, provider_sign_in,
-    set_cookie, web_app,
+    Web, WebApp, browser_like, csrf_of, dev_sign_in, dev_web_app, location, provider,
+    provider_sign_in, set_cookie, web_app,
 };
 
 async fn app(backend: Backend) -> WebApp {
@@ -205,14 +205,7 @@ async fn expired_session(backend: Backend) {
 }
 
 async fn csrf_and_origin(backend: Backend) {
-    let web = web_app(
-        backend,
-        Web {
-            oidc: false,
-            ..Web::default()
-        },
-    )
-    .await;
+    let web = dev_web_app(backend).await;
     web.app.standard_cellule().await;
     let alice = browser_like();
     let other = browser_like();

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::backend_tests;
 use crate::helpers::{ADMIN, AUDITOR, Backend, COORD, PSY, REF1, referral};
-use crate::support::{Web, browser_like, csrf_of, dev_sign_in, location, web_app};
+use crate::support::{Web, browser_like, csrf_of, dev_sign_in, dev_web_app, location, web_app};
 
 const MATRIX: &str = include_str!("../page_matrix.toml");
 const CONTENT: &str = "PAGEMATRIXCONTENT";
@@ -95,14 +95,7 @@ fn assert_secure_headers(headers: &HeaderMap, what: &str) {
 
 async fn page_matrix(backend: Backend) {
     let m: Matrix = toml::from_str(MATRIX).unwrap_or_else(|e| panic!("page_matrix.toml: {e}"));
-    let web = web_app(
-        backend,
-        Web {
-            oidc: false,
-            ..Web::default()
-        },
-    )
-    .await;
+    let web = dev_web_app(backend).await;
     let app = &web.app;
     app.standard_cellule().await;
     app.add_member(
@@ -217,14 +210,7 @@ async fn page_matrix(backend: Backend) {
 }
 
 async fn headers_and_cookies(backend: Backend) {
-    let web = web_app(
-        backend,
-        Web {
-            oidc: false,
-            ..Web::default()
-        },
-    )
-    .await;
+    let web = dev_web_app(backend).await;
     web.app.standard_cellule().await;
     let client = browser_like();
     for path in [
@@ -409,14 +395,7 @@ async fn no_dev_page_without_dev_issuer(backend: Backend) {
 /// A member who has not accepted the current charter is sent to it from the cellule, accepts
 /// it, and is brought back.
 async fn charter_first(backend: Backend) {
-    let web = web_app(
-        backend,
-        Web {
-            oidc: false,
-            ..Web::default()
-        },
-    )
-    .await;
+    let web = dev_web_app(backend).await;
     web.app.standard_cellule().await;
     web.app
         .add_member(
@@ -477,14 +456,7 @@ async fn charter_first(backend: Backend) {
 
 /// The auditor's search goes page by page, filters kept; the exports are downloads.
 async fn audit_pages(backend: Backend) {
-    let web = web_app(
-        backend,
-        Web {
-            oidc: false,
-            ..Web::default()
-        },
-    )
-    .await;
+    let web = dev_web_app(backend).await;
     web.app.standard_cellule().await;
     for n in 0..55 {
         web.app
@@ -557,14 +529,7 @@ async fn audit_pages(backend: Backend) {
 /// The administrator's forms answer bad input with the page, a French message at the field and
 /// a 422, and change nothing that was stored.
 async fn admin_forms_refuse_bad_input(backend: Backend) {
-    let web = web_app(
-        backend,
-        Web {
-            oidc: false,
-            ..Web::default()
-        },
-    )
-    .await;
+    let web = dev_web_app(backend).await;
     web.app.standard_cellule().await;
     let client = browser_like();
     dev_sign_in(&client, &web.base, ADMIN).await;

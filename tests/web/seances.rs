@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::backend_tests;
 use crate::browse::{click, set_value, sign_in_as, text_of, wait_heading, wait_text};
 use crate::helpers::{Backend, COORD, PSY, REF1, TestApp, referral};
-use crate::support::{Web, browser, browser_like, check_page, dev_sign_in, web_app};
+use crate::support::{browser, browser_like, check_page, dev_sign_in, dev_web_app};
 
 const STARTS_AT: &str = "2030-12-12T14:00:00+01:00";
 
@@ -120,14 +120,7 @@ pub(crate) fn pdf_text(pdf: &[u8]) -> String {
 }
 
 async fn coordinator_desk(backend: Backend) {
-    let web = web_app(
-        backend,
-        Web {
-            oidc: false,
-            ..Web::default()
-        },
-    )
-    .await;
+    let web = dev_web_app(backend).await;
     let app = &web.app;
     app.standard_cellule().await;
     let (sid, references) = setup(app).await;
@@ -314,14 +307,7 @@ async fn coordinator_desk(backend: Backend) {
 /// extra session (refused in the past, in French), and cancelling one (refused without its
 /// confirmation, then done).
 async fn planning_and_cancelling(backend: Backend) {
-    let web = web_app(
-        backend,
-        Web {
-            oidc: false,
-            ..Web::default()
-        },
-    )
-    .await;
+    let web = dev_web_app(backend).await;
     let app = &web.app;
     app.standard_cellule().await;
     setup(app).await;

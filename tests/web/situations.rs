@@ -15,7 +15,7 @@ use crate::backend_tests;
 use crate::browse::{click, sign_in_as, text_of, type_in, wait_heading, wait_text};
 use crate::desk::visit;
 use crate::helpers::{CITY, COORD, PSY, REF1, TestApp, referral};
-use crate::support::{Web, browser, check_page, web_app};
+use crate::support::{browser, check_page, dev_web_app};
 
 /// Pages must stay small.
 const MAX_PAGE: usize = 100_000;
@@ -61,14 +61,7 @@ async fn step(b: &Client, to: &str) {
 }
 
 async fn situations(backend: crate::helpers::Backend) {
-    let web = web_app(
-        backend,
-        Web {
-            oidc: false,
-            ..Web::default()
-        },
-    )
-    .await;
+    let web = dev_web_app(backend).await;
     let app = &web.app;
     let base = web.base.clone();
     app.standard_cellule().await;

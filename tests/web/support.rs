@@ -229,6 +229,18 @@ pub async fn web_app(backend: Backend, web: Web) -> WebApp {
     WebApp { app, base }
 }
 
+/// The web application with only the development sign-in (no OpenID provider).
+pub async fn dev_web_app(backend: Backend) -> WebApp {
+    web_app(
+        backend,
+        Web {
+            oidc: false,
+            ..Web::default()
+        },
+    )
+    .await
+}
+
 /// An HTTP client with a cookie jar, that does not follow redirects (a "browser" whose every
 /// step the test sees).
 pub fn browser_like() -> reqwest::Client {
